@@ -1,0 +1,73 @@
+//! Errors every provider adapter reports.
+
+use std::time::Duration;
+
+/// What went wrong talking to a DNS provider.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider rejected our credentials.
+    #[error("{provider}: authentication failed: {detail}")]
+    Auth {
+        /// The provider's name in the config.
+        provider: String,
+        /// What the provider said, or what to check.
+        detail: String,
+    },
+    /// No zone the provider serves contains the name.
+    #[error("{provider}: no zone found for {name}: {detail}")]
+    ZoneNotFound {
+        /// The provider's name in the config.
+        provider: String,
+        /// The name whose zone was looked for.
+        name: String,
+        /// What the provider answered.
+        detail: String,
+    },
+    /// The provider refused the operation (policy, permissions).
+    #[error("{provider}: {operation} refused for zone {zone}: {detail}")]
+    Refused {
+        /// The provider's name in the config.
+        provider: String,
+        /// What rotor tried to do.
+        operation: String,
+        /// The zone concerned.
+        zone: String,
+        /// What the provider said.
+        detail: String,
+    },
+    /// The provider could not be reached, or did not answer in time.
+    #[error("{provider}: {server} did not answer ({detail})")]
+    Unreachable {
+        /// The provider's name in the config.
+        provider: String,
+        /// The address or endpoint tried.
+        server: String,
+        /// The network error.
+        detail: String,
+    },
+    /// The provider answered with an error that may pass (server failure, rate limit).
+    #[error("{provider}: temporary failure: {detail}")]
+    Temporary {
+        /// The provider's name in the config.
+        provider: String,
+        /// What the provider said.
+        detail: String,
+        /// How long the provider asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// The provider's answer made no sense, or the request was malformed.
+    #[error("{provider}: {detail}")]
+    Protocol {
+        /// The provider's name in the config.
+        provider: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether the same call may succeed later without any change on the user's side.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Temporary { .. })
+    }
+}

@@ -1,0 +1,73 @@
+//! The DNS-provider interface of rotor and its adapters.
+//!
+//! An adapter finds the zone that holds a name, lists the TXT records at a name, and applies a
+//! batch of exact additions and deletions. It never touches a record it was not asked to, and it
+//! deletes only by exact value. Rotor's lifecycle decides *what* to change; adapters only execute.
+
+pub mod dns;
+mod error;
+pub mod rfc2136;
+pub mod txt;
+
+pub use error::ProviderError;
+pub use txt::TxtValue;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so that providers can be chosen at run time.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The zone that holds a record, as the provider knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone {
+    /// The zone's apex, lowercase, without the trailing dot.
+    pub name: String,
+    /// The provider's own identifier, where it has one (Cloudflare, Route53).
+    pub id: Option<String>,
+}
+
+/// One exact change to a TXT record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Add `value` at `name` with `ttl`, beside whatever else is there.
+    Add {
+        /// Fully qualified name, without the trailing dot.
+        name: String,
+        /// The record value.
+        value: TxtValue,
+        /// Time to live, in seconds.
+        ttl: u32,
+    },
+    /// Delete exactly `value` at `name`; other values stay.
+    Delete {
+        /// Fully qualified name, without the trailing dot.
+        name: String,
+        /// The record value, as it was published.
+        value: TxtValue,
+    },
+}
+
+/// What every DNS-provider adapter does.
+pub trait DnsProvider: Send + Sync {
+    /// The zone that holds `fqdn` (configured, or discovered).
+    fn find_zone<'a>(&'a self, fqdn: &'a str) -> BoxFuture<'a, Result<Zone, ProviderError>>;
+
+    /// Every TXT value at `fqdn`, as the provider stores it.
+    fn list_txt<'a>(
+        &'a self,
+        zone: &'a Zone,
+        fqdn: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>>;
+
+    /// Applies `changes` to `zone` as one batch where the provider allows it, and returns once
+    /// the provider reports them applied.
+    fn apply<'a>(
+        &'a self,
+        zone: &'a Zone,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// Checks that the provider answers and accepts the configured credentials for `zone`.
+    fn check<'a>(&'a self, zone: &'a Zone) -> BoxFuture<'a, Result<(), ProviderError>>;
+}

@@ -1,0 +1,241 @@
+//! RFC 2136 dynamic update, signed with TSIG: BIND, Knot, PowerDNS and any server that speaks it.
+//!
+//! Adds only rotor's own record, deletes only by exact value (never a whole RRset), and sends one
+//! UPDATE message per batch, so a batch applies atomically.
+
+mod tsig;
+
+pub use tsig::{TsigKey, TsigKeyError};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_net::NetError;
+use hickory_proto::op::{DnsResponse, Message, OpCode, Query, ResponseCode, UpdateMessage};
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use crate::dns::{self, Transport};
+use crate::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
+
+/// How to reach the primary server.
+#[derive(Clone, Debug)]
+pub struct Rfc2136Config {
+    /// The provider's name in rotor's config, for messages.
+    pub name: String,
+    /// The primary nameserver that accepts updates.
+    pub server: SocketAddr,
+    /// The TSIG key that signs updates (none: unsigned, for servers that allow it by address).
+    pub tsig: Option<TsigKey>,
+    /// How long to wait for an answer.
+    pub timeout: Duration,
+}
+
+/// The RFC 2136 adapter.
+#[derive(Debug)]
+pub struct Rfc2136 {
+    config: Rfc2136Config,
+}
+
+impl Rfc2136 {
+    /// An adapter for the server in `config`.
+    pub fn new(config: Rfc2136Config) -> Self {
+        Self { config }
+    }
+
+    fn name(&self, fqdn: &str) -> Result<Name, ProviderError> {
+        dns::fqdn(fqdn).map_err(|detail| self.protocol(detail))
+    }
+
+    fn protocol(&self, detail: String) -> ProviderError {
+        ProviderError::Protocol {
+            provider: self.config.name.clone(),
+            detail,
+        }
+    }
+
+    /// Maps a transport failure to a provider error, recognising TSIG rejections (BIND answers
+    /// them with an empty MAC, which hickory reports as a malformed signature).
+    fn net_error(&self, err: NetError) -> ProviderError {
+        let detail = err.to_string();
+        let lowered = detail.to_ascii_lowercase();
+        if lowered.contains("hmac") || lowered.contains("tsig") {
+            ProviderError::Auth {
+                provider: self.config.name.clone(),
+                detail: format!(
+                    "TSIG authentication failed (check the key name and secret): {detail}"
+                ),
+            }
+        } else {
+            ProviderError::Unreachable {
+                provider: self.config.name.clone(),
+                server: self.config.server.to_string(),
+                detail,
+            }
+        }
+    }
+
+    fn rcode_error(&self, code: ResponseCode, operation: &str, zone: &str) -> ProviderError {
+        let provider = self.config.name.clone();
+        let refused = |detail: &str| ProviderError::Refused {
+            provider: provider.clone(),
+            operation: operation.to_string(),
+            zone: zone.to_string(),
+            detail: detail.to_string(),
+        };
+        match code {
+            ResponseCode::Refused => refused(
+                "REFUSED: the server does not allow this key (or this address) to update the zone",
+            ),
+            ResponseCode::NotAuth => refused(
+                "NOTAUTH: the server is not authoritative for the zone, or rejected the TSIG key",
+            ),
+            ResponseCode::NotZone => refused("NOTZONE: the name is not inside the zone"),
+            ResponseCode::BADSIG | ResponseCode::BADKEY | ResponseCode::BADTIME => {
+                ProviderError::Auth {
+                    provider,
+                    detail: format!("TSIG authentication failed ({code}): check the key name, secret and clock"),
+                }
+            }
+            ResponseCode::ServFail => ProviderError::Temporary {
+                provider,
+                detail: format!("SERVFAIL from {} on {operation}", self.config.server),
+                retry_after: None,
+            },
+            other => self.protocol(format!("{operation} for zone {zone} failed: {other}")),
+        }
+    }
+
+    async fn ask(&self, name: &Name, record_type: RecordType) -> Result<DnsResponse, ProviderError> {
+        let mut message = Message::query();
+        message.add_query(Query::query(name.clone(), record_type));
+        message.metadata.recursion_desired = false;
+        dns::exchange(self.config.server, message, None, Transport::Tcp, self.config.timeout)
+            .await
+            .map_err(|err| self.net_error(err))
+    }
+
+    /// Sends a signed UPDATE for `zone` and checks its answer.
+    async fn update(&self, message: Message, zone: &str, operation: &str) -> Result<(), ProviderError> {
+        let signer = self.config.tsig.as_ref().map(TsigKey::signer);
+        let response = dns::exchange(self.config.server, message, signer, Transport::Tcp, self.config.timeout)
+            .await
+            .map_err(|err| self.net_error(err))?;
+        match response.response_code {
+            ResponseCode::NoError => Ok(()),
+            code => Err(self.rcode_error(code, operation, zone)),
+        }
+    }
+
+    fn update_message(zone: &Name) -> Message {
+        let mut message = Message::query();
+        message.metadata.op_code = OpCode::Update;
+        message.metadata.recursion_desired = false;
+        let mut query = Query::new();
+        query
+            .set_name(zone.clone())
+            .set_query_class(DNSClass::IN)
+            .set_query_type(RecordType::SOA);
+        message.add_zone(query);
+        message
+    }
+
+    fn txt_record(name: Name, ttl: u32, value: &TxtValue) -> Record {
+        let strings = value.strings().iter().map(Vec::as_slice).collect();
+        Record::from_rdata(name, ttl, RData::TXT(TXT::from_bytes(strings)))
+    }
+
+    async fn find_zone_impl(&self, fqdn: &str) -> Result<Zone, ProviderError> {
+        let mut candidate = self.name(fqdn)?;
+        loop {
+            let response = self.ask(&candidate, RecordType::SOA).await?;
+            let has_soa = response.answers.iter().any(|record| {
+                record.record_type() == RecordType::SOA && record.name == candidate
+            });
+            if has_soa && response.authoritative {
+                return Ok(Zone {
+                    name: dns::plain(&candidate),
+                    id: None,
+                });
+            }
+            if candidate.num_labels() <= 1 {
+                return Err(ProviderError::ZoneNotFound {
+                    provider: self.config.name.clone(),
+                    name: fqdn.to_string(),
+                    detail: format!(
+                        "{} is authoritative for no zone above it (set `zone:` on the domain if it hides its SOA)",
+                        self.config.server
+                    ),
+                });
+            }
+            candidate = candidate.base_name();
+        }
+    }
+
+    async fn list_txt_impl(&self, zone: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError> {
+        let name = self.name(fqdn)?;
+        let response = self.ask(&name, RecordType::TXT).await?;
+        match response.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain => Ok(dns::txt_answers(&response, &name)),
+            code => Err(self.rcode_error(code, "TXT lookup", &zone.name)),
+        }
+    }
+
+    async fn apply_impl(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let origin = self.name(&zone.name)?;
+        let mut message = Self::update_message(&origin);
+        for change in changes {
+            match change {
+                Change::Add { name, value, ttl } => {
+                    message.add_update(Self::txt_record(self.name(name)?, *ttl, value));
+                }
+                Change::Delete { name, value } => {
+                    let mut record = Self::txt_record(self.name(name)?, 0, value);
+                    record.dns_class = DNSClass::NONE;
+                    message.add_update(record);
+                }
+            }
+        }
+        self.update(message, &zone.name, "update").await
+    }
+
+    async fn check_impl(&self, zone: &Zone) -> Result<(), ProviderError> {
+        let origin = self.name(&zone.name)?;
+        // A signed UPDATE whose only content is the prerequisite "the SOA exists" changes
+        // nothing, but the server checks the TSIG signature and its update policy for the zone.
+        let mut message = Self::update_message(&origin);
+        let mut soa_exists = Record::update0(origin, 0, RecordType::SOA).into_record_of_rdata();
+        soa_exists.dns_class = DNSClass::ANY;
+        message.add_pre_requisite(soa_exists);
+        self.update(message, &zone.name, "a signed no-op update").await
+    }
+}
+
+impl DnsProvider for Rfc2136 {
+    fn find_zone<'a>(&'a self, fqdn: &'a str) -> BoxFuture<'a, Result<Zone, ProviderError>> {
+        Box::pin(self.find_zone_impl(fqdn))
+    }
+
+    fn list_txt<'a>(
+        &'a self,
+        zone: &'a Zone,
+        fqdn: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>> {
+        Box::pin(self.list_txt_impl(zone, fqdn))
+    }
+
+    fn apply<'a>(
+        &'a self,
+        zone: &'a Zone,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(self.apply_impl(zone, changes))
+    }
+
+    fn check<'a>(&'a self, zone: &'a Zone) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(self.check_impl(zone))
+    }
+}

@@ -1,0 +1,56 @@
+//! The command line: clap definitions only.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// DKIM key rotation orchestrator: generates keys, publishes them in DNS, waits until every
+/// nameserver has them, switches the mail signers, and retires old keys after a grace window.
+#[derive(Debug, Parser)]
+#[command(name = "rotor", version, propagate_version = true)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, short, global = true, env = "ROTOR_CONFIG", default_value = "/etc/rotor/rotor.yaml")]
+    pub config: PathBuf,
+
+    /// More output: -v shows every step, -vv debugging detail (RUST_LOG overrides).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Rotor's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One pass: start due rotations and advance every key whose gate is open (for cron or a
+    /// systemd timer; quiet when all is well).
+    Run,
+    /// Show every domain's keys: phase, since when, what comes next and what it waits for.
+    Status {
+        /// Only this domain.
+        domain: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Include retired and failed keys.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Start a rotation of these domains now (every safety gate still applies).
+    Rotate {
+        /// Domains from the config.
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// Show what `rotor run` would do now, without doing it.
+    Plan {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the config, the providers' credentials, the resolvers and the signers' paths.
+    Check,
+}

@@ -1,0 +1,208 @@
+//! One function per command.
+
+use std::collections::BTreeSet;
+use std::fs::{File, TryLockError};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rotor_providers::Zone;
+use rotor_state::{Store, StoreError};
+use serde::Serialize;
+
+use crate::config::{Authoritative, Config, DomainConfig};
+use crate::engine::{self, Clock, Engine, SystemClock};
+use crate::lifecycle::{self, Next};
+use crate::{fsutil, signer, status};
+
+/// An error with its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Exit {
+    /// Bad usage or config: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Another rotor holds the lock: exit 75.
+    #[error("another rotor is running (lock {0} is held); try again later")]
+    Locked(String),
+}
+
+/// Exit status of a command that ran.
+pub type Code = u8;
+
+/// Loads the config, mapping its errors to exit code 2.
+pub fn load(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|err| Exit::Usage(err.to_string()).into())
+}
+
+/// Holds rotor's lock in `state_dir` for as long as it lives.
+struct Lock(#[allow(dead_code)] File);
+
+fn lock(config: &Config) -> Result<Lock> {
+    fsutil::ensure_private_dir(&config.state_dir)?;
+    let path = config.state_dir.join("rotor.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Lock(file)),
+        Err(TryLockError::WouldBlock) => Err(Exit::Locked(path.display().to_string()).into()),
+        Err(TryLockError::Error(err)) => Err(err).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+fn store_dir(config: &Config) -> std::path::PathBuf {
+    config.state_dir.join("store")
+}
+
+/// Opens the store for reading while a run may be writing it: waits briefly for the run.
+fn open_for_reading(config: &Config) -> Result<Store> {
+    for _ in 0..50 {
+        match Store::open(&store_dir(config)) {
+            Err(StoreError::Busy { .. }) => std::thread::sleep(Duration::from_millis(100)),
+            other => return Ok(other?),
+        }
+    }
+    Err(Exit::Locked(store_dir(config).display().to_string()).into())
+}
+
+fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DomainConfig>> {
+    if names.is_empty() {
+        return Ok(config.domains.iter().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            config.domain(name).ok_or_else(|| {
+                Exit::Usage(format!("{name} is not a domain in {}", config.path.display())).into()
+            })
+        })
+        .collect()
+}
+
+/// `rotor run` and `rotor rotate`: one pass under the lock.
+pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
+    let forced: BTreeSet<String> = selected(config, forced)?
+        .iter()
+        .filter(|_| !forced.is_empty())
+        .map(|d| d.name.to_string())
+        .collect();
+    let _lock = lock(config)?;
+    let store = Store::open(&store_dir(config))?;
+    let report = Engine::new(config, &store, &SystemClock).run(&forced).await;
+    for (domain, error) in &report.failed {
+        eprintln!("rotor: {domain}: {error}");
+    }
+    Ok(if report.failed.is_empty() { 0 } else { 1 })
+}
+
+/// `rotor status`.
+pub fn status(config: &Config, domain: Option<String>, json: bool, all: bool) -> Result<Code> {
+    let domains = selected(config, domain.as_slice())?;
+    let store = open_for_reading(config)?;
+    let rows = status::rows(&domains, &store.keys()?, all, SystemClock.now());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", status::table(&rows));
+    }
+    Ok(if rows.iter().any(|r| r.phase.as_deref() == Some("failed")) { 1 } else { 0 })
+}
+
+/// One step `rotor run` would take now.
+#[derive(Serialize)]
+struct Planned {
+    domain: String,
+    selector: Option<String>,
+    action: String,
+}
+
+/// `rotor plan`.
+pub fn plan(config: &Config, json: bool) -> Result<Code> {
+    let store = open_for_reading(config)?;
+    let now = SystemClock.now();
+    let mut planned = Vec::new();
+    for domain in &config.domains {
+        let keys = store.domain_keys(domain.name.as_str())?;
+        for &algorithm in &domain.policy.keys {
+            if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, now, false) {
+                planned.push(Planned {
+                    domain: domain.name.to_string(),
+                    selector: None,
+                    action: format!("start a rotation: new {algorithm} key, then as far as the gates allow"),
+                });
+            }
+        }
+        for key in &keys {
+            if let Next::Act(action) = lifecycle::next(key, &domain.policy, now) {
+                planned.push(Planned {
+                    domain: domain.name.to_string(),
+                    selector: Some(key.selector.clone()),
+                    action: action.to_string(),
+                });
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&planned)?);
+    } else if planned.is_empty() {
+        println!("nothing to do now");
+    } else {
+        for step in &planned {
+            println!("{} {}: {}", step.domain, step.selector.as_deref().unwrap_or("-"), step.action);
+        }
+    }
+    Ok(0)
+}
+
+/// `rotor check`.
+pub async fn check(config: &Config) -> Result<Code> {
+    let mut failed = 0;
+    let mut report = |what: String, result: Result<()>| match result {
+        Ok(()) => println!("ok    {what}"),
+        Err(err) => {
+            failed += 1;
+            println!("FAIL  {what}: {err:#}");
+        }
+    };
+    report(format!("config {}", config.path.display()), Ok(()));
+    report(
+        format!("key_dir {}", config.key_dir.display()),
+        fsutil::ensure_private_dir(&config.key_dir),
+    );
+    for domain in &config.domains {
+        let provider = engine::provider(&domain.provider, &config.providers[&domain.provider]);
+        let name = format!("_domainkey.{}", domain.name);
+        let zone = match &domain.zone {
+            Some(zone) => Ok(Zone { name: zone.to_string(), id: None }),
+            None => provider.find_zone(&name).await.map_err(anyhow::Error::from),
+        };
+        let checked = match zone {
+            Ok(zone) => provider.check(&zone).await.map(|()| zone.name).map_err(anyhow::Error::from),
+            Err(err) => Err(err),
+        };
+        match checked {
+            Ok(zone) => report(format!("{}: provider {} accepts updates to zone {zone}", domain.name, domain.provider), Ok(())),
+            Err(err) => report(format!("{}: provider {}", domain.name, domain.provider), Err(err)),
+        }
+        let prop = &domain.policy.propagation;
+        let mut servers: Vec<(&str, std::net::SocketAddr)> = prop.resolvers.iter().map(|s| ("resolver", s.0)).collect();
+        if let Authoritative::List(list) = &prop.authoritative {
+            servers.extend(list.iter().map(|s| ("authoritative", s.0)));
+        }
+        for (role, server) in servers {
+            let name = rotor_providers::dns::fqdn(domain.name.as_str()).map_err(anyhow::Error::msg)?;
+            let answer = rotor_providers::dns::query(server, &name, hickory_proto::rr::RecordType::SOA, role == "resolver", Duration::from_secs(5))
+                .await
+                .map(|_| ())
+                .map_err(|err| anyhow::anyhow!("no answer: {err}"));
+            report(format!("{}: {role} {server} answers", domain.name), answer);
+        }
+    }
+    for (name, signer_config) in &config.signers {
+        report(format!("signer {name}"), signer::build(signer_config).check());
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}

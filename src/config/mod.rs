@@ -1,0 +1,375 @@
+//! The YAML config: parsed into raw serde types (unknown keys refused, values checked where
+//! they stand so errors carry line and column), then resolved into per-domain [`Policy`].
+
+mod values;
+
+pub use values::{Authoritative, DomainName, Interval, RetireMode, SelectorTemplate, ServerAddr};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rotor_providers::rfc2136::TsigKey;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::keys::KeyAlgorithm;
+use values::{Declared, KeyList, ProviderRef, SignerRef};
+
+/// A config error: the file, line, column and field, and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{location}: {message}")]
+pub struct ConfigError {
+    file: String,
+    location: String,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(file: &Path, line_col: Option<(usize, usize)>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.display().to_string(),
+            location: line_col.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated config.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The store and lock.
+    pub state_dir: PathBuf,
+    /// Rotor's own copy of every private key (0700).
+    pub key_dir: PathBuf,
+    /// DNS providers by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Mail signers by name.
+    pub signers: BTreeMap<String, SignerConfig>,
+    /// The domains, in file order.
+    pub domains: Vec<DomainConfig>,
+}
+
+/// One domain, with its policy resolved from `defaults` and its own overrides.
+#[derive(Clone, Debug)]
+pub struct DomainConfig {
+    /// The mail domain.
+    pub name: DomainName,
+    /// The provider that holds its zone.
+    pub provider: String,
+    /// The signers that sign its mail.
+    pub signers: Vec<String>,
+    /// The zone, when given (otherwise discovered).
+    pub zone: Option<DomainName>,
+    /// Timings and key types.
+    pub policy: Policy,
+}
+
+/// How a domain's keys are rotated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Key types, each rotated under its own selector.
+    pub keys: Vec<KeyAlgorithm>,
+    /// Selector template.
+    pub selector: SelectorTemplate,
+    /// Age at which an active key is replaced.
+    pub rotate_every: Interval,
+    /// TTL of published records.
+    pub ttl: u32,
+    /// How visibility is checked.
+    pub propagation: Propagation,
+    /// How long a replaced key stays published.
+    pub grace: Interval,
+    /// What happens after the grace window.
+    pub retire: RetireMode,
+    /// How long a revoked record stays published.
+    pub revoke_for: Interval,
+}
+
+/// How rotor decides a record is visible.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Propagation {
+    /// Recursive resolvers that must return the record.
+    pub resolvers: Vec<ServerAddr>,
+    /// Authoritative nameservers that must return it.
+    pub authoritative: Authoritative,
+    /// Never activate sooner than this after publishing.
+    pub min_wait: Interval,
+    /// Time between checks.
+    pub poll_every: Interval,
+    /// Give up (the key fails; the old one keeps signing) after this.
+    pub timeout: Interval,
+}
+
+/// A DNS provider's settings.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ProviderConfig {
+    /// RFC 2136 dynamic update.
+    Rfc2136 {
+        /// The primary that accepts updates, ip[:port].
+        server: ServerAddr,
+        /// TSIG key in BIND's format.
+        tsig_key_file: Option<TsigKeyFile>,
+        /// How long to wait for the server (default 10s).
+        timeout: Option<Interval>,
+    },
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rfc2136 {
+                server,
+                tsig_key_file,
+                timeout,
+            } => f
+                .debug_struct("Rfc2136")
+                .field("server", server)
+                .field("tsig_key_file", tsig_key_file)
+                .field("timeout", timeout)
+                .finish(),
+        }
+    }
+}
+
+/// A TSIG key file, read and checked while the config is parsed.
+#[derive(Clone, Debug)]
+pub struct TsigKeyFile(pub TsigKey);
+
+impl<'de> Deserialize<'de> for TsigKeyFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let path = PathBuf::deserialize(deserializer)?;
+        TsigKey::from_file(&path).map(Self).map_err(de::Error::custom)
+    }
+}
+
+/// A mail signer's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SignerConfig {
+    /// OpenDKIM with KeyTable and SigningTable files.
+    Opendkim(crate::signer::opendkim::OpendkimConfig),
+}
+
+impl SignerConfig {
+    /// Whether the signer can sign each message twice (RSA and Ed25519).
+    pub fn dual_signing(&self) -> bool {
+        match self {
+            Self::Opendkim(_) => false,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPropagation {
+    resolvers: Option<Vec<ServerAddr>>,
+    authoritative: Option<Authoritative>,
+    min_wait: Option<Interval>,
+    poll_every: Option<Interval>,
+    timeout: Option<Interval>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    keys: Option<KeyList>,
+    selector: Option<SelectorTemplate>,
+    rotate_every: Option<Interval>,
+    ttl: Option<u32>,
+    propagation: Option<RawPropagation>,
+    grace: Option<Interval>,
+    retire: Option<RetireMode>,
+    revoke_for: Option<Interval>,
+}
+
+/// A domain entry: its own fields and any key of `defaults`. (Written out, because serde's
+/// `flatten` cannot refuse unknown keys.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomain {
+    name: DomainName,
+    provider: ProviderRef,
+    #[serde(default)]
+    signers: Vec<SignerRef>,
+    zone: Option<DomainName>,
+    keys: Option<KeyList>,
+    selector: Option<SelectorTemplate>,
+    rotate_every: Option<Interval>,
+    ttl: Option<u32>,
+    propagation: Option<RawPropagation>,
+    grace: Option<Interval>,
+    retire: Option<RetireMode>,
+    revoke_for: Option<Interval>,
+}
+
+impl RawDomain {
+    fn overrides(self) -> RawPolicy {
+        RawPolicy {
+            keys: self.keys,
+            selector: self.selector,
+            rotate_every: self.rotate_every,
+            ttl: self.ttl,
+            propagation: self.propagation,
+            grace: self.grace,
+            retire: self.retire,
+            revoke_for: self.revoke_for,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: PathBuf,
+    key_dir: PathBuf,
+    #[serde(default)]
+    defaults: RawPolicy,
+    providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    signers: BTreeMap<String, SignerConfig>,
+    domains: Vec<RawDomain>,
+}
+
+/// The names under `providers:` and `signers:`, read first so domains can be checked against them.
+#[derive(Deserialize)]
+struct Names {
+    #[serde(default)]
+    providers: BTreeMap<String, de::IgnoredAny>,
+    #[serde(default)]
+    signers: BTreeMap<String, de::IgnoredAny>,
+}
+
+/// The value from the last layer that sets it.
+fn layered<T>(layers: &[&RawPolicy; 2], get: impl Fn(&RawPolicy) -> Option<T>) -> Option<T> {
+    layers.iter().rev().find_map(|layer| get(layer))
+}
+
+fn interval(value: Option<Interval>, default: &str) -> Interval {
+    value.unwrap_or_else(|| default.parse().expect("built-in defaults are valid"))
+}
+
+impl Policy {
+    /// Built-in defaults, overridden by `defaults:`, overridden by the domain's own keys.
+    fn resolve(layers: [&RawPolicy; 2]) -> Self {
+        let layers = &layers;
+        let propagation = |get: fn(&RawPropagation) -> Option<Interval>| {
+            layered(layers, |l| l.propagation.as_ref().and_then(get))
+        };
+        Self {
+            keys: layered(layers, |l| l.keys.clone()).map_or_else(|| vec![KeyAlgorithm::Rsa2048], |k| k.0),
+            selector: layered(layers, |l| l.selector.clone())
+                .unwrap_or_else(|| "rotor{yyyy}{mm}{dd}".parse().expect("valid")),
+            rotate_every: interval(layered(layers, |l| l.rotate_every), "90d"),
+            ttl: layered(layers, |l| l.ttl).unwrap_or(300),
+            propagation: Propagation {
+                resolvers: layered(layers, |l| l.propagation.as_ref()?.resolvers.clone()).unwrap_or_default(),
+                authoritative: layered(layers, |l| l.propagation.as_ref()?.authoritative.clone())
+                    .unwrap_or(Authoritative::Auto),
+                min_wait: interval(propagation(|p| p.min_wait), "4h"),
+                poll_every: interval(propagation(|p| p.poll_every), "5m"),
+                timeout: interval(propagation(|p| p.timeout), "48h"),
+            },
+            grace: interval(layered(layers, |l| l.grace), "7d"),
+            retire: layered(layers, |l| l.retire).unwrap_or(RetireMode::Delete),
+            revoke_for: interval(layered(layers, |l| l.revoke_for), "7d"),
+        }
+    }
+}
+
+/// Finds the line of the domain entry `name:` in the file, for errors found after parsing.
+fn domain_line(text: &str, domain: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(index, line)| {
+        let trimmed = line.trim_start().trim_start_matches('-').trim_start();
+        let value = trimmed.strip_prefix("name:")?.trim().trim_matches(['"', '\'']);
+        (value.trim_end_matches('.').eq_ignore_ascii_case(domain))
+            .then(|| (index + 1, line.len() - trimmed.len() + 1))
+    })
+}
+
+impl Config {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ConfigError::new(path, None, format!("cannot read the config: {err}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates config `text`, read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let yaml_error = |err: serde_yaml::Error| {
+            let location = err.location().map(|l| (l.line(), l.column()));
+            let mut message = err.to_string();
+            // serde_yaml appends " at line L column C"; the location is already in front.
+            if let Some(at) = message.rfind(" at line ") {
+                message.truncate(at);
+            }
+            ConfigError::new(path, location, message)
+        };
+        let names: Names = serde_yaml::from_str(text).map_err(yaml_error)?;
+        let declared = Declared {
+            providers: names.providers.into_keys().collect(),
+            signers: names.signers.into_keys().collect(),
+        };
+        let raw: RawConfig = declared.scope(|| serde_yaml::from_str(text)).map_err(yaml_error)?;
+
+        let mut seen = BTreeSet::new();
+        let mut domains = Vec::with_capacity(raw.domains.len());
+        for (index, domain) in raw.domains.into_iter().enumerate() {
+            let name = domain.name.clone();
+            let error = |field: &str, message: String| {
+                ConfigError::new(path, domain_line(text, name.as_str()), format!("domains[{index}].{field}: {message}"))
+            };
+            if !seen.insert(name.clone()) {
+                return Err(error("name", format!("{name} is declared twice")));
+            }
+            if domain.signers.is_empty() {
+                return Err(error("signers", "list at least one signer".into()));
+            }
+            if let Some(zone) = &domain.zone {
+                if !zone.contains(name.as_str()) {
+                    return Err(error("zone", format!("{name} is not inside zone {zone}")));
+                }
+            }
+            let provider = domain.provider.0.clone();
+            let signers: Vec<String> = domain.signers.iter().map(|s| s.0.clone()).collect();
+            let zone = domain.zone.clone();
+            let policy = Policy::resolve([&raw.defaults, &domain.overrides()]);
+            if policy.keys.contains(&KeyAlgorithm::Ed25519) {
+                if let Some(signer) = signers.iter().find(|s| !raw.signers[*s].dual_signing()) {
+                    return Err(error(
+                        "keys",
+                        format!("ed25519 needs a signer that signs twice (RSA and Ed25519), and signer {signer:?} cannot"),
+                    ));
+                }
+            }
+            if policy.keys.contains(&KeyAlgorithm::Rsa1024) {
+                tracing::warn!("{name}: rsa-1024 is weak (RFC 8301 says SHOULD use 2048 bits or more)");
+            }
+            domains.push(DomainConfig {
+                name,
+                provider,
+                signers,
+                zone,
+                policy,
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            state_dir: raw.state_dir,
+            key_dir: raw.key_dir,
+            providers: raw.providers,
+            signers: raw.signers,
+            domains,
+        })
+    }
+
+    /// The domain named `name`.
+    pub fn domain(&self, name: &str) -> Option<&DomainConfig> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.domains.iter().find(|domain| domain.name.as_str() == name)
+    }
+}

@@ -1,0 +1,346 @@
+//! Values of the config file, validated as they are parsed so that every error carries the
+//! file's line and column.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::keys::KeyAlgorithm;
+
+/// Implements `Deserialize` for a type through its `FromStr`, so that its error message lands at
+/// the value's position in the file.
+macro_rules! deserialize_from_str {
+    ($type:ty) => {
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A duration written as `90d`, `4h`, `5m` or `30s` (combinations like `1h30m` too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interval(pub Duration);
+
+impl FromStr for Interval {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text.trim())
+            .map(Interval)
+            .map_err(|err| format!("invalid duration {text:?} ({err}): write e.g. 90d, 4h, 5m or 30s"))
+    }
+}
+deserialize_from_str!(Interval);
+
+impl Interval {
+    /// Whole seconds.
+    pub fn secs(self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A domain name: lowercase letters, digits and hyphens in labels of at most 63 characters,
+/// at least two labels, no trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainName(String);
+
+impl FromStr for DomainName {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let name = text.trim_end_matches('.').to_ascii_lowercase();
+        let bad = |why: &str| Err(format!("invalid domain name {text:?}: {why}"));
+        if name.is_empty() || name.len() > 253 {
+            return bad("it must have 1 to 253 characters");
+        }
+        if !name.contains('.') {
+            return bad("it needs at least two labels, like example.com");
+        }
+        for label in name.split('.') {
+            if label.is_empty() || label.len() > 63 {
+                return bad("every label needs 1 to 63 characters");
+            }
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return bad("only letters, digits and hyphens are allowed (use punycode for IDNs)");
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return bad("a label cannot start or end with a hyphen");
+            }
+        }
+        Ok(Self(name))
+    }
+}
+deserialize_from_str!(DomainName);
+
+impl DomainName {
+    /// The name, lowercase, without the trailing dot.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `name` is this name or below it.
+    pub fn contains(&self, name: &str) -> bool {
+        name == self.0 || name.ends_with(&format!(".{}", self.0))
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A server address, `ip` or `ip:port` (`[v6]:port`); port 53 by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerAddr(pub SocketAddr);
+
+impl FromStr for ServerAddr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Self(addr));
+        }
+        text.parse::<IpAddr>()
+            .map(|ip| Self(SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("invalid server address {text:?}: write an IP address, optionally with :port"))
+    }
+}
+deserialize_from_str!(ServerAddr);
+
+deserialize_from_str!(KeyAlgorithm);
+
+/// The key algorithms of a domain: at least one RSA key; Ed25519 only beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyList(pub Vec<KeyAlgorithm>);
+
+impl<'de> Deserialize<'de> for KeyList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let keys = Vec::<KeyAlgorithm>::deserialize(deserializer)?;
+        let rsa = keys.iter().filter(|key| key.is_rsa()).count();
+        let unique: BTreeSet<_> = keys.iter().collect();
+        if unique.len() != keys.len() {
+            return Err(de::Error::custom("a key type is listed twice"));
+        }
+        match rsa {
+            0 if keys.is_empty() => Err(de::Error::custom("list at least one key type, e.g. [rsa-2048]")),
+            0 => Err(de::Error::custom(
+                "ed25519 needs an RSA key beside it: many receivers do not verify Ed25519 signatures, so use e.g. [rsa-2048, ed25519]",
+            )),
+            1 => Ok(Self(keys)),
+            _ => Err(de::Error::custom("list one RSA key size only")),
+        }
+    }
+}
+
+/// A selector template: letters, digits, hyphens and the placeholders `{yyyy}`, `{mm}`, `{dd}`,
+/// `{HH}`, `{MM}`, `{SS}` (UTC) and `{alg}` (`rsa` or `ed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectorTemplate(String);
+
+const PLACEHOLDERS: [&str; 7] = ["{yyyy}", "{mm}", "{dd}", "{HH}", "{MM}", "{SS}", "{alg}"];
+
+impl FromStr for SelectorTemplate {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut rest = text.to_string();
+        for placeholder in PLACEHOLDERS {
+            rest = rest.replace(placeholder, "0");
+        }
+        let valid = !rest.is_empty()
+            && rest.len() <= 50
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !rest.starts_with('-');
+        if valid {
+            Ok(Self(text.to_string()))
+        } else {
+            Err(format!(
+                "invalid selector template {text:?}: use letters, digits, hyphens and {}",
+                PLACEHOLDERS.join(" ")
+            ))
+        }
+    }
+}
+deserialize_from_str!(SelectorTemplate);
+
+impl SelectorTemplate {
+    /// The selector for a key of `algorithm` made at `rfc3339` (`YYYY-MM-DDTHH:MM:SSZ`).
+    pub fn render(&self, rfc3339: &str, algorithm: KeyAlgorithm) -> String {
+        let part = |range: std::ops::Range<usize>| rfc3339.get(range).unwrap_or("0");
+        self.0
+            .replace("{yyyy}", part(0..4))
+            .replace("{mm}", part(5..7))
+            .replace("{dd}", part(8..10))
+            .replace("{HH}", part(11..13))
+            .replace("{MM}", part(14..16))
+            .replace("{SS}", part(17..19))
+            .replace("{alg}", if algorithm.is_rsa() { "rsa" } else { "ed" })
+            .to_ascii_lowercase()
+    }
+}
+
+/// Which nameservers must return the record before it counts as visible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authoritative {
+    /// The zone's NS records, looked up through the resolvers (port 53).
+    Auto,
+    /// These servers.
+    List(Vec<ServerAddr>),
+    /// No authoritative check (resolvers only).
+    None,
+}
+
+impl<'de> Deserialize<'de> for Authoritative {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AuthVisitor;
+        impl<'de> Visitor<'de> for AuthVisitor {
+            type Value = Authoritative;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`auto`, `none` or a list of ip[:port]")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Authoritative, E> {
+                match text {
+                    "auto" => Ok(Authoritative::Auto),
+                    "none" => Ok(Authoritative::None),
+                    other => Err(E::custom(format!(
+                        "invalid value {other:?}: expected `auto`, `none` or a list of ip[:port]"
+                    ))),
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Authoritative, A::Error> {
+                let mut servers = Vec::new();
+                while let Some(server) = seq.next_element()? {
+                    servers.push(server);
+                }
+                Ok(Authoritative::List(servers))
+            }
+        }
+        deserializer.deserialize_any(AuthVisitor)
+    }
+}
+
+/// What happens to a record at the end of the grace window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetireMode {
+    /// Remove the record.
+    Delete,
+    /// Publish it with an empty `p=` for `revoke_for`, then remove it.
+    Revoke,
+}
+
+thread_local! {
+    /// The provider and signer names the config declares, while its domains are parsed.
+    static DECLARED: RefCell<Option<Declared>> = const { RefCell::new(None) };
+}
+
+/// Names declared under `providers:` and `signers:`.
+#[derive(Clone, Debug, Default)]
+pub struct Declared {
+    /// Provider names.
+    pub providers: BTreeSet<String>,
+    /// Signer names.
+    pub signers: BTreeSet<String>,
+}
+
+impl Declared {
+    /// Runs `parse` with these names in scope for [`ProviderRef`] and [`SignerRef`].
+    pub fn scope<T>(self, parse: impl FnOnce() -> T) -> T {
+        DECLARED.with(|cell| *cell.borrow_mut() = Some(self));
+        let result = parse();
+        DECLARED.with(|cell| *cell.borrow_mut() = None);
+        result
+    }
+}
+
+fn check_declared<E: de::Error>(
+    name: String,
+    kind: &str,
+    pick: impl Fn(&Declared) -> &BTreeSet<String>,
+) -> Result<String, E> {
+    DECLARED.with(|cell| match &*cell.borrow() {
+        Some(declared) if !pick(declared).contains(&name) => {
+            let known: Vec<&str> = pick(declared).iter().map(String::as_str).collect();
+            Err(E::custom(format!(
+                "unknown {kind} {name:?}: declared {kind}s are [{}]",
+                known.join(", ")
+            )))
+        }
+        _ => Ok(name),
+    })
+}
+
+/// A reference to a provider declared under `providers:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderRef(pub String);
+
+impl<'de> Deserialize<'de> for ProviderRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        check_declared(name, "provider", |d| &d.providers).map(Self)
+    }
+}
+
+/// A reference to a signer declared under `signers:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignerRef(pub String);
+
+impl<'de> Deserialize<'de> for SignerRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        check_declared(name, "signer", |d| &d.signers).map(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!("90d".parse::<Interval>().unwrap().secs(), 90 * 86400);
+        assert_eq!("4h".parse::<Interval>().unwrap().secs(), 4 * 3600);
+        assert_eq!("30s".parse::<Interval>().unwrap().secs(), 30);
+        assert_eq!("1h30m".parse::<Interval>().unwrap().secs(), 5400);
+        assert!("90".parse::<Interval>().unwrap_err().contains("90d"));
+    }
+
+    #[test]
+    fn domain_names_are_checked() {
+        assert_eq!("Example.COM.".parse::<DomainName>().unwrap().as_str(), "example.com");
+        for bad in ["localhost", "ex ample.com", "-a.com", "a..com", "exa_mple.com"] {
+            assert!(bad.parse::<DomainName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_addresses_default_to_port_53() {
+        assert_eq!("192.0.2.1".parse::<ServerAddr>().unwrap().0.port(), 53);
+        assert_eq!("192.0.2.2:5353".parse::<ServerAddr>().unwrap().0.port(), 5353);
+        assert_eq!("[::1]:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
+        assert!("ns1.example.com".parse::<ServerAddr>().is_err());
+    }
+
+    #[test]
+    fn selector_templates_render_dates() {
+        let template: SelectorTemplate = "rotor{yyyy}{mm}{dd}-{alg}".parse().unwrap();
+        assert_eq!(
+            template.render("2026-11-23T17:30:07Z", KeyAlgorithm::Ed25519),
+            "rotor20261123-ed"
+        );
+        assert!("rotor_{yyyy}".parse::<SelectorTemplate>().is_err());
+        assert!("{year}".parse::<SelectorTemplate>().is_err());
+    }
+}

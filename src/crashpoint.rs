@@ -1,0 +1,12 @@
+//! Test hook: `ROTOR_CRASH_AT=<action>:<point>` aborts the process there, as a power cut would,
+//! so tests can show that the next run resumes safely from every side-effect boundary.
+
+/// Aborts the process if `ROTOR_CRASH_AT` names this point (e.g. `publish:applied`).
+pub fn hit(action: &str, point: &str) {
+    if let Ok(wanted) = std::env::var("ROTOR_CRASH_AT") {
+        if wanted == format!("{action}:{point}") {
+            eprintln!("rotor: crashing at {wanted} (ROTOR_CRASH_AT)");
+            std::process::abort();
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The executor: performs what the lifecycle core decides, through the DNS providers and the
+//! signers, recording the intent in the store before each side effect and the outcome after.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
+use rotor_providers::{Change, DnsProvider, TxtValue, Zone};
+use rotor_state::{Action, Event, KeyRecord, Phase, Store};
+use zeroize::Zeroizing;
+
+use crate::config::{Config, DomainConfig, ProviderConfig};
+use crate::keys::{DkimRecord, KeyAlgorithm, PrivateKey};
+use crate::lifecycle::{self, Next};
+use crate::signer::{self, Signer, SignerPlan};
+use crate::{crashpoint, fsutil, propagation};
+
+/// Where the time comes from (injectable for tests).
+pub trait Clock {
+    /// Now, in Unix seconds.
+    fn now(&self) -> u64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    }
+}
+
+/// Formats Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// Builds the adapter for a configured provider.
+pub fn provider(name: &str, config: &ProviderConfig) -> Box<dyn DnsProvider> {
+    match config {
+        ProviderConfig::Rfc2136 {
+            server,
+            tsig_key_file,
+            timeout,
+        } => Box::new(Rfc2136::new(Rfc2136Config {
+            name: name.to_string(),
+            server: server.0,
+            tsig: tsig_key_file.as_ref().map(|file| file.0.clone()),
+            timeout: timeout.map_or(Duration::from_secs(10), |t| t.0),
+        })),
+    }
+}
+
+/// The outcome of one pass.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// Domains whose step failed, with the error.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Runs passes over the configured domains.
+pub struct Engine<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    clock: &'a dyn Clock,
+    providers: BTreeMap<String, Box<dyn DnsProvider>>,
+    signers: BTreeMap<String, Box<dyn Signer>>,
+}
+
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl<'a> Engine<'a> {
+    /// An engine for `config`, writing to `store`.
+    pub fn new(config: &'a Config, store: &'a Store, clock: &'a dyn Clock) -> Self {
+        Self {
+            config,
+            store,
+            clock,
+            providers: config.providers.iter().map(|(name, c)| (name.clone(), provider(name, c))).collect(),
+            signers: config.signers.iter().map(|(name, c)| (name.clone(), signer::build(c))).collect(),
+        }
+    }
+
+    /// One pass: start due rotations (and those in `forced`), then advance every key whose
+    /// gate is open, as far as the gates allow.
+    pub async fn run(&self, forced: &BTreeSet<String>) -> PassReport {
+        let mut report = PassReport::default();
+        for domain in &self.config.domains {
+            let name = domain.name.as_str();
+            if let Err(err) = self.run_domain(domain, forced.contains(name)).await {
+                tracing::error!("{name}: {err:#}");
+                report.failed.push((name.to_string(), format!("{err:#}")));
+            }
+        }
+        report
+    }
+
+    async fn run_domain(&self, domain: &DomainConfig, forced: bool) -> Result<()> {
+        let name = domain.name.as_str();
+        for &algorithm in &domain.policy.keys {
+            let keys = self.store.domain_keys(name)?;
+            if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, self.clock.now(), forced) {
+                self.start_rotation(domain, algorithm, &keys).await?;
+            }
+        }
+        // Each step changes one key; a rotation has fewer than twenty steps.
+        for _ in 0..64 {
+            let keys = self.store.domain_keys(name)?;
+            let now = self.clock.now();
+            let step = keys.iter().find_map(|key| match lifecycle::next(key, &domain.policy, now) {
+                Next::Act(action) => Some((key.clone(), action)),
+                _ => None,
+            });
+            let Some((key, action)) = step else { return Ok(()) };
+            if let Err(err) = self.perform(domain, &key, action).await {
+                let err = err.context(format!("{} {}: {}", name, key.selector, action));
+                self.record_error(&key, &err)?;
+                return Err(err);
+            }
+        }
+        bail!("{name}: the pass did not settle (this is a bug)")
+    }
+
+    /// The key as the store holds it now.
+    fn key(&self, key: &KeyRecord) -> Result<KeyRecord> {
+        self.store
+            .domain_keys(&key.domain)?
+            .into_iter()
+            .find(|k| k.selector == key.selector)
+            .ok_or_else(|| anyhow!("key {}/{} vanished from the store", key.domain, key.selector))
+    }
+
+    fn record_error(&self, key: &KeyRecord, err: &anyhow::Error) -> Result<()> {
+        let current = self.key(key)?;
+        let failed = KeyRecord {
+            error: Some(format!("{err:#}")),
+            ..current.clone()
+        };
+        self.store.commit(&[(Some(&current), &failed)], &[])?;
+        Ok(())
+    }
+
+    fn event(&self, key: &KeyRecord, detail: impl Into<String>) -> Event {
+        Event {
+            at: self.clock.now(),
+            domain: key.domain.clone(),
+            selector: key.selector.clone(),
+            phase: key.phase,
+            detail: detail.into(),
+        }
+    }
+
+    fn provider(&self, domain: &DomainConfig) -> &dyn DnsProvider {
+        self.providers[&domain.provider].as_ref()
+    }
+
+    async fn zone(&self, domain: &DomainConfig, key: &KeyRecord) -> Result<Zone> {
+        Ok(match (&key.zone, &domain.zone) {
+            (Some(zone), _) => Zone { name: zone.clone(), id: None },
+            (None, Some(zone)) => Zone { name: zone.to_string(), id: None },
+            (None, None) => self.provider(domain).find_zone(&key.record_name()).await?,
+        })
+    }
+
+    async fn start_rotation(&self, domain: &DomainConfig, algorithm: KeyAlgorithm, keys: &[KeyRecord]) -> Result<()> {
+        let now = self.clock.now();
+        let name = domain.name.as_str();
+        let mut taken: BTreeSet<String> = keys.iter().map(|k| k.selector.clone()).collect();
+        let base = domain.policy.selector.render(&rfc3339(now), algorithm);
+        let provider = self.provider(domain);
+        let selector = loop {
+            let candidate = lifecycle::choose_selector(&base, &taken);
+            let fqdn = format!("{candidate}._domainkey.{name}");
+            let zone = match &domain.zone {
+                Some(zone) => Zone { name: zone.to_string(), id: None },
+                None => provider.find_zone(&fqdn).await?,
+            };
+            if provider.list_txt(&zone, &fqdn).await?.is_empty() {
+                break candidate;
+            }
+            tracing::info!("{name}: selector {candidate} already has a TXT record rotor did not create; skipping it");
+            taken.insert(candidate);
+        };
+        let key = KeyRecord {
+            domain: name.to_string(),
+            selector: selector.clone(),
+            algorithm: algorithm.to_string(),
+            phase: Phase::Generated,
+            since: now,
+            created_at: now,
+            key_file: self.key_file(name, &selector),
+            record: None,
+            zone: None,
+            published_at: None,
+            activated_at: None,
+            intent: None,
+            last_check: None,
+            error: None,
+        };
+        let event = self.event(&key, format!("rotation started: new {algorithm} key under selector {selector}"));
+        self.store.commit(&[(None, &key)], &[event])?;
+        tracing::info!("{name}: rotation started ({algorithm}, selector {selector})");
+        Ok(())
+    }
+
+    fn key_file(&self, domain: &str, selector: &str) -> PathBuf {
+        self.config.key_dir.join(domain).join(format!("{selector}.pem"))
+    }
+
+    /// Records `action` as the key's intent (before any side effect), unless it already is.
+    fn intend(&self, key: &KeyRecord, action: Action) -> Result<KeyRecord> {
+        if key.intent == Some(action) || action == Action::CheckPropagation {
+            return Ok(key.clone());
+        }
+        let intended = KeyRecord {
+            intent: Some(action),
+            ..key.clone()
+        };
+        self.store.commit(&[(Some(key), &intended)], &[])?;
+        Ok(intended)
+    }
+
+    async fn perform(&self, domain: &DomainConfig, key: &KeyRecord, action: Action) -> Result<()> {
+        let key = self.intend(key, action)?;
+        crashpoint::hit(action.id(), "started");
+        let keys = self.store.domain_keys(&key.domain)?;
+        let now = self.clock.now();
+        let mut after = lifecycle::complete(&keys, &key, action, now);
+        let detail = match action {
+            Action::GenerateKey => {
+                let record = self.generate(&key).await?;
+                let done = after.iter_mut().find(|k| k.selector == key.selector).expect("present");
+                done.record = Some(record);
+                format!("{} key written to {}", key.algorithm, key.key_file.display())
+            }
+            Action::Publish => {
+                let zone = self.zone(domain, &key).await?;
+                self.publish(domain, &key, &zone).await?;
+                let done = after.iter_mut().find(|k| k.selector == key.selector).expect("present");
+                done.zone = Some(zone.name.clone());
+                format!("TXT {} added in zone {} via {}", key.record_name(), zone.name, domain.provider)
+            }
+            Action::CheckPropagation => return self.check_propagation(domain, &key, &keys, after).await,
+            Action::Activate => {
+                self.apply_signers(domain, &after, &[])?;
+                format!("signers {} now sign with {}", domain.signers.join(", "), key.selector)
+            }
+            Action::Retire | Action::Revoke => {
+                self.apply_signers(domain, &after, &[&key])?;
+                let zone = self.zone(domain, &key).await?;
+                let record = key.record.clone().context("a retiring key has a record")?;
+                let mut changes = self.delete_exact(domain, &zone, &key.record_name(), &record).await?;
+                if action == Action::Revoke {
+                    let revoked = revoked_record(&key)?;
+                    let present = self.find_exact(domain, &zone, &key.record_name(), &revoked).await?;
+                    if present.is_none() {
+                        changes.push(Change::Add {
+                            name: key.record_name(),
+                            value: TxtValue::from_value(&revoked),
+                            ttl: domain.policy.ttl,
+                        });
+                    }
+                }
+                self.provider(domain).apply(&zone, &changes).await?;
+                fsutil::remove_file(&key.key_file)?;
+                if action == Action::Revoke {
+                    "taken out of the signers; record replaced by an empty p=; private key destroyed".to_string()
+                } else {
+                    "taken out of the signers; record removed; private key destroyed".to_string()
+                }
+            }
+            Action::RemoveRevoked => {
+                let zone = self.zone(domain, &key).await?;
+                let changes = self.delete_exact(domain, &zone, &key.record_name(), &revoked_record(&key)?).await?;
+                self.provider(domain).apply(&zone, &changes).await?;
+                "revoked record removed".to_string()
+            }
+            Action::Abandon => {
+                if let Some(record) = &key.record {
+                    let zone = self.zone(domain, &key).await?;
+                    let changes = self.delete_exact(domain, &zone, &key.record_name(), record).await?;
+                    self.provider(domain).apply(&zone, &changes).await?;
+                }
+                fsutil::remove_file(&key.key_file)?;
+                let reason = format!(
+                    "not visible everywhere within propagation.timeout ({}); record and key removed, the current key keeps signing",
+                    domain.policy.propagation.timeout
+                );
+                let done = after.iter_mut().find(|k| k.selector == key.selector).expect("present");
+                done.error = Some(reason.clone());
+                reason
+            }
+        };
+        crashpoint::hit(action.id(), "applied");
+        self.commit(&keys, &key, after, detail)
+    }
+
+    /// Writes every changed key of `after` (checked against `before`, with `key` as it is
+    /// now) and one event per changed key.
+    fn commit(&self, before: &[KeyRecord], key: &KeyRecord, after: Vec<KeyRecord>, detail: String) -> Result<()> {
+        let mut changes = Vec::new();
+        let mut events = Vec::new();
+        for (old, new) in before.iter().zip(&after) {
+            let old = if old.selector == key.selector { key } else { old };
+            if old == new {
+                continue;
+            }
+            let text = if new.selector == key.selector {
+                detail.clone()
+            } else {
+                format!("replaced by {}; grace window until {}", key.selector, rfc3339(new.since + self.policy_grace(new)))
+            };
+            if old.phase != new.phase || new.selector == key.selector {
+                events.push(self.event(new, text));
+            }
+            if new.phase != old.phase {
+                tracing::info!("{} {}: {} -> {}", new.domain, new.selector, old.phase, new.phase);
+            }
+            changes.push((Some(old), new));
+        }
+        self.store.commit(&changes, &events)?;
+        Ok(())
+    }
+
+    fn policy_grace(&self, key: &KeyRecord) -> u64 {
+        self.config.domain(&key.domain).map_or(0, |d| d.policy.grace.secs())
+    }
+
+    async fn generate(&self, key: &KeyRecord) -> Result<String> {
+        let algorithm: KeyAlgorithm = key.algorithm.parse().map_err(anyhow::Error::msg)?;
+        let dir = key.key_file.parent().context("a key file has a directory")?;
+        fsutil::ensure_private_dir(&self.config.key_dir)?;
+        fsutil::ensure_private_dir(dir)?;
+        let private = match fsutil::read_optional(&key.key_file)? {
+            // A run died after writing the key: use it.
+            Some(pem) => PrivateKey::from_pem(algorithm, Zeroizing::new(pem))
+                .with_context(|| format!("{}", key.key_file.display()))?,
+            None => {
+                let private = tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm)).await??;
+                fsutil::write_atomic(&key.key_file, private.pem().as_bytes(), 0o600)?;
+                private
+            }
+        };
+        Ok(private.record()?.to_string())
+    }
+
+    async fn find_exact(&self, domain: &DomainConfig, zone: &Zone, name: &str, value: &str) -> Result<Option<TxtValue>> {
+        let values = self.provider(domain).list_txt(zone, name).await?;
+        Ok(values.into_iter().find(|v| v.joined() == value))
+    }
+
+    /// The change that deletes exactly `value` at `name`, if it is there.
+    async fn delete_exact(&self, domain: &DomainConfig, zone: &Zone, name: &str, value: &str) -> Result<Vec<Change>> {
+        Ok(self
+            .find_exact(domain, zone, name, value)
+            .await?
+            .map(|value| Change::Delete { name: name.to_string(), value })
+            .into_iter()
+            .collect())
+    }
+
+    async fn publish(&self, domain: &DomainConfig, key: &KeyRecord, zone: &Zone) -> Result<()> {
+        let record = key.record.as_deref().context("a key to publish has a record")?;
+        let name = key.record_name();
+        let values = self.provider(domain).list_txt(zone, &name).await?;
+        if values.iter().any(|v| v.joined() == record) {
+            return Ok(());
+        }
+        if let Some(other) = values.iter().find(|v| DkimRecord::parse(&v.joined()).is_some()) {
+            bail!(
+                "{name} already holds a DKIM record rotor did not publish ({:.40}…); rotor will not add a second one nor touch it",
+                other.joined()
+            );
+        }
+        let change = Change::Add {
+            name,
+            value: TxtValue::from_value(record),
+            ttl: domain.policy.ttl,
+        };
+        self.provider(domain).apply(zone, &[change]).await?;
+        Ok(())
+    }
+
+    async fn check_propagation(&self, domain: &DomainConfig, key: &KeyRecord, keys: &[KeyRecord], mut after: Vec<KeyRecord>) -> Result<()> {
+        let record = key.record.as_deref().and_then(DkimRecord::parse).context("a published key has a record")?;
+        let zone = key.zone.clone().unwrap_or_else(|| domain.name.to_string());
+        let check = propagation::check(&key.record_name(), &zone, &record, &domain.policy.propagation, DNS_TIMEOUT, self.clock.now()).await;
+        let summary: Vec<String> = check.servers.iter().map(|s| format!("{} {}: {}", s.role, s.server, s.detail)).collect();
+        let done = after.iter_mut().find(|k| k.selector == key.selector).expect("present");
+        done.last_check = Some(check.clone());
+        if check.passed() {
+            self.commit(keys, key, after, format!("visible everywhere: {}", summary.join("; ")))
+        } else {
+            tracing::info!("{} {}: not visible everywhere yet: {}", key.domain, key.selector, summary.join("; "));
+            let waiting = KeyRecord {
+                last_check: Some(check),
+                error: None,
+                ..key.clone()
+            };
+            self.store.commit(&[(Some(key), &waiting)], &[])?;
+            Ok(())
+        }
+    }
+
+    fn apply_signers(&self, domain: &DomainConfig, after: &[KeyRecord], removed: &[&KeyRecord]) -> Result<()> {
+        let plan = SignerPlan::from_keys(domain.name.as_str(), after, removed);
+        for name in &domain.signers {
+            self.signers[name]
+                .apply(&plan)
+                .with_context(|| format!("signer {name}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn revoked_record(key: &KeyRecord) -> Result<String> {
+    let algorithm: KeyAlgorithm = key.algorithm.parse().map_err(anyhow::Error::msg)?;
+    Ok(DkimRecord::revoked(algorithm).to_string())
+}

@@ -1,0 +1,215 @@
+//! DKIM key pairs: generation, the private key file's PEM, and the public record.
+
+mod record;
+
+pub use record::DkimRecord;
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::KeypairBytes;
+use pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rand::rngs::OsRng;
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use zeroize::Zeroizing;
+
+/// A key type rotor can generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyAlgorithm {
+    /// RSA, 1024 bits: allowed by RFC 8301 but weak; warned.
+    Rsa1024,
+    /// RSA, 2048 bits: the default.
+    Rsa2048,
+    /// RSA, 3072 bits.
+    Rsa3072,
+    /// RSA, 4096 bits: oversized for some DNS providers.
+    Rsa4096,
+    /// Ed25519 (RFC 8463), only as a second signature beside RSA.
+    Ed25519,
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "rsa-1024" => Ok(Self::Rsa1024),
+            "rsa-2048" => Ok(Self::Rsa2048),
+            "rsa-3072" => Ok(Self::Rsa3072),
+            "rsa-4096" => Ok(Self::Rsa4096),
+            "ed25519" => Ok(Self::Ed25519),
+            other => Err(format!(
+                "unsupported key type {other:?}: use rsa-2048 (default), rsa-3072, rsa-4096, rsa-1024 (weak) or ed25519{}",
+                if other.starts_with("rsa-") {
+                    "; RFC 8301 forbids RSA keys under 1024 bits"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Rsa1024 => "rsa-1024",
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+            Self::Rsa4096 => "rsa-4096",
+            Self::Ed25519 => "ed25519",
+        })
+    }
+}
+
+impl KeyAlgorithm {
+    /// Whether this is an RSA key.
+    pub fn is_rsa(self) -> bool {
+        self != Self::Ed25519
+    }
+
+    /// The DKIM `k=` tag value.
+    pub fn dkim_k(self) -> &'static str {
+        if self.is_rsa() { "rsa" } else { "ed25519" }
+    }
+
+    fn rsa_bits(self) -> usize {
+        match self {
+            Self::Rsa1024 => 1024,
+            Self::Rsa2048 => 2048,
+            Self::Rsa3072 => 3072,
+            Self::Rsa4096 => 4096,
+            Self::Ed25519 => 0,
+        }
+    }
+}
+
+/// Why a key could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The generator failed.
+    #[error("cannot generate a {0} key: {1}")]
+    Generate(KeyAlgorithm, String),
+    /// A private key file does not hold a key of the expected type.
+    #[error("the private key is not a valid {0} PKCS#8 PEM: {1}")]
+    Parse(KeyAlgorithm, String),
+}
+
+/// A private key as PKCS#8 PEM (Ed25519 as v1, which OpenSSL-based signers read).
+/// Its `Debug` never shows the key.
+pub struct PrivateKey {
+    algorithm: KeyAlgorithm,
+    pem: Zeroizing<String>,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({}, <redacted>)", self.algorithm)
+    }
+}
+
+impl PrivateKey {
+    /// Generates a new key. CPU-bound (RSA-2048 takes a fraction of a second): call it off the
+    /// async runtime.
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
+        let fail = |err: &dyn fmt::Display| KeyError::Generate(algorithm, err.to_string());
+        let pem = if algorithm.is_rsa() {
+            RsaPrivateKey::new(&mut OsRng, algorithm.rsa_bits())
+                .map_err(|err| fail(&err))?
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|err| fail(&err))?
+        } else {
+            let key = SigningKey::generate(&mut OsRng);
+            KeypairBytes {
+                secret_key: key.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|err| fail(&err))?
+        };
+        Ok(Self { algorithm, pem })
+    }
+
+    /// Reads a key from its PEM.
+    pub fn from_pem(algorithm: KeyAlgorithm, pem: Zeroizing<String>) -> Result<Self, KeyError> {
+        let key = Self { algorithm, pem };
+        key.public_bytes()?;
+        Ok(key)
+    }
+
+    /// The PEM text, for writing to a private file.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// The public key as DKIM publishes it: SubjectPublicKeyInfo DER for RSA, the raw 32 bytes
+    /// for Ed25519.
+    fn public_bytes(&self) -> Result<Vec<u8>, KeyError> {
+        let fail = |err: &dyn fmt::Display| KeyError::Parse(self.algorithm, err.to_string());
+        if self.algorithm.is_rsa() {
+            let private = RsaPrivateKey::from_pkcs8_pem(&self.pem).map_err(|err| fail(&err))?;
+            let bits = private.size() * 8;
+            if bits != self.algorithm.rsa_bits() {
+                return Err(fail(&format!("it has {bits} bits")));
+            }
+            let der = RsaPublicKey::from(&private)
+                .to_public_key_der()
+                .map_err(|err| fail(&err))?;
+            Ok(der.as_bytes().to_vec())
+        } else {
+            let key = SigningKey::from_pkcs8_pem(&self.pem).map_err(|err| fail(&err))?;
+            Ok(key.verifying_key().to_bytes().to_vec())
+        }
+    }
+
+    /// The DKIM record that publishes this key.
+    pub fn record(&self) -> Result<DkimRecord, KeyError> {
+        Ok(DkimRecord::new(
+            self.algorithm,
+            base64::engine::general_purpose::STANDARD.encode(self.public_bytes()?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_keys_round_trip_through_pem() {
+        let key = PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap();
+        assert!(key.pem().starts_with("-----BEGIN PRIVATE KEY-----"));
+        let record = key.record().unwrap();
+        let text = record.to_string();
+        assert!(text.starts_with("v=DKIM1; k=rsa; h=sha256; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"), "{text}");
+        let again = PrivateKey::from_pem(KeyAlgorithm::Rsa2048, Zeroizing::new(key.pem().to_string())).unwrap();
+        assert_eq!(again.record().unwrap(), record);
+        // A 2048-bit key read as a 3072-bit one is refused.
+        assert!(PrivateKey::from_pem(KeyAlgorithm::Rsa3072, Zeroizing::new(key.pem().to_string())).is_err());
+    }
+
+    #[test]
+    fn ed25519_keys_are_pkcs8_v1_with_a_raw_public_key() {
+        let key = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        let der = pkcs8::Document::from_pem(key.pem()).unwrap().1;
+        // PKCS#8 v1: version 0 and no public key; 48 bytes for Ed25519.
+        assert_eq!(der.as_bytes().len(), 48);
+        let record = key.record().unwrap();
+        assert_eq!(record.algorithm(), Some("ed25519"));
+        assert_eq!(record.key().len(), 44);
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let key = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        assert_eq!(format!("{key:?}"), "PrivateKey(ed25519, <redacted>)");
+    }
+
+    #[test]
+    fn weak_and_unknown_types_are_refused() {
+        assert!("rsa-512".parse::<KeyAlgorithm>().unwrap_err().contains("RFC 8301"));
+        assert!("dsa".parse::<KeyAlgorithm>().unwrap_err().contains("rsa-2048"));
+    }
+}

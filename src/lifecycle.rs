@@ -1,0 +1,306 @@
+//! The pure lifecycle core: given a key's record, its domain's other keys, the policy and the
+//! time, what happens next? No I/O here; the engine performs what this module decides.
+
+use std::collections::BTreeSet;
+
+use rotor_state::{Action, KeyRecord, Phase};
+
+use crate::config::{Policy, RetireMode};
+use crate::keys::KeyAlgorithm;
+
+/// What a key needs next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Perform this action now.
+    Act(Action),
+    /// Nothing to do until `until` (if known), for `reason`.
+    Wait {
+        /// When the gate opens, Unix seconds.
+        until: Option<u64>,
+        /// What the key waits for.
+        reason: String,
+    },
+    /// The key's life is over.
+    Done,
+}
+
+fn wait(until: u64, reason: impl Into<String>) -> Next {
+    Next::Wait {
+        until: Some(until),
+        reason: reason.into(),
+    }
+}
+
+/// The phase a key reaches when `action` completes.
+pub fn target(action: Action) -> Phase {
+    match action {
+        Action::GenerateKey => Phase::Generated,
+        Action::Publish => Phase::Published,
+        Action::CheckPropagation => Phase::Propagated,
+        Action::Activate => Phase::Active,
+        Action::Retire | Action::RemoveRevoked => Phase::Retired,
+        Action::Revoke => Phase::Revoked,
+        Action::Abandon => Phase::Failed,
+    }
+}
+
+/// The next step of `key` at `now`.
+pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
+    if let Some(action) = key.intent {
+        // A run started this and may have died midway: finish it (every action is idempotent).
+        return Next::Act(action);
+    }
+    let prop = &policy.propagation;
+    match key.phase {
+        Phase::Generated if key.record.is_none() => Next::Act(Action::GenerateKey),
+        Phase::Generated => Next::Act(Action::Publish),
+        Phase::Published => {
+            let published = key.published_at.unwrap_or(key.since);
+            let ready = published + prop.min_wait.secs();
+            if now < ready {
+                return wait(ready, "min_wait after publishing");
+            }
+            if now >= published + prop.timeout.secs() {
+                return Next::Act(Action::Abandon);
+            }
+            match &key.last_check {
+                Some(check) if check.at >= ready && now < check.at + prop.poll_every.secs() => {
+                    let missing: Vec<&str> = check
+                        .servers
+                        .iter()
+                        .filter(|server| !server.ok)
+                        .map(|server| server.server.as_str())
+                        .collect();
+                    wait(
+                        check.at + prop.poll_every.secs(),
+                        format!("propagation: not yet at {}", missing.join(", ")),
+                    )
+                }
+                _ => Next::Act(Action::CheckPropagation),
+            }
+        }
+        Phase::Propagated => Next::Act(Action::Activate),
+        Phase::Active => wait(
+            key.activated_at.unwrap_or(key.since) + policy.rotate_every.secs(),
+            "next rotation",
+        ),
+        Phase::Retiring => {
+            let end = key.since + policy.grace.secs();
+            if now < end {
+                wait(end, "grace window (mail signed with it may still be in flight)")
+            } else if policy.retire == RetireMode::Revoke {
+                Next::Act(Action::Revoke)
+            } else {
+                Next::Act(Action::Retire)
+            }
+        }
+        Phase::Revoked => {
+            let end = key.since + policy.revoke_for.secs();
+            if now < end {
+                wait(end, "revoke_for (empty p= stays published)")
+            } else {
+                Next::Act(Action::RemoveRevoked)
+            }
+        }
+        Phase::Retired | Phase::Failed => Next::Done,
+    }
+}
+
+/// Whether a new key of `algorithm` should be started for a domain whose keys are `keys`.
+/// `forced` is `rotor rotate`: start now if none is under way.
+pub fn rotation(keys: &[KeyRecord], algorithm: KeyAlgorithm, policy: &Policy, now: u64, forced: bool) -> Next {
+    let algorithm = algorithm.to_string();
+    let of_algorithm = || keys.iter().filter(|key| key.algorithm == algorithm);
+    if let Some(pending) = of_algorithm().find(|key| {
+        matches!(key.phase, Phase::Generated | Phase::Published | Phase::Propagated)
+    }) {
+        return Next::Wait {
+            until: None,
+            reason: format!("rotation under way ({} is {})", pending.selector, pending.phase),
+        };
+    }
+    if forced {
+        return Next::Act(Action::GenerateKey);
+    }
+    if let Some(failed) = of_algorithm().filter(|key| key.phase == Phase::Failed).max_by_key(|key| key.since) {
+        let retry = failed.since + policy.propagation.timeout.secs();
+        let newer_active = of_algorithm().any(|key| key.phase == Phase::Active && key.created_at > failed.created_at);
+        if !newer_active && now < retry {
+            return wait(retry, format!("retry after failed rotation ({})", failed.selector));
+        }
+    }
+    match of_algorithm().filter(|key| key.phase == Phase::Active).map(|key| key.activated_at.unwrap_or(key.since)).max() {
+        Some(activated) if now < activated + policy.rotate_every.secs() => {
+            wait(activated + policy.rotate_every.secs(), "next rotation")
+        }
+        _ => Next::Act(Action::GenerateKey),
+    }
+}
+
+/// The selector for a new key: the template's, with `-2`, `-3`, … appended while it is taken.
+pub fn choose_selector(base: &str, taken: &BTreeSet<String>) -> String {
+    if !taken.contains(base) {
+        return base.to_string();
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|candidate| !taken.contains(candidate))
+        .expect("an unused suffix exists")
+}
+
+/// The records of `keys` after `key` completes `action` at `now`: its new phase, and for an
+/// activation, the previously active key of the same algorithm moved to its grace window.
+pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -> Vec<KeyRecord> {
+    keys.iter()
+        .map(|other| {
+            let mut next = other.clone();
+            if other.selector == key.selector {
+                next = key.clone();
+                next.intent = None;
+                next.error = None;
+                next.phase = target(action);
+                if next.phase != key.phase {
+                    next.since = now;
+                }
+                match action {
+                    Action::Publish => next.published_at = Some(now),
+                    Action::Activate => next.activated_at = Some(now),
+                    _ => {}
+                }
+            } else if action == Action::Activate && other.phase == Phase::Active && other.algorithm == key.algorithm {
+                next.phase = Phase::Retiring;
+                next.since = now;
+            }
+            next
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use rotor_state::{Check, ServerCheck};
+
+    fn policy() -> Policy {
+        let yaml = "state_dir: /s\nkey_dir: /k\ndefaults:\n  rotate_every: 100s\n  grace: 50s\n  propagation: {min_wait: 10s, poll_every: 5s, timeout: 60s}\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: opendkim, key_table: /kt, signing_table: /st, key_dir: /kd, reload: 'true'}\ndomains:\n  - {name: example.com, provider: p, signers: [s]}\n";
+        Config::parse(yaml, std::path::Path::new("t.yaml")).unwrap().domains[0].policy.clone()
+    }
+
+    fn key(selector: &str, phase: Phase, since: u64) -> KeyRecord {
+        KeyRecord {
+            domain: "example.com".into(),
+            selector: selector.into(),
+            algorithm: "rsa-2048".into(),
+            phase,
+            since,
+            created_at: since,
+            key_file: format!("/k/{selector}").into(),
+            record: Some("v=DKIM1; k=rsa; p=X".into()),
+            zone: Some("example.com".into()),
+            published_at: Some(since),
+            activated_at: Some(since),
+            intent: None,
+            last_check: None,
+            error: None,
+        }
+    }
+
+    fn check(at: u64, ok: bool) -> Option<Check> {
+        Some(Check {
+            at,
+            servers: vec![ServerCheck { server: "127.0.0.1:5302".into(), role: "authoritative".into(), ok, detail: String::new() }],
+        })
+    }
+
+    #[test]
+    fn a_new_key_is_generated_then_published() {
+        let mut k = key("a", Phase::Generated, 0);
+        k.record = None;
+        assert_eq!(next(&k, &policy(), 0), Next::Act(Action::GenerateKey));
+        k.record = Some("v=DKIM1; p=X".into());
+        assert_eq!(next(&k, &policy(), 0), Next::Act(Action::Publish));
+    }
+
+    #[test]
+    fn propagation_waits_for_min_wait_then_polls() {
+        let p = policy();
+        let mut k = key("a", Phase::Published, 100);
+        assert!(matches!(next(&k, &p, 105), Next::Wait { until: Some(110), .. }));
+        assert_eq!(next(&k, &p, 110), Next::Act(Action::CheckPropagation));
+        k.last_check = check(111, false);
+        let Next::Wait { until, reason } = next(&k, &p, 113) else { panic!() };
+        assert_eq!(until, Some(116));
+        assert!(reason.contains("127.0.0.1:5302"), "{reason}");
+        assert_eq!(next(&k, &p, 116), Next::Act(Action::CheckPropagation));
+        assert_eq!(next(&k, &p, 160), Next::Act(Action::Abandon), "timeout: the key fails");
+    }
+
+    #[test]
+    fn a_check_before_min_wait_does_not_count() {
+        let mut k = key("a", Phase::Published, 100);
+        k.last_check = check(101, false);
+        assert_eq!(next(&k, &policy(), 112), Next::Act(Action::CheckPropagation));
+    }
+
+    #[test]
+    fn retirement_waits_for_the_grace_window() {
+        let mut p = policy();
+        let k = key("a", Phase::Retiring, 100);
+        assert!(matches!(next(&k, &p, 149), Next::Wait { until: Some(150), .. }));
+        assert_eq!(next(&k, &p, 150), Next::Act(Action::Retire));
+        p.retire = RetireMode::Revoke;
+        assert_eq!(next(&k, &p, 150), Next::Act(Action::Revoke));
+        let revoked = key("a", Phase::Revoked, 150);
+        assert!(matches!(next(&revoked, &p, 151), Next::Wait { .. }));
+        assert_eq!(next(&revoked, &p, 150 + p.revoke_for.secs()), Next::Act(Action::RemoveRevoked));
+    }
+
+    #[test]
+    fn an_interrupted_action_is_resumed_first() {
+        let mut k = key("a", Phase::Retiring, 100);
+        k.intent = Some(Action::Retire);
+        assert_eq!(next(&k, &policy(), 101), Next::Act(Action::Retire));
+    }
+
+    #[test]
+    fn rotation_starts_when_due_and_never_twice() {
+        let p = policy();
+        let alg = KeyAlgorithm::Rsa2048;
+        assert_eq!(rotation(&[], alg, &p, 0, false), Next::Act(Action::GenerateKey));
+        let active = key("a", Phase::Active, 100);
+        assert!(matches!(rotation(&[active.clone()], alg, &p, 150, false), Next::Wait { until: Some(200), .. }));
+        assert_eq!(rotation(&[active.clone()], alg, &p, 200, false), Next::Act(Action::GenerateKey));
+        assert_eq!(rotation(&[active.clone()], alg, &p, 150, true), Next::Act(Action::GenerateKey));
+        let pending = key("b", Phase::Published, 200);
+        assert!(matches!(rotation(&[active.clone(), pending], alg, &p, 300, true), Next::Wait { until: None, .. }));
+        // Another algorithm's key does not count.
+        assert_eq!(rotation(&[active], KeyAlgorithm::Ed25519, &p, 150, false), Next::Act(Action::GenerateKey));
+    }
+
+    #[test]
+    fn a_failed_rotation_is_retried_after_the_timeout() {
+        let p = policy();
+        let active = key("a", Phase::Active, 0);
+        let failed = key("b", Phase::Failed, 200);
+        let keys = [active, failed];
+        assert!(matches!(rotation(&keys, KeyAlgorithm::Rsa2048, &p, 230, false), Next::Wait { until: Some(260), .. }));
+        assert_eq!(rotation(&keys, KeyAlgorithm::Rsa2048, &p, 260, false), Next::Act(Action::GenerateKey));
+    }
+
+    #[test]
+    fn activation_moves_the_old_key_to_its_grace_window() {
+        let old = key("a", Phase::Active, 0);
+        let new = key("b", Phase::Propagated, 50);
+        let after = complete(&[old, new.clone()], &new, Action::Activate, 60);
+        assert_eq!((after[0].phase, after[0].since), (Phase::Retiring, 60));
+        assert_eq!((after[1].phase, after[1].activated_at), (Phase::Active, Some(60)));
+    }
+
+    #[test]
+    fn selectors_are_never_reused() {
+        let taken: BTreeSet<String> = ["rotor20261123".to_string(), "rotor20261123-2".to_string()].into();
+        assert_eq!(choose_selector("rotor20261123", &taken), "rotor20261123-3");
+        assert_eq!(choose_selector("rotor20261124", &taken), "rotor20261124");
+    }
+}

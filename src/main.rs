@@ -1,0 +1,58 @@
+//! `rotor`: DKIM key rotation orchestrator.
+
+mod cli;
+mod commands;
+mod config;
+mod crashpoint;
+mod engine;
+mod fsutil;
+mod keys;
+mod lifecycle;
+mod propagation;
+mod signer;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+use commands::Exit;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("rotor: {err:#}");
+            ExitCode::from(match err.downcast_ref::<Exit>() {
+                Some(Exit::Usage(_)) => 2,
+                Some(Exit::Locked(_)) => 75,
+                None => 1,
+            })
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {
+    let config = commands::load(&cli.config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Run => runtime.block_on(commands::run(&config, &[])),
+        Command::Rotate { domains } => runtime.block_on(commands::run(&config, &domains)),
+        Command::Status { domain, json, all } => commands::status(&config, domain, json, all),
+        Command::Plan { json } => commands::plan(&config, json),
+        Command::Check => runtime.block_on(commands::check(&config)),
+    }
+}

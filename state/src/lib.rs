@@ -1,0 +1,12 @@
+//! The store of rotor's key lifecycles and their history.
+//!
+//! Every key rotor manages is one [`KeyRecord`]; every change of it is written with
+//! [`Store::commit`], which checks that the record is still what the caller read (so two racing
+//! writers cannot both take a step), appends the matching history [`Event`]s and flushes to disk
+//! before returning. The backing engine (sled) stays behind this interface.
+
+mod model;
+mod store;
+
+pub use model::{Action, Check, Event, KeyRecord, Phase, ServerCheck};
+pub use store::{Store, StoreError};

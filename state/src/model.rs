@@ -1,0 +1,211 @@
+//! The records the store holds.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a key is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// A selector is reserved; the key pair is (being) generated.
+    Generated,
+    /// The TXT record was added at the provider.
+    Published,
+    /// Every checked nameserver and resolver returns the exact record.
+    Propagated,
+    /// The signers sign with this key.
+    Active,
+    /// A newer key took over; this one stays published through the grace window.
+    Retiring,
+    /// The record is published with an empty `p=`; the private key is destroyed.
+    Revoked,
+    /// The record is gone and the private key destroyed.
+    Retired,
+    /// The key never became active (propagation timed out); it was cleaned up.
+    Failed,
+}
+
+impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 8] = [
+        Phase::Generated,
+        Phase::Published,
+        Phase::Propagated,
+        Phase::Active,
+        Phase::Retiring,
+        Phase::Revoked,
+        Phase::Retired,
+        Phase::Failed,
+    ];
+
+    /// The phase's name as shown to users and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Generated => "generated",
+            Phase::Published => "published",
+            Phase::Propagated => "propagated",
+            Phase::Active => "active",
+            Phase::Retiring => "retiring",
+            Phase::Revoked => "revoked",
+            Phase::Retired => "retired",
+            Phase::Failed => "failed",
+        }
+    }
+
+    /// Whether the key's life is over (nothing left in DNS, on disk or in a signer).
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Retired | Phase::Failed)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A step that changes the world (disk, DNS, a signer). Recorded as the key's intent before it
+/// starts, so a run that dies midway is resumed by the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Write the private key file.
+    GenerateKey,
+    /// Add the TXT record at the provider.
+    Publish,
+    /// Ask every nameserver and resolver for the record.
+    CheckPropagation,
+    /// Point the signers at the key and reload them.
+    Activate,
+    /// Take the key out of the signers, remove its record and destroy the private key.
+    Retire,
+    /// Take the key out of the signers, replace its record by an empty `p=` and destroy the
+    /// private key.
+    Revoke,
+    /// Remove the revoked record.
+    RemoveRevoked,
+    /// Clean up a key that never became active: remove its record and private key.
+    Abandon,
+}
+
+impl Action {
+    /// The action's identifier (as stored), e.g. `generate_key`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Action::GenerateKey => "generate_key",
+            Action::Publish => "publish",
+            Action::CheckPropagation => "check_propagation",
+            Action::Activate => "activate",
+            Action::Retire => "retire",
+            Action::Revoke => "revoke",
+            Action::RemoveRevoked => "remove_revoked",
+            Action::Abandon => "abandon",
+        }
+    }
+
+    /// The action's name as shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::GenerateKey => "generate key",
+            Action::Publish => "publish record",
+            Action::CheckPropagation => "check propagation",
+            Action::Activate => "activate in signers",
+            Action::Retire => "retire (remove record, destroy key)",
+            Action::Revoke => "revoke (publish empty p=, destroy key)",
+            Action::RemoveRevoked => "remove revoked record",
+            Action::Abandon => "abandon (remove record and key)",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One server's answer in a propagation check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCheck {
+    /// `ip:port`.
+    pub server: String,
+    /// `authoritative` or `resolver`.
+    pub role: String,
+    /// Whether it returned exactly the expected record.
+    pub ok: bool,
+    /// What it returned, in a few words.
+    pub detail: String,
+}
+
+/// The last propagation check of a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// When it ran (Unix seconds).
+    pub at: u64,
+    /// Every server's answer.
+    pub servers: Vec<ServerCheck>,
+}
+
+impl Check {
+    /// Whether every server returned the record (and at least one was asked).
+    pub fn passed(&self) -> bool {
+        !self.servers.is_empty() && self.servers.iter().all(|server| server.ok)
+    }
+}
+
+/// One managed key. Times are Unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The mail domain it signs for.
+    pub domain: String,
+    /// Its selector, unique for the domain and never reused.
+    pub selector: String,
+    /// Its algorithm (`rsa-2048`, `ed25519`, …).
+    pub algorithm: String,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// When it entered `phase`.
+    pub since: u64,
+    /// When rotor reserved it.
+    pub created_at: u64,
+    /// The private key file in rotor's key directory.
+    pub key_file: PathBuf,
+    /// The TXT record value, once the key exists.
+    pub record: Option<String>,
+    /// The zone that holds the record, once known.
+    pub zone: Option<String>,
+    /// When the record was added.
+    pub published_at: Option<u64>,
+    /// When the signers switched to it.
+    pub activated_at: Option<u64>,
+    /// The action under way: set before its side effects start, cleared when it is committed.
+    pub intent: Option<Action>,
+    /// The last propagation check.
+    pub last_check: Option<Check>,
+    /// The last error, cleared by the next success.
+    pub error: Option<String>,
+}
+
+impl KeyRecord {
+    /// `<selector>._domainkey.<domain>`: where the record lives.
+    pub fn record_name(&self) -> String {
+        format!("{}._domainkey.{}", self.selector, self.domain)
+    }
+}
+
+/// One entry of a domain's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// The domain.
+    pub domain: String,
+    /// The key's selector.
+    pub selector: String,
+    /// The phase the key is in after the event.
+    pub phase: Phase,
+    /// What happened, and the evidence.
+    pub detail: String,
+}
