@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rotor_providers::Zone;
-use rotor_state::{Store, StoreError};
+use rotor_state::{KeyRecord, Store, StoreError};
 use serde::Serialize;
 
 use crate::config::{Authoritative, Config, DomainConfig};
@@ -38,7 +38,7 @@ pub fn load(path: &Path) -> Result<Config> {
 struct Lock(#[allow(dead_code)] File);
 
 fn lock(config: &Config) -> Result<Lock> {
-    fsutil::ensure_private_dir(&config.state_dir)?;
+    fsutil::create_dir(&config.state_dir)?;
     let path = config.state_dir.join("rotor.lock");
     let file = File::options()
         .create(true)
@@ -57,15 +57,20 @@ fn store_dir(config: &Config) -> std::path::PathBuf {
     config.state_dir.join("store")
 }
 
-/// Opens the store for reading while a run may be writing it: waits briefly for the run.
-fn open_for_reading(config: &Config) -> Result<Store> {
+/// Every stored key, read while a run may be writing the store: waits briefly for the run.
+/// No store yet means no keys (and creates nothing).
+fn stored_keys(config: &Config) -> Result<Vec<KeyRecord>> {
+    let dir = store_dir(config);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
     for _ in 0..50 {
-        match Store::open(&store_dir(config)) {
+        match Store::open(&dir) {
             Err(StoreError::Busy { .. }) => std::thread::sleep(Duration::from_millis(100)),
-            other => return Ok(other?),
+            other => return Ok(other?.keys()?),
         }
     }
-    Err(Exit::Locked(store_dir(config).display().to_string()).into())
+    Err(Exit::Locked(dir.display().to_string()).into())
 }
 
 fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DomainConfig>> {
@@ -101,8 +106,7 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
 /// `rotor status`.
 pub fn status(config: &Config, domain: Option<String>, json: bool, all: bool) -> Result<Code> {
     let domains = selected(config, domain.as_slice())?;
-    let store = open_for_reading(config)?;
-    let rows = status::rows(&domains, &store.keys()?, all, SystemClock.now());
+    let rows = status::rows(&domains, &stored_keys(config)?, all, SystemClock.now());
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -121,11 +125,11 @@ struct Planned {
 
 /// `rotor plan`.
 pub fn plan(config: &Config, json: bool) -> Result<Code> {
-    let store = open_for_reading(config)?;
+    let stored = stored_keys(config)?;
     let now = SystemClock.now();
     let mut planned = Vec::new();
     for domain in &config.domains {
-        let keys = store.domain_keys(domain.name.as_str())?;
+        let keys: Vec<KeyRecord> = stored.iter().filter(|k| k.domain == domain.name.as_str()).cloned().collect();
         for &algorithm in &domain.policy.keys {
             if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, now, false) {
                 planned.push(Planned {

@@ -8,14 +8,19 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-/// Creates `dir` (and its parents) with mode 0700 if missing; refuses an existing one that group
-/// or others can enter.
-pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+/// Creates `dir` (and its parents) with mode 0700 if missing.
+pub fn create_dir(dir: &Path) -> Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        .with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+/// Creates `dir` (and its parents) with mode 0700 if missing; refuses an existing one that group
+/// or others can enter.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    create_dir(dir)?;
     let mode = fs::metadata(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .permissions()

@@ -1,0 +1,119 @@
+//! Two full rotations of example.com through the real binary, against a real BIND primary and
+//! secondary, checked at every step the way an operator would check them.
+
+mod support;
+
+use std::fs;
+
+use support::{Bind, Rotor, Secondary, Setup, dkimpy_verifies, mode, scratch};
+
+fn row(rotor: &Rotor, selector: &str) -> serde_json::Value {
+    rotor
+        .status()
+        .into_iter()
+        .find(|row| row["selector"] == selector)
+        .unwrap_or_else(|| panic!("{selector} in status"))
+}
+
+#[test]
+fn two_full_rotations_on_real_bind() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let operator_rows = fs::read_to_string(rotor.signer_dir().join("SigningTable")).unwrap();
+
+    // Before any run: the domain waits for its first rotation.
+    let status = rotor.status();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0]["domain"], "example.com");
+    assert_eq!(status[0]["waiting_for"], "first rotation on the next run");
+
+    // First pass: key generated and published, not yet active (min_wait).
+    rotor.ok(&["run"]);
+    let (first, phase) = rotor.phases()[0].clone();
+    assert_eq!(phase, "published");
+    assert!(first.starts_with('t'), "{first}");
+    let name = format!("{first}._domainkey.example.com");
+    let key_file = rotor.dir.join("keys/example.com").join(format!("{first}.pem"));
+    assert_eq!(mode(&key_file), 0o600);
+    assert_eq!(mode(&rotor.dir.join("keys")), 0o700);
+    assert_eq!(mode(&rotor.dir.join("keys/example.com")), 0o700);
+    assert_eq!(bind.primary.txt(&name).len(), 1, "published on the primary");
+    assert_eq!(rotor.signing_selector(), None, "no signer switch before the record is visible");
+    let published = row(&rotor, &first);
+    assert_eq!(published["algorithm"], "rsa-2048");
+    assert!(published["since"].as_str().unwrap().ends_with('Z'));
+    assert!(!published["next_at"].is_null());
+    assert_eq!(published["waiting_for"], "min_wait after publishing");
+    assert!(published["error"].is_null());
+
+    // Then it propagates and becomes active.
+    rotor.run_until("first key active", |r| r.selector_in("active").is_some());
+    assert_eq!(rotor.selector_in("active").as_deref(), Some(first.as_str()));
+    for server in bind.servers() {
+        assert_eq!(server.txt(&name).len(), 1, "exactly one record on port {}", server.port);
+    }
+    let active = row(&rotor, &first);
+    assert_eq!(active["waiting_for"], "next rotation");
+    let servers = active["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2);
+    assert!(servers.iter().all(|s| s["ok"] == true), "{servers:?}");
+    assert_eq!(rotor.signing_selector().as_deref(), Some(first.as_str()));
+    let signer_key = rotor.signer_key_file(&first).expect("KeyTable row");
+    assert_eq!(mode(&signer_key), 0o600);
+    assert_eq!(fs::read(&signer_key).unwrap(), fs::read(&key_file).unwrap());
+    for server in bind.servers() {
+        dkimpy_verifies(&signer_key, &first, server.port).unwrap();
+    }
+    let reloads = fs::read_to_string(rotor.signer_dir().join("reloads.log")).unwrap();
+    assert_eq!(reloads.lines().count(), 1);
+
+    let mut previous = first;
+    for round in 2..=3 {
+        rotor.ok(&["rotate", "example.com"]);
+        rotor.run_until("new key active", |r| {
+            r.selector_in("active").is_some_and(|s| s != previous)
+        });
+        let current = rotor.selector_in("active").unwrap();
+        let old_name = format!("{previous}._domainkey.example.com");
+        let new_name = format!("{current}._domainkey.example.com");
+
+        // The old key stays published and loaded through its grace window.
+        assert_eq!(row(&rotor, &previous)["phase"], "retiring", "round {round}");
+        for server in bind.servers() {
+            assert_eq!(server.txt(&old_name).len(), 1, "old record kept during grace");
+            assert_eq!(server.txt(&new_name).len(), 1, "new record everywhere");
+        }
+        assert_eq!(rotor.signing_selector().as_deref(), Some(current.as_str()));
+        assert!(rotor.signer_key_file(&previous).is_some(), "old KeyTable row kept during grace");
+        let signer_key = rotor.signer_key_file(&current).unwrap();
+        dkimpy_verifies(&signer_key, &current, bind.secondary.port).unwrap();
+
+        // After the grace window: record gone everywhere, private keys destroyed.
+        rotor.run_until("old key retired", |r| r.phases().iter().any(|(s, p)| *s == previous && p == "retired"));
+        support::wait_for("the secondary to drop the old record", std::time::Duration::from_secs(20), || {
+            bind.servers().iter().all(|server| server.txt(&old_name).is_empty())
+        });
+        assert!(!rotor.dir.join("keys/example.com").join(format!("{previous}.pem")).exists());
+        assert_eq!(rotor.signer_key_file(&previous), None);
+        assert!(!rotor.signer_dir().join(format!("keys/example.com.{previous}.pem")).exists());
+        previous = current;
+    }
+
+    // Only the active key is left, in rotor's key directory and in the signer's.
+    assert_eq!(fs::read_dir(rotor.dir.join("keys/example.com")).unwrap().count(), 1);
+    assert_eq!(fs::read_dir(rotor.signer_dir().join("keys")).unwrap().count(), 1);
+    // Records rotor did not create are untouched; the operator's signing rows too.
+    for server in bind.servers() {
+        assert_eq!(server.txt("example.com"), ["v=spf1 -all"]);
+        assert_eq!(server.txt("other._domainkey.example.com").len(), 1);
+    }
+    let signing = fs::read_to_string(rotor.signer_dir().join("SigningTable")).unwrap();
+    assert!(signing.starts_with(&operator_rows), "{signing}");
+    let phases: Vec<String> = rotor.phases().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(phases, ["retired", "retired", "active"]);
+    // Nothing is due: a run changes nothing and prints nothing.
+    let out = rotor.cmd(&["run"]);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

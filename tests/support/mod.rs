@@ -1,0 +1,415 @@
+//! Test support: real BIND servers on loopback, a rotor config around them, and checks made the
+//! way a user would make them (dig, the OpenDKIM tables, file modes, `rotor status --json`).
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The zone every test uses.
+pub const DOMAIN: &str = "example.com";
+
+/// A port free on 127.0.0.1 for both UDP and TCP.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Polls `done` until it holds, or panics with `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sbin(tool: &str) -> String {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin"] {
+        let path = format!("{dir}/{tool}");
+        if Path::new(&path).exists() {
+            return path;
+        }
+    }
+    panic!("{tool} is not installed: apt-get install bind9 bind9-dnsutils (.ci/run does)");
+}
+
+/// One `named` process, killed when dropped.
+pub struct Named {
+    child: Child,
+    pub port: u16,
+    pub control: Option<u16>,
+    dir: PathBuf,
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Named {
+    fn start(dir: &Path, conf: &str, port: u16, control: Option<u16>) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("named.conf"), conf).unwrap();
+        let log = fs::File::create(dir.join("named.log")).unwrap();
+        let child = Command::new(sbin("named"))
+            .args(["-g", "-c"])
+            .arg(dir.join("named.conf"))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("named starts");
+        let named = Self { child, port, control, dir: dir.to_owned() };
+        let started = Instant::now();
+        while named.dig(&["SOA", DOMAIN]).is_empty() {
+            if started.elapsed() > Duration::from_secs(20) {
+                panic!("named on port {port} did not start: {}", fs::read_to_string(dir.join("named.log")).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        named
+    }
+
+    /// `dig +short +norecurse @127.0.0.1 -p PORT ARGS`.
+    pub fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new("dig")
+            .args(["+short", "+norecurse", "+time=1", "+tries=1", "@127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("dig runs (apt-get install bind9-dnsutils)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The TXT values at `name`, each with its strings joined.
+    pub fn txt(&self, name: &str) -> Vec<String> {
+        self.dig(&["TXT", name]).lines().map(join_dig_strings).filter(|s| !s.is_empty()).collect()
+    }
+
+    /// `rndc retransfer DOMAIN` (secondaries started with a control channel).
+    pub fn retransfer(&self) {
+        let control = self.control.expect("started with a control channel");
+        let status = Command::new(sbin("rndc"))
+            .args(["-c"])
+            .arg(self.dir.join("rndc.conf"))
+            .args(["-s", "127.0.0.1", "-p", &control.to_string(), "retransfer", DOMAIN])
+            .status()
+            .unwrap();
+        assert!(status.success(), "rndc retransfer failed");
+    }
+}
+
+/// `"abc" "def"` as dig prints a TXT value, joined: `abcdef`.
+fn join_dig_strings(line: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => inside = !inside,
+            '\\' if inside => out.extend(chars.next()),
+            c if inside => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A primary and a secondary BIND for example.com, on loopback.
+pub struct Bind {
+    pub primary: Named,
+    pub secondary: Named,
+    pub tsig_file: PathBuf,
+}
+
+/// How the secondary follows the primary.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Secondary {
+    /// The primary sends NOTIFY; the secondary transfers at once.
+    Notified,
+    /// No NOTIFY and a one-hour refresh: the secondary lags until `retransfer`.
+    Lagging,
+}
+
+const ZONE: &str = "$TTL 60
+@    IN SOA ns1.example.com. hostmaster.example.com. ( 1 3600 600 86400 60 )
+@    IN NS  ns1.example.com.
+ns1  IN A   127.0.0.1
+@    IN TXT \"v=spf1 -all\"
+other._domainkey IN TXT \"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDoperator\"
+";
+
+fn options(dir: &Path, port: u16, tsig_file: &Path) -> String {
+    format!(
+        "include \"{tsig}\";
+options {{
+  directory \"{dir}\";
+  pid-file \"{dir}/named.pid\";
+  session-keyfile \"{dir}/session.key\";
+  listen-on port {port} {{ 127.0.0.1; }};
+  listen-on-v6 {{ none; }};
+  recursion no;
+  dnssec-validation no;
+  notify-source 127.0.0.1;
+  transfer-source 127.0.0.1;
+}};
+",
+        tsig = tsig_file.display(),
+        dir = dir.display()
+    )
+}
+
+impl Bind {
+    /// Starts both servers under `dir`.
+    pub fn start(dir: &Path, secondary: Secondary) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        let tsig_file = dir.join("tsig.key");
+        let key = Command::new(sbin("tsig-keygen")).args(["-a", "hmac-sha256", "rotor-key"]).output().unwrap();
+        fs::write(&tsig_file, key.stdout).unwrap();
+        let (port1, port2) = (free_port(), free_port());
+
+        let primary_dir = dir.join("primary");
+        fs::create_dir_all(&primary_dir).unwrap();
+        fs::write(primary_dir.join("example.com.db"), ZONE).unwrap();
+        let notify = match secondary {
+            Secondary::Notified => format!("notify explicit; also-notify {{ 127.0.0.1 port {port2}; }};"),
+            Secondary::Lagging => "notify no;".to_string(),
+        };
+        let primary_conf = format!(
+            "{}controls {{ }};
+zone \"example.com\" {{
+  type primary;
+  file \"example.com.db\";
+  update-policy {{ grant rotor-key zonesub TXT; }};
+  {notify}
+  allow-transfer {{ 127.0.0.1; }};
+}};
+",
+            options(&primary_dir, port1, &tsig_file)
+        );
+        let primary = Named::start(&primary_dir, &primary_conf, port1, None);
+
+        let secondary_dir = dir.join("secondary");
+        fs::create_dir_all(&secondary_dir).unwrap();
+        let control = free_port();
+        fs::write(
+            secondary_dir.join("rndc.conf"),
+            format!("include \"{}\";\noptions {{ default-key \"rotor-key\"; }};\n", tsig_file.display()),
+        )
+        .unwrap();
+        let secondary_conf = format!(
+            "{}controls {{ inet 127.0.0.1 port {control} allow {{ 127.0.0.1; }} keys {{ \"rotor-key\"; }}; }};
+zone \"example.com\" {{
+  type secondary;
+  file \"example.com.db\";
+  primaries {{ 127.0.0.1 port {port1}; }};
+}};
+",
+            options(&secondary_dir, port2, &tsig_file)
+        );
+        let secondary = Named::start(&secondary_dir, &secondary_conf, port2, Some(control));
+        Self { primary, secondary, tsig_file }
+    }
+
+    /// Both servers.
+    pub fn servers(&self) -> [&Named; 2] {
+        [&self.primary, &self.secondary]
+    }
+}
+
+/// A rotor set up against a [`Bind`], with compressed timings, in its own directory.
+pub struct Rotor {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+/// Settings a test may change in the generated config.
+pub struct Setup {
+    pub min_wait: &'static str,
+    pub grace: &'static str,
+    pub retire: &'static str,
+    pub revoke_for: &'static str,
+    pub timeout: &'static str,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self { min_wait: "1s", grace: "2s", retire: "delete", revoke_for: "2s", timeout: "5m" }
+    }
+}
+
+impl Rotor {
+    /// Writes a config for `bind` in `dir`.
+    pub fn new(dir: &Path, bind: &Bind, setup: Setup) -> Self {
+        let signer = dir.join("opendkim");
+        fs::create_dir_all(signer.join("keys")).unwrap();
+        fs::set_permissions(signer.join("keys"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(signer.join("SigningTable"), "# operator's rows\n*@other.org sel._domainkey.other.org\n").unwrap();
+        fs::write(signer.join("KeyTable"), "sel._domainkey.other.org other.org:sel:/etc/dkimkeys/other.pem\n").unwrap();
+        let config = dir.join("rotor.yaml");
+        fs::write(
+            &config,
+            format!(
+                "state_dir: {dir}/state
+key_dir: {dir}/keys
+defaults:
+  keys: [rsa-2048]
+  selector: \"t{{yyyy}}{{mm}}{{dd}}\"
+  ttl: 60
+  propagation:
+    authoritative: [\"127.0.0.1:{p1}\", \"127.0.0.1:{p2}\"]
+    min_wait: {min_wait}
+    poll_every: 1s
+    timeout: {timeout}
+  grace: {grace}
+  retire: {retire}
+  revoke_for: {revoke_for}
+providers:
+  bind:
+    type: rfc2136
+    server: 127.0.0.1:{p1}
+    tsig_key_file: {tsig}
+signers:
+  mx1:
+    type: opendkim
+    key_table: {signer}/KeyTable
+    signing_table: {signer}/SigningTable
+    key_dir: {signer}/keys
+    reload: \"echo reloaded >> {signer}/reloads.log\"
+domains:
+  - name: example.com
+    provider: bind
+    signers: [mx1]
+",
+                dir = dir.display(),
+                p1 = bind.primary.port,
+                p2 = bind.secondary.port,
+                tsig = bind.tsig_file.display(),
+                signer = signer.display(),
+                min_wait = setup.min_wait,
+                grace = setup.grace,
+                retire = setup.retire,
+                revoke_for = setup.revoke_for,
+                timeout = setup.timeout,
+            ),
+        )
+        .unwrap();
+        Self { dir: dir.to_owned(), config }
+    }
+
+    /// Runs `rotor ARGS` with this config and `env`.
+    pub fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rotor"));
+        command.arg("--config").arg(&self.config).args(args).env_remove("RUST_LOG");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("rotor runs")
+    }
+
+    /// Runs `rotor ARGS`.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.cmd_env(args, &[])
+    }
+
+    /// Runs `rotor ARGS` and asserts it succeeded.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        assert!(out.status.success(), "rotor {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `rotor status --all --json`.
+    pub fn status(&self) -> Vec<Value> {
+        let out = self.cmd(&["status", "--all", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!("status --json is JSON: {err}: {}", String::from_utf8_lossy(&out.stderr))
+        })
+    }
+
+    /// `(selector, phase)` of every key, oldest first.
+    pub fn phases(&self) -> Vec<(String, String)> {
+        self.status()
+            .iter()
+            .filter(|row| !row["selector"].is_null())
+            .map(|row| (row["selector"].as_str().unwrap().to_string(), row["phase"].as_str().unwrap().to_string()))
+            .collect()
+    }
+
+    /// The selector of the key in `phase`.
+    pub fn selector_in(&self, phase: &str) -> Option<String> {
+        self.phases().into_iter().find(|(_, p)| p == phase).map(|(s, _)| s)
+    }
+
+    /// Runs `rotor run` (as a timer would) until `done` holds.
+    pub fn run_until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        wait_for(what, Duration::from_secs(60), || {
+            let out = self.cmd(&["run"]);
+            assert!(out.status.success(), "rotor run failed: {}", String::from_utf8_lossy(&out.stderr));
+            done(self)
+        });
+    }
+
+    /// The OpenDKIM signer's directory.
+    pub fn signer_dir(&self) -> PathBuf {
+        self.dir.join("opendkim")
+    }
+
+    /// The SigningTable's row for example.com: the selector OpenDKIM signs with.
+    pub fn signing_selector(&self) -> Option<String> {
+        let table = fs::read_to_string(self.signer_dir().join("SigningTable")).unwrap();
+        table
+            .lines()
+            .find(|line| line.starts_with("*@example.com "))
+            .map(|line| line.split_whitespace().nth(1).unwrap().split('.').next().unwrap().to_string())
+    }
+
+    /// The key file OpenDKIM reads for `selector`, from the KeyTable.
+    pub fn signer_key_file(&self, selector: &str) -> Option<PathBuf> {
+        let table = fs::read_to_string(self.signer_dir().join("KeyTable")).unwrap();
+        let name = format!("{selector}._domainkey.example.com");
+        table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name.as_str()))
+            .map(|line| PathBuf::from(line.split_whitespace().nth(1).unwrap().splitn(3, ':').nth(2).unwrap()))
+    }
+}
+
+/// The file's permission bits.
+pub fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A scratch directory under the target dir (not /tmp, whose mode OpenDKIM refuses for keys).
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("rotor-test-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+/// Independent check with dkimpy: signs a message with `key_file` under `selector` and verifies
+/// it against the DNS record served on 127.0.0.1:`port`.
+pub fn dkimpy_verifies(key_file: &Path, selector: &str, port: u16) -> Result<(), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/dkim_verify.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(key_file)
+        .args([selector, DOMAIN, &port.to_string()])
+        .output()
+        .expect("python3 runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
