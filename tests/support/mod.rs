@@ -413,3 +413,27 @@ pub fn dkimpy_verifies(key_file: &Path, selector: &str, port: u16) -> Result<(),
         Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 }
+
+impl Bind {
+    /// Every TXT record under `_domainkey.example.com` on the primary, by zone transfer:
+    /// `(selector, joined value)`.
+    pub fn dkim_records(&self) -> Vec<(String, String)> {
+        let out = Command::new("dig")
+            .args(["+nocmd", "+nostats", "+nocomments", "@127.0.0.1", "-p", &self.primary.port.to_string(), "AXFR", DOMAIN])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut records: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let name = fields.next()?;
+                let selector = name.strip_suffix("._domainkey.example.com.")?;
+                let rest: Vec<&str> = fields.collect();
+                (rest.get(2) == Some(&"TXT")).then(|| (selector.to_string(), join_dig_strings(&rest[3..].join(" "))))
+            })
+            .collect();
+        records.sort();
+        records
+    }
+}
