@@ -108,6 +108,7 @@ impl<'a> Engine<'a> {
                 self.start_rotation(domain, algorithm, &keys).await?;
             }
         }
+        let mut abandoned = Vec::new();
         // Each step changes one key; a rotation has fewer than twenty steps.
         for _ in 0..64 {
             let keys = self.store.domain_keys(name)?;
@@ -116,11 +117,20 @@ impl<'a> Engine<'a> {
                 Next::Act(action) => Some((key.clone(), action)),
                 _ => None,
             });
-            let Some((key, action)) = step else { return Ok(()) };
+            let Some((key, action)) = step else {
+                return match abandoned.is_empty() {
+                    true => Ok(()),
+                    false => Err(anyhow!("rotation failed: {}", abandoned.join("; "))),
+                };
+            };
             if let Err(err) = self.perform(domain, &key, action).await {
                 let err = err.context(format!("{} {}: {}", name, key.selector, action));
                 self.record_error(&key, &err)?;
                 return Err(err);
+            }
+            if action == Action::Abandon {
+                let error = self.key(&key)?.error.unwrap_or_default();
+                abandoned.push(format!("{}: {error}", key.selector));
             }
         }
         bail!("{name}: the pass did not settle (this is a bug)")

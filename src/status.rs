@@ -1,6 +1,6 @@
 //! What `rotor status` and `rotor plan` show.
 
-use rotor_state::{KeyRecord, ServerCheck};
+use rotor_state::{KeyRecord, Phase, ServerCheck};
 use serde::Serialize;
 
 use crate::config::DomainConfig;
@@ -26,13 +26,27 @@ pub struct KeyStatus {
     pub waiting_for: Option<String>,
     /// The last error.
     pub error: Option<String>,
+    /// When the last propagation check ran (RFC 3339).
+    pub checked_at: Option<String>,
     /// The last propagation check, server by server.
     pub servers: Vec<ServerCheck>,
 }
 
 impl KeyStatus {
-    fn new(domain: &DomainConfig, key: &KeyRecord, now: u64) -> Self {
-        let (next_at, waiting_for) = match lifecycle::next(key, &domain.policy, now) {
+    fn new(domain: &DomainConfig, key: &KeyRecord, keys: &[KeyRecord], now: u64) -> Self {
+        let next = match key.phase {
+            // A failed key's domain waits for the retry of its rotation.
+            Phase::Failed => key
+                .algorithm
+                .parse()
+                .map(|alg| lifecycle::rotation(keys, alg, &domain.policy, now, false))
+                .unwrap_or(Next::Done),
+            _ => lifecycle::next(key, &domain.policy, now),
+        };
+        let (next_at, waiting_for) = match next {
+            Next::Act(action) if key.phase == Phase::Failed => {
+                (Some(rfc3339(now)), Some(format!("next run: retry the rotation ({action})")))
+            }
             Next::Act(action) => (Some(rfc3339(now)), Some(format!("next run: {action}"))),
             Next::Wait { until, reason } => (until.map(rfc3339), Some(reason)),
             Next::Done => (None, None),
@@ -46,6 +60,7 @@ impl KeyStatus {
             next_at,
             waiting_for,
             error: key.error.clone(),
+            checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
             servers: key.last_check.as_ref().map(|c| c.servers.clone()).unwrap_or_default(),
         }
     }
@@ -60,6 +75,7 @@ impl KeyStatus {
             next_at: None,
             waiting_for: Some("first rotation on the next run".into()),
             error: None,
+            checked_at: None,
             servers: Vec::new(),
         }
     }
@@ -69,13 +85,19 @@ impl KeyStatus {
 pub fn rows(domains: &[&DomainConfig], keys: &[KeyRecord], all: bool, now: u64) -> Vec<KeyStatus> {
     let mut rows = Vec::new();
     for domain in domains {
-        let mut theirs: Vec<&KeyRecord> = keys.iter().filter(|k| k.domain == domain.name.as_str()).collect();
+        let mut theirs: Vec<KeyRecord> = keys.iter().filter(|k| k.domain == domain.name.as_str()).cloned().collect();
         theirs.sort_by_key(|k| (k.created_at, k.selector.clone()));
-        let shown: Vec<&&KeyRecord> = theirs.iter().filter(|k| all || !k.phase.is_final()).collect();
+        // Retired keys are history; a failed key stays in view until a newer key of its
+        // algorithm exists.
+        let newer = |k: &KeyRecord| theirs.iter().any(|o| o.algorithm == k.algorithm && o.created_at > k.created_at);
+        let shown: Vec<&KeyRecord> = theirs
+            .iter()
+            .filter(|k| all || !k.phase.is_final() || (k.phase == Phase::Failed && !newer(k)))
+            .collect();
         if shown.is_empty() {
             rows.push(KeyStatus::without_keys(domain));
         }
-        rows.extend(shown.into_iter().map(|key| KeyStatus::new(domain, key, now)));
+        rows.extend(shown.into_iter().map(|key| KeyStatus::new(domain, key, &theirs, now)));
     }
     rows
 }
