@@ -10,7 +10,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "rotor", version, propagate_version = true)]
 pub struct Cli {
     /// The config file.
-    #[arg(long, short, global = true, env = "ROTOR_CONFIG", default_value = "/etc/rotor/rotor.yaml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "ROTOR_CONFIG",
+        default_value = "/etc/rotor/rotor.yaml"
+    )]
     pub config: PathBuf,
 
     /// More output: -v shows every step, -vv debugging detail (RUST_LOG overrides).

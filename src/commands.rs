@@ -49,7 +49,9 @@ fn lock(config: &Config) -> Result<Lock> {
     match file.try_lock() {
         Ok(()) => Ok(Lock(file)),
         Err(TryLockError::WouldBlock) => Err(Exit::Locked(path.display().to_string()).into()),
-        Err(TryLockError::Error(err)) => Err(err).with_context(|| format!("cannot lock {}", path.display())),
+        Err(TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 
@@ -81,7 +83,11 @@ fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DomainCo
         .iter()
         .map(|name| {
             config.domain(name).ok_or_else(|| {
-                Exit::Usage(format!("{name} is not a domain in {}", config.path.display())).into()
+                Exit::Usage(format!(
+                    "{name} is not a domain in {}",
+                    config.path.display()
+                ))
+                .into()
             })
         })
         .collect()
@@ -112,7 +118,13 @@ pub fn status(config: &Config, domain: Option<String>, json: bool, all: bool) ->
     } else {
         print!("{}", status::table(&rows));
     }
-    Ok(if rows.iter().any(|r| r.phase.as_deref() == Some("failed")) { 1 } else { 0 })
+    Ok(
+        if rows.iter().any(|r| r.phase.as_deref() == Some("failed")) {
+            1
+        } else {
+            0
+        },
+    )
 }
 
 /// One step `rotor run` would take now.
@@ -129,13 +141,20 @@ pub fn plan(config: &Config, json: bool) -> Result<Code> {
     let now = SystemClock.now();
     let mut planned = Vec::new();
     for domain in &config.domains {
-        let keys: Vec<KeyRecord> = stored.iter().filter(|k| k.domain == domain.name.as_str()).cloned().collect();
+        let keys: Vec<KeyRecord> = stored
+            .iter()
+            .filter(|k| k.domain == domain.name.as_str())
+            .cloned()
+            .collect();
         for &algorithm in &domain.policy.keys {
-            if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, now, false) {
+            if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, now, false)
+            {
                 planned.push(Planned {
                     domain: domain.name.to_string(),
                     selector: None,
-                    action: format!("start a rotation: new {algorithm} key, then as far as the gates allow"),
+                    action: format!(
+                        "start a rotation: new {algorithm} key, then as far as the gates allow"
+                    ),
                 });
             }
         }
@@ -155,7 +174,12 @@ pub fn plan(config: &Config, json: bool) -> Result<Code> {
         println!("nothing to do now");
     } else {
         for step in &planned {
-            println!("{} {}: {}", step.domain, step.selector.as_deref().unwrap_or("-"), step.action);
+            println!(
+                "{} {}: {}",
+                step.domain,
+                step.selector.as_deref().unwrap_or("-"),
+                step.action
+            );
         }
     }
     Ok(0)
@@ -180,33 +204,60 @@ pub async fn check(config: &Config) -> Result<Code> {
         let provider = engine::provider(&domain.provider, &config.providers[&domain.provider]);
         let name = format!("_domainkey.{}", domain.name);
         let zone = match &domain.zone {
-            Some(zone) => Ok(Zone { name: zone.to_string(), id: None }),
+            Some(zone) => Ok(Zone {
+                name: zone.to_string(),
+                id: None,
+            }),
             None => provider.find_zone(&name).await.map_err(anyhow::Error::from),
         };
         let checked = match zone {
-            Ok(zone) => provider.check(&zone).await.map(|()| zone.name).map_err(anyhow::Error::from),
+            Ok(zone) => provider
+                .check(&zone)
+                .await
+                .map(|()| zone.name)
+                .map_err(anyhow::Error::from),
             Err(err) => Err(err),
         };
         match checked {
-            Ok(zone) => report(format!("{}: provider {} accepts updates to zone {zone}", domain.name, domain.provider), Ok(())),
-            Err(err) => report(format!("{}: provider {}", domain.name, domain.provider), Err(err)),
+            Ok(zone) => report(
+                format!(
+                    "{}: provider {} accepts updates to zone {zone}",
+                    domain.name, domain.provider
+                ),
+                Ok(()),
+            ),
+            Err(err) => report(
+                format!("{}: provider {}", domain.name, domain.provider),
+                Err(err),
+            ),
         }
         let prop = &domain.policy.propagation;
-        let mut servers: Vec<(&str, std::net::SocketAddr)> = prop.resolvers.iter().map(|s| ("resolver", s.0)).collect();
+        let mut servers: Vec<(&str, std::net::SocketAddr)> =
+            prop.resolvers.iter().map(|s| ("resolver", s.0)).collect();
         if let Authoritative::List(list) = &prop.authoritative {
             servers.extend(list.iter().map(|s| ("authoritative", s.0)));
         }
         for (role, server) in servers {
-            let name = rotor_providers::dns::fqdn(domain.name.as_str()).map_err(anyhow::Error::msg)?;
-            let answer = rotor_providers::dns::query(server, &name, hickory_proto::rr::RecordType::SOA, role == "resolver", Duration::from_secs(5))
-                .await
-                .map(|_| ())
-                .map_err(|err| anyhow::anyhow!("no answer: {err}"));
+            let name =
+                rotor_providers::dns::fqdn(domain.name.as_str()).map_err(anyhow::Error::msg)?;
+            let answer = rotor_providers::dns::query(
+                server,
+                &name,
+                hickory_proto::rr::RecordType::SOA,
+                role == "resolver",
+                Duration::from_secs(5),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|err| anyhow::anyhow!("no answer: {err}"));
             report(format!("{}: {role} {server} answers", domain.name), answer);
         }
     }
     for (name, signer_config) in &config.signers {
-        report(format!("signer {name}"), signer::build(signer_config).check());
+        report(
+            format!("signer {name}"),
+            signer::build(signer_config).check(),
+        );
     }
     Ok(if failed == 0 { 0 } else { 1 })
 }

@@ -3,10 +3,8 @@
 
 /// Aborts the process if `ROTOR_CRASH_AT` names this point (e.g. `publish:applied`).
 pub fn hit(action: &str, point: &str) {
-    if let Ok(wanted) = std::env::var("ROTOR_CRASH_AT") {
-        if wanted == format!("{action}:{point}") {
-            eprintln!("rotor: crashing at {wanted} (ROTOR_CRASH_AT)");
-            std::process::abort();
-        }
+    if std::env::var("ROTOR_CRASH_AT").is_ok_and(|wanted| wanted == format!("{action}:{point}")) {
+        eprintln!("rotor: crashing at {action}:{point} (ROTOR_CRASH_AT)");
+        std::process::abort();
     }
 }

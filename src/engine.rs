@@ -81,8 +81,16 @@ impl<'a> Engine<'a> {
             config,
             store,
             clock,
-            providers: config.providers.iter().map(|(name, c)| (name.clone(), provider(name, c))).collect(),
-            signers: config.signers.iter().map(|(name, c)| (name.clone(), signer::build(c))).collect(),
+            providers: config
+                .providers
+                .iter()
+                .map(|(name, c)| (name.clone(), provider(name, c)))
+                .collect(),
+            signers: config
+                .signers
+                .iter()
+                .map(|(name, c)| (name.clone(), signer::build(c)))
+                .collect(),
         }
     }
 
@@ -104,7 +112,9 @@ impl<'a> Engine<'a> {
         let name = domain.name.as_str();
         for &algorithm in &domain.policy.keys {
             let keys = self.store.domain_keys(name)?;
-            if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, self.clock.now(), forced) {
+            if let Next::Act(_) =
+                lifecycle::rotation(&keys, algorithm, &domain.policy, self.clock.now(), forced)
+            {
                 self.start_rotation(domain, algorithm, &keys).await?;
             }
         }
@@ -113,10 +123,12 @@ impl<'a> Engine<'a> {
         for _ in 0..64 {
             let keys = self.store.domain_keys(name)?;
             let now = self.clock.now();
-            let step = keys.iter().find_map(|key| match lifecycle::next(key, &domain.policy, now) {
-                Next::Act(action) => Some((key.clone(), action)),
-                _ => None,
-            });
+            let step =
+                keys.iter()
+                    .find_map(|key| match lifecycle::next(key, &domain.policy, now) {
+                        Next::Act(action) => Some((key.clone(), action)),
+                        _ => None,
+                    });
             let Some((key, action)) = step else {
                 return match abandoned.is_empty() {
                     true => Ok(()),
@@ -142,7 +154,13 @@ impl<'a> Engine<'a> {
             .domain_keys(&key.domain)?
             .into_iter()
             .find(|k| k.selector == key.selector)
-            .ok_or_else(|| anyhow!("key {}/{} vanished from the store", key.domain, key.selector))
+            .ok_or_else(|| {
+                anyhow!(
+                    "key {}/{} vanished from the store",
+                    key.domain,
+                    key.selector
+                )
+            })
     }
 
     fn record_error(&self, key: &KeyRecord, err: &anyhow::Error) -> Result<()> {
@@ -171,13 +189,24 @@ impl<'a> Engine<'a> {
 
     async fn zone(&self, domain: &DomainConfig, key: &KeyRecord) -> Result<Zone> {
         Ok(match (&key.zone, &domain.zone) {
-            (Some(zone), _) => Zone { name: zone.clone(), id: None },
-            (None, Some(zone)) => Zone { name: zone.to_string(), id: None },
+            (Some(zone), _) => Zone {
+                name: zone.clone(),
+                id: None,
+            },
+            (None, Some(zone)) => Zone {
+                name: zone.to_string(),
+                id: None,
+            },
             (None, None) => self.provider(domain).find_zone(&key.record_name()).await?,
         })
     }
 
-    async fn start_rotation(&self, domain: &DomainConfig, algorithm: KeyAlgorithm, keys: &[KeyRecord]) -> Result<()> {
+    async fn start_rotation(
+        &self,
+        domain: &DomainConfig,
+        algorithm: KeyAlgorithm,
+        keys: &[KeyRecord],
+    ) -> Result<()> {
         let now = self.clock.now();
         let name = domain.name.as_str();
         let mut taken: BTreeSet<String> = keys.iter().map(|k| k.selector.clone()).collect();
@@ -187,13 +216,18 @@ impl<'a> Engine<'a> {
             let candidate = lifecycle::choose_selector(&base, &taken);
             let fqdn = format!("{candidate}._domainkey.{name}");
             let zone = match &domain.zone {
-                Some(zone) => Zone { name: zone.to_string(), id: None },
+                Some(zone) => Zone {
+                    name: zone.to_string(),
+                    id: None,
+                },
                 None => provider.find_zone(&fqdn).await?,
             };
             if provider.list_txt(&zone, &fqdn).await?.is_empty() {
                 break candidate;
             }
-            tracing::info!("{name}: selector {candidate} already has a TXT record rotor did not create; skipping it");
+            tracing::info!(
+                "{name}: selector {candidate} already has a TXT record rotor did not create; skipping it"
+            );
             taken.insert(candidate);
         };
         let key = KeyRecord {
@@ -212,14 +246,20 @@ impl<'a> Engine<'a> {
             last_check: None,
             error: None,
         };
-        let event = self.event(&key, format!("rotation started: new {algorithm} key under selector {selector}"));
+        let event = self.event(
+            &key,
+            format!("rotation started: new {algorithm} key under selector {selector}"),
+        );
         self.store.commit(&[(None, &key)], &[event])?;
         tracing::info!("{name}: rotation started ({algorithm}, selector {selector})");
         Ok(())
     }
 
     fn key_file(&self, domain: &str, selector: &str) -> PathBuf {
-        self.config.key_dir.join(domain).join(format!("{selector}.pem"))
+        self.config
+            .key_dir
+            .join(domain)
+            .join(format!("{selector}.pem"))
     }
 
     /// Records `action` as the key's intent (before any side effect), unless it already is.
@@ -244,30 +284,55 @@ impl<'a> Engine<'a> {
         let detail = match action {
             Action::GenerateKey => {
                 let record = self.generate(&key).await?;
-                let done = after.iter_mut().find(|k| k.selector == key.selector).expect("present");
+                let done = after
+                    .iter_mut()
+                    .find(|k| k.selector == key.selector)
+                    .expect("present");
                 done.record = Some(record);
-                format!("{} key written to {}", key.algorithm, key.key_file.display())
+                format!(
+                    "{} key written to {}",
+                    key.algorithm,
+                    key.key_file.display()
+                )
             }
             Action::Publish => {
                 let zone = self.zone(domain, &key).await?;
                 self.publish(domain, &key, &zone).await?;
-                let done = after.iter_mut().find(|k| k.selector == key.selector).expect("present");
+                let done = after
+                    .iter_mut()
+                    .find(|k| k.selector == key.selector)
+                    .expect("present");
                 done.zone = Some(zone.name.clone());
-                format!("TXT {} added in zone {} via {}", key.record_name(), zone.name, domain.provider)
+                format!(
+                    "TXT {} added in zone {} via {}",
+                    key.record_name(),
+                    zone.name,
+                    domain.provider
+                )
             }
-            Action::CheckPropagation => return self.check_propagation(domain, &key, &keys, after).await,
+            Action::CheckPropagation => {
+                return self.check_propagation(domain, &key, &keys, after).await;
+            }
             Action::Activate => {
                 self.apply_signers(domain, &after, &[])?;
-                format!("signers {} now sign with {}", domain.signers.join(", "), key.selector)
+                format!(
+                    "signers {} now sign with {}",
+                    domain.signers.join(", "),
+                    key.selector
+                )
             }
             Action::Retire | Action::Revoke => {
                 self.apply_signers(domain, &after, &[&key])?;
                 let zone = self.zone(domain, &key).await?;
                 let record = key.record.clone().context("a retiring key has a record")?;
-                let mut changes = self.delete_exact(domain, &zone, &key.record_name(), &record).await?;
+                let mut changes = self
+                    .delete_exact(domain, &zone, &key.record_name(), &record)
+                    .await?;
                 if action == Action::Revoke {
                     let revoked = revoked_record(&key)?;
-                    let present = self.find_exact(domain, &zone, &key.record_name(), &revoked).await?;
+                    let present = self
+                        .find_exact(domain, &zone, &key.record_name(), &revoked)
+                        .await?;
                     if present.is_none() {
                         changes.push(Change::Add {
                             name: key.record_name(),
@@ -286,14 +351,18 @@ impl<'a> Engine<'a> {
             }
             Action::RemoveRevoked => {
                 let zone = self.zone(domain, &key).await?;
-                let changes = self.delete_exact(domain, &zone, &key.record_name(), &revoked_record(&key)?).await?;
+                let changes = self
+                    .delete_exact(domain, &zone, &key.record_name(), &revoked_record(&key)?)
+                    .await?;
                 self.provider(domain).apply(&zone, &changes).await?;
                 "revoked record removed".to_string()
             }
             Action::Abandon => {
                 if let Some(record) = &key.record {
                     let zone = self.zone(domain, &key).await?;
-                    let changes = self.delete_exact(domain, &zone, &key.record_name(), record).await?;
+                    let changes = self
+                        .delete_exact(domain, &zone, &key.record_name(), record)
+                        .await?;
                     self.provider(domain).apply(&zone, &changes).await?;
                 }
                 fsutil::remove_file(&key.key_file)?;
@@ -301,7 +370,10 @@ impl<'a> Engine<'a> {
                     "not visible everywhere within propagation.timeout ({}); record and key removed, the current key keeps signing",
                     domain.policy.propagation.timeout
                 );
-                let done = after.iter_mut().find(|k| k.selector == key.selector).expect("present");
+                let done = after
+                    .iter_mut()
+                    .find(|k| k.selector == key.selector)
+                    .expect("present");
                 done.error = Some(reason.clone());
                 reason
             }
@@ -312,24 +384,44 @@ impl<'a> Engine<'a> {
 
     /// Writes every changed key of `after` (checked against `before`, with `key` as it is
     /// now) and one event per changed key.
-    fn commit(&self, before: &[KeyRecord], key: &KeyRecord, after: Vec<KeyRecord>, detail: String) -> Result<()> {
+    fn commit(
+        &self,
+        before: &[KeyRecord],
+        key: &KeyRecord,
+        after: Vec<KeyRecord>,
+        detail: String,
+    ) -> Result<()> {
         let mut changes = Vec::new();
         let mut events = Vec::new();
         for (old, new) in before.iter().zip(&after) {
-            let old = if old.selector == key.selector { key } else { old };
+            let old = if old.selector == key.selector {
+                key
+            } else {
+                old
+            };
             if old == new {
                 continue;
             }
             let text = if new.selector == key.selector {
                 detail.clone()
             } else {
-                format!("replaced by {}; grace window until {}", key.selector, rfc3339(new.since + self.policy_grace(new)))
+                format!(
+                    "replaced by {}; grace window until {}",
+                    key.selector,
+                    rfc3339(new.since + self.policy_grace(new))
+                )
             };
             if old.phase != new.phase || new.selector == key.selector {
                 events.push(self.event(new, text));
             }
             if new.phase != old.phase {
-                tracing::info!("{} {}: {} -> {}", new.domain, new.selector, old.phase, new.phase);
+                tracing::info!(
+                    "{} {}: {} -> {}",
+                    new.domain,
+                    new.selector,
+                    old.phase,
+                    new.phase
+                );
             }
             changes.push((Some(old), new));
         }
@@ -338,12 +430,17 @@ impl<'a> Engine<'a> {
     }
 
     fn policy_grace(&self, key: &KeyRecord) -> u64 {
-        self.config.domain(&key.domain).map_or(0, |d| d.policy.grace.secs())
+        self.config
+            .domain(&key.domain)
+            .map_or(0, |d| d.policy.grace.secs())
     }
 
     async fn generate(&self, key: &KeyRecord) -> Result<String> {
         let algorithm: KeyAlgorithm = key.algorithm.parse().map_err(anyhow::Error::msg)?;
-        let dir = key.key_file.parent().context("a key file has a directory")?;
+        let dir = key
+            .key_file
+            .parent()
+            .context("a key file has a directory")?;
         fsutil::ensure_private_dir(&self.config.key_dir)?;
         fsutil::ensure_private_dir(dir)?;
         let private = match fsutil::read_optional(&key.key_file)? {
@@ -351,7 +448,8 @@ impl<'a> Engine<'a> {
             Some(pem) => PrivateKey::from_pem(algorithm, Zeroizing::new(pem))
                 .with_context(|| format!("{}", key.key_file.display()))?,
             None => {
-                let private = tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm)).await??;
+                let private =
+                    tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm)).await??;
                 fsutil::write_atomic(&key.key_file, private.pem().as_bytes(), 0o600)?;
                 private
             }
@@ -359,29 +457,50 @@ impl<'a> Engine<'a> {
         Ok(private.record()?.to_string())
     }
 
-    async fn find_exact(&self, domain: &DomainConfig, zone: &Zone, name: &str, value: &str) -> Result<Option<TxtValue>> {
+    async fn find_exact(
+        &self,
+        domain: &DomainConfig,
+        zone: &Zone,
+        name: &str,
+        value: &str,
+    ) -> Result<Option<TxtValue>> {
         let values = self.provider(domain).list_txt(zone, name).await?;
         Ok(values.into_iter().find(|v| v.joined() == value))
     }
 
     /// The change that deletes exactly `value` at `name`, if it is there.
-    async fn delete_exact(&self, domain: &DomainConfig, zone: &Zone, name: &str, value: &str) -> Result<Vec<Change>> {
+    async fn delete_exact(
+        &self,
+        domain: &DomainConfig,
+        zone: &Zone,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<Change>> {
         Ok(self
             .find_exact(domain, zone, name, value)
             .await?
-            .map(|value| Change::Delete { name: name.to_string(), value })
+            .map(|value| Change::Delete {
+                name: name.to_string(),
+                value,
+            })
             .into_iter()
             .collect())
     }
 
     async fn publish(&self, domain: &DomainConfig, key: &KeyRecord, zone: &Zone) -> Result<()> {
-        let record = key.record.as_deref().context("a key to publish has a record")?;
+        let record = key
+            .record
+            .as_deref()
+            .context("a key to publish has a record")?;
         let name = key.record_name();
         let values = self.provider(domain).list_txt(zone, &name).await?;
         if values.iter().any(|v| v.joined() == record) {
             return Ok(());
         }
-        if let Some(other) = values.iter().find(|v| DkimRecord::parse(&v.joined()).is_some()) {
+        if let Some(other) = values
+            .iter()
+            .find(|v| DkimRecord::parse(&v.joined()).is_some())
+        {
             bail!(
                 "{name} already holds a DKIM record rotor did not publish ({:.40}…); rotor will not add a second one nor touch it",
                 other.joined()
@@ -396,17 +515,52 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    async fn check_propagation(&self, domain: &DomainConfig, key: &KeyRecord, keys: &[KeyRecord], mut after: Vec<KeyRecord>) -> Result<()> {
-        let record = key.record.as_deref().and_then(DkimRecord::parse).context("a published key has a record")?;
+    async fn check_propagation(
+        &self,
+        domain: &DomainConfig,
+        key: &KeyRecord,
+        keys: &[KeyRecord],
+        mut after: Vec<KeyRecord>,
+    ) -> Result<()> {
+        let record = key
+            .record
+            .as_deref()
+            .and_then(DkimRecord::parse)
+            .context("a published key has a record")?;
         let zone = key.zone.clone().unwrap_or_else(|| domain.name.to_string());
-        let check = propagation::check(&key.record_name(), &zone, &record, &domain.policy.propagation, DNS_TIMEOUT, self.clock.now()).await;
-        let summary: Vec<String> = check.servers.iter().map(|s| format!("{} {}: {}", s.role, s.server, s.detail)).collect();
-        let done = after.iter_mut().find(|k| k.selector == key.selector).expect("present");
+        let check = propagation::check(
+            &key.record_name(),
+            &zone,
+            &record,
+            &domain.policy.propagation,
+            DNS_TIMEOUT,
+            self.clock.now(),
+        )
+        .await;
+        let summary: Vec<String> = check
+            .servers
+            .iter()
+            .map(|s| format!("{} {}: {}", s.role, s.server, s.detail))
+            .collect();
+        let done = after
+            .iter_mut()
+            .find(|k| k.selector == key.selector)
+            .expect("present");
         done.last_check = Some(check.clone());
         if check.passed() {
-            self.commit(keys, key, after, format!("visible everywhere: {}", summary.join("; ")))
+            self.commit(
+                keys,
+                key,
+                after,
+                format!("visible everywhere: {}", summary.join("; ")),
+            )
         } else {
-            tracing::info!("{} {}: not visible everywhere yet: {}", key.domain, key.selector, summary.join("; "));
+            tracing::info!(
+                "{} {}: not visible everywhere yet: {}",
+                key.domain,
+                key.selector,
+                summary.join("; ")
+            );
             let waiting = KeyRecord {
                 last_check: Some(check),
                 error: None,
@@ -417,7 +571,12 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn apply_signers(&self, domain: &DomainConfig, after: &[KeyRecord], removed: &[&KeyRecord]) -> Result<()> {
+    fn apply_signers(
+        &self,
+        domain: &DomainConfig,
+        after: &[KeyRecord],
+        removed: &[&KeyRecord],
+    ) -> Result<()> {
         let plan = SignerPlan::from_keys(domain.name.as_str(), after, removed);
         for name in &domain.signers {
             self.signers[name]

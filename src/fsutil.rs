@@ -39,12 +39,23 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 /// Writes `bytes` to `path` through a temporary file in the same directory, created with `mode`
 /// from the start, synced, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().context("a file path has a file name")?;
-    let temp = dir.join(format!(".{}.rotor-tmp-{}", name.to_string_lossy(), std::process::id()));
+    let temp = dir.join(format!(
+        ".{}.rotor-tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let write = || -> io::Result<()> {
         let _ = fs::remove_file(&temp);
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
         // The umask may have narrowed the mode; set exactly what was asked.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
@@ -52,11 +63,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         fs::rename(&temp, path)?;
         fs::File::open(dir)?.sync_all()
     };
-    write().map_err(|err| {
-        let _ = fs::remove_file(&temp);
-        err
-    })
-    .with_context(|| format!("cannot write {}", path.display()))
+    write()
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&temp);
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Removes `path`; a file that is already gone is fine.
@@ -87,13 +98,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys/example.com");
         ensure_private_dir(&keys).unwrap();
-        assert_eq!(fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let key = keys.join("k.pem");
         write_atomic(&key, b"secret", 0o600).unwrap();
-        assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         write_atomic(&key, b"again", 0o600).unwrap();
         assert_eq!(fs::read_to_string(&key).unwrap(), "again");
-        assert_eq!(fs::read_dir(&keys).unwrap().count(), 1, "no temporary file is left");
+        assert_eq!(
+            fs::read_dir(&keys).unwrap().count(),
+            1,
+            "no temporary file is left"
+        );
     }
 
     #[test]

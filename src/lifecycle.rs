@@ -87,7 +87,10 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
         Phase::Retiring => {
             let end = key.since + policy.grace.secs();
             if now < end {
-                wait(end, "grace window (mail signed with it may still be in flight)")
+                wait(
+                    end,
+                    "grace window (mail signed with it may still be in flight)",
+                )
             } else if policy.retire == RetireMode::Revoke {
                 Next::Act(Action::Revoke)
             } else {
@@ -108,28 +111,51 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
 
 /// Whether a new key of `algorithm` should be started for a domain whose keys are `keys`.
 /// `forced` is `rotor rotate`: start now if none is under way.
-pub fn rotation(keys: &[KeyRecord], algorithm: KeyAlgorithm, policy: &Policy, now: u64, forced: bool) -> Next {
+pub fn rotation(
+    keys: &[KeyRecord],
+    algorithm: KeyAlgorithm,
+    policy: &Policy,
+    now: u64,
+    forced: bool,
+) -> Next {
     let algorithm = algorithm.to_string();
     let of_algorithm = || keys.iter().filter(|key| key.algorithm == algorithm);
     if let Some(pending) = of_algorithm().find(|key| {
-        matches!(key.phase, Phase::Generated | Phase::Published | Phase::Propagated)
+        matches!(
+            key.phase,
+            Phase::Generated | Phase::Published | Phase::Propagated
+        )
     }) {
         return Next::Wait {
             until: None,
-            reason: format!("rotation under way ({} is {})", pending.selector, pending.phase),
+            reason: format!(
+                "rotation under way ({} is {})",
+                pending.selector, pending.phase
+            ),
         };
     }
     if forced {
         return Next::Act(Action::GenerateKey);
     }
-    if let Some(failed) = of_algorithm().filter(|key| key.phase == Phase::Failed).max_by_key(|key| key.since) {
+    if let Some(failed) = of_algorithm()
+        .filter(|key| key.phase == Phase::Failed)
+        .max_by_key(|key| key.since)
+    {
         let retry = failed.since + policy.propagation.timeout.secs();
-        let newer_active = of_algorithm().any(|key| key.phase == Phase::Active && key.created_at > failed.created_at);
+        let newer_active = of_algorithm()
+            .any(|key| key.phase == Phase::Active && key.created_at > failed.created_at);
         if !newer_active && now < retry {
-            return wait(retry, format!("retry after failed rotation ({})", failed.selector));
+            return wait(
+                retry,
+                format!("retry after failed rotation ({})", failed.selector),
+            );
         }
     }
-    match of_algorithm().filter(|key| key.phase == Phase::Active).map(|key| key.activated_at.unwrap_or(key.since)).max() {
+    match of_algorithm()
+        .filter(|key| key.phase == Phase::Active)
+        .map(|key| key.activated_at.unwrap_or(key.since))
+        .max()
+    {
         Some(activated) if now < activated + policy.rotate_every.secs() => {
             wait(activated + policy.rotate_every.secs(), "next rotation")
         }
@@ -167,7 +193,10 @@ pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -
                     Action::Activate => next.activated_at = Some(now),
                     _ => {}
                 }
-            } else if action == Action::Activate && other.phase == Phase::Active && other.algorithm == key.algorithm {
+            } else if action == Action::Activate
+                && other.phase == Phase::Active
+                && other.algorithm == key.algorithm
+            {
                 next.phase = Phase::Retiring;
                 next.since = now;
             }
@@ -184,7 +213,11 @@ mod tests {
 
     fn policy() -> Policy {
         let yaml = "state_dir: /s\nkey_dir: /k\ndefaults:\n  rotate_every: 100s\n  grace: 50s\n  propagation: {min_wait: 10s, poll_every: 5s, timeout: 60s}\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: opendkim, key_table: /kt, signing_table: /st, key_dir: /kd, reload: 'true'}\ndomains:\n  - {name: example.com, provider: p, signers: [s]}\n";
-        Config::parse(yaml, std::path::Path::new("t.yaml")).unwrap().domains[0].policy.clone()
+        Config::parse(yaml, std::path::Path::new("t.yaml"))
+            .unwrap()
+            .domains[0]
+            .policy
+            .clone()
     }
 
     fn key(selector: &str, phase: Phase, since: u64) -> KeyRecord {
@@ -209,7 +242,12 @@ mod tests {
     fn check(at: u64, ok: bool) -> Option<Check> {
         Some(Check {
             at,
-            servers: vec![ServerCheck { server: "127.0.0.1:5302".into(), role: "authoritative".into(), ok, detail: String::new() }],
+            servers: vec![ServerCheck {
+                server: "127.0.0.1:5302".into(),
+                role: "authoritative".into(),
+                ok,
+                detail: String::new(),
+            }],
         })
     }
 
@@ -226,34 +264,58 @@ mod tests {
     fn propagation_waits_for_min_wait_then_polls() {
         let p = policy();
         let mut k = key("a", Phase::Published, 100);
-        assert!(matches!(next(&k, &p, 105), Next::Wait { until: Some(110), .. }));
+        assert!(matches!(
+            next(&k, &p, 105),
+            Next::Wait {
+                until: Some(110),
+                ..
+            }
+        ));
         assert_eq!(next(&k, &p, 110), Next::Act(Action::CheckPropagation));
         k.last_check = check(111, false);
-        let Next::Wait { until, reason } = next(&k, &p, 113) else { panic!() };
+        let Next::Wait { until, reason } = next(&k, &p, 113) else {
+            panic!()
+        };
         assert_eq!(until, Some(116));
         assert!(reason.contains("127.0.0.1:5302"), "{reason}");
         assert_eq!(next(&k, &p, 116), Next::Act(Action::CheckPropagation));
-        assert_eq!(next(&k, &p, 160), Next::Act(Action::Abandon), "timeout: the key fails");
+        assert_eq!(
+            next(&k, &p, 160),
+            Next::Act(Action::Abandon),
+            "timeout: the key fails"
+        );
     }
 
     #[test]
     fn a_check_before_min_wait_does_not_count() {
         let mut k = key("a", Phase::Published, 100);
         k.last_check = check(101, false);
-        assert_eq!(next(&k, &policy(), 112), Next::Act(Action::CheckPropagation));
+        assert_eq!(
+            next(&k, &policy(), 112),
+            Next::Act(Action::CheckPropagation)
+        );
     }
 
     #[test]
     fn retirement_waits_for_the_grace_window() {
         let mut p = policy();
         let k = key("a", Phase::Retiring, 100);
-        assert!(matches!(next(&k, &p, 149), Next::Wait { until: Some(150), .. }));
+        assert!(matches!(
+            next(&k, &p, 149),
+            Next::Wait {
+                until: Some(150),
+                ..
+            }
+        ));
         assert_eq!(next(&k, &p, 150), Next::Act(Action::Retire));
         p.retire = RetireMode::Revoke;
         assert_eq!(next(&k, &p, 150), Next::Act(Action::Revoke));
         let revoked = key("a", Phase::Revoked, 150);
         assert!(matches!(next(&revoked, &p, 151), Next::Wait { .. }));
-        assert_eq!(next(&revoked, &p, 150 + p.revoke_for.secs()), Next::Act(Action::RemoveRevoked));
+        assert_eq!(
+            next(&revoked, &p, 150 + p.revoke_for.secs()),
+            Next::Act(Action::RemoveRevoked)
+        );
     }
 
     #[test]
@@ -267,15 +329,36 @@ mod tests {
     fn rotation_starts_when_due_and_never_twice() {
         let p = policy();
         let alg = KeyAlgorithm::Rsa2048;
-        assert_eq!(rotation(&[], alg, &p, 0, false), Next::Act(Action::GenerateKey));
+        assert_eq!(
+            rotation(&[], alg, &p, 0, false),
+            Next::Act(Action::GenerateKey)
+        );
         let active = key("a", Phase::Active, 100);
-        assert!(matches!(rotation(&[active.clone()], alg, &p, 150, false), Next::Wait { until: Some(200), .. }));
-        assert_eq!(rotation(&[active.clone()], alg, &p, 200, false), Next::Act(Action::GenerateKey));
-        assert_eq!(rotation(&[active.clone()], alg, &p, 150, true), Next::Act(Action::GenerateKey));
+        assert!(matches!(
+            rotation(std::slice::from_ref(&active), alg, &p, 150, false),
+            Next::Wait {
+                until: Some(200),
+                ..
+            }
+        ));
+        assert_eq!(
+            rotation(std::slice::from_ref(&active), alg, &p, 200, false),
+            Next::Act(Action::GenerateKey)
+        );
+        assert_eq!(
+            rotation(std::slice::from_ref(&active), alg, &p, 150, true),
+            Next::Act(Action::GenerateKey)
+        );
         let pending = key("b", Phase::Published, 200);
-        assert!(matches!(rotation(&[active.clone(), pending], alg, &p, 300, true), Next::Wait { until: None, .. }));
+        assert!(matches!(
+            rotation(&[active.clone(), pending], alg, &p, 300, true),
+            Next::Wait { until: None, .. }
+        ));
         // Another algorithm's key does not count.
-        assert_eq!(rotation(&[active], KeyAlgorithm::Ed25519, &p, 150, false), Next::Act(Action::GenerateKey));
+        assert_eq!(
+            rotation(&[active], KeyAlgorithm::Ed25519, &p, 150, false),
+            Next::Act(Action::GenerateKey)
+        );
     }
 
     #[test]
@@ -284,8 +367,17 @@ mod tests {
         let active = key("a", Phase::Active, 0);
         let failed = key("b", Phase::Failed, 200);
         let keys = [active, failed];
-        assert!(matches!(rotation(&keys, KeyAlgorithm::Rsa2048, &p, 230, false), Next::Wait { until: Some(260), .. }));
-        assert_eq!(rotation(&keys, KeyAlgorithm::Rsa2048, &p, 260, false), Next::Act(Action::GenerateKey));
+        assert!(matches!(
+            rotation(&keys, KeyAlgorithm::Rsa2048, &p, 230, false),
+            Next::Wait {
+                until: Some(260),
+                ..
+            }
+        ));
+        assert_eq!(
+            rotation(&keys, KeyAlgorithm::Rsa2048, &p, 260, false),
+            Next::Act(Action::GenerateKey)
+        );
     }
 
     #[test]
@@ -294,12 +386,16 @@ mod tests {
         let new = key("b", Phase::Propagated, 50);
         let after = complete(&[old, new.clone()], &new, Action::Activate, 60);
         assert_eq!((after[0].phase, after[0].since), (Phase::Retiring, 60));
-        assert_eq!((after[1].phase, after[1].activated_at), (Phase::Active, Some(60)));
+        assert_eq!(
+            (after[1].phase, after[1].activated_at),
+            (Phase::Active, Some(60))
+        );
     }
 
     #[test]
     fn selectors_are_never_reused() {
-        let taken: BTreeSet<String> = ["rotor20261123".to_string(), "rotor20261123-2".to_string()].into();
+        let taken: BTreeSet<String> =
+            ["rotor20261123".to_string(), "rotor20261123-2".to_string()].into();
         assert_eq!(choose_selector("rotor20261123", &taken), "rotor20261123-3");
         assert_eq!(choose_selector("rotor20261124", &taken), "rotor20261124");
     }

@@ -17,7 +17,14 @@ const AUTHORITATIVE: &str = "authoritative";
 const RESOLVER: &str = "resolver";
 
 /// Asks every server for the TXT record at `fqdn` and compares it with `expected`.
-pub async fn check(fqdn: &str, zone: &str, expected: &DkimRecord, settings: &Propagation, timeout: Duration, now: u64) -> Check {
+pub async fn check(
+    fqdn: &str,
+    zone: &str,
+    expected: &DkimRecord,
+    settings: &Propagation,
+    timeout: Duration,
+    now: u64,
+) -> Check {
     let resolvers: Vec<SocketAddr> = settings.resolvers.iter().map(|s| s.0).collect();
     let mut servers: Vec<(SocketAddr, &'static str)> = Vec::new();
     let mut failures = Vec::new();
@@ -44,10 +51,19 @@ pub async fn check(fqdn: &str, zone: &str, expected: &DkimRecord, settings: &Pro
     let mut answers: Vec<(usize, ServerCheck)> = tasks.join_all().await;
     answers.sort_by_key(|(index, _)| *index);
     failures.extend(answers.into_iter().map(|(_, answer)| answer));
-    Check { at: now, servers: failures }
+    Check {
+        at: now,
+        servers: failures,
+    }
 }
 
-async fn ask(server: SocketAddr, role: &'static str, fqdn: &str, expected: &DkimRecord, timeout: Duration) -> ServerCheck {
+async fn ask(
+    server: SocketAddr,
+    role: &'static str,
+    fqdn: &str,
+    expected: &DkimRecord,
+    timeout: Duration,
+) -> ServerCheck {
     let (ok, detail) = match answer(server, role, fqdn, expected, timeout).await {
         Ok(()) => (true, "record matches".to_string()),
         Err(detail) => (false, detail),
@@ -60,7 +76,13 @@ async fn ask(server: SocketAddr, role: &'static str, fqdn: &str, expected: &Dkim
     }
 }
 
-async fn answer(server: SocketAddr, role: &str, fqdn: &str, expected: &DkimRecord, timeout: Duration) -> Result<(), String> {
+async fn answer(
+    server: SocketAddr,
+    role: &str,
+    fqdn: &str,
+    expected: &DkimRecord,
+    timeout: Duration,
+) -> Result<(), String> {
     let name = dns::fqdn(fqdn)?;
     let response = dns::query(server, &name, RecordType::TXT, role == RESOLVER, timeout)
         .await
@@ -81,12 +103,19 @@ async fn answer(server: SocketAddr, role: &str, fqdn: &str, expected: &DkimRecor
         [] => Err("no DKIM record".into()),
         [one] if one.same_key(expected) => Ok(()),
         [_] => Err("a different key".into()),
-        _ => Err(format!("{} DKIM records at one selector (undefined for verifiers)", records.len())),
+        _ => Err(format!(
+            "{} DKIM records at one selector (undefined for verifiers)",
+            records.len()
+        )),
     }
 }
 
 /// The addresses of `zone`'s nameservers, through `resolvers` (or the system's).
-async fn nameservers(zone: &str, resolvers: &[SocketAddr], timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+async fn nameservers(
+    zone: &str,
+    resolvers: &[SocketAddr],
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, String> {
     let system;
     let resolvers = if resolvers.is_empty() {
         system = system_resolvers();
@@ -100,7 +129,13 @@ async fn nameservers(zone: &str, resolvers: &[SocketAddr], timeout: Duration) ->
         let response = dns::query(resolver, &name, record_type, true, timeout)
             .await
             .map_err(|err| format!("{resolver}: {err}"))?;
-        Ok::<_, String>(response.answers.iter().map(|record| record.data.clone()).collect::<Vec<RData>>())
+        Ok::<_, String>(
+            response
+                .answers
+                .iter()
+                .map(|record| record.data.clone())
+                .collect::<Vec<RData>>(),
+        )
     };
     let mut addresses = Vec::new();
     for ns in lookup(zone.to_string(), RecordType::NS).await? {
@@ -117,7 +152,9 @@ async fn nameservers(zone: &str, resolvers: &[SocketAddr], timeout: Duration) ->
         }
     }
     if addresses.is_empty() {
-        return Err(format!("{resolver} returned no nameserver addresses for {zone}"));
+        return Err(format!(
+            "{resolver} returned no nameserver addresses for {zone}"
+        ));
     }
     Ok(addresses)
 }

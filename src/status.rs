@@ -44,9 +44,10 @@ impl KeyStatus {
             _ => lifecycle::next(key, &domain.policy, now),
         };
         let (next_at, waiting_for) = match next {
-            Next::Act(action) if key.phase == Phase::Failed => {
-                (Some(rfc3339(now)), Some(format!("next run: retry the rotation ({action})")))
-            }
+            Next::Act(action) if key.phase == Phase::Failed => (
+                Some(rfc3339(now)),
+                Some(format!("next run: retry the rotation ({action})")),
+            ),
             Next::Act(action) => (Some(rfc3339(now)), Some(format!("next run: {action}"))),
             Next::Wait { until, reason } => (until.map(rfc3339), Some(reason)),
             Next::Done => (None, None),
@@ -61,7 +62,11 @@ impl KeyStatus {
             waiting_for,
             error: key.error.clone(),
             checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
-            servers: key.last_check.as_ref().map(|c| c.servers.clone()).unwrap_or_default(),
+            servers: key
+                .last_check
+                .as_ref()
+                .map(|c| c.servers.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -85,11 +90,19 @@ impl KeyStatus {
 pub fn rows(domains: &[&DomainConfig], keys: &[KeyRecord], all: bool, now: u64) -> Vec<KeyStatus> {
     let mut rows = Vec::new();
     for domain in domains {
-        let mut theirs: Vec<KeyRecord> = keys.iter().filter(|k| k.domain == domain.name.as_str()).cloned().collect();
+        let mut theirs: Vec<KeyRecord> = keys
+            .iter()
+            .filter(|k| k.domain == domain.name.as_str())
+            .cloned()
+            .collect();
         theirs.sort_by_key(|k| (k.created_at, k.selector.clone()));
         // Retired keys are history; a failed key stays in view until a newer key of its
         // algorithm exists.
-        let newer = |k: &KeyRecord| theirs.iter().any(|o| o.algorithm == k.algorithm && o.created_at > k.created_at);
+        let newer = |k: &KeyRecord| {
+            theirs
+                .iter()
+                .any(|o| o.algorithm == k.algorithm && o.created_at > k.created_at)
+        };
         let shown: Vec<&KeyRecord> = theirs
             .iter()
             .filter(|k| all || !k.phase.is_final() || (k.phase == Phase::Failed && !newer(k)))
@@ -97,14 +110,26 @@ pub fn rows(domains: &[&DomainConfig], keys: &[KeyRecord], all: bool, now: u64) 
         if shown.is_empty() {
             rows.push(KeyStatus::without_keys(domain));
         }
-        rows.extend(shown.into_iter().map(|key| KeyStatus::new(domain, key, &theirs, now)));
+        rows.extend(
+            shown
+                .into_iter()
+                .map(|key| KeyStatus::new(domain, key, &theirs, now)),
+        );
     }
     rows
 }
 
 /// Renders rows as an aligned table.
 pub fn table(rows: &[KeyStatus]) -> String {
-    let header = ["DOMAIN", "SELECTOR", "ALGORITHM", "PHASE", "SINCE", "NEXT", "WAITING FOR"];
+    let header = [
+        "DOMAIN",
+        "SELECTOR",
+        "ALGORITHM",
+        "PHASE",
+        "SINCE",
+        "NEXT",
+        "WAITING FOR",
+    ];
     let dash = || "-".to_string();
     let mut lines: Vec<[String; 7]> = vec![header.map(String::from)];
     for row in rows {
@@ -122,7 +147,9 @@ pub fn table(rows: &[KeyStatus]) -> String {
             waiting,
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for line in lines {
         for (i, cell) in line.iter().enumerate() {

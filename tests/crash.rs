@@ -14,28 +14,44 @@ use support::{Bind, Rotor, Secondary, Setup, scratch};
 /// Checks the rules after any run, crashed or not.
 fn check_rules(bind: &Bind, rotor: &Rotor, context: &str) {
     let phases = rotor.phases();
-    let phase_of = |selector: &str| phases.iter().find(|(s, _)| s == selector).map(|(_, p)| p.as_str());
+    let phase_of = |selector: &str| {
+        phases
+            .iter()
+            .find(|(s, _)| s == selector)
+            .map(|(_, p)| p.as_str())
+    };
     let records = bind.dkim_records();
 
     // Never a signer on a key whose record is not visible on both nameservers.
     if let Some(signing) = rotor.signing_selector() {
         let name = format!("{signing}._domainkey.example.com");
         for server in bind.servers() {
-            support::wait_for(&format!("{context}: {name} on port {}", server.port), std::time::Duration::from_secs(10), || {
-                server.txt(&name).len() == 1
-            });
+            support::wait_for(
+                &format!("{context}: {name} on port {}", server.port),
+                std::time::Duration::from_secs(10),
+                || server.txt(&name).len() == 1,
+            );
         }
-        let key = rotor.signer_key_file(&signing).expect("the signing key has a KeyTable row");
+        let key = rotor
+            .signer_key_file(&signing)
+            .expect("the signing key has a KeyTable row");
         support::dkimpy_verifies(&key, &signing, bind.secondary.port)
             .unwrap_or_else(|err| panic!("{context}: signer key does not match DNS: {err}"));
     }
     // At most one record per selector; every rotor record belongs to a key rotor tracks.
     let selectors: Vec<&String> = records.iter().map(|(s, _)| s).collect();
     let unique: BTreeSet<&String> = selectors.iter().copied().collect();
-    assert_eq!(selectors.len(), unique.len(), "{context}: duplicate records {records:?}");
+    assert_eq!(
+        selectors.len(),
+        unique.len(),
+        "{context}: duplicate records {records:?}"
+    );
     for (selector, _) in &records {
         if selector != "other" {
-            assert!(phase_of(selector).is_some(), "{context}: orphan record at {selector}");
+            assert!(
+                phase_of(selector).is_some(),
+                "{context}: orphan record at {selector}"
+            );
         }
     }
     // A key still in use by a signer, or in its grace window, stays published.
@@ -45,16 +61,24 @@ fn check_rules(bind: &Bind, rotor: &Rotor, context: &str) {
             if phase == "retiring" && !tables.contains(&format!("{selector}._domainkey")) {
                 continue; // taken out of the signer: retirement under way
             }
-            assert!(records.iter().any(|(s, _)| s == selector), "{context}: {selector} ({phase}) not published");
+            assert!(
+                records.iter().any(|(s, _)| s == selector),
+                "{context}: {selector} ({phase}) not published"
+            );
         }
     }
     // No orphan private keys.
     if let Ok(entries) = fs::read_dir(rotor.dir.join("keys/example.com")) {
         for entry in entries {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            let selector = name.strip_suffix(".pem").unwrap_or_else(|| panic!("{context}: stray file {name}"));
+            let selector = name
+                .strip_suffix(".pem")
+                .unwrap_or_else(|| panic!("{context}: stray file {name}"));
             assert!(
-                matches!(phase_of(selector), Some("generated" | "published" | "propagated" | "active" | "retiring")),
+                matches!(
+                    phase_of(selector),
+                    Some("generated" | "published" | "propagated" | "active" | "retiring")
+                ),
                 "{context}: orphan key file {name} ({:?})",
                 phase_of(selector)
             );
@@ -65,29 +89,57 @@ fn check_rules(bind: &Bind, rotor: &Rotor, context: &str) {
 fn crash_and_resume(point: &str, retire: &'static str) {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
-    let rotor = Rotor::new(dir.path(), &bind, Setup { retire, ..Setup::default() });
+    let rotor = Rotor::new(
+        dir.path(),
+        &bind,
+        Setup {
+            retire,
+            ..Setup::default()
+        },
+    );
     let mut crashed = false;
     let mut step = |args: &[&str]| {
-        let env: &[(&str, &str)] = if crashed { &[] } else { &[("ROTOR_CRASH_AT", point)] };
+        let env: &[(&str, &str)] = if crashed {
+            &[]
+        } else {
+            &[("ROTOR_CRASH_AT", point)]
+        };
         let out = rotor.cmd_env(args, env);
         if out.status.signal().is_some() {
             assert!(!crashed, "only the armed run crashes");
             crashed = true;
             check_rules(&bind, &rotor, &format!("right after the crash at {point}"));
         } else {
-            assert!(out.status.success(), "{args:?} after the crash: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{args:?} after the crash: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             check_rules(&bind, &rotor, &format!("after a run ({point})"));
         }
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     while rotor.selector_in("active").is_none() {
-        assert!(std::time::Instant::now() < deadline, "first key never became active");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first key never became active"
+        );
         step(&["run"]);
     }
     let first = rotor.selector_in("active").unwrap();
     step(&["rotate", "example.com"]);
-    while rotor.phases().iter().find(|(s, _)| *s == first).map(|(_, p)| p.as_str()) != Some("retired") {
-        assert!(std::time::Instant::now() < deadline, "old key never retired: {:?}", rotor.phases());
+    while rotor
+        .phases()
+        .iter()
+        .find(|(s, _)| *s == first)
+        .map(|(_, p)| p.as_str())
+        != Some("retired")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old key never retired: {:?}",
+            rotor.phases()
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
         step(&["run"]);
     }
@@ -101,8 +153,20 @@ fn crash_and_resume(point: &str, retire: &'static str) {
         ["other", second.as_str()],
         "{point}: only the operator's record and the active one remain"
     );
-    assert_eq!(fs::read_dir(rotor.dir.join("keys/example.com")).unwrap().count(), 1, "{point}");
-    assert_eq!(fs::read_dir(rotor.signer_dir().join("keys")).unwrap().count(), 1, "{point}");
+    assert_eq!(
+        fs::read_dir(rotor.dir.join("keys/example.com"))
+            .unwrap()
+            .count(),
+        1,
+        "{point}"
+    );
+    assert_eq!(
+        fs::read_dir(rotor.signer_dir().join("keys"))
+            .unwrap()
+            .count(),
+        1,
+        "{point}"
+    );
 }
 
 macro_rules! crash_tests {

@@ -34,12 +34,19 @@ fn two_full_rotations_on_real_bind() {
     assert_eq!(phase, "published");
     assert!(first.starts_with('t'), "{first}");
     let name = format!("{first}._domainkey.example.com");
-    let key_file = rotor.dir.join("keys/example.com").join(format!("{first}.pem"));
+    let key_file = rotor
+        .dir
+        .join("keys/example.com")
+        .join(format!("{first}.pem"));
     assert_eq!(mode(&key_file), 0o600);
     assert_eq!(mode(&rotor.dir.join("keys")), 0o700);
     assert_eq!(mode(&rotor.dir.join("keys/example.com")), 0o700);
     assert_eq!(bind.primary.txt(&name).len(), 1, "published on the primary");
-    assert_eq!(rotor.signing_selector(), None, "no signer switch before the record is visible");
+    assert_eq!(
+        rotor.signing_selector(),
+        None,
+        "no signer switch before the record is visible"
+    );
     let published = row(&rotor, &first);
     assert_eq!(published["algorithm"], "rsa-2048");
     assert!(published["since"].as_str().unwrap().ends_with('Z'));
@@ -51,7 +58,12 @@ fn two_full_rotations_on_real_bind() {
     rotor.run_until("first key active", |r| r.selector_in("active").is_some());
     assert_eq!(rotor.selector_in("active").as_deref(), Some(first.as_str()));
     for server in bind.servers() {
-        assert_eq!(server.txt(&name).len(), 1, "exactly one record on port {}", server.port);
+        assert_eq!(
+            server.txt(&name).len(),
+            1,
+            "exactly one record on port {}",
+            server.port
+        );
     }
     let active = row(&rotor, &first);
     assert_eq!(active["waiting_for"], "next rotation");
@@ -81,28 +93,66 @@ fn two_full_rotations_on_real_bind() {
         // The old key stays published and loaded through its grace window.
         assert_eq!(row(&rotor, &previous)["phase"], "retiring", "round {round}");
         for server in bind.servers() {
-            assert_eq!(server.txt(&old_name).len(), 1, "old record kept during grace");
+            assert_eq!(
+                server.txt(&old_name).len(),
+                1,
+                "old record kept during grace"
+            );
             assert_eq!(server.txt(&new_name).len(), 1, "new record everywhere");
         }
         assert_eq!(rotor.signing_selector().as_deref(), Some(current.as_str()));
-        assert!(rotor.signer_key_file(&previous).is_some(), "old KeyTable row kept during grace");
+        assert!(
+            rotor.signer_key_file(&previous).is_some(),
+            "old KeyTable row kept during grace"
+        );
         let signer_key = rotor.signer_key_file(&current).unwrap();
         dkimpy_verifies(&signer_key, &current, bind.secondary.port).unwrap();
 
         // After the grace window: record gone everywhere, private keys destroyed.
-        rotor.run_until("old key retired", |r| r.phases().iter().any(|(s, p)| *s == previous && p == "retired"));
-        support::wait_for("the secondary to drop the old record", std::time::Duration::from_secs(20), || {
-            bind.servers().iter().all(|server| server.txt(&old_name).is_empty())
+        rotor.run_until("old key retired", |r| {
+            r.phases()
+                .iter()
+                .any(|(s, p)| *s == previous && p == "retired")
         });
-        assert!(!rotor.dir.join("keys/example.com").join(format!("{previous}.pem")).exists());
+        support::wait_for(
+            "the secondary to drop the old record",
+            std::time::Duration::from_secs(20),
+            || {
+                bind.servers()
+                    .iter()
+                    .all(|server| server.txt(&old_name).is_empty())
+            },
+        );
+        assert!(
+            !rotor
+                .dir
+                .join("keys/example.com")
+                .join(format!("{previous}.pem"))
+                .exists()
+        );
         assert_eq!(rotor.signer_key_file(&previous), None);
-        assert!(!rotor.signer_dir().join(format!("keys/example.com.{previous}.pem")).exists());
+        assert!(
+            !rotor
+                .signer_dir()
+                .join(format!("keys/example.com.{previous}.pem"))
+                .exists()
+        );
         previous = current;
     }
 
     // Only the active key is left, in rotor's key directory and in the signer's.
-    assert_eq!(fs::read_dir(rotor.dir.join("keys/example.com")).unwrap().count(), 1);
-    assert_eq!(fs::read_dir(rotor.signer_dir().join("keys")).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(rotor.dir.join("keys/example.com"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(
+        fs::read_dir(rotor.signer_dir().join("keys"))
+            .unwrap()
+            .count(),
+        1
+    );
     // Records rotor did not create are untouched; the operator's signing rows too.
     for server in bind.servers() {
         assert_eq!(server.txt("example.com"), ["v=spf1 -all"]);
@@ -115,5 +165,9 @@ fn two_full_rotations_on_real_bind() {
     // Nothing is due: a run changes nothing and prints nothing.
     let out = rotor.cmd(&["run"]);
     assert!(out.status.success());
-    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -11,8 +11,8 @@ use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::DnsMultiplexer;
 use hickory_net::{DnsHandle, NetError};
-use hickory_proto::rr::TSigner;
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message, Query};
+use hickory_proto::rr::TSigner;
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::TxtValue;

@@ -19,7 +19,11 @@ impl TxtValue {
             .map(<[u8]>::to_vec)
             .collect::<Vec<_>>();
         Self {
-            strings: if strings.is_empty() { vec![Vec::new()] } else { strings },
+            strings: if strings.is_empty() {
+                vec![Vec::new()]
+            } else {
+                strings
+            },
         }
     }
 

@@ -10,8 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rotor_providers::rfc2136::TsigKey;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 
 use crate::keys::KeyAlgorithm;
 use values::{Declared, KeyList, ProviderRef, SignerRef};
@@ -29,7 +29,9 @@ impl ConfigError {
     fn new(file: &Path, line_col: Option<(usize, usize)>, message: impl Into<String>) -> Self {
         Self {
             file: file.display().to_string(),
-            location: line_col.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default(),
+            location: line_col
+                .map(|(l, c)| format!(":{l}:{c}"))
+                .unwrap_or_default(),
             message: message.into(),
         }
     }
@@ -141,8 +143,11 @@ pub struct TsigKeyFile(pub TsigKey);
 
 impl<'de> Deserialize<'de> for TsigKeyFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let path = PathBuf::deserialize(deserializer)?;
-        TsigKey::from_file(&path).map(Self).map_err(de::Error::custom)
+        values::parse_scalar(deserializer, |path| {
+            TsigKey::from_file(Path::new(path))
+                .map(Self)
+                .map_err(|err| err.to_string())
+        })
     }
 }
 
@@ -155,6 +160,13 @@ pub enum SignerConfig {
 }
 
 impl SignerConfig {
+    /// Checks what serde cannot: settings that depend on each other.
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Opendkim(config) => config.reload().map(drop),
+        }
+    }
+
     /// Whether the signer can sign each message twice (RSA and Ed25519).
     pub fn dual_signing(&self) -> bool {
         match self {
@@ -260,13 +272,15 @@ impl Policy {
             layered(layers, |l| l.propagation.as_ref().and_then(get))
         };
         Self {
-            keys: layered(layers, |l| l.keys.clone()).map_or_else(|| vec![KeyAlgorithm::Rsa2048], |k| k.0),
+            keys: layered(layers, |l| l.keys.clone())
+                .map_or_else(|| vec![KeyAlgorithm::Rsa2048], |k| k.0),
             selector: layered(layers, |l| l.selector.clone())
                 .unwrap_or_else(|| "rotor{yyyy}{mm}{dd}".parse().expect("valid")),
             rotate_every: interval(layered(layers, |l| l.rotate_every), "90d"),
             ttl: layered(layers, |l| l.ttl).unwrap_or(300),
             propagation: Propagation {
-                resolvers: layered(layers, |l| l.propagation.as_ref()?.resolvers.clone()).unwrap_or_default(),
+                resolvers: layered(layers, |l| l.propagation.as_ref()?.resolvers.clone())
+                    .unwrap_or_default(),
                 authoritative: layered(layers, |l| l.propagation.as_ref()?.authoritative.clone())
                     .unwrap_or(Authoritative::Auto),
                 min_wait: interval(propagation(|p| p.min_wait), "4h"),
@@ -280,21 +294,82 @@ impl Policy {
     }
 }
 
-/// Finds the line of the domain entry `name:` in the file, for errors found after parsing.
-fn domain_line(text: &str, domain: &str) -> Option<(usize, usize)> {
+/// Finds the first line (and its column) that `matches` (given the line without indentation or
+/// list dash), for errors found after parsing.
+fn find_line(text: &str, matches: impl Fn(&str) -> bool) -> Option<(usize, usize)> {
     text.lines().enumerate().find_map(|(index, line)| {
         let trimmed = line.trim_start().trim_start_matches('-').trim_start();
-        let value = trimmed.strip_prefix("name:")?.trim().trim_matches(['"', '\'']);
-        (value.trim_end_matches('.').eq_ignore_ascii_case(domain))
-            .then(|| (index + 1, line.len() - trimmed.len() + 1))
+        matches(trimmed).then(|| (index + 1, line.len() - trimmed.len() + 1))
     })
+}
+
+/// The line of the domain entry `name: <domain>`.
+fn domain_line(text: &str, domain: &str) -> Option<(usize, usize)> {
+    find_line(text, |line| {
+        line.strip_prefix("name:").is_some_and(|value| {
+            let value = value.trim().trim_matches(['"', '\'']).trim_end_matches('.');
+            value.eq_ignore_ascii_case(domain)
+        })
+    })
+}
+
+/// Errors inside a provider or signer entry (a `type`-tagged map, which serde reads as a whole)
+/// come located at the entry's name: point them at the field they concern instead.
+fn refine(
+    text: &str,
+    (line, column): (usize, usize),
+    message: String,
+) -> (Option<(usize, usize)>, String) {
+    let unchanged = (Some((line, column)), message.clone());
+    let Some((section, rest)) = ["providers", "signers"]
+        .iter()
+        .find_map(|section| Some((*section, message.strip_prefix(section)?.strip_prefix(": ")?)))
+    else {
+        return unchanged;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let Some(entry) = lines.get(line.wrapping_sub(1)) else {
+        return unchanged;
+    };
+    let name = entry
+        .trim()
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim_matches(['"', '\'']);
+    let unknown = rest
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next());
+    for (offset, candidate) in lines[line..].iter().enumerate() {
+        if candidate.trim().is_empty() {
+            continue;
+        }
+        if indent(candidate) <= indent(entry) {
+            break;
+        }
+        let Some((key, value)) = candidate.trim().split_once(':') else {
+            continue;
+        };
+        let value = value.trim().trim_matches(['"', '\'']);
+        let concerned = match unknown {
+            Some(field) => key == field,
+            None => value.len() >= 3 && rest.contains(value),
+        };
+        if concerned {
+            let at = (line + offset + 1, indent(candidate) + 1);
+            return (Some(at), format!("{section}.{name}.{key}: {rest}"));
+        }
+    }
+    (Some((line, column)), format!("{section}.{name}: {rest}"))
 }
 
 impl Config {
     /// Reads and validates the config at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| ConfigError::new(path, None, format!("cannot read the config: {err}")))?;
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            ConfigError::new(path, None, format!("cannot read the config: {err}"))
+        })?;
         Self::parse(&text, path)
     }
 
@@ -307,6 +382,10 @@ impl Config {
             if let Some(at) = message.rfind(" at line ") {
                 message.truncate(at);
             }
+            let (location, message) = match location {
+                Some(at) => refine(text, at, message),
+                None => (None, message),
+            };
             ConfigError::new(path, location, message)
         };
         let names: Names = serde_yaml::from_str(text).map_err(yaml_error)?;
@@ -314,14 +393,30 @@ impl Config {
             providers: names.providers.into_keys().collect(),
             signers: names.signers.into_keys().collect(),
         };
-        let raw: RawConfig = declared.scope(|| serde_yaml::from_str(text)).map_err(yaml_error)?;
+        let raw: RawConfig = declared
+            .scope(|| serde_yaml::from_str(text))
+            .map_err(yaml_error)?;
 
+        for (name, signer) in &raw.signers {
+            if let Err(message) = signer.validate() {
+                let at = find_line(text, |line| line.starts_with(&format!("{name}:")));
+                return Err(ConfigError::new(
+                    path,
+                    at,
+                    format!("signers.{name}: {message}"),
+                ));
+            }
+        }
         let mut seen = BTreeSet::new();
         let mut domains = Vec::with_capacity(raw.domains.len());
         for (index, domain) in raw.domains.into_iter().enumerate() {
             let name = domain.name.clone();
             let error = |field: &str, message: String| {
-                ConfigError::new(path, domain_line(text, name.as_str()), format!("domains[{index}].{field}: {message}"))
+                ConfigError::new(
+                    path,
+                    domain_line(text, name.as_str()),
+                    format!("domains[{index}].{field}: {message}"),
+                )
             };
             if !seen.insert(name.clone()) {
                 return Err(error("name", format!("{name} is declared twice")));
@@ -329,25 +424,30 @@ impl Config {
             if domain.signers.is_empty() {
                 return Err(error("signers", "list at least one signer".into()));
             }
-            if let Some(zone) = &domain.zone {
-                if !zone.contains(name.as_str()) {
-                    return Err(error("zone", format!("{name} is not inside zone {zone}")));
-                }
+            if let Some(zone) = domain
+                .zone
+                .as_ref()
+                .filter(|zone| !zone.contains(name.as_str()))
+            {
+                return Err(error("zone", format!("{name} is not inside zone {zone}")));
             }
             let provider = domain.provider.0.clone();
             let signers: Vec<String> = domain.signers.iter().map(|s| s.0.clone()).collect();
             let zone = domain.zone.clone();
             let policy = Policy::resolve([&raw.defaults, &domain.overrides()]);
-            if policy.keys.contains(&KeyAlgorithm::Ed25519) {
-                if let Some(signer) = signers.iter().find(|s| !raw.signers[*s].dual_signing()) {
-                    return Err(error(
-                        "keys",
-                        format!("ed25519 needs a signer that signs twice (RSA and Ed25519), and signer {signer:?} cannot"),
-                    ));
-                }
+            let single = signers.iter().find(|s| !raw.signers[*s].dual_signing());
+            if let Some(signer) = single.filter(|_| policy.keys.contains(&KeyAlgorithm::Ed25519)) {
+                return Err(error(
+                    "keys",
+                    format!(
+                        "ed25519 needs a signer that signs twice (RSA and Ed25519), and signer {signer:?} cannot"
+                    ),
+                ));
             }
             if policy.keys.contains(&KeyAlgorithm::Rsa1024) {
-                tracing::warn!("{name}: rsa-1024 is weak (RFC 8301 says SHOULD use 2048 bits or more)");
+                tracing::warn!(
+                    "{name}: rsa-1024 is weak (RFC 8301 says SHOULD use 2048 bits or more)"
+                );
             }
             domains.push(DomainConfig {
                 name,
@@ -370,6 +470,8 @@ impl Config {
     /// The domain named `name`.
     pub fn domain(&self, name: &str) -> Option<&DomainConfig> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        self.domains.iter().find(|domain| domain.name.as_str() == name)
+        self.domains
+            .iter()
+            .find(|domain| domain.name.as_str() == name)
     }
 }

@@ -8,19 +8,39 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::keys::KeyAlgorithm;
 
-/// Implements `Deserialize` for a type through its `FromStr`, so that its error message lands at
-/// the value's position in the file.
+/// Deserializes a scalar through `parse`, inside the deserializer's own call, so that an error
+/// carries the value's line, column and path.
+pub fn parse_scalar<'de, D, T>(
+    deserializer: D,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct ScalarVisitor<F>(F);
+    impl<'de, T, F: FnOnce(&str) -> Result<T, String>> Visitor<'de> for ScalarVisitor<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+            (self.0)(text).map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(ScalarVisitor(parse))
+}
+
+/// Implements `Deserialize` for a type through its `FromStr`.
 macro_rules! deserialize_from_str {
     ($type:ty) => {
         impl<'de> Deserialize<'de> for $type {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(de::Error::custom)
+                parse_scalar(deserializer, str::parse)
             }
         }
     };
@@ -35,7 +55,9 @@ impl FromStr for Interval {
     fn from_str(text: &str) -> Result<Self, String> {
         humantime::parse_duration(text.trim())
             .map(Interval)
-            .map_err(|err| format!("invalid duration {text:?} ({err}): write e.g. 90d, 4h, 5m or 30s"))
+            .map_err(|err| {
+                format!("invalid duration {text:?} ({err}): write e.g. 90d, 4h, 5m or 30s")
+            })
     }
 }
 deserialize_from_str!(Interval);
@@ -73,7 +95,10 @@ impl FromStr for DomainName {
             if label.is_empty() || label.len() > 63 {
                 return bad("every label needs 1 to 63 characters");
             }
-            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return bad("only letters, digits and hyphens are allowed (use punycode for IDNs)");
             }
             if label.starts_with('-') || label.ends_with('-') {
@@ -115,7 +140,11 @@ impl FromStr for ServerAddr {
         }
         text.parse::<IpAddr>()
             .map(|ip| Self(SocketAddr::new(ip, 53)))
-            .map_err(|_| format!("invalid server address {text:?}: write an IP address, optionally with :port"))
+            .map_err(|_| {
+                format!(
+                    "invalid server address {text:?}: write an IP address, optionally with :port"
+                )
+            })
     }
 }
 deserialize_from_str!(ServerAddr);
@@ -126,22 +155,41 @@ deserialize_from_str!(KeyAlgorithm);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyList(pub Vec<KeyAlgorithm>);
 
-impl<'de> Deserialize<'de> for KeyList {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let keys = Vec::<KeyAlgorithm>::deserialize(deserializer)?;
-        let rsa = keys.iter().filter(|key| key.is_rsa()).count();
+impl KeyList {
+    fn check(keys: Vec<KeyAlgorithm>) -> Result<Self, &'static str> {
         let unique: BTreeSet<_> = keys.iter().collect();
         if unique.len() != keys.len() {
-            return Err(de::Error::custom("a key type is listed twice"));
+            return Err("a key type is listed twice");
         }
-        match rsa {
-            0 if keys.is_empty() => Err(de::Error::custom("list at least one key type, e.g. [rsa-2048]")),
-            0 => Err(de::Error::custom(
+        match keys.iter().filter(|key| key.is_rsa()).count() {
+            0 if keys.is_empty() => Err("list at least one key type, e.g. [rsa-2048]"),
+            0 => Err(
                 "ed25519 needs an RSA key beside it: many receivers do not verify Ed25519 signatures, so use e.g. [rsa-2048, ed25519]",
-            )),
+            ),
             1 => Ok(Self(keys)),
-            _ => Err(de::Error::custom("list one RSA key size only")),
+            _ => Err("list one RSA key size only"),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeysVisitor;
+        impl<'de> Visitor<'de> for KeysVisitor {
+            type Value = KeyList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of key types, e.g. [rsa-2048]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KeyList, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = seq.next_element()? {
+                    keys.push(key);
+                }
+                // Checked inside the visitor, so the error points at the list.
+                KeyList::check(keys).map_err(de::Error::custom)
+            }
+        }
+        deserializer.deserialize_seq(KeysVisitor)
     }
 }
 
@@ -265,20 +313,20 @@ impl Declared {
     }
 }
 
-fn check_declared<E: de::Error>(
-    name: String,
+fn check_declared(
+    name: &str,
     kind: &str,
     pick: impl Fn(&Declared) -> &BTreeSet<String>,
-) -> Result<String, E> {
+) -> Result<String, String> {
     DECLARED.with(|cell| match &*cell.borrow() {
-        Some(declared) if !pick(declared).contains(&name) => {
+        Some(declared) if !pick(declared).contains(name) => {
             let known: Vec<&str> = pick(declared).iter().map(String::as_str).collect();
-            Err(E::custom(format!(
-                "unknown {kind} {name:?}: declared {kind}s are [{}]",
+            Err(format!(
+                "{kind} {name:?} is not declared under `{kind}s:` (declared: {})",
                 known.join(", ")
-            )))
+            ))
         }
-        _ => Ok(name),
+        _ => Ok(name.to_string()),
     })
 }
 
@@ -288,8 +336,10 @@ pub struct ProviderRef(pub String);
 
 impl<'de> Deserialize<'de> for ProviderRef {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        check_declared(name, "provider", |d| &d.providers).map(Self)
+        parse_scalar(deserializer, |name| {
+            check_declared(name, "provider", |d| &d.providers)
+        })
+        .map(Self)
     }
 }
 
@@ -299,8 +349,10 @@ pub struct SignerRef(pub String);
 
 impl<'de> Deserialize<'de> for SignerRef {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        check_declared(name, "signer", |d| &d.signers).map(Self)
+        parse_scalar(deserializer, |name| {
+            check_declared(name, "signer", |d| &d.signers)
+        })
+        .map(Self)
     }
 }
 
@@ -319,8 +371,17 @@ mod tests {
 
     #[test]
     fn domain_names_are_checked() {
-        assert_eq!("Example.COM.".parse::<DomainName>().unwrap().as_str(), "example.com");
-        for bad in ["localhost", "ex ample.com", "-a.com", "a..com", "exa_mple.com"] {
+        assert_eq!(
+            "Example.COM.".parse::<DomainName>().unwrap().as_str(),
+            "example.com"
+        );
+        for bad in [
+            "localhost",
+            "ex ample.com",
+            "-a.com",
+            "a..com",
+            "exa_mple.com",
+        ] {
             assert!(bad.parse::<DomainName>().is_err(), "{bad}");
         }
     }
@@ -328,7 +389,10 @@ mod tests {
     #[test]
     fn server_addresses_default_to_port_53() {
         assert_eq!("192.0.2.1".parse::<ServerAddr>().unwrap().0.port(), 53);
-        assert_eq!("192.0.2.2:5353".parse::<ServerAddr>().unwrap().0.port(), 5353);
+        assert_eq!(
+            "192.0.2.2:5353".parse::<ServerAddr>().unwrap().0.port(),
+            5353
+        );
         assert_eq!("[::1]:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
         assert!("ns1.example.com".parse::<ServerAddr>().is_err());
     }

@@ -183,11 +183,21 @@ mod tests {
         assert!(key.pem().starts_with("-----BEGIN PRIVATE KEY-----"));
         let record = key.record().unwrap();
         let text = record.to_string();
-        assert!(text.starts_with("v=DKIM1; k=rsa; h=sha256; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"), "{text}");
-        let again = PrivateKey::from_pem(KeyAlgorithm::Rsa2048, Zeroizing::new(key.pem().to_string())).unwrap();
+        assert!(
+            text.starts_with(
+                "v=DKIM1; k=rsa; h=sha256; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"
+            ),
+            "{text}"
+        );
+        let again =
+            PrivateKey::from_pem(KeyAlgorithm::Rsa2048, Zeroizing::new(key.pem().to_string()))
+                .unwrap();
         assert_eq!(again.record().unwrap(), record);
         // A 2048-bit key read as a 3072-bit one is refused.
-        assert!(PrivateKey::from_pem(KeyAlgorithm::Rsa3072, Zeroizing::new(key.pem().to_string())).is_err());
+        assert!(
+            PrivateKey::from_pem(KeyAlgorithm::Rsa3072, Zeroizing::new(key.pem().to_string()))
+                .is_err()
+        );
     }
 
     #[test]
@@ -209,7 +219,17 @@ mod tests {
 
     #[test]
     fn weak_and_unknown_types_are_refused() {
-        assert!("rsa-512".parse::<KeyAlgorithm>().unwrap_err().contains("RFC 8301"));
-        assert!("dsa".parse::<KeyAlgorithm>().unwrap_err().contains("rsa-2048"));
+        assert!(
+            "rsa-512"
+                .parse::<KeyAlgorithm>()
+                .unwrap_err()
+                .contains("RFC 8301")
+        );
+        assert!(
+            "dsa"
+                .parse::<KeyAlgorithm>()
+                .unwrap_err()
+                .contains("rsa-2048")
+        );
     }
 }

@@ -39,7 +39,9 @@ impl DkimRecord {
                 Some((name.trim().to_string(), value))
             })
             .collect();
-        tags.iter().any(|(name, _)| name == "p").then_some(Self { tags })
+        tags.iter()
+            .any(|(name, _)| name == "p")
+            .then_some(Self { tags })
     }
 
     fn tag(&self, name: &str) -> Option<&str> {
@@ -68,7 +70,11 @@ impl DkimRecord {
 
 impl fmt::Display for DkimRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tags: Vec<String> = self.tags.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        let tags: Vec<String> = self
+            .tags
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
         f.write_str(&tags.join("; "))
     }
 }
@@ -91,7 +97,13 @@ mod tests {
 
     #[test]
     fn revoked_records_have_an_empty_key() {
-        assert_eq!(DkimRecord::revoked(KeyAlgorithm::Rsa2048).to_string(), "v=DKIM1; k=rsa; h=sha256; p=");
-        assert_eq!(DkimRecord::revoked(KeyAlgorithm::Ed25519).to_string(), "v=DKIM1; k=ed25519; p=");
+        assert_eq!(
+            DkimRecord::revoked(KeyAlgorithm::Rsa2048).to_string(),
+            "v=DKIM1; k=rsa; h=sha256; p="
+        );
+        assert_eq!(
+            DkimRecord::revoked(KeyAlgorithm::Ed25519).to_string(),
+            "v=DKIM1; k=ed25519; p="
+        );
     }
 }

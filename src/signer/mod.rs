@@ -61,7 +61,10 @@ impl SignerPlan {
             domain: domain.to_string(),
             signing: with_phase(Phase::Active),
             kept: with_phase(Phase::Retiring),
-            removed: removed.iter().map(|key| SignerKey::from_record(key)).collect(),
+            removed: removed
+                .iter()
+                .map(|key| SignerKey::from_record(key))
+                .collect(),
         }
     }
 }

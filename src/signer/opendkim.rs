@@ -82,18 +82,28 @@ impl Opendkim {
     }
 
     fn installed_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
-        self.config.key_dir.join(format!("{domain}.{}.pem", key.selector))
+        self.config
+            .key_dir
+            .join(format!("{domain}.{}.pem", key.selector))
     }
 
     fn owner(&self) -> Result<(Uid, Gid)> {
         let dir = fs::metadata(&self.config.key_dir)
             .with_context(|| format!("OpenDKIM key_dir {}", self.config.key_dir.display()))?;
         let uid = match &self.config.user {
-            Some(name) => User::from_name(name)?.with_context(|| format!("no user {name:?}"))?.uid,
+            Some(name) => {
+                User::from_name(name)?
+                    .with_context(|| format!("no user {name:?}"))?
+                    .uid
+            }
             None => Uid::from_raw(dir.uid()),
         };
         let gid = match &self.config.group {
-            Some(name) => Group::from_name(name)?.with_context(|| format!("no group {name:?}"))?.gid,
+            Some(name) => {
+                Group::from_name(name)?
+                    .with_context(|| format!("no group {name:?}"))?
+                    .gid
+            }
             None => Gid::from_raw(dir.gid()),
         };
         Ok((uid, gid))
@@ -102,16 +112,23 @@ impl Opendkim {
     /// Copies a key where OpenDKIM reads it, 0600 and owned by the signer, unless it is there.
     fn install(&self, domain: &str, key: &SignerKey) -> Result<PathBuf> {
         let target = self.installed_path(domain, key);
-        let pem = fs::read(&key.source).with_context(|| format!("cannot read private key {}", key.source.display()))?;
+        let pem = fs::read(&key.source)
+            .with_context(|| format!("cannot read private key {}", key.source.display()))?;
         if fs::read(&target).ok().as_deref() != Some(pem.as_slice()) {
             fsutil::write_atomic(&target, &pem, 0o600)?;
         }
         let (uid, gid) = self.owner()?;
-        chown(&target, Some(uid), Some(gid)).with_context(|| format!("cannot chown {}", target.display()))?;
+        chown(&target, Some(uid), Some(gid))
+            .with_context(|| format!("cannot chown {}", target.display()))?;
         Ok(target)
     }
 
-    fn tables(&self, plan: &SignerPlan, key_table: &str, signing_table: &str) -> Result<(String, String)> {
+    fn tables(
+        &self,
+        plan: &SignerPlan,
+        key_table: &str,
+        signing_table: &str,
+    ) -> Result<(String, String)> {
         let domain = plan.domain.as_str();
         let ours: Vec<String> = plan
             .signing
@@ -123,9 +140,18 @@ impl Opendkim {
         let mut key_rows = Vec::new();
         for key in plan.signing.iter().chain(&plan.kept) {
             let path = self.installed_path(domain, key);
-            key_rows.push(format!("{} {domain}:{}:{}", key_name(domain, &key.selector), key.selector, path.display()));
+            key_rows.push(format!(
+                "{} {domain}:{}:{}",
+                key_name(domain, &key.selector),
+                key.selector,
+                path.display()
+            ));
         }
-        let keys = rewrite(key_table, |f| ours.iter().any(|name| name == f[0]), &key_rows);
+        let keys = rewrite(
+            key_table,
+            |f| ours.iter().any(|name| name == f[0]),
+            &key_rows,
+        );
         let pattern = format!("*@{domain}");
         let signing_rows: Vec<String> = plan
             .signing
@@ -134,7 +160,11 @@ impl Opendkim {
             .collect();
         let signing = rewrite(
             signing_table,
-            |f| f[0] == pattern || f.get(1).is_some_and(|name| ours.iter().any(|ours| ours == name)),
+            |f| {
+                f[0] == pattern
+                    || f.get(1)
+                        .is_some_and(|name| ours.iter().any(|ours| ours == name))
+            },
             &signing_rows,
         );
         Ok((keys, signing))
@@ -150,7 +180,9 @@ struct Saved {
 
 impl Saved {
     fn read(path: &Path) -> Result<Self> {
-        let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+        let mode = fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
         Ok(Self {
             path: path.to_owned(),
             text: fsutil::read_optional(path)?,
@@ -209,8 +241,13 @@ impl Signer for Opendkim {
         self.owner()?;
         for table in [&self.config.key_table, &self.config.signing_table] {
             let dir = table.parent().unwrap_or(Path::new("."));
-            nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
-                .with_context(|| format!("cannot write in {} (for {})", dir.display(), table.display()))?;
+            nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).with_context(|| {
+                format!(
+                    "cannot write in {} (for {})",
+                    dir.display(),
+                    table.display()
+                )
+            })?;
         }
         reload.check()
     }
@@ -244,7 +281,11 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Opendkim) {
         let dir = tempfile::tempdir().unwrap();
         fsutil::ensure_private_dir(&dir.path().join("keys")).unwrap();
-        fs::write(dir.path().join("KeyTable"), "old._domainkey.other.org other.org:old:/k/other\n").unwrap();
+        fs::write(
+            dir.path().join("KeyTable"),
+            "old._domainkey.other.org other.org:old:/k/other\n",
+        )
+        .unwrap();
         fs::write(dir.path().join("SigningTable"), "# operator rows\n*@other.org old._domainkey.other.org\n*@example.com default._domainkey.example.com\n").unwrap();
         let signer = opendkim(dir.path(), "true");
         (dir, signer)
@@ -254,7 +295,12 @@ mod tests {
     fn switches_the_domain_and_keeps_other_rows() {
         let (dir, signer) = setup();
         let (a, b) = (key(dir.path(), "a"), key(dir.path(), "b"));
-        let plan = SignerPlan { domain: "example.com".into(), signing: vec![b.clone()], kept: vec![a.clone()], removed: vec![] };
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![b.clone()],
+            kept: vec![a.clone()],
+            removed: vec![],
+        };
         signer.apply(&plan).unwrap();
         signer.apply(&plan).unwrap();
         let keys = fs::read_to_string(dir.path().join("KeyTable")).unwrap();
@@ -268,12 +314,23 @@ mod tests {
                 key_dir.display()
             )
         );
-        assert_eq!(signing, "# operator rows\n*@other.org old._domainkey.other.org\n*@example.com b._domainkey.example.com\n");
+        assert_eq!(
+            signing,
+            "# operator rows\n*@other.org old._domainkey.other.org\n*@example.com b._domainkey.example.com\n"
+        );
         let installed = key_dir.join("example.com.b.pem");
         assert_eq!(fs::read_to_string(&installed).unwrap(), "PEM b");
-        assert_eq!(fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
 
-        let retire = SignerPlan { domain: "example.com".into(), signing: vec![b], kept: vec![], removed: vec![a] };
+        let retire = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![b],
+            kept: vec![],
+            removed: vec![a],
+        };
         signer.apply(&retire).unwrap();
         let keys = fs::read_to_string(dir.path().join("KeyTable")).unwrap();
         assert!(!keys.contains("a._domainkey"), "{keys}");
@@ -285,11 +342,19 @@ mod tests {
         let (dir, _) = setup();
         let before = fs::read_to_string(dir.path().join("SigningTable")).unwrap();
         let signer = opendkim(dir.path(), "echo opendkim is down >&2; exit 3");
-        let plan = SignerPlan { domain: "example.com".into(), signing: vec![key(dir.path(), "b")], kept: vec![], removed: vec![] };
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![key(dir.path(), "b")],
+            kept: vec![],
+            removed: vec![],
+        };
         let err = format!("{:#}", signer.apply(&plan).unwrap_err());
         assert!(err.contains("opendkim is down"), "{err}");
         assert!(err.contains("restored"), "{err}");
-        assert_eq!(fs::read_to_string(dir.path().join("SigningTable")).unwrap(), before);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("SigningTable")).unwrap(),
+            before
+        );
     }
 
     #[test]

@@ -37,7 +37,12 @@ impl Reload {
             }
             Self::Signal(pid_file, signal) => {
                 let pid = self.pid(pid_file)?;
-                kill(pid, *signal).with_context(|| format!("cannot send {signal} to pid {pid} (from {})", pid_file.display()))
+                kill(pid, *signal).with_context(|| {
+                    format!(
+                        "cannot send {signal} to pid {pid} (from {})",
+                        pid_file.display()
+                    )
+                })
             }
         }
     }
@@ -48,7 +53,9 @@ impl Reload {
             Self::Command(_) => Ok(()),
             Self::Signal(pid_file, _) => {
                 let pid = self.pid(pid_file)?;
-                kill(pid, None).with_context(|| format!("process {pid} from {} is not running", pid_file.display()))
+                kill(pid, None).with_context(|| {
+                    format!("process {pid} from {} is not running", pid_file.display())
+                })
             }
         }
     }

@@ -107,7 +107,11 @@ impl Store {
         }
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(&self, key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<T, StoreError> {
         serde_json::from_slice(value).map_err(|err| StoreError::Corrupt {
             path: self.path.clone(),
             key: String::from_utf8_lossy(key).replace('\0', "/"),
@@ -115,7 +119,11 @@ impl Store {
         })
     }
 
-    fn scan<T: serde::de::DeserializeOwned>(&self, tree: &sled::Tree, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+    fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        prefix: &[u8],
+    ) -> Result<Vec<T>, StoreError> {
         tree.scan_prefix(prefix)
             .map(|entry| {
                 let (key, value) = entry.map_err(|err| self.io(err))?;
@@ -149,9 +157,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut encoded = Vec::with_capacity(changes.len());
         for (before, after) in changes {
-            let before = before.map(serde_json::to_vec).transpose().map_err(|err| self.io(err))?;
+            let before = before
+                .map(serde_json::to_vec)
+                .transpose()
+                .map_err(|err| self.io(err))?;
             let after_bytes = serde_json::to_vec(after).map_err(|err| self.io(err))?;
-            encoded.push((key_id(&after.domain, &after.selector), before, after_bytes, *after));
+            encoded.push((
+                key_id(&after.domain, &after.selector),
+                before,
+                after_bytes,
+                *after,
+            ));
         }
         let mut history = Vec::with_capacity(events.len());
         for event in events {
@@ -230,13 +246,25 @@ mod tests {
         let a = key("a", Phase::Generated);
         {
             let store = Store::open(dir.path()).unwrap();
-            store.commit(&[(None, &a)], &[event("a", Phase::Generated, 10)]).unwrap();
-            let b = KeyRecord { phase: Phase::Published, ..a.clone() };
-            store.commit(&[(Some(&a), &b)], &[event("a", Phase::Published, 11)]).unwrap();
+            store
+                .commit(&[(None, &a)], &[event("a", Phase::Generated, 10)])
+                .unwrap();
+            let b = KeyRecord {
+                phase: Phase::Published,
+                ..a.clone()
+            };
+            store
+                .commit(&[(Some(&a), &b)], &[event("a", Phase::Published, 11)])
+                .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.keys().unwrap()[0].phase, Phase::Published);
-        let phases: Vec<Phase> = store.history("example.com").unwrap().iter().map(|e| e.phase).collect();
+        let phases: Vec<Phase> = store
+            .history("example.com")
+            .unwrap()
+            .iter()
+            .map(|e| e.phase)
+            .collect();
         assert_eq!(phases, [Phase::Generated, Phase::Published]);
         assert!(store.domain_keys("example.co").unwrap().is_empty());
     }
@@ -248,15 +276,27 @@ mod tests {
         let a = key("a", Phase::Generated);
         let b = key("b", Phase::Active);
         store.commit(&[(None, &a), (None, &b)], &[]).unwrap();
-        let a2 = KeyRecord { phase: Phase::Published, ..a.clone() };
+        let a2 = KeyRecord {
+            phase: Phase::Published,
+            ..a.clone()
+        };
         store.commit(&[(Some(&a), &a2)], &[]).unwrap();
         // A second writer still holding the old `a` tries to move both keys.
-        let b2 = KeyRecord { phase: Phase::Retiring, ..b.clone() };
+        let b2 = KeyRecord {
+            phase: Phase::Retiring,
+            ..b.clone()
+        };
         let err = store
-            .commit(&[(Some(&b), &b2), (Some(&a), &a2)], &[event("b", Phase::Retiring, 12)])
+            .commit(
+                &[(Some(&b), &b2), (Some(&a), &a2)],
+                &[event("b", Phase::Retiring, 12)],
+            )
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
-        assert_eq!(store.domain_keys("example.com").unwrap()[1].phase, Phase::Active);
+        assert_eq!(
+            store.domain_keys("example.com").unwrap()[1].phase,
+            Phase::Active
+        );
         assert!(store.history("example.com").unwrap().is_empty());
         // Inserting a key that exists is a conflict too.
         assert!(store.commit(&[(None, &a)], &[]).is_err());
@@ -266,7 +306,10 @@ mod tests {
     fn a_damaged_record_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.keys.insert(key_id("example.com", "bad"), b"{not json".to_vec()).unwrap();
+        store
+            .keys
+            .insert(key_id("example.com", "bad"), b"{not json".to_vec())
+            .unwrap();
         let err = store.keys().unwrap_err().to_string();
         assert!(err.contains("example.com/bad"), "{err}");
         assert!(err.contains("damaged"), "{err}");

@@ -72,11 +72,19 @@ impl Named {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("named starts");
-        let named = Self { child, port, control, dir: dir.to_owned() };
+        let named = Self {
+            child,
+            port,
+            control,
+            dir: dir.to_owned(),
+        };
         let started = Instant::now();
         while named.dig(&["SOA", DOMAIN]).is_empty() {
             if started.elapsed() > Duration::from_secs(20) {
-                panic!("named on port {port} did not start: {}", fs::read_to_string(dir.join("named.log")).unwrap_or_default());
+                panic!(
+                    "named on port {port} did not start: {}",
+                    fs::read_to_string(dir.join("named.log")).unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -86,7 +94,15 @@ impl Named {
     /// `dig +short +norecurse @127.0.0.1 -p PORT ARGS`.
     pub fn dig(&self, args: &[&str]) -> String {
         let out = Command::new("dig")
-            .args(["+short", "+norecurse", "+time=1", "+tries=1", "@127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "+short",
+                "+norecurse",
+                "+time=1",
+                "+tries=1",
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+            ])
             .args(args)
             .output()
             .expect("dig runs (apt-get install bind9-dnsutils)");
@@ -95,7 +111,11 @@ impl Named {
 
     /// The TXT values at `name`, each with its strings joined.
     pub fn txt(&self, name: &str) -> Vec<String> {
-        self.dig(&["TXT", name]).lines().map(join_dig_strings).filter(|s| !s.is_empty()).collect()
+        self.dig(&["TXT", name])
+            .lines()
+            .map(join_dig_strings)
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 
     /// `rndc retransfer DOMAIN` (secondaries started with a control channel).
@@ -104,7 +124,14 @@ impl Named {
         let status = Command::new(sbin("rndc"))
             .args(["-c"])
             .arg(self.dir.join("rndc.conf"))
-            .args(["-s", "127.0.0.1", "-p", &control.to_string(), "retransfer", DOMAIN])
+            .args([
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &control.to_string(),
+                "retransfer",
+                DOMAIN,
+            ])
             .status()
             .unwrap();
         assert!(status.success(), "rndc retransfer failed");
@@ -176,7 +203,10 @@ impl Bind {
     pub fn start(dir: &Path, secondary: Secondary) -> Self {
         fs::create_dir_all(dir).unwrap();
         let tsig_file = dir.join("tsig.key");
-        let key = Command::new(sbin("tsig-keygen")).args(["-a", "hmac-sha256", "rotor-key"]).output().unwrap();
+        let key = Command::new(sbin("tsig-keygen"))
+            .args(["-a", "hmac-sha256", "rotor-key"])
+            .output()
+            .unwrap();
         fs::write(&tsig_file, key.stdout).unwrap();
         let (port1, port2) = (free_port(), free_port());
 
@@ -184,7 +214,9 @@ impl Bind {
         fs::create_dir_all(&primary_dir).unwrap();
         fs::write(primary_dir.join("example.com.db"), ZONE).unwrap();
         let notify = match secondary {
-            Secondary::Notified => format!("notify explicit; also-notify {{ 127.0.0.1 port {port2}; }};"),
+            Secondary::Notified => {
+                format!("notify explicit; also-notify {{ 127.0.0.1 port {port2}; }};")
+            }
             Secondary::Lagging => "notify no;".to_string(),
         };
         let primary_conf = format!(
@@ -206,7 +238,10 @@ zone \"example.com\" {{
         let control = free_port();
         fs::write(
             secondary_dir.join("rndc.conf"),
-            format!("include \"{}\";\noptions {{ default-key \"rotor-key\"; }};\n", tsig_file.display()),
+            format!(
+                "include \"{}\";\noptions {{ default-key \"rotor-key\"; }};\n",
+                tsig_file.display()
+            ),
         )
         .unwrap();
         let secondary_conf = format!(
@@ -220,7 +255,11 @@ zone \"example.com\" {{
             options(&secondary_dir, port2, &tsig_file)
         );
         let secondary = Named::start(&secondary_dir, &secondary_conf, port2, Some(control));
-        Self { primary, secondary, tsig_file }
+        Self {
+            primary,
+            secondary,
+            tsig_file,
+        }
     }
 
     /// Both servers.
@@ -246,7 +285,13 @@ pub struct Setup {
 
 impl Default for Setup {
     fn default() -> Self {
-        Self { min_wait: "1s", grace: "2s", retire: "delete", revoke_for: "2s", timeout: "5m" }
+        Self {
+            min_wait: "1s",
+            grace: "2s",
+            retire: "delete",
+            revoke_for: "2s",
+            timeout: "5m",
+        }
     }
 }
 
@@ -256,8 +301,16 @@ impl Rotor {
         let signer = dir.join("opendkim");
         fs::create_dir_all(signer.join("keys")).unwrap();
         fs::set_permissions(signer.join("keys"), fs::Permissions::from_mode(0o700)).unwrap();
-        fs::write(signer.join("SigningTable"), "# operator's rows\n*@other.org sel._domainkey.other.org\n").unwrap();
-        fs::write(signer.join("KeyTable"), "sel._domainkey.other.org other.org:sel:/etc/dkimkeys/other.pem\n").unwrap();
+        fs::write(
+            signer.join("SigningTable"),
+            "# operator's rows\n*@other.org sel._domainkey.other.org\n",
+        )
+        .unwrap();
+        fs::write(
+            signer.join("KeyTable"),
+            "sel._domainkey.other.org other.org:sel:/etc/dkimkeys/other.pem\n",
+        )
+        .unwrap();
         let config = dir.join("rotor.yaml");
         fs::write(
             &config,
@@ -306,13 +359,20 @@ domains:
             ),
         )
         .unwrap();
-        Self { dir: dir.to_owned(), config }
+        Self {
+            dir: dir.to_owned(),
+            config,
+        }
     }
 
     /// Runs `rotor ARGS` with this config and `env`.
     pub fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rotor"));
-        command.arg("--config").arg(&self.config).args(args).env_remove("RUST_LOG");
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG");
         for (name, value) in env {
             command.env(name, value);
         }
@@ -327,7 +387,11 @@ domains:
     /// Runs `rotor ARGS` and asserts it succeeded.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd(args);
-        assert!(out.status.success(), "rotor {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rotor {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -335,7 +399,10 @@ domains:
     pub fn status(&self) -> Vec<Value> {
         let out = self.cmd(&["status", "--all", "--json"]);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-            panic!("status --json is JSON: {err}: {}", String::from_utf8_lossy(&out.stderr))
+            panic!(
+                "status --json is JSON: {err}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
         })
     }
 
@@ -344,20 +411,32 @@ domains:
         self.status()
             .iter()
             .filter(|row| !row["selector"].is_null())
-            .map(|row| (row["selector"].as_str().unwrap().to_string(), row["phase"].as_str().unwrap().to_string()))
+            .map(|row| {
+                (
+                    row["selector"].as_str().unwrap().to_string(),
+                    row["phase"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     }
 
     /// The selector of the key in `phase`.
     pub fn selector_in(&self, phase: &str) -> Option<String> {
-        self.phases().into_iter().find(|(_, p)| p == phase).map(|(s, _)| s)
+        self.phases()
+            .into_iter()
+            .find(|(_, p)| p == phase)
+            .map(|(s, _)| s)
     }
 
     /// Runs `rotor run` (as a timer would) until `done` holds.
     pub fn run_until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
         wait_for(what, Duration::from_secs(60), || {
             let out = self.cmd(&["run"]);
-            assert!(out.status.success(), "rotor run failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "rotor run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             done(self)
         });
     }
@@ -373,7 +452,15 @@ domains:
         table
             .lines()
             .find(|line| line.starts_with("*@example.com "))
-            .map(|line| line.split_whitespace().nth(1).unwrap().split('.').next().unwrap().to_string())
+            .map(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .split('.')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
     }
 
     /// The key file OpenDKIM reads for `selector`, from the KeyTable.
@@ -383,7 +470,16 @@ domains:
         table
             .lines()
             .find(|line| line.split_whitespace().next() == Some(name.as_str()))
-            .map(|line| PathBuf::from(line.split_whitespace().nth(1).unwrap().splitn(3, ':').nth(2).unwrap()))
+            .map(|line| {
+                PathBuf::from(
+                    line.split_whitespace()
+                        .nth(1)
+                        .unwrap()
+                        .splitn(3, ':')
+                        .nth(2)
+                        .unwrap(),
+                )
+            })
     }
 }
 
@@ -394,7 +490,10 @@ pub fn mode(path: &Path) -> u32 {
 
 /// A scratch directory under the target dir (not /tmp, whose mode OpenDKIM refuses for keys).
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("rotor-test-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    tempfile::Builder::new()
+        .prefix("rotor-test-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 /// Independent check with dkimpy: signs a message with `key_file` under `selector` and verifies
@@ -410,7 +509,11 @@ pub fn dkimpy_verifies(key_file: &Path, selector: &str, port: u16) -> Result<(),
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -419,7 +522,16 @@ impl Bind {
     /// `(selector, joined value)`.
     pub fn dkim_records(&self) -> Vec<(String, String)> {
         let out = Command::new("dig")
-            .args(["+nocmd", "+nostats", "+nocomments", "@127.0.0.1", "-p", &self.primary.port.to_string(), "AXFR", DOMAIN])
+            .args([
+                "+nocmd",
+                "+nostats",
+                "+nocomments",
+                "@127.0.0.1",
+                "-p",
+                &self.primary.port.to_string(),
+                "AXFR",
+                DOMAIN,
+            ])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -430,7 +542,8 @@ impl Bind {
                 let name = fields.next()?;
                 let selector = name.strip_suffix("._domainkey.example.com.")?;
                 let rest: Vec<&str> = fields.collect();
-                (rest.get(2) == Some(&"TXT")).then(|| (selector.to_string(), join_dig_strings(&rest[3..].join(" "))))
+                (rest.get(2) == Some(&"TXT"))
+                    .then(|| (selector.to_string(), join_dig_strings(&rest[3..].join(" "))))
             })
             .collect();
         records.sort();

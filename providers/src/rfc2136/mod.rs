@@ -94,7 +94,9 @@ impl Rfc2136 {
             ResponseCode::BADSIG | ResponseCode::BADKEY | ResponseCode::BADTIME => {
                 ProviderError::Auth {
                     provider,
-                    detail: format!("TSIG authentication failed ({code}): check the key name, secret and clock"),
+                    detail: format!(
+                        "TSIG authentication failed ({code}): check the key name, secret and clock"
+                    ),
                 }
             }
             ResponseCode::ServFail => ProviderError::Temporary {
@@ -106,21 +108,42 @@ impl Rfc2136 {
         }
     }
 
-    async fn ask(&self, name: &Name, record_type: RecordType) -> Result<DnsResponse, ProviderError> {
+    async fn ask(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+    ) -> Result<DnsResponse, ProviderError> {
         let mut message = Message::query();
         message.add_query(Query::query(name.clone(), record_type));
         message.metadata.recursion_desired = false;
-        dns::exchange(self.config.server, message, None, Transport::Tcp, self.config.timeout)
-            .await
-            .map_err(|err| self.net_error(err))
+        dns::exchange(
+            self.config.server,
+            message,
+            None,
+            Transport::Tcp,
+            self.config.timeout,
+        )
+        .await
+        .map_err(|err| self.net_error(err))
     }
 
     /// Sends a signed UPDATE for `zone` and checks its answer.
-    async fn update(&self, message: Message, zone: &str, operation: &str) -> Result<(), ProviderError> {
+    async fn update(
+        &self,
+        message: Message,
+        zone: &str,
+        operation: &str,
+    ) -> Result<(), ProviderError> {
         let signer = self.config.tsig.as_ref().map(TsigKey::signer);
-        let response = dns::exchange(self.config.server, message, signer, Transport::Tcp, self.config.timeout)
-            .await
-            .map_err(|err| self.net_error(err))?;
+        let response = dns::exchange(
+            self.config.server,
+            message,
+            signer,
+            Transport::Tcp,
+            self.config.timeout,
+        )
+        .await
+        .map_err(|err| self.net_error(err))?;
         match response.response_code {
             ResponseCode::NoError => Ok(()),
             code => Err(self.rcode_error(code, operation, zone)),
@@ -149,9 +172,10 @@ impl Rfc2136 {
         let mut candidate = self.name(fqdn)?;
         loop {
             let response = self.ask(&candidate, RecordType::SOA).await?;
-            let has_soa = response.answers.iter().any(|record| {
-                record.record_type() == RecordType::SOA && record.name == candidate
-            });
+            let has_soa = response
+                .answers
+                .iter()
+                .any(|record| record.record_type() == RecordType::SOA && record.name == candidate);
             if has_soa && response.authoritative {
                 return Ok(Zone {
                     name: dns::plain(&candidate),
@@ -176,7 +200,9 @@ impl Rfc2136 {
         let name = self.name(fqdn)?;
         let response = self.ask(&name, RecordType::TXT).await?;
         match response.response_code {
-            ResponseCode::NoError | ResponseCode::NXDomain => Ok(dns::txt_answers(&response, &name)),
+            ResponseCode::NoError | ResponseCode::NXDomain => {
+                Ok(dns::txt_answers(&response, &name))
+            }
             code => Err(self.rcode_error(code, "TXT lookup", &zone.name)),
         }
     }
@@ -210,7 +236,8 @@ impl Rfc2136 {
         let mut soa_exists = Record::update0(origin, 0, RecordType::SOA).into_record_of_rdata();
         soa_exists.dns_class = DNSClass::ANY;
         message.add_pre_requisite(soa_exists);
-        self.update(message, &zone.name, "a signed no-op update").await
+        self.update(message, &zone.name, "a signed no-op update")
+            .await
     }
 }
 

@@ -55,12 +55,13 @@ pub enum TsigKeyError {
 impl TsigKey {
     /// Reads the single `key` statement in the BIND-format file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, TsigKeyError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            TsigKeyError::Read {
-                path: path.to_owned(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| TsigKeyError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
         Self::parse(&text, path).map_err(|detail| TsigKeyError::Invalid {
             path: path.to_owned(),
             detail,
@@ -208,10 +209,19 @@ mod tests {
         let cases = [
             ("", "expected `key"),
             ("key \"k\" { secret \"AA==\"; };", "has no algorithm"),
-            ("key \"k\" { algorithm hmac-md5; secret \"AA==\"; };", "not supported"),
+            (
+                "key \"k\" { algorithm hmac-md5; secret \"AA==\"; };",
+                "not supported",
+            ),
             ("key \"k\" { algorithm hmac-sha256; };", "has no secret"),
-            ("key \"k\" { algorithm hmac-sha256; secret \"!!\"; };", "not valid base64"),
-            ("key \"k\" { algorithm hmac-sha256; secret \"AA==\";", "not closed"),
+            (
+                "key \"k\" { algorithm hmac-sha256; secret \"!!\"; };",
+                "not valid base64",
+            ),
+            (
+                "key \"k\" { algorithm hmac-sha256; secret \"AA==\";",
+                "not closed",
+            ),
         ];
         for (text, expected) in cases {
             let err = TsigKey::parse(text, Path::new("k")).unwrap_err();
