@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs rotor's whole test suite. Installs what the tests use when it is missing (BIND 9 and dig
+# for real DNS; dkimpy + dnspython as the independent DKIM check), then runs cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PATH=$PATH:/usr/sbin:/sbin
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
+command -v named >/dev/null || missing+=(bind9)
+command -v dig >/dev/null || missing+=(bind9-dnsutils)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing[*]}" >&2
+  sudo_ apt-get update -qq
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! python3 -c 'import dkim, dns.resolver' 2>/dev/null; then
+  echo "tests/run.sh: installing dkimpy and dnspython" >&2
+  python3 -m pip install -q dkimpy dnspython 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages dkimpy dnspython
+fi
+exec cargo test --workspace "$@"
