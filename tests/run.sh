@@ -9,6 +9,8 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v named >/dev/null || missing+=(bind9)
 command -v dig >/dev/null || missing+=(bind9-dnsutils)
+command -v opendkim >/dev/null || missing+=(opendkim)
+command -v miltertest >/dev/null || missing+=(miltertest)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   sudo_ apt-get update -qq

@@ -486,8 +486,13 @@ mod tests {
     fn example() -> (tempfile::TempDir, Config) {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("tsig.key");
-        std::fs::write(&key, format!("key \"rotor-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n")).unwrap();
-        let text = include_str!("../../examples/rotor.yaml").replace("/etc/rotor/tsig.key", &key.display().to_string());
+        std::fs::write(
+            &key,
+            format!("key \"rotor-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n"),
+        )
+        .unwrap();
+        let text = include_str!("../../examples/rotor.yaml")
+            .replace("/etc/rotor/tsig.key", &key.display().to_string());
         let config = Config::parse(&text, Path::new("examples/rotor.yaml")).unwrap();
         (dir, config)
     }
@@ -513,8 +518,14 @@ mod tests {
         let domain = &config.domains[0];
         assert_eq!(domain.name.as_str(), "example.com");
         let p = &domain.policy;
-        assert_eq!((p.rotate_every.secs(), p.ttl, p.grace.secs()), (90 * 86400, 300, 7 * 86400));
-        assert_eq!((p.propagation.min_wait.secs(), p.propagation.timeout.secs()), (3600, 48 * 3600));
+        assert_eq!(
+            (p.rotate_every.secs(), p.ttl, p.grace.secs()),
+            (90 * 86400, 300, 7 * 86400)
+        );
+        assert_eq!(
+            (p.propagation.min_wait.secs(), p.propagation.timeout.secs()),
+            (3600, 48 * 3600)
+        );
         assert_eq!(p.retire, RetireMode::Delete);
         assert!(config.domain("EXAMPLE.com.").is_some());
     }
@@ -524,17 +535,30 @@ mod tests {
         let (_dir, config) = example();
         let shown = format!("{config:?}");
         assert!(shown.contains("rotor-key"), "the key's name is shown");
-        assert!(!shown.contains(SECRET) && !shown.contains("secretsecret"), "{shown}");
+        assert!(
+            !shown.contains(SECRET) && !shown.contains("secretsecret"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn a_domain_outside_its_zone_or_twice_is_refused() {
         let base = "state_dir: /s\nkey_dir: /k\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: opendkim, key_table: /a, signing_table: /b, key_dir: /c, reload: 'true'}\ndomains:\n  - name: example.com\n    provider: p\n    signers: [s]\n";
         let zone = format!("{base}    zone: example.org\n");
-        let err = Config::parse(&zone, Path::new("t.yaml")).unwrap_err().to_string();
-        assert_eq!(err, "t.yaml:8:5: domains[0].zone: example.com is not inside zone example.org");
+        let err = Config::parse(&zone, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "t.yaml:8:5: domains[0].zone: example.com is not inside zone example.org"
+        );
         let twice = format!("{base}  - {{name: example.com, provider: p, signers: [s]}}\n");
-        let err = Config::parse(&twice, Path::new("t.yaml")).unwrap_err().to_string();
-        assert!(err.contains("domains[1].name: example.com is declared twice"), "{err}");
+        let err = Config::parse(&twice, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("domains[1].name: example.com is declared twice"),
+            "{err}"
+        );
     }
 }
