@@ -3,11 +3,13 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,12 +17,14 @@ use serde_json::Value;
 /// The zone every test uses.
 pub const DOMAIN: &str = "example.com";
 
-/// A port free on 127.0.0.1 for both UDP and TCP.
+/// A port free on 127.0.0.1 for both UDP and TCP, never handed out twice by this process (tests
+/// run in parallel threads, and a server may take a moment to bind the port it was given).
 pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && GIVEN.lock().unwrap().insert(port) {
             return port;
         }
     }
@@ -79,7 +83,8 @@ impl Named {
             dir: dir.to_owned(),
         };
         let started = Instant::now();
-        while named.dig(&["SOA", DOMAIN]).is_empty() {
+        // Ready when it answers over UDP and TCP (rotor sends updates over TCP).
+        while named.dig(&["SOA", DOMAIN]).is_empty() || named.dig(&["+tcp", "SOA", DOMAIN]).is_empty() {
             if started.elapsed() > Duration::from_secs(20) {
                 panic!(
                     "named on port {port} did not start: {}",
