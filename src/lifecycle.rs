@@ -109,6 +109,17 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
     }
 }
 
+/// The signing slot a key fills: every RSA size shares one (a domain signs with one RSA key),
+/// Ed25519 has its own. A new key replaces the active key of its slot, so changing `rsa-2048`
+/// to `rsa-3072` in the config rotates the old size out.
+fn slot(algorithm: &str) -> &str {
+    if algorithm.starts_with("rsa") {
+        "rsa"
+    } else {
+        algorithm
+    }
+}
+
 /// Whether a new key of `algorithm` should be started for a domain whose keys are `keys`.
 /// `forced` is `rotor rotate`: start now if none is under way.
 pub fn rotation(
@@ -119,7 +130,10 @@ pub fn rotation(
     forced: bool,
 ) -> Next {
     let algorithm = algorithm.to_string();
-    let of_algorithm = || keys.iter().filter(|key| key.algorithm == algorithm);
+    let of_algorithm = || {
+        keys.iter()
+            .filter(|key| slot(&key.algorithm) == slot(&algorithm))
+    };
     if let Some(pending) = of_algorithm().find(|key| {
         matches!(
             key.phase,
@@ -151,15 +165,21 @@ pub fn rotation(
             );
         }
     }
-    match of_algorithm()
+    let active = of_algorithm()
         .filter(|key| key.phase == Phase::Active)
-        .map(|key| key.activated_at.unwrap_or(key.since))
-        .max()
-    {
-        Some(activated) if now < activated + policy.rotate_every.secs() => {
-            wait(activated + policy.rotate_every.secs(), "next rotation")
+        .max_by_key(|key| key.activated_at.unwrap_or(key.since));
+    match active {
+        // The config now asks for another RSA size: replace the key now.
+        Some(key) if key.algorithm != algorithm => Next::Act(Action::GenerateKey),
+        Some(key) => {
+            let due = key.activated_at.unwrap_or(key.since) + policy.rotate_every.secs();
+            if now < due {
+                wait(due, "next rotation")
+            } else {
+                Next::Act(Action::GenerateKey)
+            }
         }
-        _ => Next::Act(Action::GenerateKey),
+        None => Next::Act(Action::GenerateKey),
     }
 }
 
@@ -175,7 +195,7 @@ pub fn choose_selector(base: &str, taken: &BTreeSet<String>) -> String {
 }
 
 /// The records of `keys` after `key` completes `action` at `now`: its new phase, and for an
-/// activation, the previously active key of the same algorithm moved to its grace window.
+/// activation, the previously active key of the same slot moved to its grace window.
 pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -> Vec<KeyRecord> {
     keys.iter()
         .map(|other| {
@@ -195,7 +215,7 @@ pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -
                 }
             } else if action == Action::Activate
                 && other.phase == Phase::Active
-                && other.algorithm == key.algorithm
+                && slot(&other.algorithm) == slot(&key.algorithm)
             {
                 next.phase = Phase::Retiring;
                 next.since = now;
@@ -359,6 +379,39 @@ mod tests {
             rotation(&[active], KeyAlgorithm::Ed25519, &p, 150, false),
             Next::Act(Action::GenerateKey)
         );
+    }
+
+    #[test]
+    fn a_new_rsa_size_replaces_the_old_one() {
+        let p = policy();
+        let active = key("a", Phase::Active, 100);
+        assert_eq!(
+            rotation(
+                std::slice::from_ref(&active),
+                KeyAlgorithm::Rsa3072,
+                &p,
+                150,
+                false
+            ),
+            Next::Act(Action::GenerateKey)
+        );
+        let new = KeyRecord {
+            algorithm: "rsa-3072".into(),
+            ..key("b", Phase::Propagated, 150)
+        };
+        let after = complete(&[active, new.clone()], &new, Action::Activate, 160);
+        assert_eq!(
+            after[0].phase,
+            Phase::Retiring,
+            "the 2048-bit key leaves the RSA slot"
+        );
+        assert!(matches!(
+            rotation(&after, KeyAlgorithm::Rsa3072, &p, 170, false),
+            Next::Wait {
+                until: Some(260),
+                ..
+            }
+        ));
     }
 
     #[test]

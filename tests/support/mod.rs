@@ -84,7 +84,9 @@ impl Named {
         };
         let started = Instant::now();
         // Ready when it answers over UDP and TCP (rotor sends updates over TCP).
-        while named.dig(&["SOA", DOMAIN]).is_empty() || named.dig(&["+tcp", "SOA", DOMAIN]).is_empty() {
+        while named.dig(&["SOA", DOMAIN]).is_empty()
+            || named.dig(&["+tcp", "SOA", DOMAIN]).is_empty()
+        {
             if started.elapsed() > Duration::from_secs(20) {
                 panic!(
                     "named on port {port} did not start: {}",
