@@ -11,7 +11,7 @@ use rotor_state::{KeyRecord, Store, StoreError};
 use serde::Serialize;
 
 use crate::config::{Authoritative, Config, DomainConfig};
-use crate::engine::{self, Clock, Engine, SystemClock};
+use crate::engine::{self, Clock, Engine, Parts, SystemClock};
 use crate::lifecycle::{self, Next};
 use crate::{fsutil, signer, status};
 
@@ -102,7 +102,9 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
         .collect();
     let _lock = lock(config)?;
     let store = Store::open(&store_dir(config))?;
-    let report = Engine::new(config, &store, &SystemClock).run(&forced).await;
+    let report = Engine::new(config, &store, &SystemClock, Parts::from_config(config))
+        .run(&forced)
+        .await;
     for (domain, error) in &report.failed {
         eprintln!("rotor: {domain}: {error}");
     }

@@ -14,8 +14,9 @@ use zeroize::Zeroizing;
 use crate::config::{Config, DomainConfig, ProviderConfig};
 use crate::keys::{DkimRecord, KeyAlgorithm, PrivateKey};
 use crate::lifecycle::{self, Next};
+use crate::propagation::{DnsVisibility, Visibility};
 use crate::signer::{self, Signer, SignerPlan};
-use crate::{crashpoint, fsutil, propagation};
+use crate::{crashpoint, fsutil};
 
 /// Where the time comes from (injectable for tests).
 pub trait Clock {
@@ -68,19 +69,23 @@ pub struct Engine<'a> {
     config: &'a Config,
     store: &'a Store,
     clock: &'a dyn Clock,
-    providers: BTreeMap<String, Box<dyn DnsProvider>>,
-    signers: BTreeMap<String, Box<dyn Signer>>,
+    parts: Parts,
 }
 
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// What the engine acts through: providers and signers by name, and the visibility check.
+pub struct Parts {
+    /// DNS providers by their config name.
+    pub providers: BTreeMap<String, Box<dyn DnsProvider>>,
+    /// Signers by their config name.
+    pub signers: BTreeMap<String, Box<dyn Signer>>,
+    /// The propagation check.
+    pub visibility: Box<dyn Visibility>,
+}
 
-impl<'a> Engine<'a> {
-    /// An engine for `config`, writing to `store`.
-    pub fn new(config: &'a Config, store: &'a Store, clock: &'a dyn Clock) -> Self {
+impl Parts {
+    /// The real adapters for `config`.
+    pub fn from_config(config: &Config) -> Self {
         Self {
-            config,
-            store,
-            clock,
             providers: config
                 .providers
                 .iter()
@@ -91,6 +96,21 @@ impl<'a> Engine<'a> {
                 .iter()
                 .map(|(name, c)| (name.clone(), signer::build(c)))
                 .collect(),
+            visibility: Box::new(DnsVisibility {
+                timeout: Duration::from_secs(5),
+            }),
+        }
+    }
+}
+
+impl<'a> Engine<'a> {
+    /// An engine for `config`, writing to `store`, acting through `parts`.
+    pub fn new(config: &'a Config, store: &'a Store, clock: &'a dyn Clock, parts: Parts) -> Self {
+        Self {
+            config,
+            store,
+            clock,
+            parts,
         }
     }
 
@@ -184,7 +204,7 @@ impl<'a> Engine<'a> {
     }
 
     fn provider(&self, domain: &DomainConfig) -> &dyn DnsProvider {
-        self.providers[&domain.provider].as_ref()
+        self.parts.providers[&domain.provider].as_ref()
     }
 
     async fn zone(&self, domain: &DomainConfig, key: &KeyRecord) -> Result<Zone> {
@@ -528,15 +548,17 @@ impl<'a> Engine<'a> {
             .and_then(DkimRecord::parse)
             .context("a published key has a record")?;
         let zone = key.zone.clone().unwrap_or_else(|| domain.name.to_string());
-        let check = propagation::check(
-            &key.record_name(),
-            &zone,
-            &record,
-            &domain.policy.propagation,
-            DNS_TIMEOUT,
-            self.clock.now(),
-        )
-        .await;
+        let check = self
+            .parts
+            .visibility
+            .check(
+                &key.record_name(),
+                &zone,
+                &record,
+                &domain.policy.propagation,
+                self.clock.now(),
+            )
+            .await;
         let summary: Vec<String> = check
             .servers
             .iter()
@@ -579,7 +601,7 @@ impl<'a> Engine<'a> {
     ) -> Result<()> {
         let plan = SignerPlan::from_keys(domain.name.as_str(), after, removed);
         for name in &domain.signers {
-            self.signers[name]
+            self.parts.signers[name]
                 .apply(&plan)
                 .with_context(|| format!("signer {name}"))?;
         }
@@ -591,3 +613,6 @@ fn revoked_record(key: &KeyRecord) -> Result<String> {
     let algorithm: KeyAlgorithm = key.algorithm.parse().map_err(anyhow::Error::msg)?;
     Ok(DkimRecord::revoked(algorithm).to_string())
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
-use rotor_providers::dns;
+use rotor_providers::{BoxFuture, dns};
 use rotor_state::{Check, ServerCheck};
 use tokio::task::JoinSet;
 
@@ -16,8 +16,41 @@ use crate::keys::DkimRecord;
 const AUTHORITATIVE: &str = "authoritative";
 const RESOLVER: &str = "resolver";
 
+/// Decides whether a record is visible (the engine's one dependency on DNS queries, so its
+/// tests can script the answers).
+pub trait Visibility: Send + Sync {
+    /// Asks every relevant server for the record at `fqdn` (in `zone`) and compares with `expected`.
+    fn check<'a>(
+        &'a self,
+        fqdn: &'a str,
+        zone: &'a str,
+        expected: &'a DkimRecord,
+        settings: &'a Propagation,
+        now: u64,
+    ) -> BoxFuture<'a, Check>;
+}
+
+/// The real check: authoritative nameservers and resolvers, over the network.
+pub struct DnsVisibility {
+    /// How long to wait for each server.
+    pub timeout: Duration,
+}
+
+impl Visibility for DnsVisibility {
+    fn check<'a>(
+        &'a self,
+        fqdn: &'a str,
+        zone: &'a str,
+        expected: &'a DkimRecord,
+        settings: &'a Propagation,
+        now: u64,
+    ) -> BoxFuture<'a, Check> {
+        Box::pin(check(fqdn, zone, expected, settings, self.timeout, now))
+    }
+}
+
 /// Asks every server for the TXT record at `fqdn` and compares it with `expected`.
-pub async fn check(
+async fn check(
     fqdn: &str,
     zone: &str,
     expected: &DkimRecord,

@@ -1,0 +1,391 @@
+//! The engine against scripted parts: an in-memory DNS provider, a recording signer, a
+//! visibility check the test controls, and a clock it moves by hand.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rotor_providers::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
+use rotor_state::{Check, Phase, ServerCheck, Store};
+
+use super::{Clock, Engine, Parts};
+use crate::config::{Config, Propagation};
+use crate::keys::DkimRecord;
+use crate::propagation::Visibility;
+use crate::signer::{Signer, SignerPlan};
+
+struct ManualClock(AtomicU64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+/// A zone in memory; `fail` makes the next `apply` fail.
+#[derive(Default)]
+struct Dns {
+    records: Mutex<BTreeMap<String, Vec<TxtValue>>>,
+    fail: AtomicBool,
+}
+
+impl Dns {
+    fn values(&self, name: &str) -> Vec<String> {
+        let records = self.records.lock().unwrap();
+        records
+            .get(name)
+            .map(|v| v.iter().map(TxtValue::joined).collect())
+            .unwrap_or_default()
+    }
+}
+
+struct SharedDns(Arc<Dns>);
+
+impl DnsProvider for SharedDns {
+    fn find_zone<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Zone, ProviderError>> {
+        Box::pin(async {
+            Ok(Zone {
+                name: "example.com".into(),
+                id: None,
+            })
+        })
+    }
+
+    fn list_txt<'a>(
+        &'a self,
+        _: &'a Zone,
+        fqdn: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>> {
+        let values = self
+            .0
+            .records
+            .lock()
+            .unwrap()
+            .get(fqdn)
+            .cloned()
+            .unwrap_or_default();
+        Box::pin(async move { Ok(values) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _: &'a Zone,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            if self.0.fail.swap(false, Ordering::SeqCst) {
+                return Err(ProviderError::Temporary {
+                    provider: "dns".into(),
+                    detail: "SERVFAIL".into(),
+                    retry_after: None,
+                });
+            }
+            let mut records = self.0.records.lock().unwrap();
+            for change in changes {
+                match change {
+                    Change::Add { name, value, .. } => {
+                        records.entry(name.clone()).or_default().push(value.clone())
+                    }
+                    Change::Delete { name, value } => records
+                        .entry(name.clone())
+                        .or_default()
+                        .retain(|v| v != value),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn check<'a>(&'a self, _: &'a Zone) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Records every plan; `fail` makes the next `apply` fail.
+#[derive(Default)]
+struct Recorder {
+    plans: Mutex<Vec<SignerPlan>>,
+    fail: AtomicBool,
+}
+
+struct SharedSigner(Arc<Recorder>);
+
+impl Signer for SharedSigner {
+    fn apply(&self, plan: &SignerPlan) -> anyhow::Result<()> {
+        if self.0.fail.swap(false, Ordering::SeqCst) {
+            anyhow::bail!("reload failed");
+        }
+        self.0.plans.lock().unwrap().push(plan.clone());
+        Ok(())
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Visible when the record is in the fake zone and the test says the secondary caught up.
+struct Scripted {
+    dns: Arc<Dns>,
+    secondary_has_it: Arc<AtomicBool>,
+}
+
+impl Visibility for Scripted {
+    fn check<'a>(
+        &'a self,
+        fqdn: &'a str,
+        _: &'a str,
+        expected: &'a DkimRecord,
+        _: &'a Propagation,
+        now: u64,
+    ) -> BoxFuture<'a, Check> {
+        let primary = self
+            .dns
+            .values(fqdn)
+            .iter()
+            .any(|v| DkimRecord::parse(v).is_some_and(|r| r.same_key(expected)));
+        let secondary = primary && self.secondary_has_it.load(Ordering::SeqCst);
+        let server = |name: &str, ok: bool| ServerCheck {
+            server: name.into(),
+            role: "authoritative".into(),
+            ok,
+            detail: String::new(),
+        };
+        Box::pin(async move {
+            Check {
+                at: now,
+                servers: vec![server("primary", primary), server("secondary", secondary)],
+            }
+        })
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    config: Config,
+    store: Store,
+    clock: ManualClock,
+    dns: Arc<Dns>,
+    signer: Arc<Recorder>,
+    secondary_has_it: Arc<AtomicBool>,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\nproviders:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n  mx1: {{type: opendkim, key_table: /kt, signing_table: /st, key_dir: /kd, reload: 'true'}}\ndomains:\n  - {{name: example.com, provider: dns, signers: [mx1]}}\n",
+            d = dir.path().display()
+        );
+        let config = Config::parse(&yaml, Path::new("test.yaml")).unwrap();
+        let store = Store::open(&dir.path().join("state/store")).unwrap();
+        Self {
+            _dir: dir,
+            config,
+            store,
+            clock: ManualClock(AtomicU64::new(1_800_000_000)),
+            dns: Arc::default(),
+            signer: Arc::default(),
+            secondary_has_it: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// One pass; `forced`: as `rotor rotate example.com`.
+    fn run(&self, forced: bool) -> Vec<(String, String)> {
+        let parts = Parts {
+            providers: [(
+                "dns".to_string(),
+                Box::new(SharedDns(self.dns.clone())) as Box<dyn DnsProvider>,
+            )]
+            .into(),
+            signers: [(
+                "mx1".to_string(),
+                Box::new(SharedSigner(self.signer.clone())) as Box<dyn Signer>,
+            )]
+            .into(),
+            visibility: Box::new(Scripted {
+                dns: self.dns.clone(),
+                secondary_has_it: self.secondary_has_it.clone(),
+            }),
+        };
+        let forced = if forced {
+            ["example.com".to_string()].into()
+        } else {
+            Default::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let engine = Engine::new(&self.config, &self.store, &self.clock, parts);
+        runtime.block_on(engine.run(&forced)).failed
+    }
+
+    fn phases(&self) -> Vec<Phase> {
+        self.store.keys().unwrap().iter().map(|k| k.phase).collect()
+    }
+
+    fn selectors(&self) -> Vec<String> {
+        let mut keys = self.store.keys().unwrap();
+        keys.sort_by_key(|k| k.created_at);
+        keys.into_iter().map(|k| k.selector).collect()
+    }
+
+    fn last_plan(&self) -> SignerPlan {
+        self.signer
+            .plans
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a signer plan")
+    }
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 86400;
+
+#[test]
+fn a_rotation_follows_the_clock_and_the_gates() {
+    let w = World::new();
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Published]);
+    let first = w.selectors()[0].clone();
+    assert_eq!(
+        first, "rotor20270115",
+        "selector from the template and the clock"
+    );
+    let name = format!("{first}._domainkey.example.com");
+    assert_eq!(w.dns.values(&name).len(), 1);
+
+    // Before min_wait nothing happens, whatever DNS says.
+    w.clock.advance(4 * HOUR - 1);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Published]);
+    assert!(w.signer.plans.lock().unwrap().is_empty());
+
+    // The secondary lags: checked, held back, checked again only after poll_every.
+    w.secondary_has_it.store(false, Ordering::SeqCst);
+    w.clock.advance(1);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Published]);
+    let checked = w.store.keys().unwrap()[0].last_check.clone().unwrap();
+    assert!(!checked.passed());
+    w.secondary_has_it.store(true, Ordering::SeqCst);
+    w.clock.advance(5 * 60 - 1);
+    w.run(false);
+    assert_eq!(
+        w.phases(),
+        [Phase::Published],
+        "not polled again before poll_every"
+    );
+    w.clock.advance(1);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Active]);
+    assert_eq!(w.last_plan().signing.len(), 1);
+
+    // Thirty days later the next key comes, and the old one enters its grace window.
+    w.clock.advance(30 * DAY);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Active, Phase::Published]);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    let plan = w.last_plan();
+    assert_eq!(plan.signing[0].selector, w.selectors()[1]);
+    assert_eq!(plan.kept[0].selector, first);
+    assert_eq!(w.dns.values(&name).len(), 1, "kept published during grace");
+
+    w.clock.advance(7 * DAY - 1);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    w.clock.advance(1);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Retired, Phase::Active]);
+    assert!(
+        w.dns.values(&name).is_empty(),
+        "the exact record is removed"
+    );
+    assert_eq!(w.last_plan().removed[0].selector, first);
+    assert!(
+        !w.store.keys().unwrap()[0].key_file.exists(),
+        "private key destroyed"
+    );
+
+    let history: Vec<Phase> = w
+        .store
+        .history("example.com")
+        .unwrap()
+        .iter()
+        .map(|e| e.phase)
+        .collect();
+    use Phase::*;
+    assert_eq!(
+        history,
+        [
+            Generated, Generated, Published, Propagated, Active, Generated, Generated, Published,
+            Propagated, Retiring, Active, Retired
+        ]
+    );
+}
+
+#[test]
+fn a_failed_provider_call_keeps_the_phase_and_the_next_run_finishes_it() {
+    let w = World::new();
+    w.dns.fail.store(true, Ordering::SeqCst);
+    let failed = w.run(false);
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].1.contains("SERVFAIL"), "{failed:?}");
+    let key = &w.store.keys().unwrap()[0];
+    assert_eq!(key.phase, Phase::Generated);
+    assert_eq!(
+        key.intent,
+        Some(rotor_state::Action::Publish),
+        "the interrupted step is resumed first"
+    );
+    assert!(key.error.as_deref().unwrap().contains("SERVFAIL"));
+
+    assert!(w.run(false).is_empty());
+    let key = &w.store.keys().unwrap()[0];
+    assert_eq!(
+        (key.phase, key.error.clone(), key.intent),
+        (Phase::Published, None, None)
+    );
+    assert_eq!(w.dns.values(&key.record_name()).len(), 1);
+}
+
+#[test]
+fn a_failed_signer_reload_leaves_the_old_key_signing() {
+    let w = World::new();
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Active]);
+    w.run(true);
+    w.clock.advance(4 * HOUR);
+    w.signer.fail.store(true, Ordering::SeqCst);
+    let failed = w.run(false);
+    assert!(failed[0].1.contains("reload failed"), "{failed:?}");
+    assert_eq!(
+        w.phases(),
+        [Phase::Active, Phase::Propagated],
+        "nothing switched"
+    );
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+}
+
+#[test]
+fn a_forced_rotation_never_starts_twice() {
+    let w = World::new();
+    w.run(true);
+    w.run(true);
+    assert_eq!(w.phases(), [Phase::Published]);
+}
