@@ -188,6 +188,7 @@ other._domainkey IN TXT \"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKB
 fn options(dir: &Path, port: u16, tsig_file: &Path) -> String {
     format!(
         "include \"{tsig}\";
+include \"{stranger}\";
 options {{
   directory \"{dir}\";
   pid-file \"{dir}/named.pid\";
@@ -201,6 +202,7 @@ options {{
 }};
 ",
         tsig = tsig_file.display(),
+        stranger = tsig_file.with_file_name("stranger.key").display(),
         dir = dir.display()
     )
 }
@@ -210,11 +212,15 @@ impl Bind {
     pub fn start(dir: &Path, secondary: Secondary) -> Self {
         fs::create_dir_all(dir).unwrap();
         let tsig_file = dir.join("tsig.key");
-        let key = Command::new(sbin("tsig-keygen"))
-            .args(["-a", "hmac-sha256", "rotor-key"])
-            .output()
-            .unwrap();
-        fs::write(&tsig_file, key.stdout).unwrap();
+        let keygen = |name: &str| {
+            let out = Command::new(sbin("tsig-keygen"))
+                .args(["-a", "hmac-sha256", name])
+                .output();
+            out.unwrap().stdout
+        };
+        fs::write(&tsig_file, keygen("rotor-key")).unwrap();
+        // A key the servers know but whose updates the zone's policy does not grant.
+        fs::write(dir.join("stranger.key"), keygen("stranger-key")).unwrap();
         let (port1, port2) = (free_port(), free_port());
 
         let primary_dir = dir.join("primary");

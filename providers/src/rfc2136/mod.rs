@@ -18,6 +18,9 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use crate::dns::{self, Transport};
 use crate::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
 
+/// The operation name of a TXT lookup, in errors.
+const LOOKUP: &str = "TXT lookup";
+
 /// How to reach the primary server.
 #[derive(Clone, Debug)]
 pub struct Rfc2136Config {
@@ -84,6 +87,9 @@ impl Rfc2136 {
             detail: detail.to_string(),
         };
         match code {
+            ResponseCode::Refused if operation == LOOKUP => refused(
+                "REFUSED: the server does not answer for this zone (is it authoritative for it?)",
+            ),
             ResponseCode::Refused => refused(
                 "REFUSED: the server does not allow this key (or this address) to update the zone",
             ),
@@ -203,7 +209,7 @@ impl Rfc2136 {
             ResponseCode::NoError | ResponseCode::NXDomain => {
                 Ok(dns::txt_answers(&response, &name))
             }
-            code => Err(self.rcode_error(code, "TXT lookup", &zone.name)),
+            code => Err(self.rcode_error(code, LOOKUP, &zone.name)),
         }
     }
 
