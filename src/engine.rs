@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
 use rotor_providers::{Change, DnsProvider, TxtValue, Zone};
-use rotor_state::{Action, Event, KeyRecord, Phase, Store};
+use rotor_state::{Action, Event, KeyRecord, Store};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, DomainConfig, ProviderConfig};
@@ -250,22 +250,8 @@ impl<'a> Engine<'a> {
             );
             taken.insert(candidate);
         };
-        let key = KeyRecord {
-            domain: name.to_string(),
-            selector: selector.clone(),
-            algorithm: algorithm.to_string(),
-            phase: Phase::Generated,
-            since: now,
-            created_at: now,
-            key_file: self.key_file(name, &selector),
-            record: None,
-            zone: None,
-            published_at: None,
-            activated_at: None,
-            intent: None,
-            last_check: None,
-            error: None,
-        };
+        let key_file = self.key_file(name, &selector);
+        let key = KeyRecord::reserved(name, &selector, &algorithm.to_string(), key_file, now);
         let event = self.event(
             &key,
             format!("rotation started: new {algorithm} key under selector {selector}"),

@@ -241,21 +241,20 @@ mod tests {
     }
 
     fn key(selector: &str, phase: Phase, since: u64) -> KeyRecord {
-        KeyRecord {
-            domain: "example.com".into(),
-            selector: selector.into(),
-            algorithm: "rsa-2048".into(),
-            phase,
+        let reserved = KeyRecord::reserved(
+            "example.com",
+            selector,
+            "rsa-2048",
+            format!("/k/{selector}").into(),
             since,
-            created_at: since,
-            key_file: format!("/k/{selector}").into(),
+        );
+        KeyRecord {
+            phase,
             record: Some("v=DKIM1; k=rsa; p=X".into()),
             zone: Some("example.com".into()),
             published_at: Some(since),
             activated_at: Some(since),
-            intent: None,
-            last_check: None,
-            error: None,
+            ..reserved
         }
     }
 

@@ -47,6 +47,16 @@ fn rotor(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// [`config_error`], asserting the message (after `rotor: FILE:`) starts with `expected`.
+fn expect_error(from: &str, to: &str, expected: &str) -> String {
+    let err = config_error(from, to);
+    assert!(
+        err.starts_with(expected),
+        "expected {expected:?}, got {err:?}"
+    );
+    err
+}
+
 /// Writes the config with `from` replaced by `to`, runs `rotor run` and returns stderr after
 /// checking exit code 2 and that nothing was created.
 fn config_error(from: &str, to: &str) -> String {
@@ -78,85 +88,85 @@ fn config_error(from: &str, to: &str) -> String {
 
 #[test]
 fn malformed_yaml() {
-    let err = config_error("keys: [rsa-2048]", "keys: [rsa-2048");
-    assert!(
-        err.starts_with("5:10: did not find expected ',' or ']'"),
-        "{err}"
+    expect_error(
+        "keys: [rsa-2048]",
+        "keys: [rsa-2048",
+        "5:10: did not find expected ',' or ']'",
     );
 }
 
 #[test]
 fn unknown_keys() {
-    let err = config_error("    signers: [mx1]", "    signers: [mx1]\n    colour: blue");
-    assert!(
-        err.starts_with("21:5: domains[0]: unknown field `colour`"),
-        "{err}"
+    let colour = "\n    colour: blue";
+    expect_error(
+        "signers: [mx1]",
+        &format!("signers: [mx1]{colour}"),
+        "21:5: domains[0]: unknown field `colour`",
     );
-    let err = config_error(
-        "    reload: \"true\"",
-        "    reload: \"true\"\n    colour: blue",
+    expect_error(
+        "reload: \"true\"",
+        &format!("reload: \"true\"{colour}"),
+        "17:5: signers.mx1.colour: unknown field `colour`",
     );
-    assert!(
-        err.starts_with("17:5: signers.mx1.colour: unknown field `colour`"),
-        "{err}"
-    );
-    let err = config_error("state_dir:", "stat_dir:");
-    assert!(err.starts_with("1:1: unknown field `stat_dir`"), "{err}");
+    expect_error("state_dir:", "stat_dir:", "1:1: unknown field `stat_dir`");
 }
 
 #[test]
 fn unknown_provider_and_signer_references() {
-    let err = config_error("provider: corp-bind", "provider: corp-bnd");
-    assert_eq!(
-        err,
-        "19:15: domains[0].provider: provider \"corp-bnd\" is not declared under `providers:` (declared: corp-bind)"
+    expect_error(
+        "provider: corp-bind",
+        "provider: corp-bnd",
+        "19:15: domains[0].provider: provider \"corp-bnd\" is not declared under `providers:` (declared: corp-bind)",
     );
-    let err = config_error("signers: [mx1]", "signers: [mx2]");
-    assert!(
-        err.starts_with("20:15: domains[0].signers[0]: signer \"mx2\" is not declared"),
-        "{err}"
+    expect_error(
+        "signers: [mx1]",
+        "signers: [mx2]",
+        "20:15: domains[0].signers[0]: signer \"mx2\" is not declared",
     );
 }
 
 #[test]
 fn invalid_domain_name() {
-    let err = config_error("name: example.com", "name: exa_mple.com");
-    assert!(
-        err.starts_with("18:11: domains[0].name: invalid domain name \"exa_mple.com\""),
-        "{err}"
+    expect_error(
+        "name: example.com",
+        "name: exa_mple.com",
+        "18:11: domains[0].name: invalid domain name \"exa_mple.com\"",
     );
 }
 
 #[test]
 fn weak_rsa_and_lone_ed25519() {
-    let err = config_error("keys: [rsa-2048]", "keys: [rsa-512]");
-    assert!(
-        err.starts_with("4:10: defaults.keys[0]: unsupported key type \"rsa-512\""),
-        "{err}"
+    let err = expect_error(
+        "keys: [rsa-2048]",
+        "keys: [rsa-512]",
+        "4:10: defaults.keys[0]: unsupported key type \"rsa-512\"",
     );
     assert!(err.contains("RFC 8301"), "{err}");
-    let err = config_error("keys: [rsa-2048]", "keys: [ed25519]");
-    assert!(
-        err.starts_with("4:9: defaults.keys: ed25519 needs an RSA key beside it"),
-        "{err}"
+    expect_error(
+        "keys: [rsa-2048]",
+        "keys: [ed25519]",
+        "4:9: defaults.keys: ed25519 needs an RSA key beside it",
     );
-    let err = config_error("keys: [rsa-2048]", "keys: [rsa-2048, ed25519]");
-    assert!(
-        err.starts_with("18:5: domains[0].keys: ed25519 needs a signer that signs twice"),
-        "{err}"
+    expect_error(
+        "keys: [rsa-2048]",
+        "keys: [rsa-2048, ed25519]",
+        "18:5: domains[0].keys: ed25519 needs a signer that signs twice",
     );
 }
 
 #[test]
 fn missing_tsig_key_file_and_reload() {
-    let err = config_error("/tsig.key", "/missing.key");
-    assert!(
-        err.starts_with("9:5: providers.corp-bind.tsig_key_file: cannot read TSIG key file"),
-        "{err}"
+    let err = expect_error(
+        "/tsig.key",
+        "/missing.key",
+        "9:5: providers.corp-bind.tsig_key_file: cannot read TSIG key file",
     );
     assert!(err.contains("missing.key"), "{err}");
-    let err = config_error("    reload: \"true\"\n", "");
-    assert!(err.starts_with("11:3: signers.mx1: set `reload:`"), "{err}");
+    expect_error(
+        "    reload: \"true\"\n",
+        "",
+        "11:3: signers.mx1: set `reload:`",
+    );
 }
 
 #[test]

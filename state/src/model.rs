@@ -189,6 +189,32 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// A new key whose selector is reserved at `now` (Unix seconds); nothing exists yet.
+    pub fn reserved(
+        domain: &str,
+        selector: &str,
+        algorithm: &str,
+        key_file: PathBuf,
+        now: u64,
+    ) -> Self {
+        Self {
+            domain: domain.to_string(),
+            selector: selector.to_string(),
+            algorithm: algorithm.to_string(),
+            phase: Phase::Generated,
+            since: now,
+            created_at: now,
+            key_file,
+            record: None,
+            zone: None,
+            published_at: None,
+            activated_at: None,
+            intent: None,
+            last_check: None,
+            error: None,
+        }
+    }
+
     /// `<selector>._domainkey.<domain>`: where the record lives.
     pub fn record_name(&self) -> String {
         format!("{}._domainkey.{}", self.selector, self.domain)

@@ -213,20 +213,8 @@ mod tests {
 
     fn key(selector: &str, phase: Phase) -> KeyRecord {
         KeyRecord {
-            domain: "example.com".into(),
-            selector: selector.into(),
-            algorithm: "rsa-2048".into(),
             phase,
-            since: 10,
-            created_at: 10,
-            key_file: "/k".into(),
-            record: None,
-            zone: None,
-            published_at: None,
-            activated_at: None,
-            intent: None,
-            last_check: None,
-            error: None,
+            ..KeyRecord::reserved("example.com", selector, "rsa-2048", "/k".into(), 10)
         }
     }
 
