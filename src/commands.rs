@@ -105,6 +105,8 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
     let report = Engine::new(config, &store, &SystemClock, Parts::from_config(config))
         .run(&forced)
         .await;
+    // A verified copy for the day the store is found damaged.
+    store.close_and_back_up()?;
     for (domain, error) in &report.failed {
         eprintln!("rotor: {domain}: {error}");
     }

@@ -273,3 +273,40 @@ fn a_wrong_tsig_secret_is_named_and_the_rotation_resumes_once_fixed() {
     assert_eq!(rotor.selector_in("active"), Some(selector));
     assert!(rotor.status()[0]["error"].is_null());
 }
+
+#[test]
+fn a_damaged_store_is_refused_and_its_backup_restores_it() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    rotor.run_until("active", |r| r.selector_in("active").is_some());
+    let before = rotor.phases();
+
+    let store = dir.path().join("state/store");
+    let db = store.join("db");
+    let mut bytes = fs::read(&db).unwrap();
+    for byte in bytes.iter_mut().skip(100).step_by(37) {
+        *byte ^= 0xff;
+    }
+    fs::write(&db, &bytes).unwrap();
+    for args in [&["run"][..], &["status"][..]] {
+        let out = rotor.cmd(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is damaged") && stderr.contains("store.backup"),
+            "{stderr}"
+        );
+    }
+    // What the message says to do brings everything back.
+    fs::rename(&store, dir.path().join("state/store.damaged")).unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(dir.path().join("state/store.backup"))
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    assert_eq!(rotor.phases(), before);
+    rotor.ok(&["run"]);
+}

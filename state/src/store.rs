@@ -18,6 +18,18 @@ pub enum StoreError {
         /// The engine's error.
         detail: String,
     },
+    /// The database files are damaged. Nothing was done.
+    #[error(
+        "the store in {path} is damaged ({detail}); nothing was done: restore the copy the last successful run left in {}, e.g. `mv {path} {path}.damaged && cp -a {} {path}`",
+        Store::backup_path(path).display(),
+        Store::backup_path(path).display()
+    )]
+    Damaged {
+        /// The store's directory.
+        path: PathBuf,
+        /// The engine's error.
+        detail: String,
+    },
     /// Another process has the database open.
     #[error("the store in {path} is in use by another rotor process")]
     Busy {
@@ -79,6 +91,11 @@ impl Store {
                 StoreError::Busy {
                     path: dir.to_owned(),
                 }
+            } else if matches!(err, sled::Error::Corruption { .. }) {
+                StoreError::Damaged {
+                    path: dir.to_owned(),
+                    detail,
+                }
             } else {
                 StoreError::Open {
                     path: dir.to_owned(),
@@ -92,12 +109,88 @@ impl Store {
                 detail: err.to_string(),
             })
         };
-        Ok(Self {
+        let store = Self {
             path: dir.to_owned(),
             keys: open_tree("keys")?,
             history: open_tree("history")?,
             db,
-        })
+        };
+        store.verify_counts()?;
+        Ok(store)
+    }
+
+    /// The sidecar file that remembers how many records the store held after its last commit.
+    /// Records are never removed, so fewer means sled dropped data while recovering.
+    fn counts_file(&self) -> PathBuf {
+        self.path.join("rotor-counts")
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (self.keys.len(), self.history.len())
+    }
+
+    fn verify_counts(&self) -> Result<(), StoreError> {
+        let Ok(text) = std::fs::read_to_string(self.counts_file()) else {
+            return Ok(());
+        };
+        let expected: Vec<usize> = text
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let (keys, events) = self.counts();
+        match expected.as_slice() {
+            [want_keys, want_events] if keys >= *want_keys && events >= *want_events => Ok(()),
+            [want_keys, want_events] => Err(StoreError::Damaged {
+                path: self.path.clone(),
+                detail: format!(
+                    "it held {want_keys} keys and {want_events} history events, now {keys} and {events}"
+                ),
+            }),
+            _ => Err(StoreError::Damaged {
+                path: self.path.clone(),
+                detail: format!("{} is unreadable", self.counts_file().display()),
+            }),
+        }
+    }
+
+    /// Where [`Store::close_and_back_up`] keeps its copy: `<dir>.backup`.
+    pub fn backup_path(dir: &Path) -> PathBuf {
+        let mut name = dir.file_name().unwrap_or_default().to_os_string();
+        name.push(".backup");
+        dir.with_file_name(name)
+    }
+
+    /// Closes the store and copies it to [`Store::backup_path`] (through a temporary copy and a
+    /// rename), so damage found later can be undone.
+    pub fn close_and_back_up(self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|err| self.io(err))?;
+        let path = self.path.clone();
+        drop(self);
+        let io = |err: std::io::Error| StoreError::Io {
+            path: path.clone(),
+            detail: format!("backup: {err}"),
+        };
+        let backup = Self::backup_path(&path);
+        let mut temp = backup.clone().into_os_string();
+        temp.push(".tmp");
+        let temp = PathBuf::from(temp);
+        if temp.exists() {
+            std::fs::remove_dir_all(&temp).map_err(io)?;
+        }
+        copy_dir(&path, &temp).map_err(io)?;
+        if backup.exists() {
+            std::fs::remove_dir_all(&backup).map_err(io)?;
+        }
+        std::fs::rename(&temp, &backup).map_err(io)
+    }
+
+    /// Records the counts after a commit: temporary file, then rename.
+    fn save_counts(&self) -> Result<(), StoreError> {
+        let (keys, events) = self.counts();
+        let temp = self.path.join("rotor-counts.tmp");
+        std::fs::write(&temp, format!("{keys} {events}\n"))
+            .and_then(|()| std::fs::rename(&temp, self.counts_file()))
+            .map_err(|err| self.io(err))
     }
 
     fn io(&self, err: impl std::fmt::Display) -> StoreError {
@@ -202,8 +295,22 @@ impl Store {
             Err(TransactionError::Storage(err)) => return Err(self.io(err)),
         }
         self.db.flush().map_err(|err| self.io(err))?;
-        Ok(())
+        self.save_counts()
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -288,6 +395,42 @@ mod tests {
         assert!(store.history("example.com").unwrap().is_empty());
         // Inserting a key that exists is a conflict too.
         assert!(store.commit(&[(None, &a)], &[]).is_err());
+    }
+
+    #[test]
+    fn damage_is_reported_and_the_backup_restores_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let store = Store::open(&path).unwrap();
+        store
+            .commit(
+                &[(None, &key("a", Phase::Active))],
+                &[event("a", Phase::Active, 10)],
+            )
+            .unwrap();
+        store.close_and_back_up().unwrap();
+
+        let db = path.join("db");
+        let mut bytes = std::fs::read(&db).unwrap();
+        for byte in bytes.iter_mut().skip(100).step_by(37) {
+            *byte ^= 0xff;
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        let err = match Store::open(&path) {
+            Ok(store) => store
+                .keys()
+                .map(|_| ())
+                .expect_err("a damaged store is refused"),
+            Err(err) => err,
+        };
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("store.backup"), "{err}");
+
+        std::fs::remove_dir_all(&path).unwrap();
+        std::fs::rename(Store::backup_path(&path), &path).unwrap();
+        let restored = Store::open(&path).unwrap();
+        assert_eq!(restored.keys().unwrap().len(), 1);
+        assert_eq!(restored.history("example.com").unwrap().len(), 1);
     }
 
     #[test]
