@@ -34,8 +34,10 @@ pub fn load(path: &Path) -> Result<Config> {
     Config::load(path).map_err(|err| Exit::Usage(err.to_string()).into())
 }
 
-/// Holds rotor's lock in `state_dir` for as long as it lives.
-struct Lock(#[allow(dead_code)] File);
+/// Holds rotor's lock in `state_dir` for as long as it lives (the lock goes with the file).
+struct Lock {
+    _file: File,
+}
 
 fn lock(config: &Config) -> Result<Lock> {
     fsutil::create_dir(&config.state_dir)?;
@@ -47,7 +49,7 @@ fn lock(config: &Config) -> Result<Lock> {
         .open(&path)
         .with_context(|| format!("cannot open lock file {}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(Lock(file)),
+        Ok(()) => Ok(Lock { _file: file }),
         Err(TryLockError::WouldBlock) => Err(Exit::Locked(path.display().to_string()).into()),
         Err(TryLockError::Error(err)) => {
             Err(err).with_context(|| format!("cannot lock {}", path.display()))
