@@ -28,6 +28,11 @@ fn two_full_rotations_on_real_bind() {
     assert_eq!(status[0]["domain"], "example.com");
     assert_eq!(status[0]["waiting_for"], "first rotation on the next run");
 
+    // `plan` says what the first run will do, and does nothing.
+    let plan = rotor.ok(&["plan"]);
+    assert!(plan.starts_with("example.com -: start a rotation: new rsa-2048 key"), "{plan}");
+    assert_eq!(rotor.status()[0]["waiting_for"], "first rotation on the next run");
+
     // First pass: key generated and published, not yet active (min_wait).
     rotor.ok(&["run"]);
     let (first, phase) = rotor.phases()[0].clone();
@@ -162,7 +167,8 @@ fn two_full_rotations_on_real_bind() {
     assert!(signing.starts_with(&operator_rows), "{signing}");
     let phases: Vec<String> = rotor.phases().into_iter().map(|(_, p)| p).collect();
     assert_eq!(phases, ["retired", "retired", "active"]);
-    // Nothing is due: a run changes nothing and prints nothing.
+    // Nothing is due: `plan` says so, and a run changes nothing and prints nothing.
+    assert_eq!(rotor.ok(&["plan"]), "nothing to do now\n");
     let out = rotor.cmd(&["run"]);
     assert!(out.status.success());
     assert!(
