@@ -7,7 +7,13 @@ use clap::{Parser, Subcommand};
 /// DKIM key rotation orchestrator: generates keys, publishes them in DNS, waits until every
 /// nameserver has them, switches the mail signers, and retires old keys after a grace window.
 #[derive(Debug, Parser)]
-#[command(name = "rotor", version, propagate_version = true)]
+#[command(
+    name = "rotor",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 all well; 1 a domain failed (status: a key failed; check: a check failed); \
+                  2 bad usage or config; 75 another rotor holds the lock."
+)]
 pub struct Cli {
     /// The config file.
     #[arg(

@@ -14,7 +14,14 @@ command -v miltertest >/dev/null || missing+=(miltertest)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   sudo_ apt-get update -qq
+  # The tests start their own servers on loopback: keep the packages' services from starting.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null && sudo_ chmod +x "$policy" && added_policy=1
+  fi
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -z "$added_policy" ] || sudo_ rm -f "$policy"
 fi
 if ! python3 -c 'import dkim, dns.resolver' 2>/dev/null; then
   echo "tests/run.sh: installing dkimpy and dnspython" >&2
