@@ -30,8 +30,14 @@ fn two_full_rotations_on_real_bind() {
 
     // `plan` says what the first run will do, and does nothing.
     let plan = rotor.ok(&["plan"]);
-    assert!(plan.starts_with("example.com -: start a rotation: new rsa-2048 key"), "{plan}");
-    assert_eq!(rotor.status()[0]["waiting_for"], "first rotation on the next run");
+    assert!(
+        plan.starts_with("example.com -: start a rotation: new rsa-2048 key"),
+        "{plan}"
+    );
+    assert_eq!(
+        rotor.status()[0]["waiting_for"],
+        "first rotation on the next run"
+    );
 
     // First pass: key generated and published, not yet active (min_wait).
     rotor.ok(&["run"]);
