@@ -501,11 +501,27 @@ pub fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// A scratch directory under the target dir (not /tmp, whose mode OpenDKIM refuses for keys).
+/// A scratch directory under a folder no other user can write to, up to the root: OpenDKIM
+/// (RequireSafeKeys) refuses keys below a group- or world-writable directory such as /tmp. The
+/// target directory, else $HOME, else /run.
 pub fn scratch() -> tempfile::TempDir {
+    let safe = |dir: &Path| {
+        dir.is_dir()
+            && dir
+                .ancestors()
+                .all(|d| fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o022 == 0))
+    };
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let candidates = [Some(target.clone()), home, Some(PathBuf::from("/run"))];
+    let base = candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| safe(dir))
+        .unwrap_or(target);
     tempfile::Builder::new()
         .prefix("rotor-test-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(base)
         .unwrap()
 }
 
