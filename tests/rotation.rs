@@ -19,7 +19,12 @@ fn row(rotor: &Rotor, selector: &str) -> serde_json::Value {
 fn two_full_rotations_on_real_bind() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
-    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    // min_wait of 3 s: long enough that the first run cannot also activate the key.
+    let setup = Setup {
+        min_wait: "3s",
+        ..Setup::default()
+    };
+    let rotor = Rotor::new(dir.path(), &bind, setup);
     let operator_rows = fs::read_to_string(rotor.signer_dir().join("SigningTable")).unwrap();
 
     // Before any run: the domain waits for its first rotation.
