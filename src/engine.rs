@@ -150,10 +150,10 @@ impl<'a> Engine<'a> {
                         _ => None,
                     });
             let Some((key, action)) = step else {
-                return match abandoned.is_empty() {
-                    true => Ok(()),
-                    false => Err(anyhow!("rotation failed: {}", abandoned.join("; "))),
-                };
+                if abandoned.is_empty() {
+                    return Ok(());
+                }
+                bail!("rotation failed: {}", abandoned.join("; "));
             };
             if let Err(err) = self.perform(domain, &key, action).await {
                 let err = err.context(format!("{} {}: {}", name, key.selector, action));
@@ -207,18 +207,22 @@ impl<'a> Engine<'a> {
         self.parts.providers[&domain.provider].as_ref()
     }
 
-    async fn zone(&self, domain: &DomainConfig, key: &KeyRecord) -> Result<Zone> {
-        Ok(match (&key.zone, &domain.zone) {
-            (Some(zone), _) => Zone {
-                name: zone.clone(),
-                id: None,
-            },
-            (None, Some(zone)) => Zone {
-                name: zone.to_string(),
-                id: None,
-            },
-            (None, None) => self.provider(domain).find_zone(&key.record_name()).await?,
+    /// The zone that holds `fqdn`: as recorded for the key, as configured, or as the provider
+    /// finds it.
+    async fn zone(&self, domain: &DomainConfig, known: Option<&str>, fqdn: &str) -> Result<Zone> {
+        let known = known
+            .map(str::to_string)
+            .or_else(|| domain.zone.as_ref().map(|z| z.to_string()));
+        Ok(match known {
+            Some(name) => Zone { name, id: None },
+            None => self.provider(domain).find_zone(fqdn).await?,
         })
+    }
+
+    /// The zone of `key`'s record.
+    async fn key_zone(&self, domain: &DomainConfig, key: &KeyRecord) -> Result<Zone> {
+        self.zone(domain, key.zone.as_deref(), &key.record_name())
+            .await
     }
 
     async fn start_rotation(
@@ -235,13 +239,7 @@ impl<'a> Engine<'a> {
         let selector = loop {
             let candidate = lifecycle::choose_selector(&base, &taken);
             let fqdn = format!("{candidate}._domainkey.{name}");
-            let zone = match &domain.zone {
-                Some(zone) => Zone {
-                    name: zone.to_string(),
-                    id: None,
-                },
-                None => provider.find_zone(&fqdn).await?,
-            };
+            let zone = self.zone(domain, None, &fqdn).await?;
             if provider.list_txt(&zone, &fqdn).await?.is_empty() {
                 break candidate;
             }
@@ -290,10 +288,7 @@ impl<'a> Engine<'a> {
         let detail = match action {
             Action::GenerateKey => {
                 let record = self.generate(&key).await?;
-                let done = after
-                    .iter_mut()
-                    .find(|k| k.selector == key.selector)
-                    .expect("present");
+                let done = this(&mut after, &key);
                 done.record = Some(record);
                 format!(
                     "{} key written to {}",
@@ -302,12 +297,9 @@ impl<'a> Engine<'a> {
                 )
             }
             Action::Publish => {
-                let zone = self.zone(domain, &key).await?;
+                let zone = self.key_zone(domain, &key).await?;
                 self.publish(domain, &key, &zone).await?;
-                let done = after
-                    .iter_mut()
-                    .find(|k| k.selector == key.selector)
-                    .expect("present");
+                let done = this(&mut after, &key);
                 done.zone = Some(zone.name.clone());
                 format!(
                     "TXT {} added in zone {} via {}",
@@ -329,7 +321,7 @@ impl<'a> Engine<'a> {
             }
             Action::Retire | Action::Revoke => {
                 self.apply_signers(domain, &after, &[&key])?;
-                let zone = self.zone(domain, &key).await?;
+                let zone = self.key_zone(domain, &key).await?;
                 let record = key.record.clone().context("a retiring key has a record")?;
                 let mut changes = self
                     .delete_exact(domain, &zone, &key.record_name(), &record)
@@ -356,7 +348,7 @@ impl<'a> Engine<'a> {
                 }
             }
             Action::RemoveRevoked => {
-                let zone = self.zone(domain, &key).await?;
+                let zone = self.key_zone(domain, &key).await?;
                 let changes = self
                     .delete_exact(domain, &zone, &key.record_name(), &revoked_record(&key)?)
                     .await?;
@@ -365,7 +357,7 @@ impl<'a> Engine<'a> {
             }
             Action::Abandon => {
                 if let Some(record) = &key.record {
-                    let zone = self.zone(domain, &key).await?;
+                    let zone = self.key_zone(domain, &key).await?;
                     let changes = self
                         .delete_exact(domain, &zone, &key.record_name(), record)
                         .await?;
@@ -376,10 +368,7 @@ impl<'a> Engine<'a> {
                     "not visible everywhere within propagation.timeout ({}); record and key removed, the current key keeps signing",
                     domain.policy.propagation.timeout
                 );
-                let done = after
-                    .iter_mut()
-                    .find(|k| k.selector == key.selector)
-                    .expect("present");
+                let done = this(&mut after, &key);
                 done.error = Some(reason.clone());
                 reason
             }
@@ -550,11 +539,7 @@ impl<'a> Engine<'a> {
             .iter()
             .map(|s| format!("{} {}: {}", s.role, s.server, s.detail))
             .collect();
-        let done = after
-            .iter_mut()
-            .find(|k| k.selector == key.selector)
-            .expect("present");
-        done.last_check = Some(check.clone());
+        this(&mut after, key).last_check = Some(check.clone());
         if check.passed() {
             self.commit(
                 keys,
@@ -593,6 +578,13 @@ impl<'a> Engine<'a> {
         }
         Ok(())
     }
+}
+
+/// `key`'s record among `keys`.
+fn this<'k>(keys: &'k mut [KeyRecord], key: &KeyRecord) -> &'k mut KeyRecord {
+    keys.iter_mut()
+        .find(|k| k.selector == key.selector)
+        .expect("complete() keeps every key")
 }
 
 fn revoked_record(key: &KeyRecord) -> Result<String> {
