@@ -84,7 +84,11 @@ fn two_full_rotations_on_real_bind() {
     let active = row(&rotor, &first);
     assert_eq!(active["waiting_for"], "next rotation");
     let servers = active["servers"].as_array().unwrap();
-    assert_eq!(servers.len(), 2);
+    let roles: Vec<&str> = servers
+        .iter()
+        .map(|s| s["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["authoritative", "authoritative", "resolver"]);
     assert!(servers.iter().all(|s| s["ok"] == true), "{servers:?}");
     assert_eq!(rotor.signing_selector().as_deref(), Some(first.as_str()));
     let signer_key = rotor.signer_key_file(&first).expect("KeyTable row");

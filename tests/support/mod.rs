@@ -336,6 +336,7 @@ defaults:
   ttl: 60
   propagation:
     authoritative: [\"127.0.0.1:{p1}\", \"127.0.0.1:{p2}\"]
+    resolvers: [\"127.0.0.1:{p2}\"]
     min_wait: {min_wait}
     poll_every: 1s
     timeout: {timeout}
