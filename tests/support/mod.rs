@@ -1,285 +1,16 @@
-//! Test support: real BIND servers on loopback, a rotor config around them, and checks made the
-//! way a user would make them (dig, the OpenDKIM tables, file modes, `rotor status --json`).
+//! Test support for the rotor binary: a rotor config around the test kit's BIND, and checks made
+//! the way a user would make them (the OpenDKIM tables, file modes, `rotor status --json`).
 
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
+pub use rotor_testkit::*;
 use serde_json::Value;
-
-/// The zone every test uses.
-pub const DOMAIN: &str = "example.com";
-
-/// A port free on 127.0.0.1 for both UDP and TCP, never handed out twice by this process (tests
-/// run in parallel threads, and a server may take a moment to bind the port it was given).
-pub fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && GIVEN.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
-
-/// Polls `done` until it holds, or panics with `what` after `limit`.
-pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn sbin(tool: &str) -> String {
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin"] {
-        let path = format!("{dir}/{tool}");
-        if Path::new(&path).exists() {
-            return path;
-        }
-    }
-    panic!("{tool} is not installed: apt-get install bind9 bind9-dnsutils (.ci/run does)");
-}
-
-/// One `named` process, killed when dropped.
-pub struct Named {
-    child: Child,
-    pub port: u16,
-    pub control: Option<u16>,
-    dir: PathBuf,
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Named {
-    fn start(dir: &Path, conf: &str, port: u16, control: Option<u16>) -> Self {
-        fs::create_dir_all(dir).unwrap();
-        fs::write(dir.join("named.conf"), conf).unwrap();
-        let log = fs::File::create(dir.join("named.log")).unwrap();
-        let child = Command::new(sbin("named"))
-            .args(["-g", "-c"])
-            .arg(dir.join("named.conf"))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("named starts");
-        let named = Self {
-            child,
-            port,
-            control,
-            dir: dir.to_owned(),
-        };
-        let started = Instant::now();
-        // Ready when it answers over UDP and TCP (rotor sends updates over TCP).
-        while named.dig(&["SOA", DOMAIN]).is_empty()
-            || named.dig(&["+tcp", "SOA", DOMAIN]).is_empty()
-        {
-            if started.elapsed() > Duration::from_secs(20) {
-                panic!(
-                    "named on port {port} did not start: {}",
-                    fs::read_to_string(dir.join("named.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        named
-    }
-
-    /// `dig +short +norecurse @127.0.0.1 -p PORT ARGS`.
-    pub fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("dig")
-            .args([
-                "+short",
-                "+norecurse",
-                "+time=1",
-                "+tries=1",
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-            ])
-            .args(args)
-            .output()
-            .expect("dig runs (apt-get install bind9-dnsutils)");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// The TXT values at `name`, each with its strings joined.
-    pub fn txt(&self, name: &str) -> Vec<String> {
-        self.dig(&["TXT", name])
-            .lines()
-            .map(join_dig_strings)
-            .filter(|s| !s.is_empty())
-            .collect()
-    }
-
-    /// `rndc retransfer DOMAIN` (secondaries started with a control channel).
-    pub fn retransfer(&self) {
-        let control = self.control.expect("started with a control channel");
-        let status = Command::new(sbin("rndc"))
-            .args(["-c"])
-            .arg(self.dir.join("rndc.conf"))
-            .args([
-                "-s",
-                "127.0.0.1",
-                "-p",
-                &control.to_string(),
-                "retransfer",
-                DOMAIN,
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "rndc retransfer failed");
-    }
-}
-
-/// `"abc" "def"` as dig prints a TXT value, joined: `abcdef`.
-fn join_dig_strings(line: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => inside = !inside,
-            '\\' if inside => out.extend(chars.next()),
-            c if inside => out.push(c),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// A primary and a secondary BIND for example.com, on loopback.
-pub struct Bind {
-    pub primary: Named,
-    pub secondary: Named,
-    pub tsig_file: PathBuf,
-}
-
-/// How the secondary follows the primary.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Secondary {
-    /// The primary sends NOTIFY; the secondary transfers at once.
-    Notified,
-    /// No NOTIFY and a one-hour refresh: the secondary lags until `retransfer`.
-    Lagging,
-}
-
-const ZONE: &str = "$TTL 60
-@    IN SOA ns1.example.com. hostmaster.example.com. ( 1 3600 600 86400 60 )
-@    IN NS  ns1.example.com.
-ns1  IN A   127.0.0.1
-@    IN TXT \"v=spf1 -all\"
-other._domainkey IN TXT \"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDoperator\"
-";
-
-fn options(dir: &Path, port: u16, tsig_file: &Path) -> String {
-    format!(
-        "include \"{tsig}\";
-include \"{stranger}\";
-options {{
-  directory \"{dir}\";
-  pid-file \"{dir}/named.pid\";
-  session-keyfile \"{dir}/session.key\";
-  listen-on port {port} {{ 127.0.0.1; }};
-  listen-on-v6 {{ none; }};
-  recursion no;
-  dnssec-validation no;
-  notify-source 127.0.0.1;
-  transfer-source 127.0.0.1;
-}};
-",
-        tsig = tsig_file.display(),
-        stranger = tsig_file.with_file_name("stranger.key").display(),
-        dir = dir.display()
-    )
-}
-
-impl Bind {
-    /// Starts both servers under `dir`.
-    pub fn start(dir: &Path, secondary: Secondary) -> Self {
-        fs::create_dir_all(dir).unwrap();
-        let tsig_file = dir.join("tsig.key");
-        let keygen = |name: &str| {
-            let out = Command::new(sbin("tsig-keygen"))
-                .args(["-a", "hmac-sha256", name])
-                .output();
-            out.unwrap().stdout
-        };
-        fs::write(&tsig_file, keygen("rotor-key")).unwrap();
-        // A key the servers know but whose updates the zone's policy does not grant.
-        fs::write(dir.join("stranger.key"), keygen("stranger-key")).unwrap();
-        let (port1, port2) = (free_port(), free_port());
-
-        let primary_dir = dir.join("primary");
-        fs::create_dir_all(&primary_dir).unwrap();
-        fs::write(primary_dir.join("example.com.db"), ZONE).unwrap();
-        let notify = match secondary {
-            Secondary::Notified => {
-                format!("notify explicit; also-notify {{ 127.0.0.1 port {port2}; }};")
-            }
-            Secondary::Lagging => "notify no;".to_string(),
-        };
-        let primary_conf = format!(
-            "{}controls {{ }};
-zone \"example.com\" {{
-  type primary;
-  file \"example.com.db\";
-  update-policy {{ grant rotor-key zonesub TXT; }};
-  {notify}
-  allow-transfer {{ 127.0.0.1; }};
-}};
-",
-            options(&primary_dir, port1, &tsig_file)
-        );
-        let primary = Named::start(&primary_dir, &primary_conf, port1, None);
-
-        let secondary_dir = dir.join("secondary");
-        fs::create_dir_all(&secondary_dir).unwrap();
-        let control = free_port();
-        fs::write(
-            secondary_dir.join("rndc.conf"),
-            format!(
-                "include \"{}\";\noptions {{ default-key \"rotor-key\"; }};\n",
-                tsig_file.display()
-            ),
-        )
-        .unwrap();
-        let secondary_conf = format!(
-            "{}controls {{ inet 127.0.0.1 port {control} allow {{ 127.0.0.1; }} keys {{ \"rotor-key\"; }}; }};
-zone \"example.com\" {{
-  type secondary;
-  file \"example.com.db\";
-  primaries {{ 127.0.0.1 port {port1}; }};
-}};
-",
-            options(&secondary_dir, port2, &tsig_file)
-        );
-        let secondary = Named::start(&secondary_dir, &secondary_conf, port2, Some(control));
-        Self {
-            primary,
-            secondary,
-            tsig_file,
-        }
-    }
-
-    /// Both servers.
-    pub fn servers(&self) -> [&Named; 2] {
-        [&self.primary, &self.secondary]
-    }
-}
 
 /// A rotor set up against a [`Bind`], with compressed timings, in its own directory.
 pub struct Rotor {
@@ -497,33 +228,14 @@ domains:
     }
 }
 
+/// A scratch directory (see [`scratch_in`]) for this test binary.
+pub fn scratch() -> tempfile::TempDir {
+    scratch_in(env!("CARGO_TARGET_TMPDIR"))
+}
+
 /// The file's permission bits.
 pub fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// A scratch directory under a folder no other user can write to, up to the root: OpenDKIM
-/// (RequireSafeKeys) refuses keys below a group- or world-writable directory such as /tmp. The
-/// target directory, else $HOME, else /run.
-pub fn scratch() -> tempfile::TempDir {
-    let safe = |dir: &Path| {
-        dir.is_dir()
-            && dir
-                .ancestors()
-                .all(|d| fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o022 == 0))
-    };
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let candidates = [Some(target.clone()), home, Some(PathBuf::from("/run"))];
-    let base = candidates
-        .into_iter()
-        .flatten()
-        .find(|dir| safe(dir))
-        .unwrap_or(target);
-    tempfile::Builder::new()
-        .prefix("rotor-test-")
-        .tempdir_in(base)
-        .unwrap()
 }
 
 /// Independent check with dkimpy: signs a message with `key_file` under `selector` and verifies
@@ -544,39 +256,5 @@ pub fn dkimpy_verifies(key_file: &Path, selector: &str, port: u16) -> Result<(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
-    }
-}
-
-impl Bind {
-    /// Every TXT record under `_domainkey.example.com` on the primary, by zone transfer:
-    /// `(selector, joined value)`.
-    pub fn dkim_records(&self) -> Vec<(String, String)> {
-        let out = Command::new("dig")
-            .args([
-                "+nocmd",
-                "+nostats",
-                "+nocomments",
-                "@127.0.0.1",
-                "-p",
-                &self.primary.port.to_string(),
-                "AXFR",
-                DOMAIN,
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut records: Vec<(String, String)> = text
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                let name = fields.next()?;
-                let selector = name.strip_suffix("._domainkey.example.com.")?;
-                let rest: Vec<&str> = fields.collect();
-                (rest.get(2) == Some(&"TXT"))
-                    .then(|| (selector.to_string(), join_dig_strings(&rest[3..].join(" "))))
-            })
-            .collect();
-        records.sort();
-        records
     }
 }
