@@ -23,9 +23,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   [ -z "$added_policy" ] || sudo_ rm -f "$policy"
 fi
-if ! python3 -c 'import dkim, dns.resolver' 2>/dev/null; then
-  echo "tests/run.sh: installing dkimpy and dnspython" >&2
-  python3 -m pip install -q dkimpy dnspython 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages dkimpy dnspython
+if ! python3 -c 'import dkim, dns.resolver, jsonschema' 2>/dev/null; then
+  echo "tests/run.sh: installing dkimpy, dnspython and jsonschema" >&2
+  python3 -m pip install -q dkimpy dnspython jsonschema 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages dkimpy dnspython jsonschema
 fi
 exec cargo test --workspace "$@"

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// The zone every test uses.
 pub const DOMAIN: &str = "example.com";
 
+/// The zones the servers serve (the same contents, relative names).
+pub const ZONES: [&str; 2] = ["example.com", "example.org"];
+
 /// A port free on 127.0.0.1 for both UDP and TCP, never handed out twice by this process (tests
 /// run in parallel threads, and a server may take a moment to bind the port it was given).
 pub fn free_port() -> u16 {
@@ -222,23 +225,32 @@ impl Bind {
 
         let primary_dir = dir.join("primary");
         fs::create_dir_all(&primary_dir).unwrap();
-        fs::write(primary_dir.join("example.com.db"), ZONE).unwrap();
+        for zone in ZONES {
+            fs::write(primary_dir.join(format!("{zone}.db")), ZONE).unwrap();
+        }
         let notify = match secondary {
             Secondary::Notified => {
                 format!("notify explicit; also-notify {{ 127.0.0.1 port {port2}; }};")
             }
             Secondary::Lagging => "notify no;".to_string(),
         };
-        let primary_conf = format!(
-            "{}controls {{ }};
-zone \"example.com\" {{
+        let zones: String = ZONES
+            .iter()
+            .map(|zone| {
+                format!(
+                    "zone \"{zone}\" {{
   type primary;
-  file \"example.com.db\";
+  file \"{zone}.db\";
   update-policy {{ grant rotor-key zonesub TXT; }};
   {notify}
   allow-transfer {{ 127.0.0.1; }};
 }};
-",
+"
+                )
+            })
+            .collect();
+        let primary_conf = format!(
+            "{}controls {{ }};\n{zones}",
             options(&primary_dir, port1, &tsig_file)
         );
         let primary = Named::start(&primary_dir, &primary_conf, port1, None);
@@ -254,14 +266,21 @@ zone \"example.com\" {{
             ),
         )
         .unwrap();
-        let secondary_conf = format!(
-            "{}controls {{ inet 127.0.0.1 port {control} allow {{ 127.0.0.1; }} keys {{ \"rotor-key\"; }}; }};
-zone \"example.com\" {{
+        let zones: String = ZONES
+            .iter()
+            .map(|zone| {
+                format!(
+                    "zone \"{zone}\" {{
   type secondary;
-  file \"example.com.db\";
+  file \"{zone}.db\";
   primaries {{ 127.0.0.1 port {port1}; }};
 }};
-",
+"
+                )
+            })
+            .collect();
+        let secondary_conf = format!(
+            "{}controls {{ inet 127.0.0.1 port {control} allow {{ 127.0.0.1; }} keys {{ \"rotor-key\"; }}; }};\n{zones}",
             options(&secondary_dir, port2, &tsig_file)
         );
         let secondary = Named::start(&secondary_dir, &secondary_conf, port2, Some(control));

@@ -1,0 +1,29 @@
+//! The backends the conformance suite runs every adapter against, each behind [`Backend`].
+
+#![allow(dead_code)]
+
+pub mod bind;
+pub mod cloudflare;
+
+use rotor_providers::DnsProvider;
+
+/// A DNS provider under test, with a way to look behind the adapter's back.
+pub trait Backend: Send + Sync {
+    /// The adapter under test, with good credentials.
+    fn adapter(&self) -> &dyn DnsProvider;
+    /// The same adapter with credentials the provider refuses.
+    fn bad_credentials(&self) -> Box<dyn DnsProvider>;
+    /// The same adapter pointed at an address where nothing answers.
+    fn unreachable(&self) -> Box<dyn DnsProvider>;
+    /// Adds a TXT record the way someone else would (not through rotor's adapter).
+    fn plant(&self, name: &str, value: &str);
+    /// The TXT values at `name` as the provider stores them, each with its strings joined.
+    fn stored(&self, name: &str) -> Vec<String>;
+    /// Checks what the backend noticed about the adapter's requests (e.g. contract violations).
+    fn verify(&self) {}
+}
+
+/// A scratch directory for this test binary.
+pub fn scratch() -> tempfile::TempDir {
+    rotor_testkit::scratch_in(env!("CARGO_TARGET_TMPDIR"))
+}
