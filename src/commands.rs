@@ -102,9 +102,10 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
         .filter(|_| !forced.is_empty())
         .map(|d| d.name.to_string())
         .collect();
+    let parts = Parts::from_config(config).map_err(Exit::Usage)?;
     let _lock = lock(config)?;
     let store = Store::open(&store_dir(config))?;
-    let report = Engine::new(config, &store, &SystemClock, Parts::from_config(config))
+    let report = Engine::new(config, &store, &SystemClock, parts)
         .run(&forced)
         .await;
     // A verified copy for the day the store is found damaged.
@@ -207,7 +208,17 @@ pub async fn check(config: &Config) -> Result<Code> {
         fsutil::ensure_private_dir(&config.key_dir),
     );
     for domain in &config.domains {
-        let provider = engine::provider(&domain.provider, &config.providers[&domain.provider]);
+        let provider = match engine::provider(&domain.provider, &config.providers[&domain.provider])
+        {
+            Ok(provider) => provider,
+            Err(err) => {
+                report(
+                    format!("{}: provider {}", domain.name, domain.provider),
+                    Err(anyhow::anyhow!(err)),
+                );
+                continue;
+            }
+        };
         let name = format!("_domainkey.{}", domain.name);
         let zone = match &domain.zone {
             Some(zone) => Ok(Zone {

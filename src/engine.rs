@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use rotor_providers::cloudflare::{self, Cloudflare, CloudflareConfig, Pace};
 use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
 use rotor_providers::{Change, DnsProvider, TxtValue, Zone};
 use rotor_state::{Action, Event, KeyRecord, Store};
@@ -41,9 +42,9 @@ pub fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
-/// Builds the adapter for a configured provider.
-pub fn provider(name: &str, config: &ProviderConfig) -> Box<dyn DnsProvider> {
-    match config {
+/// Builds the adapter for a configured provider; an error says what is missing (exit code 2).
+pub fn provider(name: &str, config: &ProviderConfig) -> Result<Box<dyn DnsProvider>, String> {
+    Ok(match config {
         ProviderConfig::Rfc2136 {
             server,
             tsig_key_file,
@@ -54,7 +55,30 @@ pub fn provider(name: &str, config: &ProviderConfig) -> Box<dyn DnsProvider> {
             tsig: tsig_key_file.as_ref().map(|file| file.0.clone()),
             timeout: timeout.map_or(Duration::from_secs(10), |t| t.0),
         })),
-    }
+        ProviderConfig::Cloudflare {
+            api_token_env,
+            api_token_file,
+            zone_id,
+            api_url,
+        } => {
+            let token = ProviderConfig::cloudflare_token(
+                api_token_env.as_deref(),
+                api_token_file.as_deref(),
+            )
+            .map_err(|err| format!("providers.{name}: {err}"))?;
+            let adapter = Cloudflare::new(CloudflareConfig {
+                name: name.to_string(),
+                token,
+                zone_id: zone_id.clone(),
+                api_url: api_url
+                    .clone()
+                    .unwrap_or_else(|| cloudflare::API_URL.to_string()),
+                pace: Pace::default(),
+            })
+            .map_err(|err| err.to_string())?;
+            Box::new(adapter)
+        }
+    })
 }
 
 /// The outcome of one pass.
@@ -83,14 +107,16 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// The real adapters for `config`.
-    pub fn from_config(config: &Config) -> Self {
-        Self {
+    /// The real adapters for the providers `config`'s domains use.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let used: BTreeSet<&str> = config.domains.iter().map(|d| d.provider.as_str()).collect();
+        Ok(Self {
             providers: config
                 .providers
                 .iter()
-                .map(|(name, c)| (name.clone(), provider(name, c)))
-                .collect(),
+                .filter(|(name, _)| used.contains(name.as_str()))
+                .map(|(name, c)| Ok((name.clone(), provider(name, c)?)))
+                .collect::<Result<_, String>>()?,
             signers: config
                 .signers
                 .iter()
@@ -99,7 +125,7 @@ impl Parts {
             visibility: Box::new(DnsVisibility {
                 timeout: Duration::from_secs(5),
             }),
-        }
+        })
     }
 }
 
@@ -207,22 +233,26 @@ impl<'a> Engine<'a> {
         self.parts.providers[&domain.provider].as_ref()
     }
 
-    /// The zone that holds `fqdn`: as recorded for the key, as configured, or as the provider
-    /// finds it.
-    async fn zone(&self, domain: &DomainConfig, known: Option<&str>, fqdn: &str) -> Result<Zone> {
-        let known = known
-            .map(str::to_string)
-            .or_else(|| domain.zone.as_ref().map(|z| z.to_string()));
-        Ok(match known {
-            Some(name) => Zone { name, id: None },
+    /// The zone that holds `fqdn`: as configured, or as the provider finds it.
+    async fn zone(&self, domain: &DomainConfig, fqdn: &str) -> Result<Zone> {
+        Ok(match &domain.zone {
+            Some(zone) => Zone {
+                name: zone.to_string(),
+                id: None,
+            },
             None => self.provider(domain).find_zone(fqdn).await?,
         })
     }
 
-    /// The zone of `key`'s record.
+    /// The zone of `key`'s record: as recorded when it was published, or looked up.
     async fn key_zone(&self, domain: &DomainConfig, key: &KeyRecord) -> Result<Zone> {
-        self.zone(domain, key.zone.as_deref(), &key.record_name())
-            .await
+        match &key.zone {
+            Some(name) => Ok(Zone {
+                name: name.clone(),
+                id: key.zone_id.clone(),
+            }),
+            None => self.zone(domain, &key.record_name()).await,
+        }
     }
 
     async fn start_rotation(
@@ -239,7 +269,7 @@ impl<'a> Engine<'a> {
         let selector = loop {
             let candidate = lifecycle::choose_selector(&base, &taken);
             let fqdn = format!("{candidate}._domainkey.{name}");
-            let zone = self.zone(domain, None, &fqdn).await?;
+            let zone = self.zone(domain, &fqdn).await?;
             if provider.list_txt(&zone, &fqdn).await?.is_empty() {
                 break candidate;
             }
@@ -301,6 +331,7 @@ impl<'a> Engine<'a> {
                 self.publish(domain, &key, &zone).await?;
                 let done = this(&mut after, &key);
                 done.zone = Some(zone.name.clone());
+                done.zone_id = zone.id.clone();
                 format!(
                     "TXT {} added in zone {} via {}",
                     key.record_name(),

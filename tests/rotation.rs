@@ -5,6 +5,7 @@ mod support;
 
 use std::fs;
 
+use support::cloudflare::CloudflareDouble;
 use support::{Bind, Rotor, Secondary, Setup, dkimpy_verifies, mode, scratch};
 
 fn row(rotor: &Rotor, selector: &str) -> serde_json::Value {
@@ -19,12 +20,35 @@ fn row(rotor: &Rotor, selector: &str) -> serde_json::Value {
 fn two_full_rotations_on_real_bind() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    two_full_rotations(&dir, &bind, None);
+}
+
+/// The same through Cloudflare's API (the schema-checked double), whose records are served by
+/// the BIND servers as Cloudflare's nameservers would serve them.
+#[test]
+fn two_full_rotations_through_cloudflare() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let double = CloudflareDouble::start(&["example.com"], Some(&bind));
+    two_full_rotations(&dir, &bind, Some(double.api_url()));
+    let records = double.records("example.com");
+    assert_eq!(
+        records.len(),
+        1,
+        "only the active key's record is left: {records:?}"
+    );
+    assert_eq!(records[0]["comment"], rotor_providers::cloudflare::MARKER);
+    assert_eq!(double.violations(), Vec::<serde_json::Value>::new());
+}
+
+fn two_full_rotations(dir: &tempfile::TempDir, bind: &Bind, cloudflare_api: Option<String>) {
     // min_wait of 3 s: long enough that the first run cannot also activate the key.
     let setup = Setup {
         min_wait: "3s",
+        cloudflare_api,
         ..Setup::default()
     };
-    let rotor = Rotor::new(dir.path(), &bind, setup);
+    let rotor = Rotor::new(dir.path(), bind, setup);
     let operator_rows = fs::read_to_string(rotor.signer_dir().join("SigningTable")).unwrap();
 
     // Before any run: the domain waits for its first rotation.

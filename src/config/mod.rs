@@ -6,12 +6,12 @@ mod values;
 pub use values::{Authoritative, DomainName, Interval, RetireMode, SelectorTemplate, ServerAddr};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rotor_providers::rfc2136::TsigKey;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
+use zeroize::Zeroizing;
 
 use crate::keys::KeyAlgorithm;
 use values::{Declared, KeyList, ProviderRef, SignerRef};
@@ -106,7 +106,7 @@ pub struct Propagation {
 }
 
 /// A DNS provider's settings.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ProviderConfig {
     /// RFC 2136 dynamic update.
@@ -118,21 +118,50 @@ pub enum ProviderConfig {
         /// How long to wait for the server (default 10s).
         timeout: Option<Interval>,
     },
+    /// Cloudflare's API.
+    Cloudflare {
+        /// The environment variable holding the API token (default `CLOUDFLARE_API_TOKEN`).
+        api_token_env: Option<String>,
+        /// A file holding the API token (instead of the environment).
+        api_token_file: Option<PathBuf>,
+        /// The zone's id (otherwise found by name).
+        zone_id: Option<String>,
+        /// The API's base URL (default Cloudflare's; for proxies and tests).
+        api_url: Option<String>,
+    },
 }
 
-impl fmt::Debug for ProviderConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ProviderConfig {
+    /// Checks what serde cannot: settings that depend on each other.
+    fn validate(&self) -> Result<(), String> {
         match self {
-            Self::Rfc2136 {
-                server,
-                tsig_key_file,
-                timeout,
-            } => f
-                .debug_struct("Rfc2136")
-                .field("server", server)
-                .field("tsig_key_file", tsig_key_file)
-                .field("timeout", timeout)
-                .finish(),
+            Self::Cloudflare {
+                api_token_env: Some(_),
+                api_token_file: Some(_),
+                ..
+            } => Err("set `api_token_env:` or `api_token_file:`, not both".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The Cloudflare API token, from its file or the environment (read when needed, so that
+    /// `rotor status` works without it).
+    pub fn cloudflare_token(
+        env: Option<&str>,
+        file: Option<&Path>,
+    ) -> Result<Zeroizing<String>, String> {
+        if let Some(file) = file {
+            let token = Zeroizing::new(std::fs::read_to_string(file).map_err(|err| {
+                format!("cannot read the API token file {}: {err}", file.display())
+            })?);
+            return Ok(Zeroizing::new(token.trim().to_string()));
+        }
+        let name = env.unwrap_or("CLOUDFLARE_API_TOKEN");
+        match std::env::var(name) {
+            Ok(token) if !token.trim().is_empty() => Ok(Zeroizing::new(token.trim().to_string())),
+            _ => Err(format!(
+                "the environment variable {name} holding the API token is not set (or set `api_token_file:`)"
+            )),
         }
     }
 }
@@ -397,6 +426,16 @@ impl Config {
             .scope(|| serde_yaml::from_str(text))
             .map_err(yaml_error)?;
 
+        for (name, provider) in &raw.providers {
+            if let Err(message) = provider.validate() {
+                let at = find_line(text, |line| line.starts_with(&format!("{name}:")));
+                return Err(ConfigError::new(
+                    path,
+                    at,
+                    format!("providers.{name}: {message}"),
+                ));
+            }
+        }
         for (name, signer) in &raw.signers {
             if let Err(message) = signer.validate() {
                 let at = find_line(text, |line| line.starts_with(&format!("{name}:")));

@@ -176,6 +176,9 @@ pub struct KeyRecord {
     pub record: Option<String>,
     /// The zone that holds the record, once known.
     pub zone: Option<String>,
+    /// The provider's identifier of that zone, where it has one.
+    #[serde(default)]
+    pub zone_id: Option<String>,
     /// When the record was added.
     pub published_at: Option<u64>,
     /// When the signers switched to it.
@@ -207,6 +210,7 @@ impl KeyRecord {
             key_file,
             record: None,
             zone: None,
+            zone_id: None,
             published_at: None,
             activated_at: None,
             intent: None,

@@ -2,6 +2,8 @@
 //! secondary fed by zone transfer), free ports, scratch directories OpenDKIM accepts, and
 //! polling helpers. Every server binds only to 127.0.0.1 and is stopped when dropped.
 
+pub mod cloudflare;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::net::{TcpListener, UdpSocket};

@@ -25,6 +25,8 @@ pub struct Setup {
     pub retire: &'static str,
     pub revoke_for: &'static str,
     pub timeout: &'static str,
+    /// Cloudflare's API (the double's URL) instead of RFC 2136 to the primary.
+    pub cloudflare_api: Option<String>,
 }
 
 impl Default for Setup {
@@ -35,6 +37,7 @@ impl Default for Setup {
             retire: "delete",
             revoke_for: "2s",
             timeout: "5m",
+            cloudflare_api: None,
         }
     }
 }
@@ -55,6 +58,21 @@ impl Rotor {
             "sel._domainkey.other.org other.org:sel:/etc/dkimkeys/other.pem\n",
         )
         .unwrap();
+        let provider = match &setup.cloudflare_api {
+            None => format!(
+                "  bind:\n    type: rfc2136\n    server: 127.0.0.1:{}\n    tsig_key_file: {}",
+                bind.primary.port,
+                bind.tsig_file.display()
+            ),
+            Some(api) => {
+                let token = dir.join("cloudflare.token");
+                fs::write(&token, format!("{}\n", cloudflare::TOKEN)).unwrap();
+                format!(
+                    "  bind:\n    type: cloudflare\n    api_url: {api}\n    api_token_file: {}",
+                    token.display()
+                )
+            }
+        };
         let config = dir.join("rotor.yaml");
         fs::write(
             &config,
@@ -75,10 +93,7 @@ defaults:
   retire: {retire}
   revoke_for: {revoke_for}
 providers:
-  bind:
-    type: rfc2136
-    server: 127.0.0.1:{p1}
-    tsig_key_file: {tsig}
+{provider}
 signers:
   mx1:
     type: opendkim
@@ -94,7 +109,7 @@ domains:
                 dir = dir.display(),
                 p1 = bind.primary.port,
                 p2 = bind.secondary.port,
-                tsig = bind.tsig_file.display(),
+                provider = provider,
                 signer = signer.display(),
                 min_wait = setup.min_wait,
                 grace = setup.grace,

@@ -150,11 +150,26 @@ impl Cloudflare {
         ))
     }
 
-    fn zone_id<'z>(&self, zone: &'z Zone) -> Result<&'z str, ProviderError> {
-        zone.id.as_deref().ok_or_else(|| ProviderError::Protocol {
-            provider: self.name.clone(),
-            detail: format!("zone {} has no Cloudflare id", zone.name),
-        })
+    /// The zone's identifier: as found, or looked up by its exact name (a zone given by name in
+    /// rotor's config).
+    async fn zone_id(&self, zone: &Zone) -> Result<String, ProviderError> {
+        if let Some(id) = zone.id.as_ref().or(self.zone_id.as_ref()) {
+            return Ok(id.clone());
+        }
+        let query = [("name", zone.name.clone())];
+        let envelope = self
+            .client
+            .call::<Vec<ZoneInfo>>(Method::GET, "/zones", &query, None::<&()>)
+            .await?;
+        envelope
+            .result
+            .unwrap_or_default()
+            .into_iter()
+            .find(|z| z.name.eq_ignore_ascii_case(&zone.name))
+            .map(|z| z.id)
+            .ok_or_else(|| {
+                self.zone_not_found(&zone.name, "the token sees no zone of that name".into())
+            })
     }
 
     /// The TXT records at `names`: one filtered query for one name, else the zone's whole TXT
@@ -164,7 +179,7 @@ impl Cloudflare {
         zone: &Zone,
         names: &BTreeSet<&str>,
     ) -> Result<Vec<Record>, ProviderError> {
-        let path = format!("/zones/{}/dns_records", self.zone_id(zone)?);
+        let path = format!("/zones/{}/dns_records", self.zone_id(zone).await?);
         let mut query = vec![
             ("type", "TXT".to_string()),
             ("per_page", PER_PAGE.to_string()),
@@ -266,7 +281,7 @@ impl Cloudflare {
         zone: &Zone,
         Plan { deletes, posts }: Plan,
     ) -> Result<(), ProviderError> {
-        let records = format!("/zones/{}/dns_records", self.zone_id(zone)?);
+        let records = format!("/zones/{}/dns_records", self.zone_id(zone).await?);
         match (deletes.as_slice(), posts.as_slice()) {
             ([], []) => Ok(()),
             ([id], []) => {
@@ -314,9 +329,8 @@ impl Cloudflare {
                 });
             }
         }
-        self.zone_by_id(self.zone_id(zone)?, &zone.name)
-            .await
-            .map(drop)
+        let id = self.zone_id(zone).await?;
+        self.zone_by_id(&id, &zone.name).await.map(drop)
     }
 }
 

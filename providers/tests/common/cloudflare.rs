@@ -1,46 +1,21 @@
-//! Cloudflare on a stateful test double (`tests/doubles/cloudflare.py`) that validates every
-//! request and response against Cloudflare's own OpenAPI schema (`../shared/cloudflare/`).
+//! Cloudflare on the stateful test double (`tests/doubles/cloudflare.py`) that validates every
+//! request and response against Cloudflare's own OpenAPI schema.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rotor_providers::DnsProvider;
 use rotor_providers::cloudflare::{Cloudflare, CloudflareConfig, Pace};
+use rotor_testkit::cloudflare::{CloudflareDouble, TOKEN};
 use rotor_testkit::free_port;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::Backend;
 
-const TOKEN: &str = "test-token-0123456789";
-
 /// The double, and the adapter pointed at it.
 pub struct CloudflareBackend {
-    child: Child,
-    port: u16,
+    double: CloudflareDouble,
     adapter: Cloudflare,
-}
-
-impl Drop for CloudflareBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Cloudflare's schema, in `shared/` beside the repository.
-fn schema() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let schema = root.join("shared/cloudflare/cloudflare-dns.openapi.json");
-    assert!(
-        schema.exists(),
-        "Cloudflare's schema is expected at {}",
-        schema.display()
-    );
-    schema
 }
 
 /// A pace fit for tests: no spacing, quick backoff, short timeout.
@@ -68,41 +43,14 @@ pub fn adapter(port: u16, token: &str, pace: Pace) -> Cloudflare {
 impl CloudflareBackend {
     /// Starts the double with zones example.com and example.org.
     pub fn start() -> Self {
-        let port = free_port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/doubles/cloudflare.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--token",
-                TOKEN,
-                "--zone",
-                "example.com",
-                "--zone",
-                "example.org",
-            ])
-            .arg("--schema")
-            .arg(schema())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the Cloudflare double");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the double did not start");
-        let adapter = adapter(port, TOKEN, quick_pace());
-        Self {
-            child,
-            port,
-            adapter,
-        }
+        let double = CloudflareDouble::start(&["example.com", "example.org"], None);
+        let adapter = adapter(double.port, TOKEN, quick_pace());
+        Self { double, adapter }
     }
 
     /// The double's port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.double.port
     }
 
     /// The token the double accepts.
@@ -110,45 +58,19 @@ impl CloudflareBackend {
         TOKEN
     }
 
-    /// A control request to the double: `method path` with an optional JSON body.
+    /// A control request to the double.
     pub fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        assert!(
-            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-            "{method} {path}: {head}"
-        );
-        serde_json::from_str(body).unwrap_or(Value::Null)
-    }
-
-    /// Schema violations the double saw.
-    pub fn violations(&self) -> Vec<Value> {
-        self.control("GET", "/__violations", None)
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.double.control(method, path, body)
     }
 
     /// The zone's stored records, as the double holds them.
     pub fn records(&self, zone: &str) -> Vec<Value> {
-        self.control("GET", &format!("/__records?zone={zone}"), None)
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.double.records(zone)
     }
 
     /// API calls so far, by route.
     pub fn calls(&self) -> Value {
-        self.control("GET", "/__calls", None)
+        self.double.calls()
     }
 }
 
@@ -177,7 +99,7 @@ impl Backend for CloudflareBackend {
     }
 
     fn bad_credentials(&self) -> Box<dyn DnsProvider> {
-        Box::new(adapter(self.port, "not-the-token", quick_pace()))
+        Box::new(adapter(self.double.port, "not-the-token", quick_pace()))
     }
 
     fn unreachable(&self) -> Box<dyn DnsProvider> {
@@ -199,7 +121,7 @@ impl Backend for CloudflareBackend {
 
     fn verify(&self) {
         assert_eq!(
-            self.violations(),
+            self.double.violations(),
             Vec::<Value>::new(),
             "requests that break Cloudflare's schema"
         );

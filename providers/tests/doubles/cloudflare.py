@@ -3,9 +3,12 @@
 
 Usage:
     python3 cloudflare.py --port PORT --schema PATH --token TOKEN --zone example.com [--zone ...]
+                          [--mirror IP:PORT --mirror-key TSIG_FILE]
 
 It binds 127.0.0.1:PORT, serves HTTP/1.1 under /client/v4, prints `ready` once listening and exits
-cleanly on SIGTERM/SIGINT. Each --zone is an active zone whose id is md5(name).
+cleanly on SIGTERM/SIGINT. Each --zone is an active zone whose id is md5(name). With --mirror, every
+change of TXT records is pushed (nsupdate, TSIG) to that DNS server, which plays Cloudflare's
+nameservers, so end-to-end tests can check propagation through real DNS.
 
 The contract is Cloudflare's own OpenAPI 3.0 schema (the trimmed copy in shared/cloudflare, see
 SOURCE.md there). Every API request is validated against it: path and query parameters (query
@@ -73,6 +76,7 @@ import json
 import math
 import re
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -305,6 +309,11 @@ def txt_strings(content):
     return strings
 
 
+def quote_plain(chunk):
+    """A raw string as it stands between quotes (master-file escaping)."""
+    return chunk.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def split_plain(text):
     """Plain text cut into strings of at most 255 UTF-8 bytes, at character boundaries."""
     chunks, current = [], ""
@@ -367,6 +376,7 @@ class CloudflareDouble:
         self.lock = threading.RLock()
         self.started = now_iso()
         self.account_id = hashlib.md5(b"rotor-test-account").hexdigest()
+        self.mirror = None  # (server, port, TSIG key file) to push TXT changes to
         self.reset()
 
     def reset(self):
@@ -679,6 +689,41 @@ class CloudflareDouble:
         self.delay_ms = int(body.get("delay_ms", self.delay_ms))
         return 200, {"fail_next": list(self.fail_next), "delay_ms": self.delay_ms}
 
+    # -- mirror: Cloudflare's own nameservers, played by a real DNS server ----------------------
+
+    def txt_snapshot(self):
+        """Every TXT record as (zone, name, ttl, strings): what nameservers would serve."""
+        with self.lock:
+            snapshot = set()
+            for zone in self.zones.values():
+                for record in self.records[zone["id"]].values():
+                    if record["type"] != "TXT":
+                        continue
+                    strings = txt_strings(record["content"])
+                    if strings is None:
+                        strings = [quote_plain(chunk) for chunk in split_plain(record["content"])]
+                    ttl = 300 if record["ttl"] == 1 else record["ttl"]
+                    snapshot.add((zone["name"], record["name"], ttl, tuple(strings)))
+            return snapshot
+
+    def push_to_mirror(self, before, after):
+        """Sends what changed to the mirror server with nsupdate (TSIG), deletions first."""
+        if self.mirror is None or before == after:
+            return
+        server, port, key_file = self.mirror
+        lines = [f"server {server} {port}"]
+        for zone in sorted({z for z, *_ in before ^ after}):
+            lines.append(f"zone {zone}")
+            for _, name, _, strings in sorted(r for r in before - after if r[0] == zone):
+                lines.append(f"update delete {name} TXT " + " ".join(f'"{s}"' for s in strings))
+            for _, name, ttl, strings in sorted(r for r in after - before if r[0] == zone):
+                lines.append(f"update add {name} {ttl} TXT " + " ".join(f'"{s}"' for s in strings))
+            lines.append("send")
+        result = subprocess.run(["nsupdate", "-k", key_file], input="\n".join(lines) + "\n",
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            self.record_violation(f"mirror update failed: {result.stderr.strip()}")
+
     def find_zone(self, name_or_id):
         return self.zones.get(name_or_id) or next((z for z in self.zones.values() if z["name"] == name_or_id), None)
 
@@ -777,6 +822,7 @@ def make_handler(double):
             url = urlsplit(self.path)
             raw_body = self.read_body()
             headers = {}
+            before = double.txt_snapshot()
             if url.path.startswith("/__"):
                 status, body = double.control(method, url.path, url.query, raw_body)
             elif url.path.startswith(API_PREFIX + "/"):
@@ -788,6 +834,7 @@ def make_handler(double):
                     status, body = 500, failure(ERR_SCHEMA, f"test double crashed: {err!r}")
             else:
                 status, body = 404, failure(ERR_NO_ROUTE, f"No route for that URI: {url.path}")
+            double.push_to_mirror(before, double.txt_snapshot())
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -829,9 +876,14 @@ def main():
     parser.add_argument("--schema", required=True, help="cloudflare-dns.openapi.json")
     parser.add_argument("--token", required=True, help="the only API token accepted")
     parser.add_argument("--zone", type=zone_name, action="append", required=True, help="a zone (repeatable)")
+    parser.add_argument("--mirror", metavar="IP:PORT", help="push every TXT change to this DNS server (RFC 2136)")
+    parser.add_argument("--mirror-key", metavar="FILE", help="the TSIG key file for --mirror (BIND format)")
     args = parser.parse_args()
 
     double = CloudflareDouble(Contract(args.schema), args.token, list(dict.fromkeys(args.zone)))
+    if args.mirror:
+        host, _, port = args.mirror.rpartition(":")
+        double.mirror = (host, int(port), args.mirror_key)
     server = Server(("127.0.0.1", args.port), make_handler(double))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
