@@ -581,6 +581,31 @@ mod tests {
     }
 
     #[test]
+    fn a_cloudflare_token_comes_from_one_place() {
+        let both = "state_dir: /s\nkey_dir: /k\nproviders:\n  cf:\n    type: cloudflare\n    api_token_env: CF\n    api_token_file: /t\nsigners: {}\ndomains: []\n";
+        let err = Config::parse(both, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "t.yaml:4:3: providers.cf: set `api_token_env:` or `api_token_file:`, not both"
+        );
+        let err =
+            ProviderConfig::cloudflare_token(Some("ROTOR_TEST_UNSET_TOKEN"), None).unwrap_err();
+        assert!(
+            err.contains("ROTOR_TEST_UNSET_TOKEN") && err.contains("api_token_file"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "secret-token\n").unwrap();
+        assert_eq!(
+            *ProviderConfig::cloudflare_token(None, Some(&file)).unwrap(),
+            "secret-token"
+        );
+    }
+
+    #[test]
     fn a_domain_outside_its_zone_or_twice_is_refused() {
         let base = "state_dir: /s\nkey_dir: /k\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: opendkim, key_table: /a, signing_table: /b, key_dir: /c, reload: 'true'}\ndomains:\n  - name: example.com\n    provider: p\n    signers: [s]\n";
         let zone = format!("{base}    zone: example.org\n");
