@@ -13,6 +13,7 @@ pub mod txt;
 pub use error::ProviderError;
 pub use txt::TxtValue;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -60,6 +61,22 @@ pub trait DnsProvider: Send + Sync {
         zone: &'a Zone,
         fqdn: &'a str,
     ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>>;
+
+    /// The TXT values at each of `names` (all in `zone`), for many names at once. Adapters whose
+    /// API can list a zone in a few requests override this; the default asks name by name.
+    fn list_txt_many<'a>(
+        &'a self,
+        zone: &'a Zone,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Vec<TxtValue>>, ProviderError>> {
+        Box::pin(async move {
+            let mut found = BTreeMap::new();
+            for name in names {
+                found.insert(name.clone(), self.list_txt(zone, name).await?);
+            }
+            Ok(found)
+        })
+    }
 
     /// Applies `changes` to `zone` as one batch where the provider allows it, and returns once
     /// the provider reports them applied.

@@ -11,10 +11,11 @@ mod types;
 
 pub use client::Pace;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use reqwest::Method;
+use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
 use crate::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
@@ -65,6 +66,7 @@ pub struct Cloudflare {
     name: String,
     zone_id: Option<String>,
     client: Client,
+    zones: OnceCell<Vec<ZoneInfo>>,
 }
 
 /// A change turned into API operations.
@@ -82,6 +84,7 @@ impl Cloudflare {
             name: config.name,
             zone_id: config.zone_id,
             client,
+            zones: OnceCell::new(),
         })
     }
 
@@ -119,35 +122,58 @@ impl Cloudflare {
         }
     }
 
+    /// Every zone the token can see, listed once per adapter (a few requests however many
+    /// domains a pass touches).
+    async fn zones(&self) -> Result<&[ZoneInfo], ProviderError> {
+        let zones = self
+            .zones
+            .get_or_try_init(|| async {
+                let mut zones = Vec::new();
+                for page in 1.. {
+                    let query = [("per_page", "50".to_string()), ("page", page.to_string())];
+                    let envelope = self
+                        .client
+                        .call::<Vec<ZoneInfo>>(Method::GET, "/zones", &query, None::<&()>)
+                        .await?;
+                    zones.extend(envelope.result.unwrap_or_default());
+                    if envelope
+                        .result_info
+                        .is_none_or(|info| info.page >= info.total_pages)
+                    {
+                        break;
+                    }
+                }
+                Ok::<_, ProviderError>(zones)
+            })
+            .await?;
+        Ok(zones)
+    }
+
     async fn find_zone_impl(&self, fqdn: &str) -> Result<Zone, ProviderError> {
         if let Some(id) = &self.zone_id {
             return self.zone_by_id(id, fqdn).await;
         }
         // The longest suffix of the name that is a zone of this account.
-        let labels: Vec<&str> = fqdn.trim_end_matches('.').split('.').collect();
-        for start in 0..labels.len().saturating_sub(1) {
-            let candidate = labels[start..].join(".").to_ascii_lowercase();
-            let query = [("name", candidate.clone())];
-            let envelope = self
-                .client
-                .call::<Vec<ZoneInfo>>(Method::GET, "/zones", &query, None::<&()>)
-                .await?;
-            if let Some(zone) = envelope
-                .result
-                .unwrap_or_default()
-                .into_iter()
-                .find(|z| z.name.eq_ignore_ascii_case(&candidate))
-            {
-                return Ok(Zone {
-                    name: candidate,
-                    id: Some(zone.id),
-                });
-            }
-        }
-        Err(self.zone_not_found(
-            fqdn,
-            "the token sees no zone above this name (it needs Zone.Zone read on the zone)".into(),
-        ))
+        let name = fqdn.trim_end_matches('.').to_ascii_lowercase();
+        let zones = self.zones().await?;
+        zones
+            .iter()
+            .filter(|zone| {
+                let apex = zone.name.to_ascii_lowercase();
+                name == apex || name.ends_with(&format!(".{apex}"))
+            })
+            .max_by_key(|zone| zone.name.len())
+            .map(|zone| Zone {
+                name: zone.name.to_ascii_lowercase(),
+                id: Some(zone.id.clone()),
+            })
+            .ok_or_else(|| {
+                self.zone_not_found(
+                    fqdn,
+                    "the token sees no zone above this name (it needs Zone.Zone read on the zone)"
+                        .into(),
+                )
+            })
     }
 
     /// The zone's identifier: as found, or looked up by its exact name (a zone given by name in
@@ -350,6 +376,24 @@ impl DnsProvider for Cloudflare {
                 .iter()
                 .map(|record| content::decode(&record.content))
                 .collect())
+        })
+    }
+
+    fn list_txt_many<'a>(
+        &'a self,
+        zone: &'a Zone,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Vec<TxtValue>>, ProviderError>> {
+        Box::pin(async move {
+            let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+            let mut found: BTreeMap<String, Vec<TxtValue>> =
+                names.iter().map(|n| (n.clone(), Vec::new())).collect();
+            for record in self.records(zone, &wanted).await? {
+                if let Some(values) = found.get_mut(&record.name.to_ascii_lowercase()) {
+                    values.push(content::decode(&record.content));
+                }
+            }
+            Ok(found)
         })
     }
 
