@@ -88,6 +88,19 @@ pub struct PassReport {
     pub failed: Vec<(String, String)>,
 }
 
+impl PassReport {
+    /// Records that `domain` failed: it takes no further step in this pass.
+    fn fail(&mut self, domain: String, err: anyhow::Error) {
+        self.failed.push((domain, format!("{err:#}")));
+    }
+
+    fn has_failed(&self, domain: &DomainConfig) -> bool {
+        self.failed
+            .iter()
+            .any(|(name, _)| name == domain.name.as_str())
+    }
+}
+
 /// Runs passes over the configured domains.
 pub struct Engine<'a> {
     config: &'a Config,
@@ -141,29 +154,41 @@ impl<'a> Engine<'a> {
     }
 
     /// One pass: start due rotations (and those in `forced`), then advance every key whose
-    /// gate is open, as far as the gates allow.
+    /// gate is open, as far as the gates allow. Reservations and publications are batched per
+    /// zone across domains; the other steps go key by key.
     pub async fn run(&self, forced: &BTreeSet<String>) -> PassReport {
         let mut report = PassReport::default();
-        for domain in &self.config.domains {
-            let name = domain.name.as_str();
-            if let Err(err) = self.run_domain(domain, forced.contains(name)).await {
-                tracing::error!("{name}: {err:#}");
-                report.failed.push((name.to_string(), format!("{err:#}")));
+        let all: Vec<&DomainConfig> = self.config.domains.iter().collect();
+        for (domain, err) in self.start_rotations(&all, forced).await {
+            report.fail(domain, err);
+        }
+        for only in [Some(Action::GenerateKey), None] {
+            if only.is_none() {
+                let ready: Vec<&DomainConfig> = all
+                    .iter()
+                    .copied()
+                    .filter(|d| !report.has_failed(d))
+                    .collect();
+                for (domain, err) in self.publish_all(&ready).await {
+                    report.fail(domain, err);
+                }
+            }
+            for domain in &all {
+                if report.has_failed(domain) {
+                    continue;
+                }
+                if let Err(err) = self.advance(domain, only).await {
+                    report.fail(domain.name.to_string(), err);
+                }
             }
         }
         report
     }
 
-    async fn run_domain(&self, domain: &DomainConfig, forced: bool) -> Result<()> {
+    /// Takes `domain`'s steps key by key, as far as the gates allow (with `only`, that kind of
+    /// step only).
+    async fn advance(&self, domain: &DomainConfig, only: Option<Action>) -> Result<()> {
         let name = domain.name.as_str();
-        for &algorithm in &domain.policy.keys {
-            let keys = self.store.domain_keys(name)?;
-            if let Next::Act(_) =
-                lifecycle::rotation(&keys, algorithm, &domain.policy, self.clock.now(), forced)
-            {
-                self.start_rotation(domain, algorithm, &keys).await?;
-            }
-        }
         let mut abandoned = Vec::new();
         // Each step changes one key; a rotation has fewer than twenty steps.
         for _ in 0..64 {
@@ -172,7 +197,9 @@ impl<'a> Engine<'a> {
             let step =
                 keys.iter()
                     .find_map(|key| match lifecycle::next(key, &domain.policy, now) {
-                        Next::Act(action) => Some((key.clone(), action)),
+                        Next::Act(action) if only.is_none_or(|only| only == action) => {
+                            Some((key.clone(), action))
+                        }
                         _ => None,
                     });
             let Some((key, action)) = step else {
@@ -255,40 +282,6 @@ impl<'a> Engine<'a> {
         }
     }
 
-    async fn start_rotation(
-        &self,
-        domain: &DomainConfig,
-        algorithm: KeyAlgorithm,
-        keys: &[KeyRecord],
-    ) -> Result<()> {
-        let now = self.clock.now();
-        let name = domain.name.as_str();
-        let mut taken: BTreeSet<String> = keys.iter().map(|k| k.selector.clone()).collect();
-        let base = domain.policy.selector.render(&rfc3339(now), algorithm);
-        let provider = self.provider(domain);
-        let selector = loop {
-            let candidate = lifecycle::choose_selector(&base, &taken);
-            let fqdn = format!("{candidate}._domainkey.{name}");
-            let zone = self.zone(domain, &fqdn).await?;
-            if provider.list_txt(&zone, &fqdn).await?.is_empty() {
-                break candidate;
-            }
-            tracing::info!(
-                "{name}: selector {candidate} already has a TXT record rotor did not create; skipping it"
-            );
-            taken.insert(candidate);
-        };
-        let key_file = self.key_file(name, &selector);
-        let key = KeyRecord::reserved(name, &selector, &algorithm.to_string(), key_file, now);
-        let event = self.event(
-            &key,
-            format!("rotation started: new {algorithm} key under selector {selector}"),
-        );
-        self.store.commit(&[(None, &key)], &[event])?;
-        tracing::info!("{name}: rotation started ({algorithm}, selector {selector})");
-        Ok(())
-    }
-
     fn key_file(&self, domain: &str, selector: &str) -> PathBuf {
         self.config
             .key_dir
@@ -310,6 +303,10 @@ impl<'a> Engine<'a> {
     }
 
     async fn perform(&self, domain: &DomainConfig, key: &KeyRecord, action: Action) -> Result<()> {
+        if action == Action::Publish {
+            let zone = self.key_zone(domain, key).await?;
+            return self.publish(&zone, &[(domain, key.clone())]).await;
+        }
         let key = self.intend(key, action)?;
         crashpoint::hit(action.id(), "started");
         let keys = self.store.domain_keys(&key.domain)?;
@@ -326,19 +323,7 @@ impl<'a> Engine<'a> {
                     key.key_file.display()
                 )
             }
-            Action::Publish => {
-                let zone = self.key_zone(domain, &key).await?;
-                self.publish(domain, &key, &zone).await?;
-                let done = this(&mut after, &key);
-                done.zone = Some(zone.name.clone());
-                done.zone_id = zone.id.clone();
-                format!(
-                    "TXT {} added in zone {} via {}",
-                    key.record_name(),
-                    zone.name,
-                    domain.provider
-                )
-            }
+            Action::Publish => unreachable!("publishing is done by publish()"),
             Action::CheckPropagation => {
                 return self.check_propagation(domain, &key, &keys, after).await;
             }
@@ -513,34 +498,6 @@ impl<'a> Engine<'a> {
             .collect())
     }
 
-    async fn publish(&self, domain: &DomainConfig, key: &KeyRecord, zone: &Zone) -> Result<()> {
-        let record = key
-            .record
-            .as_deref()
-            .context("a key to publish has a record")?;
-        let name = key.record_name();
-        let values = self.provider(domain).list_txt(zone, &name).await?;
-        if values.iter().any(|v| v.joined() == record) {
-            return Ok(());
-        }
-        if let Some(other) = values
-            .iter()
-            .find(|v| DkimRecord::parse(&v.joined()).is_some())
-        {
-            bail!(
-                "{name} already holds a DKIM record rotor did not publish ({:.40}…); rotor will not add a second one nor touch it",
-                other.joined()
-            );
-        }
-        let change = Change::Add {
-            name,
-            value: TxtValue::from_value(record),
-            ttl: domain.policy.ttl,
-        };
-        self.provider(domain).apply(zone, &[change]).await?;
-        Ok(())
-    }
-
     async fn check_propagation(
         &self,
         domain: &DomainConfig,
@@ -623,5 +580,7 @@ fn revoked_record(key: &KeyRecord) -> Result<String> {
     Ok(DkimRecord::revoked(algorithm).to_string())
 }
 
+mod publish;
+mod rotation;
 #[cfg(test)]
 mod tests;

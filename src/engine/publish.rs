@@ -1,0 +1,173 @@
+//! Publishing: every key ready to publish goes to its provider in one batch per zone, with the
+//! intent of all of them recorded first and their new phase committed together after.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rotor_providers::{Change, TxtValue, Zone};
+use rotor_state::{Action, KeyRecord};
+
+use super::Engine;
+use crate::config::DomainConfig;
+use crate::crashpoint;
+use crate::keys::DkimRecord;
+use crate::lifecycle::{self, Next};
+
+/// A key to publish, with its domain.
+pub(super) type Member<'d> = (&'d DomainConfig, KeyRecord);
+
+impl Engine<'_> {
+    /// Publishes every key of `domains` whose next step is to publish. Returns the domains
+    /// that failed, with why.
+    pub(super) async fn publish_all(
+        &self,
+        domains: &[&DomainConfig],
+    ) -> Vec<(String, anyhow::Error)> {
+        let now = self.clock.now();
+        let mut failures = Vec::new();
+        let mut groups: BTreeMap<(String, String), (Zone, Vec<Member>)> = BTreeMap::new();
+        for &domain in domains {
+            let keys = match self.store.domain_keys(domain.name.as_str()) {
+                Ok(keys) => keys,
+                Err(err) => {
+                    failures.push((domain.name.to_string(), err.into()));
+                    continue;
+                }
+            };
+            for key in keys {
+                if lifecycle::next(&key, &domain.policy, now) != Next::Act(Action::Publish) {
+                    continue;
+                }
+                match self.key_zone(domain, &key).await {
+                    Ok(zone) => {
+                        let group = (domain.provider.clone(), zone.name.clone());
+                        groups
+                            .entry(group)
+                            .or_insert_with(|| (zone, Vec::new()))
+                            .1
+                            .push((domain, key));
+                    }
+                    Err(err) => failures.push(self.failed(domain, &key, err)),
+                }
+            }
+        }
+        for (zone, members) in groups.into_values() {
+            if let Err(err) = self.publish(&zone, &members).await {
+                let message = format!("{err:#}");
+                for (domain, key) in &members {
+                    failures.push(self.failed(domain, key, anyhow!("{message}")));
+                }
+            }
+        }
+        failures
+    }
+
+    /// Records `err` on `key` and says which domain failed.
+    fn failed(
+        &self,
+        domain: &DomainConfig,
+        key: &KeyRecord,
+        err: anyhow::Error,
+    ) -> (String, anyhow::Error) {
+        let err = err.context(format!(
+            "{} {}: {}",
+            domain.name,
+            key.selector,
+            Action::Publish
+        ));
+        if let Err(store) = self.record_error(key, &err) {
+            tracing::error!("{}: cannot record the error: {store:#}", domain.name);
+        }
+        (domain.name.to_string(), err)
+    }
+
+    /// Publishes `members`, keys of one provider and zone, with one `apply`.
+    pub(super) async fn publish(&self, zone: &Zone, members: &[Member<'_>]) -> Result<()> {
+        let Some((first, _)) = members.first() else {
+            return Ok(());
+        };
+        let provider = self.provider(first);
+        let intended: Vec<KeyRecord> = members
+            .iter()
+            .map(|(_, key)| KeyRecord {
+                intent: Some(Action::Publish),
+                ..key.clone()
+            })
+            .collect();
+        let changes: Vec<_> = members
+            .iter()
+            .zip(&intended)
+            .filter(|((_, key), intended)| key != *intended)
+            .map(|((_, key), intended)| (Some(key), intended))
+            .collect();
+        self.store.commit(&changes, &[])?;
+        crashpoint::hit(Action::Publish.id(), "started");
+
+        let names: Vec<String> = intended.iter().map(KeyRecord::record_name).collect();
+        let found = provider.list_txt_many(zone, &names).await?;
+        let mut adds = Vec::new();
+        for ((domain, _), key) in members.iter().zip(&intended) {
+            let record = key
+                .record
+                .as_deref()
+                .context("a key to publish has a record")?;
+            let name = key.record_name();
+            let values = found.get(&name).map(Vec::as_slice).unwrap_or_default();
+            if values.iter().any(|v| v.joined() == record) {
+                continue;
+            }
+            if let Some(other) = values
+                .iter()
+                .find(|v| DkimRecord::parse(&v.joined()).is_some())
+            {
+                bail!(
+                    "{name} already holds a DKIM record rotor did not publish ({:.40}…); rotor will not add a second one nor touch it",
+                    other.joined()
+                );
+            }
+            adds.push(Change::Add {
+                name,
+                value: TxtValue::from_value(record),
+                ttl: domain.policy.ttl,
+            });
+        }
+        provider.apply(zone, &adds).await?;
+        crashpoint::hit(Action::Publish.id(), "applied");
+
+        let now = self.clock.now();
+        let published: Vec<KeyRecord> = intended
+            .iter()
+            .map(|key| KeyRecord {
+                zone: Some(zone.name.clone()),
+                zone_id: zone.id.clone(),
+                ..lifecycle::complete(std::slice::from_ref(key), key, Action::Publish, now)
+                    .remove(0)
+            })
+            .collect();
+        let events: Vec<_> = members
+            .iter()
+            .zip(&published)
+            .map(|((domain, _), key)| {
+                self.event(
+                    key,
+                    format!(
+                        "TXT {} added in zone {} via {}",
+                        key.record_name(),
+                        zone.name,
+                        domain.provider
+                    ),
+                )
+            })
+            .collect();
+        let changes: Vec<_> = intended
+            .iter()
+            .zip(&published)
+            .map(|(before, after)| (Some(before), after))
+            .collect();
+        self.store.commit(&changes, &events)?;
+        for key in &published {
+            tracing::info!("{} {}: generated -> published", key.domain, key.selector);
+        }
+        Ok(())
+    }
+}
