@@ -181,6 +181,37 @@ async fn a_4096_bit_record_round_trips(backend: &dyn Backend) {
     assert_eq!(backend.stored(NAME), [value]);
 }
 
+/// Hundreds of records in one apply (more than one DNS message or API batch holds) all land,
+/// and all go.
+async fn many_changes_in_one_apply(backend: &dyn Backend) {
+    let zone = zone(backend).await;
+    let names: Vec<String> = (0..300)
+        .map(|i| format!("s{i}._domainkey.example.com"))
+        .collect();
+    let value = dkim(2048);
+    let adds: Vec<Change> = names.iter().map(|name| add(name, &value)).collect();
+    backend.adapter().apply(&zone, &adds).await.unwrap();
+    let found = backend
+        .adapter()
+        .list_txt_many(&zone, &names)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), names.len());
+    assert!(
+        found
+            .values()
+            .all(|values| values.len() == 1 && values[0].joined() == value)
+    );
+    assert_eq!(
+        backend.stored("s299._domainkey.example.com"),
+        std::slice::from_ref(&value)
+    );
+    let deletes: Vec<Change> = names.iter().map(|name| delete(name, &value)).collect();
+    backend.adapter().apply(&zone, &deletes).await.unwrap();
+    assert!(backend.stored("s0._domainkey.example.com").is_empty());
+    assert!(backend.stored("s299._domainkey.example.com").is_empty());
+}
+
 /// Zones are found for deep names; a name in no zone is a clear error.
 async fn finds_zones(backend: &dyn Backend) {
     let deep = backend
@@ -231,8 +262,8 @@ macro_rules! conformance {
             use super::*;
             conformance!(@cases $start;
                 creates_and_reads_back, a_second_run_changes_nothing, neighbours_survive,
-                deletes_exactly, swaps_in_one_batch, a_4096_bit_record_round_trips, finds_zones,
-                failures_are_named);
+                deletes_exactly, swaps_in_one_batch, a_4096_bit_record_round_trips,
+                many_changes_in_one_apply, finds_zones, failures_are_named);
         }
     };
     (@cases $start:expr; $($case:ident),*) => {

@@ -18,6 +18,10 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use crate::dns::{self, Transport};
 use crate::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
 
+/// How many bytes of records one UPDATE message carries at most (a DNS message over TCP holds
+/// 65,535 bytes, TSIG and headers included).
+const MESSAGE_BUDGET: usize = 60_000;
+
 /// The operation name of a TXT lookup, in errors.
 const LOOKUP: &str = "TXT lookup";
 
@@ -214,24 +218,35 @@ impl Rfc2136 {
     }
 
     async fn apply_impl(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
         let origin = self.name(&zone.name)?;
+        // A DNS message holds at most 64 KiB: changes go in as few UPDATE messages as fit, in
+        // order (each message applies atomically).
         let mut message = Self::update_message(&origin);
+        let mut size = 0;
         for change in changes {
-            match change {
-                Change::Add { name, value, ttl } => {
-                    message.add_update(Self::txt_record(self.name(name)?, *ttl, value));
-                }
+            let record = match change {
+                Change::Add { name, value, ttl } => Self::txt_record(self.name(name)?, *ttl, value),
                 Change::Delete { name, value } => {
                     let mut record = Self::txt_record(self.name(name)?, 0, value);
                     record.dns_class = DNSClass::NONE;
-                    message.add_update(record);
+                    record
                 }
+            };
+            let (Change::Add { name, value, .. } | Change::Delete { name, value }) = change;
+            let record_size =
+                name.len() + 2 + 10 + value.strings().iter().map(|s| s.len() + 1).sum::<usize>();
+            if size > 0 && size + record_size > MESSAGE_BUDGET {
+                self.update(message, &zone.name, "update").await?;
+                message = Self::update_message(&origin);
+                size = 0;
             }
+            message.add_update(record);
+            size += record_size;
         }
-        self.update(message, &zone.name, "update").await
+        if size > 0 {
+            self.update(message, &zone.name, "update").await?;
+        }
+        Ok(())
     }
 
     async fn check_impl(&self, zone: &Zone) -> Result<(), ProviderError> {
