@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use futures_util::StreamExt;
 use rotor_providers::cloudflare::{self, Cloudflare, CloudflareConfig, Pace};
 use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
 use rotor_providers::{Change, DnsProvider, TxtValue, Zone};
@@ -162,32 +163,79 @@ impl<'a> Engine<'a> {
         for (domain, err) in self.start_rotations(&all, forced).await {
             report.fail(domain, err);
         }
-        for only in [Some(Action::GenerateKey), None] {
-            if only.is_none() {
-                let ready: Vec<&DomainConfig> = all
-                    .iter()
-                    .copied()
-                    .filter(|d| !report.has_failed(d))
-                    .collect();
-                for (domain, err) in self.publish_all(&ready).await {
-                    report.fail(domain, err);
-                }
+        let ready: Vec<&DomainConfig> = all
+            .iter()
+            .copied()
+            .filter(|d| !report.has_failed(d))
+            .collect();
+        for (domain, err) in self.generate_all(&ready).await {
+            report.fail(domain, err);
+        }
+        let ready: Vec<&DomainConfig> = all
+            .iter()
+            .copied()
+            .filter(|d| !report.has_failed(d))
+            .collect();
+        for (domain, err) in self.publish_all(&ready).await {
+            report.fail(domain, err);
+        }
+        for domain in ready {
+            if report.has_failed(domain) {
+                continue;
             }
-            for domain in &all {
-                if report.has_failed(domain) {
-                    continue;
-                }
-                if let Err(err) = self.advance(domain, only).await {
-                    report.fail(domain.name.to_string(), err);
-                }
+            if let Err(err) = self.advance(domain).await {
+                report.fail(domain.name.to_string(), err);
             }
         }
         report
     }
 
-    /// Takes `domain`'s steps key by key, as far as the gates allow (with `only`, that kind of
-    /// step only).
-    async fn advance(&self, domain: &DomainConfig, only: Option<Action>) -> Result<()> {
+    /// Generates every key of `domains` that waits for its key pair, one per core at a time.
+    async fn generate_all(&self, domains: &[&DomainConfig]) -> Vec<(String, anyhow::Error)> {
+        let now = self.clock.now();
+        let mut jobs = Vec::new();
+        let mut failures = Vec::new();
+        for &domain in domains {
+            match self.store.domain_keys(domain.name.as_str()) {
+                Ok(keys) => jobs.extend(
+                    keys.into_iter()
+                        .filter(|key| {
+                            lifecycle::next(key, &domain.policy, now)
+                                == Next::Act(Action::GenerateKey)
+                        })
+                        .map(|key| (domain, key)),
+                ),
+                Err(err) => failures.push((domain.name.to_string(), err.into())),
+            }
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let results: Vec<_> = futures_util::stream::iter(jobs)
+            .map(|(domain, key)| async move {
+                let result = self.perform(domain, &key, Action::GenerateKey).await;
+                (domain, key, result)
+            })
+            .buffer_unordered(cores)
+            .collect()
+            .await;
+        for (domain, key, result) in results {
+            if let Err(err) = result {
+                let err = err.context(format!(
+                    "{} {}: {}",
+                    domain.name,
+                    key.selector,
+                    Action::GenerateKey
+                ));
+                if let Err(store) = self.record_error(&key, &err) {
+                    tracing::error!("{}: cannot record the error: {store:#}", domain.name);
+                }
+                failures.push((domain.name.to_string(), err));
+            }
+        }
+        failures
+    }
+
+    /// Takes `domain`'s steps key by key, as far as the gates allow.
+    async fn advance(&self, domain: &DomainConfig) -> Result<()> {
         let name = domain.name.as_str();
         let mut abandoned = Vec::new();
         // Each step changes one key; a rotation has fewer than twenty steps.
@@ -197,9 +245,7 @@ impl<'a> Engine<'a> {
             let step =
                 keys.iter()
                     .find_map(|key| match lifecycle::next(key, &domain.policy, now) {
-                        Next::Act(action) if only.is_none_or(|only| only == action) => {
-                            Some((key.clone(), action))
-                        }
+                        Next::Act(action) => Some((key.clone(), action)),
                         _ => None,
                     });
             let Some((key, action)) = step else {
