@@ -8,26 +8,20 @@ use std::fs;
 use std::process::Command;
 
 use support::cloudflare::{CloudflareDouble, TOKEN};
-use support::scratch;
+use support::{Bind, Secondary, scratch};
 
 const DOMAINS: usize = 250;
 
-#[test]
-fn a_pass_over_many_domains_in_one_zone_uses_batched_calls() {
-    let dir = scratch();
-    let double = CloudflareDouble::start(&["example.com"], None);
-    fs::write(dir.path().join("token"), TOKEN).unwrap();
+/// A config with `count` domains `d0.example.com`, … in zone example.com, with `provider`.
+fn config(dir: &std::path::Path, count: usize, keys: &str, provider: &str) -> std::path::PathBuf {
     let mut config = format!(
         "state_dir: {d}/state
 key_dir: {d}/keys
 defaults:
-  keys: [rsa-1024]          # fast to generate; the size does not change the calls
+  keys: [{keys}]
   propagation: {{authoritative: none, min_wait: 1h}}
 providers:
-  cf:
-    type: cloudflare
-    api_url: {api}
-    api_token_file: {d}/token
+{provider}
 signers:
   mx1:
     type: opendkim
@@ -37,23 +31,36 @@ signers:
     reload: \"true\"
 domains:
 ",
-        d = dir.path().display(),
-        api = double.api_url()
+        d = dir.display(),
     );
-    for i in 0..DOMAINS {
+    for i in 0..count {
         writeln!(
             config,
-            "  - {{name: d{i}.example.com, provider: cf, signers: [mx1]}}"
+            "  - {{name: d{i}.example.com, provider: p, signers: [mx1]}}"
         )
         .unwrap();
     }
-    let path = dir.path().join("rotor.yaml");
+    let path = dir.join("rotor.yaml");
     fs::write(&path, config).unwrap();
+    path
+}
 
+fn cloudflare_provider(dir: &std::path::Path, double: &CloudflareDouble) -> String {
+    fs::write(dir.join("token"), TOKEN).unwrap();
+    format!(
+        "  p:\n    type: cloudflare\n    api_url: {}\n    api_token_file: {}/token",
+        double.api_url(),
+        dir.display()
+    )
+}
+
+/// Runs `rotor ARGS` and returns how long it took.
+fn timed(path: &std::path::Path, args: &[&str]) -> std::time::Duration {
+    let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
         .arg("--config")
-        .arg(&path)
-        .arg("run")
+        .arg(path)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -61,6 +68,21 @@ domains:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    started.elapsed()
+}
+
+#[test]
+fn a_pass_over_many_domains_in_one_zone_uses_batched_calls() {
+    let dir = scratch();
+    let double = CloudflareDouble::start(&["example.com"], None);
+    // rsa-1024: fast to generate; the key size does not change the calls.
+    let path = config(
+        dir.path(),
+        DOMAINS,
+        "rsa-1024",
+        &cloudflare_provider(dir.path(), &double),
+    );
+    timed(&path, &["run"]);
 
     let records = double.records("example.com");
     assert_eq!(records.len(), DOMAINS, "one record per domain");
@@ -93,5 +115,60 @@ domains:
         rows.iter().all(|r| r["phase"] == "published"),
         "{:?}",
         rows.iter().find(|r| r["phase"] != "published")
+    );
+}
+
+/// Benchmark (numbers, no assertion on time): a first pass over ROTOR_BENCH_DOMAINS (default
+/// 1,000) domains with RSA-2048 keys, through the Cloudflare double and through RFC 2136 on
+/// BIND. Run: `cargo test --release --test batch -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_a_first_pass_over_many_domains() {
+    let count: usize = std::env::var("ROTOR_BENCH_DOMAINS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let dir = scratch();
+    let double = CloudflareDouble::start(&["example.com"], None);
+    let cf = dir.path().join("cloudflare");
+    fs::create_dir_all(&cf).unwrap();
+    let path = config(&cf, count, "rsa-2048", &cloudflare_provider(&cf, &double));
+    let first = timed(&path, &["run"]);
+    let calls = double.calls();
+    let again = timed(&path, &["run"]);
+    println!(
+        "cloudflare double, {count} domains: first pass {first:.1?} ({} API calls: {}), second pass {again:.1?}",
+        calls["total"], calls["by_route"]
+    );
+
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rfc = dir.path().join("rfc2136");
+    fs::create_dir_all(&rfc).unwrap();
+    let provider = format!(
+        "  p:\n    type: rfc2136\n    server: 127.0.0.1:{}\n    tsig_key_file: {}",
+        bind.primary.port,
+        bind.tsig_file.display()
+    );
+    let path = config(&rfc, count, "rsa-2048", &provider);
+    let first = timed(&path, &["run"]);
+    let again = timed(&path, &["run"]);
+    let axfr = Command::new("dig")
+        .args([
+            "+nocmd",
+            "+nostats",
+            "@127.0.0.1",
+            "-p",
+            &bind.primary.port.to_string(),
+            "AXFR",
+            "example.com",
+        ])
+        .output()
+        .unwrap();
+    let published = String::from_utf8_lossy(&axfr.stdout)
+        .lines()
+        .filter(|l| l.contains("._domainkey.d"))
+        .count();
+    println!(
+        "rfc2136 on BIND, {count} domains: first pass {first:.1?} ({published} records on the primary), second pass {again:.1?}"
     );
 }
