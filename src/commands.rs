@@ -102,7 +102,7 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
         .filter(|_| !forced.is_empty())
         .map(|d| d.name.to_string())
         .collect();
-    let parts = Parts::from_config(config).map_err(Exit::Usage)?;
+    let parts = Parts::from_config(config).await.map_err(Exit::Usage)?;
     let _lock = lock(config)?;
     let store = Store::open(&store_dir(config))?;
     let report = Engine::new(config, &store, &SystemClock, parts)
@@ -208,8 +208,8 @@ pub async fn check(config: &Config) -> Result<Code> {
         fsutil::ensure_private_dir(&config.key_dir),
     );
     for domain in &config.domains {
-        let provider = match engine::provider(&domain.provider, &config.providers[&domain.provider])
-        {
+        let settings = &config.providers[&domain.provider];
+        let provider = match engine::provider(&domain.provider, settings).await {
             Ok(provider) => provider,
             Err(err) => {
                 report(

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs rotor's whole test suite. Installs what the tests use when it is missing (BIND 9 and dig
-# for real DNS; dkimpy + dnspython as the independent DKIM check), then runs cargo test.
+# for real DNS; dkimpy + dnspython as the independent DKIM check; moto's Route53 emulation), then
+# runs cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PATH=$PATH:/usr/sbin:/sbin
+PATH=$PATH:/usr/sbin:/sbin:$HOME/.local/bin
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
@@ -27,5 +28,10 @@ if ! python3 -c 'import dkim, dns.resolver, jsonschema' 2>/dev/null; then
   echo "tests/run.sh: installing dkimpy, dnspython and jsonschema" >&2
   python3 -m pip install -q dkimpy dnspython jsonschema 2>/dev/null \
     || python3 -m pip install -q --break-system-packages dkimpy dnspython jsonschema
+fi
+if ! command -v moto_server >/dev/null; then
+  echo "tests/run.sh: installing moto[server] (the Route53 adapter's tests)" >&2
+  python3 -m pip install -q 'moto[server]' 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages 'moto[server]'
 fi
 exec cargo test --workspace "$@"

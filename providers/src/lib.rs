@@ -8,6 +8,8 @@ pub mod cloudflare;
 pub mod dns;
 mod error;
 pub mod rfc2136;
+#[cfg(feature = "route53")]
+pub mod route53;
 pub mod txt;
 
 pub use error::ProviderError;

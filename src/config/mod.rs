@@ -118,6 +118,18 @@ pub enum ProviderConfig {
         /// How long to wait for the server (default 10s).
         timeout: Option<Interval>,
     },
+    /// AWS Route53, with the standard AWS credential chain (env, profile, SSO, instance role).
+    Route53 {
+        /// The profile of `~/.aws/config` to use.
+        profile: Option<String>,
+        /// The region requests are signed for (default: the environment's, else us-east-1).
+        region: Option<String>,
+        /// The hosted zone's id (otherwise found by name).
+        zone_id: Option<String>,
+        /// Whether zone discovery may pick a private hosted zone (default no).
+        #[serde(default)]
+        private_zones: bool,
+    },
     /// Cloudflare's API.
     Cloudflare {
         /// The environment variable holding the API token (default `CLOUDFLARE_API_TOKEN`).

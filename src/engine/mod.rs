@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use rotor_providers::cloudflare::{self, Cloudflare, CloudflareConfig, Pace};
 use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
+use rotor_providers::route53::{Route53, Route53Config};
 use rotor_providers::{Change, DnsProvider, TxtValue, Zone};
 use rotor_state::{Action, Event, KeyRecord, Store};
 use zeroize::Zeroizing;
@@ -44,7 +45,7 @@ pub fn rfc3339(secs: u64) -> String {
 }
 
 /// Builds the adapter for a configured provider; an error says what is missing (exit code 2).
-pub fn provider(name: &str, config: &ProviderConfig) -> Result<Box<dyn DnsProvider>, String> {
+pub async fn provider(name: &str, config: &ProviderConfig) -> Result<Box<dyn DnsProvider>, String> {
     Ok(match config {
         ProviderConfig::Rfc2136 {
             server,
@@ -56,6 +57,23 @@ pub fn provider(name: &str, config: &ProviderConfig) -> Result<Box<dyn DnsProvid
             tsig: tsig_key_file.as_ref().map(|file| file.0.clone()),
             timeout: timeout.map_or(Duration::from_secs(10), |t| t.0),
         })),
+        ProviderConfig::Route53 {
+            profile,
+            region,
+            zone_id,
+            private_zones,
+        } => {
+            let adapter = Route53::new(Route53Config {
+                profile: profile.clone(),
+                region: region.clone(),
+                zone_id: zone_id.clone(),
+                private_zones: *private_zones,
+                ..Route53Config::new(name)
+            })
+            .await
+            .map_err(|err| err.to_string())?;
+            Box::new(adapter)
+        }
         ProviderConfig::Cloudflare {
             api_token_env,
             api_token_file,
@@ -122,15 +140,16 @@ pub struct Parts {
 
 impl Parts {
     /// The real adapters for the providers `config`'s domains use.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    pub async fn from_config(config: &Config) -> Result<Self, String> {
         let used: BTreeSet<&str> = config.domains.iter().map(|d| d.provider.as_str()).collect();
+        let mut providers = BTreeMap::new();
+        for (name, settings) in &config.providers {
+            if used.contains(name.as_str()) {
+                providers.insert(name.clone(), provider(name, settings).await?);
+            }
+        }
         Ok(Self {
-            providers: config
-                .providers
-                .iter()
-                .filter(|(name, _)| used.contains(name.as_str()))
-                .map(|(name, c)| Ok((name.clone(), provider(name, c)?)))
-                .collect::<Result<_, String>>()?,
+            providers,
             signers: config
                 .signers
                 .iter()
