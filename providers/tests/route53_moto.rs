@@ -9,117 +9,19 @@
 #[path = "support/route53.rs"]
 mod support;
 
-use std::fs::File;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use aws_sdk_route53::Client;
 use aws_sdk_route53::types::{
-    Change as SdkChange, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord,
-    ResourceRecordSet, RrType, Vpc, VpcRegion,
+    Change as SdkChange, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
 use rotor_providers::route53::{Route53, Route53Config};
 use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone};
 
-use support::{Calls, SELECTOR, ZONE, adapter, dkim_value, sdk_config};
+use support::{Calls, Moto, SELECTOR, ZONE, create_zone, dkim_value, sdk_config};
 
 /// Set in the environment of a child run of this binary: what the child checks.
 const CHILD: &str = "ROTOR_ROUTE53_CHILD";
-
-/// One `moto_server`, killed when dropped.
-struct Moto {
-    child: Child,
-    url: String,
-    log: tempfile::NamedTempFile,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    /// Starts moto on a free port and returns once it accepts connections.
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(File::options().append(true).open(log.path()).unwrap())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot run moto_server ({err}): python3 -m pip install 'moto[server]' \
-                     (tests/run.sh does)"
-                )
-            });
-        let mut moto = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = moto.child.try_wait().unwrap() {
-                panic!("moto_server exited ({status}): {}", moto.log_text());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "moto_server did not listen within 30 s: {}",
-                moto.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        moto
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    /// A client of this server, as a test's own tool (not the adapter's).
-    fn client(&self) -> Client {
-        Client::from_conf(sdk_config().endpoint_url(&self.url).build())
-    }
-
-    /// The adapter pointed at this server, counting its calls in `calls`.
-    fn adapter(&self, calls: &Calls) -> Route53 {
-        adapter(
-            sdk_config()
-                .endpoint_url(&self.url)
-                .interceptor(calls.clone()),
-        )
-    }
-}
-
-/// Creates a hosted zone (private in a made-up VPC if `private`) and returns its id.
-async fn create_zone(client: &Client, name: &str, private: bool) -> String {
-    let mut request = client
-        .create_hosted_zone()
-        .name(name)
-        .caller_reference(format!("{name}-{private}"));
-    if private {
-        request = request
-            .hosted_zone_config(HostedZoneConfig::builder().private_zone(true).build())
-            .vpc(
-                Vpc::builder()
-                    .vpc_region(VpcRegion::UsEast1)
-                    .vpc_id("vpc-0rotor")
-                    .build(),
-            );
-    }
-    let zone = request.send().await.unwrap();
-    let id = zone.hosted_zone().unwrap().id();
-    id.trim_start_matches("/hostedzone/").to_string()
-}
 
 /// Creates a TXT set written by someone else: `values` as raw Route53 text.
 async fn create_foreign(client: &Client, zone_id: &str, name: &str, values: &[&str]) {

@@ -46,10 +46,10 @@ impl Backend for BindBackend {
         &self.adapter
     }
 
-    fn bad_credentials(&self) -> Box<dyn DnsProvider> {
+    fn bad_credentials(&self) -> Option<Box<dyn DnsProvider>> {
         let wrong = self._dir.path().join("wrong.key");
         std::fs::write(&wrong, "key \"rotor-key\" { algorithm hmac-sha256; secret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\"; };").unwrap();
-        Box::new(adapter(self.bind.primary.port, &wrong))
+        Some(Box::new(adapter(self.bind.primary.port, &wrong)))
     }
 
     fn unreachable(&self) -> Box<dyn DnsProvider> {

@@ -98,8 +98,12 @@ impl Backend for CloudflareBackend {
         &self.adapter
     }
 
-    fn bad_credentials(&self) -> Box<dyn DnsProvider> {
-        Box::new(adapter(self.double.port, "not-the-token", quick_pace()))
+    fn bad_credentials(&self) -> Option<Box<dyn DnsProvider>> {
+        Some(Box::new(adapter(
+            self.double.port,
+            "not-the-token",
+            quick_pace(),
+        )))
     }
 
     fn unreachable(&self) -> Box<dyn DnsProvider> {

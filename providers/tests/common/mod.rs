@@ -4,6 +4,9 @@
 
 pub mod bind;
 pub mod cloudflare;
+pub mod route53;
+#[path = "../support/route53.rs"]
+pub mod route53_support;
 
 use rotor_providers::DnsProvider;
 
@@ -11,8 +14,9 @@ use rotor_providers::DnsProvider;
 pub trait Backend: Send + Sync {
     /// The adapter under test, with good credentials.
     fn adapter(&self) -> &dyn DnsProvider;
-    /// The same adapter with credentials the provider refuses.
-    fn bad_credentials(&self) -> Box<dyn DnsProvider>;
+    /// The same adapter with credentials the provider refuses (`None` where the emulator
+    /// accepts any: moto; the adapter's scripted tests cover that case).
+    fn bad_credentials(&self) -> Option<Box<dyn DnsProvider>>;
     /// The same adapter pointed at an address where nothing answers.
     fn unreachable(&self) -> Box<dyn DnsProvider>;
     /// Adds a TXT record the way someone else would (not through rotor's adapter).
