@@ -122,7 +122,7 @@ impl Named {
     pub fn txt(&self, name: &str) -> Vec<String> {
         self.dig(&["TXT", name])
             .lines()
-            .map(join_dig_strings)
+            .map(join_quoted)
             .filter(|s| !s.is_empty())
             .collect()
     }
@@ -147,8 +147,8 @@ impl Named {
     }
 }
 
-/// `"abc" "def"` as dig prints a TXT value, joined: `abcdef`.
-fn join_dig_strings(line: &str) -> String {
+/// `"abc" "def"` (as dig, nsupdate, Route53 and Cloudflare write a TXT value), joined: `abcdef`.
+pub fn join_quoted(line: &str) -> String {
     let mut out = String::new();
     let mut inside = false;
     let mut chars = line.chars();
@@ -349,7 +349,7 @@ impl Bind {
                 let selector = name.strip_suffix("._domainkey.example.com.")?;
                 let rest: Vec<&str> = fields.collect();
                 (rest.get(2) == Some(&"TXT"))
-                    .then(|| (selector.to_string(), join_dig_strings(&rest[3..].join(" "))))
+                    .then(|| (selector.to_string(), join_quoted(&rest[3..].join(" "))))
             })
             .collect();
         records.sort();

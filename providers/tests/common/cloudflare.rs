@@ -6,7 +6,7 @@ use std::time::Duration;
 use rotor_providers::DnsProvider;
 use rotor_providers::cloudflare::{Cloudflare, CloudflareConfig, Pace};
 use rotor_testkit::cloudflare::{CloudflareDouble, TOKEN};
-use rotor_testkit::free_port;
+use rotor_testkit::{free_port, join_quoted};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -76,21 +76,11 @@ impl CloudflareBackend {
 
 /// `"abc" "def"` → `abcdef`; plain content as it is.
 fn joined(content: &str) -> String {
-    if !content.trim_start().starts_with('"') {
-        return content.to_string();
+    if content.trim_start().starts_with('"') {
+        join_quoted(content)
+    } else {
+        content.to_string()
     }
-    let mut out = String::new();
-    let mut inside = false;
-    let mut chars = content.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => inside = !inside,
-            '\\' if inside => out.extend(chars.next()),
-            c if inside => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 impl Backend for CloudflareBackend {

@@ -6,7 +6,7 @@ use aws_sdk_route53::types::{
 };
 use rotor_providers::DnsProvider;
 use rotor_providers::route53::Route53;
-use rotor_testkit::free_port;
+use rotor_testkit::{free_port, join_quoted};
 
 use super::Backend;
 use super::route53_support::{Calls, Moto, adapter, create_zone, sdk_config};
@@ -22,22 +22,6 @@ pub struct Route53Backend {
 /// Runs `future` to completion from synchronous code inside the tests' runtime.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
-}
-
-/// `"abc" "def"` (Route53's form, with `\"` and `\\` escapes) → `abcdef`.
-fn joined(value: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => inside = !inside,
-            '\\' if inside => out.extend(chars.next()),
-            c if inside => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 impl Route53Backend {
@@ -160,7 +144,7 @@ impl Backend for Route53Backend {
         block_on(self.set(name))
             .0
             .iter()
-            .map(|v| joined(v))
+            .map(|v| join_quoted(v))
             .collect()
     }
 }
