@@ -49,6 +49,13 @@ fn two_full_rotations(dir: &tempfile::TempDir, bind: &Bind, cloudflare_api: Opti
         ..Setup::default()
     };
     let rotor = Rotor::new(dir.path(), bind, setup);
+    // `check` proves the credentials (TSIG key, or Cloudflare token and zone access) first.
+    let check = rotor.ok(&["check"]);
+    assert!(
+        check.contains("ok    example.com: provider bind accepts updates to zone example.com"),
+        "{check}"
+    );
+    assert!(!check.contains("FAIL"), "{check}");
     let operator_rows = fs::read_to_string(rotor.signer_dir().join("SigningTable")).unwrap();
 
     // Before any run: the domain waits for its first rotation.
