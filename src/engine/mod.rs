@@ -113,10 +113,17 @@ impl PassReport {
         self.failed.push((domain, format!("{err:#}")));
     }
 
-    fn has_failed(&self, domain: &DomainConfig) -> bool {
-        self.failed
-            .iter()
-            .any(|(name, _)| name == domain.name.as_str())
+    /// The domains of `all` that have not failed in this pass.
+    fn healthy<'d>(&self, all: &[&'d DomainConfig]) -> Vec<&'d DomainConfig> {
+        all.iter()
+            .copied()
+            .filter(|domain| {
+                !self
+                    .failed
+                    .iter()
+                    .any(|(name, _)| name == domain.name.as_str())
+            })
+            .collect()
     }
 }
 
@@ -182,26 +189,13 @@ impl<'a> Engine<'a> {
         for (domain, err) in self.start_rotations(&all, forced).await {
             report.fail(domain, err);
         }
-        let ready: Vec<&DomainConfig> = all
-            .iter()
-            .copied()
-            .filter(|d| !report.has_failed(d))
-            .collect();
-        for (domain, err) in self.generate_all(&ready).await {
+        for (domain, err) in self.generate_all(&report.healthy(&all)).await {
             report.fail(domain, err);
         }
-        let ready: Vec<&DomainConfig> = all
-            .iter()
-            .copied()
-            .filter(|d| !report.has_failed(d))
-            .collect();
-        for (domain, err) in self.publish_all(&ready).await {
+        for (domain, err) in self.publish_all(&report.healthy(&all)).await {
             report.fail(domain, err);
         }
-        for domain in ready {
-            if report.has_failed(domain) {
-                continue;
-            }
+        for domain in report.healthy(&all) {
             if let Err(err) = self.advance(domain).await {
                 report.fail(domain.name.to_string(), err);
             }
