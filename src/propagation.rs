@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
-use rotor_providers::{BoxFuture, dns};
+use rotor_providers::{async_trait, dns};
 use rotor_state::{Check, ServerCheck};
 use tokio::task::JoinSet;
 
@@ -18,16 +18,17 @@ const RESOLVER: &str = "resolver";
 
 /// Decides whether a record is visible (the engine's one dependency on DNS queries, so its
 /// tests can script the answers).
+#[async_trait]
 pub trait Visibility: Send + Sync {
     /// Asks every relevant server for the record at `fqdn` (in `zone`) and compares with `expected`.
-    fn check<'a>(
-        &'a self,
-        fqdn: &'a str,
-        zone: &'a str,
-        expected: &'a DkimRecord,
-        settings: &'a Propagation,
+    async fn check(
+        &self,
+        fqdn: &str,
+        zone: &str,
+        expected: &DkimRecord,
+        settings: &Propagation,
         now: u64,
-    ) -> BoxFuture<'a, Check>;
+    ) -> Check;
 }
 
 /// The real check: authoritative nameservers and resolvers, over the network.
@@ -36,16 +37,17 @@ pub struct DnsVisibility {
     pub timeout: Duration,
 }
 
+#[async_trait]
 impl Visibility for DnsVisibility {
-    fn check<'a>(
-        &'a self,
-        fqdn: &'a str,
-        zone: &'a str,
-        expected: &'a DkimRecord,
-        settings: &'a Propagation,
+    async fn check(
+        &self,
+        fqdn: &str,
+        zone: &str,
+        expected: &DkimRecord,
+        settings: &Propagation,
         now: u64,
-    ) -> BoxFuture<'a, Check> {
-        Box::pin(check(fqdn, zone, expected, settings, self.timeout, now))
+    ) -> Check {
+        check(fqdn, zone, expected, settings, self.timeout, now).await
     }
 }
 

@@ -16,11 +16,10 @@ pub use error::ProviderError;
 pub use txt::TxtValue;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 
-/// A boxed future, so that providers can be chosen at run time.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// Async trait methods that stay object-safe, so providers can be chosen at run time;
+/// implementers put `#[async_trait]` on their `impl DnsProvider`.
+pub use async_trait::async_trait;
 
 /// The zone that holds a record, as the provider knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,41 +52,32 @@ pub enum Change {
 }
 
 /// What every DNS-provider adapter does.
+#[async_trait]
 pub trait DnsProvider: Send + Sync {
     /// The zone that holds `fqdn` (configured, or discovered).
-    fn find_zone<'a>(&'a self, fqdn: &'a str) -> BoxFuture<'a, Result<Zone, ProviderError>>;
+    async fn find_zone(&self, fqdn: &str) -> Result<Zone, ProviderError>;
 
     /// Every TXT value at `fqdn`, as the provider stores it.
-    fn list_txt<'a>(
-        &'a self,
-        zone: &'a Zone,
-        fqdn: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>>;
+    async fn list_txt(&self, zone: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError>;
 
     /// The TXT values at each of `names` (all in `zone`), for many names at once. Adapters whose
     /// API can list a zone in a few requests override this; the default asks name by name.
-    fn list_txt_many<'a>(
-        &'a self,
-        zone: &'a Zone,
-        names: &'a [String],
-    ) -> BoxFuture<'a, Result<BTreeMap<String, Vec<TxtValue>>, ProviderError>> {
-        Box::pin(async move {
-            let mut found = BTreeMap::new();
-            for name in names {
-                found.insert(name.clone(), self.list_txt(zone, name).await?);
-            }
-            Ok(found)
-        })
+    async fn list_txt_many(
+        &self,
+        zone: &Zone,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Vec<TxtValue>>, ProviderError> {
+        let mut found = BTreeMap::new();
+        for name in names {
+            found.insert(name.clone(), self.list_txt(zone, name).await?);
+        }
+        Ok(found)
     }
 
     /// Applies `changes` to `zone` as one batch where the provider allows it, and returns once
     /// the provider reports them applied.
-    fn apply<'a>(
-        &'a self,
-        zone: &'a Zone,
-        changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError>;
 
     /// Checks that the provider answers and accepts the configured credentials for `zone`.
-    fn check<'a>(&'a self, zone: &'a Zone) -> BoxFuture<'a, Result<(), ProviderError>>;
+    async fn check(&self, zone: &Zone) -> Result<(), ProviderError>;
 }

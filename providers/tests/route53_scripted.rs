@@ -289,39 +289,27 @@ async fn apply_gives_up_after_the_sync_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn throttling_is_retried() {
-    let script = Script::new(vec![
-        list(""),
-        submit_failure(400, "Throttling", "Rate exceeded"),
-        submit("INSYNC"),
-    ]);
-    let calls = Calls::default();
-    route53(&script, &calls)
-        .apply(&zone(), &[add_key().1])
-        .await
-        .unwrap();
-    assert!(script.done());
-    assert_eq!(calls.count("ChangeResourceRecordSets"), 2);
-}
-
-#[tokio::test(start_paused = true)]
-async fn prior_request_not_complete_is_retried() {
-    let script = Script::new(vec![
-        list(""),
-        submit_failure(
-            400,
+async fn throttling_and_prior_request_not_complete_are_retried() {
+    for (code, message) in [
+        ("Throttling", "Rate exceeded"),
+        (
             "PriorRequestNotComplete",
             "The request was rejected because Route 53 was still processing a prior request.",
         ),
-        submit("INSYNC"),
-    ]);
-    let calls = Calls::default();
-    route53(&script, &calls)
-        .apply(&zone(), &[add_key().1])
-        .await
-        .unwrap();
-    assert!(script.done());
-    assert_eq!(calls.count("ChangeResourceRecordSets"), 2);
+    ] {
+        let script = Script::new(vec![
+            list(""),
+            submit_failure(400, code, message),
+            submit("INSYNC"),
+        ]);
+        let calls = Calls::default();
+        route53(&script, &calls)
+            .apply(&zone(), &[add_key().1])
+            .await
+            .unwrap();
+        assert!(script.done(), "{code}");
+        assert_eq!(calls.count("ChangeResourceRecordSets"), 2, "{code}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rotor_providers::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
+use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
 use rotor_state::{Check, Phase, ServerCheck, Store};
 
 use super::{Clock, Engine, Parts};
@@ -48,63 +48,51 @@ impl Dns {
 
 struct SharedDns(Arc<Dns>);
 
+#[async_trait]
 impl DnsProvider for SharedDns {
-    fn find_zone<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Zone, ProviderError>> {
-        Box::pin(async {
-            Ok(Zone {
-                name: "example.com".into(),
-                id: None,
-            })
+    async fn find_zone(&self, _: &str) -> Result<Zone, ProviderError> {
+        Ok(Zone {
+            name: "example.com".into(),
+            id: None,
         })
     }
 
-    fn list_txt<'a>(
-        &'a self,
-        _: &'a Zone,
-        fqdn: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>> {
-        let values = self
+    async fn list_txt(&self, _: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError> {
+        Ok(self
             .0
             .records
             .lock()
             .unwrap()
             .get(fqdn)
             .cloned()
-            .unwrap_or_default();
-        Box::pin(async move { Ok(values) })
+            .unwrap_or_default())
     }
 
-    fn apply<'a>(
-        &'a self,
-        _: &'a Zone,
-        changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move {
-            if self.0.fail.swap(false, Ordering::SeqCst) {
-                return Err(ProviderError::Temporary {
-                    provider: "dns".into(),
-                    detail: "SERVFAIL".into(),
-                    retry_after: None,
-                });
-            }
-            let mut records = self.0.records.lock().unwrap();
-            for change in changes {
-                match change {
-                    Change::Add { name, value, .. } => {
-                        records.entry(name.clone()).or_default().push(value.clone())
-                    }
-                    Change::Delete { name, value } => records
-                        .entry(name.clone())
-                        .or_default()
-                        .retain(|v| v != value),
+    async fn apply(&self, _: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
+        if self.0.fail.swap(false, Ordering::SeqCst) {
+            return Err(ProviderError::Temporary {
+                provider: "dns".into(),
+                detail: "SERVFAIL".into(),
+                retry_after: None,
+            });
+        }
+        let mut records = self.0.records.lock().unwrap();
+        for change in changes {
+            match change {
+                Change::Add { name, value, .. } => {
+                    records.entry(name.clone()).or_default().push(value.clone())
                 }
+                Change::Delete { name, value } => records
+                    .entry(name.clone())
+                    .or_default()
+                    .retain(|v| v != value),
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
-    fn check<'a>(&'a self, _: &'a Zone) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async { Ok(()) })
+    async fn check(&self, _: &Zone) -> Result<(), ProviderError> {
+        Ok(())
     }
 }
 
@@ -137,15 +125,16 @@ struct Scripted {
     secondary_has_it: Arc<AtomicBool>,
 }
 
+#[async_trait]
 impl Visibility for Scripted {
-    fn check<'a>(
-        &'a self,
-        fqdn: &'a str,
-        _: &'a str,
-        expected: &'a DkimRecord,
-        _: &'a Propagation,
+    async fn check(
+        &self,
+        fqdn: &str,
+        _: &str,
+        expected: &DkimRecord,
+        _: &Propagation,
         now: u64,
-    ) -> BoxFuture<'a, Check> {
+    ) -> Check {
         let primary = self
             .dns
             .values(fqdn)
@@ -158,12 +147,10 @@ impl Visibility for Scripted {
             ok,
             detail: String::new(),
         };
-        Box::pin(async move {
-            Check {
-                at: now,
-                servers: vec![server("primary", primary), server("secondary", secondary)],
-            }
-        })
+        Check {
+            at: now,
+            servers: vec![server("primary", primary), server("secondary", secondary)],
+        }
     }
 }
 

@@ -209,6 +209,14 @@ options {{
     )
 }
 
+/// A `zone` statement for each of [`ZONES`], with `body` for its options.
+fn zone_statements(body: impl Fn(&str) -> String) -> String {
+    ZONES
+        .iter()
+        .map(|zone| format!("zone \"{zone}\" {{\n  {}\n}};\n", body(zone)))
+        .collect()
+}
+
 impl Bind {
     /// Starts both servers under `dir`.
     pub fn start(dir: &Path, secondary: Secondary) -> Self {
@@ -236,21 +244,15 @@ impl Bind {
             }
             Secondary::Lagging => "notify no;".to_string(),
         };
-        let zones: String = ZONES
-            .iter()
-            .map(|zone| {
-                format!(
-                    "zone \"{zone}\" {{
-  type primary;
+        let zones = zone_statements(|zone| {
+            format!(
+                "type primary;
   file \"{zone}.db\";
   update-policy {{ grant rotor-key zonesub TXT; }};
   {notify}
-  allow-transfer {{ 127.0.0.1; }};
-}};
-"
-                )
-            })
-            .collect();
+  allow-transfer {{ 127.0.0.1; }};"
+            )
+        });
         let primary_conf = format!(
             "{}controls {{ }};\n{zones}",
             options(&primary_dir, port1, &tsig_file)
@@ -268,19 +270,13 @@ impl Bind {
             ),
         )
         .unwrap();
-        let zones: String = ZONES
-            .iter()
-            .map(|zone| {
-                format!(
-                    "zone \"{zone}\" {{
-  type secondary;
+        let zones = zone_statements(|zone| {
+            format!(
+                "type secondary;
   file \"{zone}.db\";
-  primaries {{ 127.0.0.1 port {port1}; }};
-}};
-"
-                )
-            })
-            .collect();
+  primaries {{ 127.0.0.1 port {port1}; }};"
+            )
+        });
         let secondary_conf = format!(
             "{}controls {{ inet 127.0.0.1 port {control} allow {{ 127.0.0.1; }} keys {{ \"rotor-key\"; }}; }};\n{zones}",
             options(&secondary_dir, port2, &tsig_file)

@@ -18,7 +18,7 @@ use reqwest::Method;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use crate::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
+use crate::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
 use client::Client;
 use types::{Batch, NewRecord, Record, RecordId, TokenStatus, ZoneInfo};
 
@@ -149,33 +149,6 @@ impl Cloudflare {
         Ok(zones)
     }
 
-    async fn find_zone_impl(&self, fqdn: &str) -> Result<Zone, ProviderError> {
-        if let Some(id) = &self.zone_id {
-            return self.zone_by_id(id, fqdn).await;
-        }
-        // The longest suffix of the name that is a zone of this account.
-        let name = fqdn.trim_end_matches('.').to_ascii_lowercase();
-        let zones = self.zones().await?;
-        zones
-            .iter()
-            .filter(|zone| {
-                let apex = zone.name.to_ascii_lowercase();
-                name == apex || name.ends_with(&format!(".{apex}"))
-            })
-            .max_by_key(|zone| zone.name.len())
-            .map(|zone| Zone {
-                name: zone.name.to_ascii_lowercase(),
-                id: Some(zone.id.clone()),
-            })
-            .ok_or_else(|| {
-                self.zone_not_found(
-                    fqdn,
-                    "the token sees no zone above this name (it needs Zone.Zone read on the zone)"
-                        .into(),
-                )
-            })
-    }
-
     /// The zone's identifier: as found, or looked up by its exact name (a zone given by name in
     /// rotor's config).
     async fn zone_id(&self, zone: &Zone) -> Result<String, ProviderError> {
@@ -275,32 +248,6 @@ impl Cloudflare {
         Ok(plan)
     }
 
-    async fn apply_impl(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let names: BTreeSet<&str> = changes
-            .iter()
-            .map(|change| match change {
-                Change::Add { name, .. } | Change::Delete { name, .. } => name.as_str(),
-            })
-            .collect();
-        // A write that failed midway (timeout, 5xx) may have been applied: look again, then
-        // write only what is still missing.
-        let mut attempt = 0;
-        loop {
-            let existing = self.records(zone, &names).await?;
-            let plan = self.plan(zone, changes, &existing)?;
-            match self.execute(zone, plan).await {
-                Err(err) if err.is_transient() && attempt < 3 => {
-                    tracing::debug!("{}: {err}; looking again before retrying", self.name);
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
-    }
-
     /// Sends `plan`: one request for one operation, else batches of 200.
     async fn execute(
         &self,
@@ -340,8 +287,89 @@ impl Cloudflare {
             }
         }
     }
+}
 
-    async fn check_impl(&self, zone: &Zone) -> Result<(), ProviderError> {
+#[async_trait]
+impl DnsProvider for Cloudflare {
+    async fn list_txt(&self, zone: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError> {
+        let records = self.records(zone, &BTreeSet::from([fqdn])).await?;
+        Ok(records
+            .iter()
+            .map(|record| content::decode(&record.content))
+            .collect())
+    }
+
+    /// The zone's TXT records in a few pages, sorted out by name.
+    async fn list_txt_many(
+        &self,
+        zone: &Zone,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Vec<TxtValue>>, ProviderError> {
+        let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        let mut found: BTreeMap<String, Vec<TxtValue>> =
+            names.iter().map(|n| (n.clone(), Vec::new())).collect();
+        for record in self.records(zone, &wanted).await? {
+            if let Some(values) = found.get_mut(&record.name.to_ascii_lowercase()) {
+                values.push(content::decode(&record.content));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn find_zone(&self, fqdn: &str) -> Result<Zone, ProviderError> {
+        if let Some(id) = &self.zone_id {
+            return self.zone_by_id(id, fqdn).await;
+        }
+        // The longest suffix of the name that is a zone of this account.
+        let name = fqdn.trim_end_matches('.').to_ascii_lowercase();
+        let zones = self.zones().await?;
+        zones
+            .iter()
+            .filter(|zone| {
+                let apex = zone.name.to_ascii_lowercase();
+                name == apex || name.ends_with(&format!(".{apex}"))
+            })
+            .max_by_key(|zone| zone.name.len())
+            .map(|zone| Zone {
+                name: zone.name.to_ascii_lowercase(),
+                id: Some(zone.id.clone()),
+            })
+            .ok_or_else(|| {
+                self.zone_not_found(
+                    fqdn,
+                    "the token sees no zone above this name (it needs Zone.Zone read on the zone)"
+                        .into(),
+                )
+            })
+    }
+
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let names: BTreeSet<&str> = changes
+            .iter()
+            .map(|change| match change {
+                Change::Add { name, .. } | Change::Delete { name, .. } => name.as_str(),
+            })
+            .collect();
+        // A write that failed midway (timeout, 5xx) may have been applied: look again, then
+        // write only what is still missing.
+        let mut attempt = 0;
+        loop {
+            let existing = self.records(zone, &names).await?;
+            let plan = self.plan(zone, changes, &existing)?;
+            match self.execute(zone, plan).await {
+                Err(err) if err.is_transient() && attempt < 3 => {
+                    tracing::debug!("{}: {err}; looking again before retrying", self.name);
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn check(&self, zone: &Zone) -> Result<(), ProviderError> {
         let envelope = self
             .client
             .call::<TokenStatus>(Method::GET, "/user/tokens/verify", &[], None::<&()>)
@@ -357,55 +385,5 @@ impl Cloudflare {
         }
         let id = self.zone_id(zone).await?;
         self.zone_by_id(&id, &zone.name).await.map(drop)
-    }
-}
-
-impl DnsProvider for Cloudflare {
-    fn find_zone<'a>(&'a self, fqdn: &'a str) -> BoxFuture<'a, Result<Zone, ProviderError>> {
-        Box::pin(self.find_zone_impl(fqdn))
-    }
-
-    fn list_txt<'a>(
-        &'a self,
-        zone: &'a Zone,
-        fqdn: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>> {
-        Box::pin(async move {
-            let records = self.records(zone, &BTreeSet::from([fqdn])).await?;
-            Ok(records
-                .iter()
-                .map(|record| content::decode(&record.content))
-                .collect())
-        })
-    }
-
-    fn list_txt_many<'a>(
-        &'a self,
-        zone: &'a Zone,
-        names: &'a [String],
-    ) -> BoxFuture<'a, Result<BTreeMap<String, Vec<TxtValue>>, ProviderError>> {
-        Box::pin(async move {
-            let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-            let mut found: BTreeMap<String, Vec<TxtValue>> =
-                names.iter().map(|n| (n.clone(), Vec::new())).collect();
-            for record in self.records(zone, &wanted).await? {
-                if let Some(values) = found.get_mut(&record.name.to_ascii_lowercase()) {
-                    values.push(content::decode(&record.content));
-                }
-            }
-            Ok(found)
-        })
-    }
-
-    fn apply<'a>(
-        &'a self,
-        zone: &'a Zone,
-        changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(self.apply_impl(zone, changes))
-    }
-
-    fn check<'a>(&'a self, zone: &'a Zone) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(self.check_impl(zone))
     }
 }

@@ -16,7 +16,7 @@ use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::dns::{self, Transport};
-use crate::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
+use crate::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
 
 /// How many bytes of records one UPDATE message carries at most (a DNS message over TCP holds
 /// 65,535 bytes, TSIG and headers included).
@@ -177,8 +177,11 @@ impl Rfc2136 {
         let strings = value.strings().iter().map(Vec::as_slice).collect();
         Record::from_rdata(name, ttl, RData::TXT(TXT::from_bytes(strings)))
     }
+}
 
-    async fn find_zone_impl(&self, fqdn: &str) -> Result<Zone, ProviderError> {
+#[async_trait]
+impl DnsProvider for Rfc2136 {
+    async fn find_zone(&self, fqdn: &str) -> Result<Zone, ProviderError> {
         let mut candidate = self.name(fqdn)?;
         loop {
             let response = self.ask(&candidate, RecordType::SOA).await?;
@@ -206,7 +209,7 @@ impl Rfc2136 {
         }
     }
 
-    async fn list_txt_impl(&self, zone: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError> {
+    async fn list_txt(&self, zone: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError> {
         let name = self.name(fqdn)?;
         let response = self.ask(&name, RecordType::TXT).await?;
         match response.response_code {
@@ -217,7 +220,7 @@ impl Rfc2136 {
         }
     }
 
-    async fn apply_impl(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
         let origin = self.name(&zone.name)?;
         // A DNS message holds at most 64 KiB: changes go in as few UPDATE messages as fit, in
         // order (each message applies atomically).
@@ -249,7 +252,7 @@ impl Rfc2136 {
         Ok(())
     }
 
-    async fn check_impl(&self, zone: &Zone) -> Result<(), ProviderError> {
+    async fn check(&self, zone: &Zone) -> Result<(), ProviderError> {
         let origin = self.name(&zone.name)?;
         // A signed UPDATE whose only content is the prerequisite "the SOA exists" changes
         // nothing, but the server checks the TSIG signature and its update policy for the zone.
@@ -259,31 +262,5 @@ impl Rfc2136 {
         message.add_pre_requisite(soa_exists);
         self.update(message, &zone.name, "a signed no-op update")
             .await
-    }
-}
-
-impl DnsProvider for Rfc2136 {
-    fn find_zone<'a>(&'a self, fqdn: &'a str) -> BoxFuture<'a, Result<Zone, ProviderError>> {
-        Box::pin(self.find_zone_impl(fqdn))
-    }
-
-    fn list_txt<'a>(
-        &'a self,
-        zone: &'a Zone,
-        fqdn: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>> {
-        Box::pin(self.list_txt_impl(zone, fqdn))
-    }
-
-    fn apply<'a>(
-        &'a self,
-        zone: &'a Zone,
-        changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(self.apply_impl(zone, changes))
-    }
-
-    fn check<'a>(&'a self, zone: &'a Zone) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(self.check_impl(zone))
     }
 }

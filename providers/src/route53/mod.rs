@@ -29,7 +29,7 @@ use aws_sdk_route53::types::{
 };
 use tokio::time::Instant;
 
-use crate::{BoxFuture, Change, DnsProvider, ProviderError, TxtValue, Zone};
+use crate::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
 
 use plan::{Edit, Entry, TxtSet};
 
@@ -609,8 +609,13 @@ impl Route53 {
         }
         Ok(())
     }
+}
 
-    async fn find_zone_impl(&self, fqdn: &str) -> Result<Zone, ProviderError> {
+#[async_trait]
+impl DnsProvider for Route53 {
+    /// The configured zone (`zone_id`), or the hosted zone whose name is the longest suffix of
+    /// `fqdn`; private zones only with `private_zones`.
+    async fn find_zone(&self, fqdn: &str) -> Result<Zone, ProviderError> {
         let fqdn = plan::key(fqdn);
         if let Some(id) = &self.config.zone_id {
             let zone = self.hosted_zone(bare_id(id)).await?;
@@ -636,7 +641,8 @@ impl Route53 {
         Err(self.zone_not_found(&fqdn, not_found_detail(&all_skipped)))
     }
 
-    async fn list_txt_impl(&self, zone: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError> {
+    /// The values of the TXT set(s) at exactly `fqdn`, decoded string by string.
+    async fn list_txt(&self, zone: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError> {
         let zone_id = self.zone_id(zone).await?;
         let listed = self.txt_sets(&zone_id, Some(&plan::key(fqdn))).await?;
         Ok(listed
@@ -646,7 +652,13 @@ impl Route53 {
             .collect())
     }
 
-    async fn apply_impl(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
+    /// Reads the current set at each name, then sends for each changed name a DELETE of the exact
+    /// old set and a CREATE of the new one in the same batch (several batches only beyond
+    /// Route53's limits), and waits until Route53 reports them `INSYNC`. Should a later batch
+    /// fail, the earlier ones stay applied; applying the same changes again completes them (as it
+    /// does when an answer was lost and the retried batch was refused because the first one had
+    /// applied).
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -664,7 +676,8 @@ impl Route53 {
         self.wait_in_sync(submitted).await
     }
 
-    async fn check_impl(&self, zone: &Zone) -> Result<(), ProviderError> {
+    /// Reads the hosted zone (GetHostedZone): the credentials work and may read it.
+    async fn check(&self, zone: &Zone) -> Result<(), ProviderError> {
         let zone_id = self.zone_id(zone).await?;
         let found = self.hosted_zone(&zone_id).await?;
         let name = plan::key(&zone.name);
@@ -675,42 +688,6 @@ impl Route53 {
             ));
         }
         Ok(())
-    }
-}
-
-impl DnsProvider for Route53 {
-    /// The configured zone (`zone_id`), or the hosted zone whose name is the longest suffix of
-    /// `fqdn`; private zones only with `private_zones`.
-    fn find_zone<'a>(&'a self, fqdn: &'a str) -> BoxFuture<'a, Result<Zone, ProviderError>> {
-        Box::pin(self.find_zone_impl(fqdn))
-    }
-
-    /// The values of the TXT set(s) at exactly `fqdn`, decoded string by string.
-    fn list_txt<'a>(
-        &'a self,
-        zone: &'a Zone,
-        fqdn: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<TxtValue>, ProviderError>> {
-        Box::pin(self.list_txt_impl(zone, fqdn))
-    }
-
-    /// Reads the current set at each name, then sends for each changed name a DELETE of the exact
-    /// old set and a CREATE of the new one in the same batch (several batches only beyond
-    /// Route53's limits), and waits until Route53 reports them `INSYNC`. Should a later batch
-    /// fail, the earlier ones stay applied; applying the same changes again completes them (as it
-    /// does when an answer was lost and the retried batch was refused because the first one had
-    /// applied).
-    fn apply<'a>(
-        &'a self,
-        zone: &'a Zone,
-        changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(self.apply_impl(zone, changes))
-    }
-
-    /// Reads the hosted zone (GetHostedZone): the credentials work and may read it.
-    fn check<'a>(&'a self, zone: &'a Zone) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(self.check_impl(zone))
     }
 }
 
