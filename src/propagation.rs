@@ -1,5 +1,7 @@
 //! Is the record visible? Every authoritative nameserver (recursion off) and every configured
 //! resolver is asked at once; the check passes only when each returns exactly the key.
+//! Also: where does a selector's name lead? A CNAME (or a DNAME above it) delegates the record to
+//! another zone, and rotor writes at the end of that chain.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -16,19 +18,41 @@ use crate::keys::DkimRecord;
 const AUTHORITATIVE: &str = "authoritative";
 const RESOLVER: &str = "resolver";
 
-/// Decides whether a record is visible (the engine's one dependency on DNS queries, so its
-/// tests can script the answers).
+/// How many aliases rotor follows before calling a chain a loop.
+const MAX_CHAIN: usize = 8;
+
+/// Where a record is asked for: the selector's name (what verifiers ask, through resolvers) and
+/// where it is written (what the authoritative servers of `zone` hold).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordNames<'a> {
+    /// `<selector>._domainkey.<domain>`.
+    pub selector: &'a str,
+    /// The end of the selector name's alias chain (the same name when there is none).
+    pub record: &'a str,
+    /// The zone that holds `record`.
+    pub zone: &'a str,
+}
+
+/// Decides whether a record is visible and where a selector's name leads (the engine's one
+/// dependency on DNS queries, so its tests can script the answers).
 #[async_trait]
 pub trait Visibility: Send + Sync {
-    /// Asks every relevant server for the record at `fqdn` (in `zone`) and compares with `expected`.
+    /// Asks every relevant server for the record and compares with `expected`.
     async fn check(
         &self,
-        fqdn: &str,
-        zone: &str,
+        names: RecordNames<'_>,
         expected: &DkimRecord,
         settings: &Propagation,
         now: u64,
     ) -> Check;
+
+    /// The end of the CNAME chain at `name` (a DNAME above it counts: servers synthesize the
+    /// CNAME), asked of the authoritative servers; `None` when `name` is not an alias.
+    async fn alias_target(
+        &self,
+        name: &str,
+        settings: &Propagation,
+    ) -> Result<Option<String>, String>;
 }
 
 /// The real check: authoritative nameservers and resolvers, over the network.
@@ -41,25 +65,55 @@ pub struct DnsVisibility {
 impl Visibility for DnsVisibility {
     async fn check(
         &self,
-        fqdn: &str,
-        zone: &str,
+        names: RecordNames<'_>,
         expected: &DkimRecord,
         settings: &Propagation,
         now: u64,
     ) -> Check {
-        check(fqdn, zone, expected, settings, self.timeout, now).await
+        check(names, expected, settings, self.timeout, now).await
+    }
+
+    async fn alias_target(
+        &self,
+        name: &str,
+        settings: &Propagation,
+    ) -> Result<Option<String>, String> {
+        let mut current = name.to_string();
+        for _ in 0..MAX_CHAIN {
+            match cname(&current, settings, self.timeout).await {
+                Ok(Some(next)) => current = next,
+                Ok(None) => return Ok((current != name).then_some(current)),
+                // Beyond the first alias, servers may not serve the target's zone: the chain
+                // ends where they can tell (a CNAME further on makes the record invisible, so
+                // propagation would not pass).
+                Err(err) if current == name => return Err(err),
+                Err(err) => {
+                    tracing::debug!("{name}: following the alias stops at {current}: {err}");
+                    return Ok(Some(current));
+                }
+            }
+        }
+        Err(format!(
+            "{name}: more than {MAX_CHAIN} aliases in a row (a CNAME loop?)"
+        ))
     }
 }
 
-/// Asks every server for the TXT record at `fqdn` and compares it with `expected`.
+/// Asks every server for the TXT record and compares it with `expected`: the authoritative
+/// servers for the record's own name, the resolvers for the selector's name (following aliases,
+/// as a verifier does).
 async fn check(
-    fqdn: &str,
-    zone: &str,
+    names: RecordNames<'_>,
     expected: &DkimRecord,
     settings: &Propagation,
     timeout: Duration,
     now: u64,
 ) -> Check {
+    let RecordNames {
+        selector,
+        record,
+        zone,
+    } = names;
     let resolvers: Vec<SocketAddr> = settings.resolvers.iter().map(|s| s.0).collect();
     let mut servers: Vec<(SocketAddr, &'static str)> = Vec::new();
     let mut failures = Vec::new();
@@ -76,20 +130,42 @@ async fn check(
             }),
         },
     }
-    servers.extend(resolvers.iter().map(|addr| (*addr, RESOLVER)));
+    let mut answers = ask_all(&servers, record, expected, timeout).await;
+    let resolvers: Vec<_> = resolvers.iter().map(|addr| (*addr, RESOLVER)).collect();
+    // A resolver asked before the record reached every authoritative server would cache its
+    // absence (for the zone's negative TTL): resolvers are asked only once they all have it.
+    if failures.is_empty() && answers.iter().all(|answer| answer.ok) {
+        answers.extend(ask_all(&resolvers, selector, expected, timeout).await);
+    } else {
+        answers.extend(resolvers.iter().map(|(server, role)| ServerCheck {
+            server: server.to_string(),
+            role: role.to_string(),
+            ok: false,
+            detail: "not asked until every authoritative server has the record".into(),
+        }));
+    }
+    failures.extend(answers);
+    Check {
+        at: now,
+        servers: failures,
+    }
+}
 
+/// Asks each of `servers` at once for the record at `fqdn`; the answers in their order.
+async fn ask_all(
+    servers: &[(SocketAddr, &'static str)],
+    fqdn: &str,
+    expected: &DkimRecord,
+    timeout: Duration,
+) -> Vec<ServerCheck> {
     let mut tasks = JoinSet::new();
-    for (index, (server, role)) in servers.into_iter().enumerate() {
+    for (index, &(server, role)) in servers.iter().enumerate() {
         let (fqdn, expected) = (fqdn.to_string(), expected.clone());
         tasks.spawn(async move { (index, ask(server, role, &fqdn, &expected, timeout).await) });
     }
     let mut answers: Vec<(usize, ServerCheck)> = tasks.join_all().await;
     answers.sort_by_key(|(index, _)| *index);
-    failures.extend(answers.into_iter().map(|(_, answer)| answer));
-    Check {
-        at: now,
-        servers: failures,
-    }
+    answers.into_iter().map(|(_, answer)| answer).collect()
 }
 
 async fn ask(
@@ -130,7 +206,7 @@ async fn answer(
     if role == AUTHORITATIVE && !response.authoritative {
         return Err("not authoritative for the zone".into());
     }
-    let records: Vec<DkimRecord> = dns::txt_answers(&response, &name)
+    let records: Vec<DkimRecord> = dns::txt_answers(&response, &dns::chain_end(&response, &name))
         .iter()
         .filter_map(|value| DkimRecord::parse(&value.joined()))
         .collect();
@@ -145,20 +221,97 @@ async fn answer(
     }
 }
 
+/// The target of the CNAME at `name`, if any, as the authoritative servers for `name` say.
+async fn cname(
+    name: &str,
+    settings: &Propagation,
+    timeout: Duration,
+) -> Result<Option<String>, String> {
+    let resolvers: Vec<SocketAddr> = settings.resolvers.iter().map(|s| s.0).collect();
+    let (servers, recursion) = match &settings.authoritative {
+        Authoritative::List(list) => (list.iter().map(|s| s.0).collect(), false),
+        Authoritative::Auto => match enclosing_zone(name, &resolvers, timeout).await? {
+            Some(zone) => (nameservers(&zone, &resolvers, timeout).await?, false),
+            // No zone holds the name: nothing there, so no alias either.
+            None => return Ok(None),
+        },
+        Authoritative::None if !resolvers.is_empty() => (resolvers, true),
+        Authoritative::None => (system_resolvers(), true),
+    };
+    let query = dns::fqdn(name)?;
+    let mut last = format!("no server to ask whether {name} is an alias");
+    for server in servers {
+        let response = match dns::query(server, &query, RecordType::CNAME, recursion, timeout).await
+        {
+            Ok(response) => response,
+            Err(err) => {
+                last = format!("{server}: no answer about {name}: {err}");
+                continue;
+            }
+        };
+        match response.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain => {}
+            code => {
+                last = format!("{server} answered {code} about {name}");
+                continue;
+            }
+        }
+        if !recursion && !response.authoritative {
+            last = format!(
+                "{server} is not authoritative for {name} (a delegated zone? list its servers in propagation.authoritative)"
+            );
+            continue;
+        }
+        let end = dns::chain_end(&response, &query);
+        return Ok((end != query).then(|| dns::plain(&end)));
+    }
+    Err(last)
+}
+
+/// The zone that holds `name`, found by asking `resolvers` for the SOA of its parent and up
+/// (never `name` itself: asking about a name before it exists would have the resolver cache
+/// its absence); `None` when no zone above it exists.
+async fn enclosing_zone(
+    name: &str,
+    resolvers: &[SocketAddr],
+    timeout: Duration,
+) -> Result<Option<String>, String> {
+    let resolver = first_resolver(resolvers)?;
+    let mut current = dns::fqdn(name)?;
+    while !current.is_root() {
+        current = current.base_name();
+        let response = dns::query(resolver, &current, RecordType::SOA, true, timeout)
+            .await
+            .map_err(|err| format!("{resolver}: {err}"))?;
+        let zone = response
+            .answers
+            .iter()
+            .chain(response.authorities.iter())
+            .find(|record| matches!(record.data, RData::SOA(_)))
+            .map(|record| dns::plain(&record.name));
+        if zone.is_some() {
+            return Ok(zone);
+        }
+    }
+    Ok(None)
+}
+
+fn first_resolver(resolvers: &[SocketAddr]) -> Result<SocketAddr, String> {
+    match resolvers.first() {
+        Some(resolver) => Ok(*resolver),
+        None => system_resolvers().first().copied().ok_or_else(|| {
+            "no resolver to look up nameservers: set propagation.resolvers or list authoritative servers".to_string()
+        }),
+    }
+}
+
 /// The addresses of `zone`'s nameservers, through `resolvers` (or the system's).
 async fn nameservers(
     zone: &str,
     resolvers: &[SocketAddr],
     timeout: Duration,
 ) -> Result<Vec<SocketAddr>, String> {
-    let system;
-    let resolvers = if resolvers.is_empty() {
-        system = system_resolvers();
-        &system
-    } else {
-        resolvers
-    };
-    let resolver = *resolvers.first().ok_or("no resolver to look up the zone's NS records: set propagation.resolvers or list authoritative servers")?;
+    let resolver = first_resolver(resolvers)?;
     let lookup = |name: String, record_type: RecordType| async move {
         let name = dns::fqdn(&name)?;
         let response = dns::query(resolver, &name, record_type, true, timeout)

@@ -14,6 +14,8 @@ pub struct KeyStatus {
     pub domain: String,
     /// The key's selector.
     pub selector: Option<String>,
+    /// Where its record lives: the selector's name, or the end of its alias chain.
+    pub record_name: Option<String>,
     /// The key's algorithm.
     pub algorithm: Option<String>,
     /// The key's phase.
@@ -55,6 +57,7 @@ impl KeyStatus {
         Self {
             domain: key.domain.clone(),
             selector: Some(key.selector.clone()),
+            record_name: Some(key.record_name()),
             algorithm: Some(key.algorithm.clone()),
             phase: Some(key.phase.to_string()),
             since: Some(rfc3339(key.since)),
@@ -74,6 +77,7 @@ impl KeyStatus {
         Self {
             domain: domain.name.to_string(),
             selector: None,
+            record_name: None,
             algorithm: None,
             phase: None,
             since: None,
@@ -137,9 +141,15 @@ pub fn table(rows: &[KeyStatus]) -> String {
         if let Some(error) = &row.error {
             waiting = format!("{waiting} (error: {error})");
         }
+        let mut selector = row.selector.clone().unwrap_or_else(dash);
+        if let (Some(name), Some(record)) = (&row.selector, &row.record_name)
+            && !record.starts_with(&format!("{name}._domainkey."))
+        {
+            selector = format!("{selector} (at {record})");
+        }
         lines.push([
             row.domain.clone(),
-            row.selector.clone().unwrap_or_else(dash),
+            selector,
             row.algorithm.clone().unwrap_or_else(dash),
             row.phase.clone().unwrap_or_else(dash),
             row.since.clone().unwrap_or_else(dash),

@@ -6,7 +6,8 @@ mod support;
 use std::fs;
 
 use support::cloudflare::CloudflareDouble;
-use support::{Bind, Rotor, Secondary, Setup, dkimpy_verifies, mode, scratch};
+use support::route53::MotoRoute53;
+use support::{Bind, Provider, Rotor, Secondary, Setup, dkimpy_verifies, mode, scratch};
 
 fn row(rotor: &Rotor, selector: &str) -> serde_json::Value {
     rotor
@@ -20,7 +21,7 @@ fn row(rotor: &Rotor, selector: &str) -> serde_json::Value {
 fn two_full_rotations_on_real_bind() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
-    two_full_rotations(&dir, &bind, None);
+    two_full_rotations(&dir, &bind, Provider::Rfc2136);
 }
 
 /// The same through Cloudflare's API (the schema-checked double), whose records are served by
@@ -30,7 +31,7 @@ fn two_full_rotations_through_cloudflare() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let double = CloudflareDouble::start(&["example.com"], Some(&bind));
-    two_full_rotations(&dir, &bind, Some(double.api_url()));
+    two_full_rotations(&dir, &bind, Provider::Cloudflare(double.api_url()));
     let records = double.records("example.com");
     assert_eq!(
         records.len(),
@@ -41,11 +42,21 @@ fn two_full_rotations_through_cloudflare() {
     assert_eq!(double.violations(), Vec::<serde_json::Value>::new());
 }
 
-fn two_full_rotations(dir: &tempfile::TempDir, bind: &Bind, cloudflare_api: Option<String>) {
+/// The same through Route53's API (moto), whose records are served by the BIND servers as
+/// Route53's nameservers would serve them.
+#[test]
+fn two_full_rotations_through_route53() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let moto = MotoRoute53::start(&["example.com"], Some(&bind));
+    two_full_rotations(&dir, &bind, Provider::Route53(moto.url()));
+}
+
+fn two_full_rotations(dir: &tempfile::TempDir, bind: &Bind, provider: Provider) {
     // min_wait of 3 s: long enough that the first run cannot also activate the key.
     let setup = Setup {
         min_wait: "3s",
-        cloudflare_api,
+        provider,
         ..Setup::default()
     };
     let rotor = Rotor::new(dir.path(), bind, setup);

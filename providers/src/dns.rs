@@ -102,6 +102,28 @@ pub fn txt_answers(response: &DnsResponse, name: &Name) -> Vec<TxtValue> {
         .collect()
 }
 
+/// The name `name` leads to through the CNAME records of `response`'s answer section (a DNAME's
+/// synthesized CNAME included): `name` itself when it is not an alias there.
+pub fn chain_end(response: &DnsResponse, name: &Name) -> Name {
+    let mut current = name.clone();
+    for _ in 0..response.answers.len() {
+        let next = response
+            .answers
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::CNAME(target) if record.name.eq_case(&current) || record.name == current => {
+                    Some(target.0.clone())
+                }
+                _ => None,
+            });
+        match next {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    current
+}
+
 /// Parses a fully qualified name given without the trailing dot.
 pub fn fqdn(name: &str) -> Result<Name, String> {
     let mut parsed =
@@ -110,7 +132,28 @@ pub fn fqdn(name: &str) -> Result<Name, String> {
     Ok(parsed)
 }
 
+/// Whether `name` is `zone` or below it (both as rotor writes names: lowercase, no final dot).
+pub fn within(name: &str, zone: &str) -> bool {
+    name == zone
+        || name
+            .strip_suffix(zone)
+            .is_some_and(|head| head.ends_with('.'))
+}
+
 /// A name as rotor writes it: lowercase, without the trailing dot.
 pub fn plain(name: &Name) -> String {
     name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_within_a_zone() {
+        assert!(within("example.com", "example.com"));
+        assert!(within("sel._domainkey.example.com", "example.com"));
+        assert!(!within("badexample.com", "example.com"));
+        assert!(!within("example.org", "example.com"));
+    }
 }

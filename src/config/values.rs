@@ -118,7 +118,7 @@ impl DomainName {
 
     /// Whether `name` is this name or below it.
     pub fn contains(&self, name: &str) -> bool {
-        name == self.0 || name.ends_with(&format!(".{}", self.0))
+        rotor_providers::dns::within(name, &self.0)
     }
 }
 

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, DomainConfig, ProviderConfig};
 use crate::keys::{DkimRecord, KeyAlgorithm, PrivateKey};
 use crate::lifecycle::{self, Next};
-use crate::propagation::{DnsVisibility, Visibility};
+use crate::propagation::{DnsVisibility, RecordNames, Visibility};
 use crate::signer::{self, Signer, SignerPlan};
 use crate::{crashpoint, fsutil};
 
@@ -574,8 +574,11 @@ impl<'a> Engine<'a> {
             .parts
             .visibility
             .check(
-                &key.record_name(),
-                &zone,
+                RecordNames {
+                    selector: &key.selector_name(),
+                    record: &key.record_name(),
+                    zone: &zone,
+                },
                 &record,
                 &domain.policy.propagation,
                 self.clock.now(),

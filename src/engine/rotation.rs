@@ -1,24 +1,43 @@
 //! Starting rotations: a selector is reserved for every key that is due, checking the names
-//! against the provider once per zone however many domains it holds.
+//! against the provider once per zone however many domains it holds. A selector's name may be an
+//! alias (CNAME, or under a DNAME) into a zone holding the keys; the record is then written at
+//! the end of the chain, provided the domain's provider manages that zone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Result, anyhow};
-use rotor_providers::Zone;
-use rotor_state::KeyRecord;
+use anyhow::{Result, anyhow, bail};
+use futures_util::StreamExt;
+use rotor_providers::{Zone, dns};
+use rotor_state::{KeyRecord, Phase};
 
 use super::{Engine, rfc3339};
 use crate::config::DomainConfig;
 use crate::keys::KeyAlgorithm;
 use crate::lifecycle::{self, Next};
 
-/// A key to start: its domain, algorithm and proposed selector.
+/// A key to start: its domain, algorithm, proposed selector and where its record would go.
 struct Proposal<'d> {
     domain: &'d DomainConfig,
     algorithm: KeyAlgorithm,
     base: String,
     selector: String,
+    /// The end of the selector name's alias chain, when it is an alias.
+    target: Option<String>,
 }
+
+impl Proposal<'_> {
+    fn selector_name(&self) -> String {
+        format!("{}._domainkey.{}", self.selector, self.domain.name)
+    }
+
+    /// Where the record would be written.
+    fn record_name(&self) -> String {
+        self.target.clone().unwrap_or_else(|| self.selector_name())
+    }
+}
+
+/// How many selector names are looked up at once.
+const LOOKUPS: usize = 16;
 
 /// How many times a taken name is replaced before giving up.
 const ROUNDS: usize = 8;
@@ -34,30 +53,47 @@ impl Engine<'_> {
     ) -> Vec<(String, anyhow::Error)> {
         let now = self.clock.now();
         let mut failures = Vec::new();
-        let mut groups: BTreeMap<(String, String), (Zone, Vec<Proposal>)> = BTreeMap::new();
         let mut taken: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut proposed = Vec::new();
         for &domain in domains {
             let name = domain.name.as_str();
-            let proposals = match self.proposals(domain, forced.contains(name), now, &mut taken) {
-                Ok(proposals) if proposals.is_empty() => continue,
-                Ok(proposals) => proposals,
-                Err(err) => {
-                    failures.push((name.to_string(), err));
-                    continue;
-                }
-            };
-            match self.zone(domain, &format!("_domainkey.{name}")).await {
+            match self.proposals(domain, forced.contains(name), now, &mut taken) {
+                Ok(proposals) => proposed.extend(proposals),
+                Err(err) => failures.push((name.to_string(), err)),
+            }
+        }
+        let placed: Vec<_> = futures_util::stream::iter(proposed)
+            .map(|mut proposal| async move {
+                let zone = self.place(&mut proposal).await;
+                (proposal, zone)
+            })
+            .buffer_unordered(LOOKUPS)
+            .collect()
+            .await;
+        let mut groups: BTreeMap<(String, String), (Zone, Vec<Proposal>)> = BTreeMap::new();
+        let mut refused = BTreeSet::new();
+        for (proposal, zone) in placed {
+            let name = proposal.domain.name.to_string();
+            match zone {
                 Ok(zone) => {
-                    let group = (domain.provider.clone(), zone.name.clone());
+                    let group = (proposal.domain.provider.clone(), zone.name.clone());
                     groups
                         .entry(group)
                         .or_insert_with(|| (zone, Vec::new()))
                         .1
-                        .extend(proposals);
+                        .push(proposal);
                 }
-                Err(err) => failures.push((name.to_string(), err)),
+                Err(err) => {
+                    refused.insert(name.clone());
+                    failures.push((name, err));
+                }
             }
         }
+        // A domain starts all its keys or none.
+        for (_, proposals) in groups.values_mut() {
+            proposals.retain(|p| !refused.contains(p.domain.name.as_str()));
+        }
+        groups.retain(|_, (_, proposals)| !proposals.is_empty());
         for (zone, proposals) in groups.into_values() {
             let domains: BTreeSet<String> = proposals
                 .iter()
@@ -96,14 +132,50 @@ impl Engine<'_> {
                     algorithm,
                     base,
                     selector,
+                    target: None,
                 });
             }
         }
         Ok(proposals)
     }
 
+    /// Follows `proposal`'s selector name to where its record would be written, and finds that
+    /// name's zone at the domain's provider.
+    async fn place(&self, proposal: &mut Proposal<'_>) -> Result<Zone> {
+        let domain = proposal.domain;
+        let name = proposal.selector_name();
+        proposal.target = self
+            .parts
+            .visibility
+            .alias_target(&name, &domain.policy.propagation)
+            .await
+            .map_err(|err| anyhow!("can't tell whether {name} is an alias: {err}"))?;
+        let Some(target) = &proposal.target else {
+            return self.zone(domain, &name).await;
+        };
+        let refuse = |why: String| {
+            anyhow!(
+                "{name} is an alias of {target}, {why}; rotor writes only in zones its provider \
+                 manages: point the alias into a zone provider {} manages, or set the domain's \
+                 provider to the one that manages {target}",
+                domain.provider
+            )
+        };
+        let zone = self.zone(domain, target).await.map_err(|err| {
+            refuse(format!(
+                "whose zone provider {} does not manage ({err:#})",
+                domain.provider
+            ))
+        })?;
+        if !dns::within(target, &zone.name) {
+            return Err(refuse(format!("outside the configured zone {}", zone.name)));
+        }
+        Ok(zone)
+    }
+
     /// Checks the proposed names in `zone` (replacing those that hold a TXT record rotor did
-    /// not create) and reserves them all in one commit.
+    /// not create, or that another key's record already uses) and reserves them all in one
+    /// commit.
     async fn reserve(
         &self,
         zone: &Zone,
@@ -112,6 +184,7 @@ impl Engine<'_> {
         now: u64,
     ) -> Result<()> {
         let provider = self.provider(proposals[0].domain);
+        let mut used = self.record_names_in_use()?;
         let mut unchecked: Vec<usize> = (0..proposals.len()).collect();
         for _ in 0..ROUNDS {
             if unchecked.is_empty() {
@@ -119,24 +192,38 @@ impl Engine<'_> {
             }
             let names: Vec<String> = unchecked
                 .iter()
-                .map(|&i| record_name(&proposals[i]))
+                .map(|&i| proposals[i].record_name())
                 .collect();
             let found = provider.list_txt_many(zone, &names).await?;
             unchecked.retain(|&i| {
-                found
-                    .get(&record_name(&proposals[i]))
-                    .is_some_and(|values| !values.is_empty())
+                let name = proposals[i].record_name();
+                let free = !used.contains(&name)
+                    && found.get(&name).is_none_or(|values| values.is_empty());
+                if free {
+                    used.insert(name);
+                }
+                !free
             });
             for &i in &unchecked {
                 let proposal = &mut proposals[i];
                 let domain = proposal.domain.name.to_string();
                 tracing::info!(
-                    "{domain}: selector {} already has a TXT record rotor did not create; skipping it",
+                    "{domain}: {} already holds a TXT record; skipping selector {}",
+                    proposal.record_name(),
                     proposal.selector
                 );
                 let taken = taken.entry(domain).or_default();
                 proposal.selector = lifecycle::choose_selector(&proposal.base, taken);
                 taken.insert(proposal.selector.clone());
+                let placed = self.place(proposal).await?;
+                if placed.name != zone.name {
+                    bail!(
+                        "{} leads to zone {}, not {} like the domain's other selectors",
+                        proposal.selector_name(),
+                        placed.name,
+                        zone.name
+                    );
+                }
             }
         }
         if !unchecked.is_empty() {
@@ -153,6 +240,7 @@ impl Engine<'_> {
                 KeyRecord {
                     zone: Some(zone.name.clone()),
                     zone_id: zone.id.clone(),
+                    target: p.target.clone(),
                     ..KeyRecord::reserved(
                         name,
                         &p.selector,
@@ -179,17 +267,33 @@ impl Engine<'_> {
         let changes: Vec<_> = keys.iter().map(|key| (None, key)).collect();
         self.store.commit(&changes, &events)?;
         for key in &keys {
-            tracing::info!(
-                "{}: rotation started ({}, selector {})",
-                key.domain,
-                key.algorithm,
-                key.selector
-            );
+            match &key.target {
+                Some(target) => tracing::info!(
+                    "{}: rotation started ({}, selector {}, written at {target})",
+                    key.domain,
+                    key.algorithm,
+                    key.selector
+                ),
+                None => tracing::info!(
+                    "{}: rotation started ({}, selector {})",
+                    key.domain,
+                    key.algorithm,
+                    key.selector
+                ),
+            }
         }
         Ok(())
     }
-}
 
-fn record_name(proposal: &Proposal) -> String {
-    format!("{}._domainkey.{}", proposal.selector, proposal.domain.name)
+    /// The names where keys of any domain have (or will have) a record: a delegated selector must
+    /// never land on one of them.
+    fn record_names_in_use(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .store
+            .keys()?
+            .iter()
+            .filter(|key| !matches!(key.phase, Phase::Retired | Phase::Failed))
+            .map(KeyRecord::record_name)
+            .collect())
+    }
 }

@@ -12,7 +12,7 @@ use rotor_state::{Check, Phase, ServerCheck, Store};
 use super::{Clock, Engine, Parts};
 use crate::config::{Config, Propagation};
 use crate::keys::DkimRecord;
-use crate::propagation::Visibility;
+use crate::propagation::{RecordNames, Visibility};
 use crate::signer::{Signer, SignerPlan};
 
 struct ManualClock(AtomicU64);
@@ -50,7 +50,14 @@ struct SharedDns(Arc<Dns>);
 
 #[async_trait]
 impl DnsProvider for SharedDns {
-    async fn find_zone(&self, _: &str) -> Result<Zone, ProviderError> {
+    async fn find_zone(&self, fqdn: &str) -> Result<Zone, ProviderError> {
+        if !rotor_providers::dns::within(fqdn, "example.com") {
+            return Err(ProviderError::ZoneNotFound {
+                provider: "dns".into(),
+                name: fqdn.into(),
+                detail: "only example.com here".into(),
+            });
+        }
         Ok(Zone {
             name: "example.com".into(),
             id: None,
@@ -119,25 +126,26 @@ impl Signer for SharedSigner {
     }
 }
 
-/// Visible when the record is in the fake zone and the test says the secondary caught up.
+/// Visible when the record is in the fake zone and the test says the secondary caught up;
+/// `dname` redirects every name below its first part to below its second, as a DNAME does.
 struct Scripted {
     dns: Arc<Dns>,
     secondary_has_it: Arc<AtomicBool>,
+    dname: Option<(String, String)>,
 }
 
 #[async_trait]
 impl Visibility for Scripted {
     async fn check(
         &self,
-        fqdn: &str,
-        _: &str,
+        names: RecordNames<'_>,
         expected: &DkimRecord,
         _: &Propagation,
         now: u64,
     ) -> Check {
         let primary = self
             .dns
-            .values(fqdn)
+            .values(names.record)
             .iter()
             .any(|v| DkimRecord::parse(v).is_some_and(|r| r.same_key(expected)));
         let secondary = primary && self.secondary_has_it.load(Ordering::SeqCst);
@@ -152,6 +160,13 @@ impl Visibility for Scripted {
             servers: vec![server("primary", primary), server("secondary", secondary)],
         }
     }
+
+    async fn alias_target(&self, name: &str, _: &Propagation) -> Result<Option<String>, String> {
+        Ok(self.dname.as_ref().and_then(|(owner, target)| {
+            name.strip_suffix(&format!(".{owner}"))
+                .map(|head| format!("{head}.{target}"))
+        }))
+    }
 }
 
 struct World {
@@ -162,6 +177,7 @@ struct World {
     dns: Arc<Dns>,
     signer: Arc<Recorder>,
     secondary_has_it: Arc<AtomicBool>,
+    dname: Option<(String, String)>,
 }
 
 impl World {
@@ -181,6 +197,15 @@ impl World {
             dns: Arc::default(),
             signer: Arc::default(),
             secondary_has_it: Arc::new(AtomicBool::new(true)),
+            dname: None,
+        }
+    }
+
+    /// The same world, with `_domainkey.example.com` a DNAME of `target`.
+    fn delegated_to(target: &str) -> Self {
+        Self {
+            dname: Some(("_domainkey.example.com".into(), target.into())),
+            ..Self::new()
         }
     }
 
@@ -200,6 +225,7 @@ impl World {
             visibility: Box::new(Scripted {
                 dns: self.dns.clone(),
                 secondary_has_it: self.secondary_has_it.clone(),
+                dname: self.dname.clone(),
             }),
         };
         let forced = if forced {
@@ -375,4 +401,52 @@ fn a_forced_rotation_never_starts_twice() {
     w.run(true);
     w.run(true);
     assert_eq!(w.phases(), [Phase::Published]);
+}
+
+#[test]
+fn a_delegated_selector_is_written_at_the_alias_target() {
+    let w = World::delegated_to("example-com.keys.example.com");
+    assert!(w.run(false).is_empty());
+    let selector = w.selectors()[0].clone();
+    let target = format!("{selector}.example-com.keys.example.com");
+    assert_eq!(w.dns.values(&target).len(), 1, "written at the target");
+    assert!(
+        w.dns
+            .values(&format!("{selector}._domainkey.example.com"))
+            .is_empty(),
+        "nothing at the alias"
+    );
+    w.clock.advance(4 * HOUR);
+    assert!(w.run(false).is_empty());
+    assert_eq!(
+        w.phases(),
+        [Phase::Active],
+        "the check asked for the target"
+    );
+    assert_eq!(w.last_plan().signing[0].selector, selector);
+
+    // The next rotation retires the old key at its target, by exact value.
+    w.clock.advance(30 * DAY);
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    w.clock.advance(7 * DAY);
+    w.run(false);
+    assert!(w.dns.values(&target).is_empty(), "retired at the target");
+}
+
+#[test]
+fn a_selector_delegated_outside_the_providers_zones_is_refused() {
+    let w = World::delegated_to("example-com.keys.elsewhere.net");
+    let failed = w.run(false);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (domain, error) = &failed[0];
+    assert_eq!(domain, "example.com");
+    assert!(
+        error.contains("is an alias of rotor20270115.example-com.keys.elsewhere.net")
+            && error.contains("provider dns does not manage"),
+        "{error}"
+    );
+    assert!(w.store.keys().unwrap().is_empty(), "nothing reserved");
+    assert!(w.dns.records.lock().unwrap().is_empty(), "nothing written");
 }

@@ -179,6 +179,10 @@ pub struct KeyRecord {
     /// The provider's identifier of that zone, where it has one.
     #[serde(default)]
     pub zone_id: Option<String>,
+    /// Where the record is written when the selector's name is an alias (a CNAME, or under a
+    /// DNAME): the end of that chain. `None`: at the selector's own name.
+    #[serde(default)]
+    pub target: Option<String>,
     /// When the record was added.
     pub published_at: Option<u64>,
     /// When the signers switched to it.
@@ -211,6 +215,7 @@ impl KeyRecord {
             record: None,
             zone: None,
             zone_id: None,
+            target: None,
             published_at: None,
             activated_at: None,
             intent: None,
@@ -219,9 +224,14 @@ impl KeyRecord {
         }
     }
 
-    /// `<selector>._domainkey.<domain>`: where the record lives.
-    pub fn record_name(&self) -> String {
+    /// `<selector>._domainkey.<domain>`: the name verifiers ask for.
+    pub fn selector_name(&self) -> String {
         format!("{}._domainkey.{}", self.selector, self.domain)
+    }
+
+    /// Where the record lives: the selector's name, or the end of its alias chain.
+    pub fn record_name(&self) -> String {
+        self.target.clone().unwrap_or_else(|| self.selector_name())
     }
 }
 

@@ -3,6 +3,7 @@
 //! polling helpers. Every server binds only to 127.0.0.1 and is stopped when dropped.
 
 pub mod cloudflare;
+pub mod route53;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -85,9 +86,15 @@ impl Named {
             dir: dir.to_owned(),
         };
         let started = Instant::now();
-        // Ready when it answers over UDP and TCP (rotor sends updates over TCP).
-        while named.dig(&["SOA", DOMAIN]).is_empty()
-            || named.dig(&["+tcp", "SOA", DOMAIN]).is_empty()
+        // Ready when it answers over UDP and TCP (rotor sends updates over TCP); a resolver
+        // is asked to recurse.
+        let recurse = if conf.contains("recursion yes;") {
+            "+recurse"
+        } else {
+            "+norecurse"
+        };
+        while named.dig(&[recurse, "SOA", DOMAIN]).is_empty()
+            || named.dig(&[recurse, "+tcp", "SOA", DOMAIN]).is_empty()
         {
             if started.elapsed() > Duration::from_secs(20) {
                 panic!(
@@ -220,6 +227,12 @@ fn zone_statements(body: impl Fn(&str) -> String) -> String {
 impl Bind {
     /// Starts both servers under `dir`.
     pub fn start(dir: &Path, secondary: Secondary) -> Self {
+        Self::with_records(dir, secondary, &[])
+    }
+
+    /// Starts both servers under `dir`, with `extra` records (zone, zone-file line) added to
+    /// the zones (records of types rotor may not update, such as CNAME and DNAME).
+    pub fn with_records(dir: &Path, secondary: Secondary, extra: &[(&str, &str)]) -> Self {
         fs::create_dir_all(dir).unwrap();
         let tsig_file = dir.join("tsig.key");
         let keygen = |name: &str| {
@@ -236,7 +249,12 @@ impl Bind {
         let primary_dir = dir.join("primary");
         fs::create_dir_all(&primary_dir).unwrap();
         for zone in ZONES {
-            fs::write(primary_dir.join(format!("{zone}.db")), ZONE).unwrap();
+            let mut contents = ZONE.to_string();
+            for (_, line) in extra.iter().filter(|(name, _)| *name == zone) {
+                contents.push_str(line);
+                contents.push('\n');
+            }
+            fs::write(primary_dir.join(format!("{zone}.db")), contents).unwrap();
         }
         let notify = match secondary {
             Secondary::Notified => {
@@ -292,6 +310,33 @@ impl Bind {
     /// Both servers.
     pub fn servers(&self) -> [&Named; 2] {
         [&self.primary, &self.secondary]
+    }
+
+    /// Starts a recursive resolver (a third `named`, under `dir`) that asks the secondary for
+    /// every name, as a receiver's resolver would: it follows CNAME and DNAME chains from one
+    /// zone into another, which the authoritative servers (recursion off) do not.
+    pub fn resolver(&self, dir: &Path) -> Named {
+        let port = free_port();
+        let conf = format!(
+            "options {{
+  directory \"{dir}\";
+  pid-file \"{dir}/named.pid\";
+  session-keyfile \"{dir}/session.key\";
+  listen-on port {port} {{ 127.0.0.1; }};
+  listen-on-v6 {{ none; }};
+  recursion yes;
+  allow-recursion {{ 127.0.0.1; }};
+  dnssec-validation no;
+  forward only;
+  forwarders {{ 127.0.0.1 port {secondary}; }};
+  query-source address 127.0.0.1;
+}};
+controls {{ }};
+",
+            dir = dir.display(),
+            secondary = self.secondary.port
+        );
+        Named::start(dir, &conf, port, None)
     }
 }
 

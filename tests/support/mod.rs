@@ -16,6 +16,18 @@ use serde_json::Value;
 pub struct Rotor {
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// Environment every command gets (the provider's credentials and endpoint).
+    pub env: Vec<(String, String)>,
+}
+
+/// The DNS provider the generated config names `bind`, whichever API reaches the BIND zones.
+pub enum Provider {
+    /// RFC 2136 updates to the primary.
+    Rfc2136,
+    /// Cloudflare's API at this URL (the double, mirrored to BIND).
+    Cloudflare(String),
+    /// Route53's API at this endpoint (moto, mirrored to BIND).
+    Route53(String),
 }
 
 /// Settings a test may change in the generated config.
@@ -25,8 +37,8 @@ pub struct Setup {
     pub retire: &'static str,
     pub revoke_for: &'static str,
     pub timeout: &'static str,
-    /// Cloudflare's API (the double's URL) instead of RFC 2136 to the primary.
-    pub cloudflare_api: Option<String>,
+    /// Which API rotor writes through.
+    pub provider: Provider,
 }
 
 impl Default for Setup {
@@ -37,7 +49,7 @@ impl Default for Setup {
             retire: "delete",
             revoke_for: "2s",
             timeout: "5m",
-            cloudflare_api: None,
+            provider: Provider::Rfc2136,
         }
     }
 }
@@ -58,19 +70,34 @@ impl Rotor {
             "sel._domainkey.other.org other.org:sel:/etc/dkimkeys/other.pem\n",
         )
         .unwrap();
-        let provider = match &setup.cloudflare_api {
-            None => format!(
+        let mut env = Vec::new();
+        let provider = match &setup.provider {
+            Provider::Rfc2136 => format!(
                 "  bind:\n    type: rfc2136\n    server: 127.0.0.1:{}\n    tsig_key_file: {}",
                 bind.primary.port,
                 bind.tsig_file.display()
             ),
-            Some(api) => {
+            Provider::Cloudflare(api) => {
                 let token = dir.join("cloudflare.token");
                 fs::write(&token, format!("{}\n", cloudflare::TOKEN)).unwrap();
                 format!(
                     "  bind:\n    type: cloudflare\n    api_url: {api}\n    api_token_file: {}",
                     token.display()
                 )
+            }
+            Provider::Route53(endpoint) => {
+                // The standard AWS variables: the SDK's credential chain and endpoint override.
+                env = [
+                    ("AWS_ENDPOINT_URL_ROUTE_53", endpoint.as_str()),
+                    ("AWS_ACCESS_KEY_ID", "testing"),
+                    ("AWS_SECRET_ACCESS_KEY", "testing"),
+                    ("AWS_EC2_METADATA_DISABLED", "true"),
+                    ("AWS_CONFIG_FILE", "/dev/null"),
+                    ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .to_vec();
+                "  bind:\n    type: route53".to_string()
             }
         };
         let config = dir.join("rotor.yaml");
@@ -122,6 +149,7 @@ domains:
         Self {
             dir: dir.to_owned(),
             config,
+            env,
         }
     }
 
@@ -133,7 +161,8 @@ domains:
             .arg(&self.config)
             .args(args)
             .env_remove("RUST_LOG");
-        for (name, value) in env {
+        let own = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        for (name, value) in own.chain(env.iter().copied()) {
             command.env(name, value);
         }
         command.output().expect("rotor runs")
@@ -253,14 +282,24 @@ pub fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// Independent check with dkimpy: signs a message with `key_file` under `selector` and verifies
-/// it against the DNS record served on 127.0.0.1:`port`.
+/// Independent check with dkimpy: signs a message for example.com with `key_file` under
+/// `selector` and verifies it against the DNS record served on 127.0.0.1:`port`.
 pub fn dkimpy_verifies(key_file: &Path, selector: &str, port: u16) -> Result<(), String> {
+    dkimpy_verifies_for(DOMAIN, key_file, selector, port)
+}
+
+/// [`dkimpy_verifies`] for mail of `domain`.
+pub fn dkimpy_verifies_for(
+    domain: &str,
+    key_file: &Path,
+    selector: &str,
+    port: u16,
+) -> Result<(), String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/dkim_verify.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(key_file)
-        .args([selector, DOMAIN, &port.to_string()])
+        .args([selector, domain, &port.to_string()])
         .output()
         .expect("python3 runs");
     if out.status.success() {

@@ -18,7 +18,7 @@ use reqwest::Method;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use crate::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
+use crate::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait, dns};
 use client::Client;
 use types::{Batch, NewRecord, Record, RecordId, TokenStatus, ZoneInfo};
 
@@ -325,10 +325,7 @@ impl DnsProvider for Cloudflare {
         let zones = self.zones().await?;
         zones
             .iter()
-            .filter(|zone| {
-                let apex = zone.name.to_ascii_lowercase();
-                name == apex || name.ends_with(&format!(".{apex}"))
-            })
+            .filter(|zone| dns::within(&name, &zone.name.to_ascii_lowercase()))
             .max_by_key(|zone| zone.name.len())
             .map(|zone| Zone {
                 name: zone.name.to_ascii_lowercase(),

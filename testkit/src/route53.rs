@@ -1,0 +1,61 @@
+//! Route53 as moto emulates it (`testkit/doubles/route53.py`), started on loopback with hosted
+//! zones made, and optionally mirrored into a [`Bind`] that plays Route53's nameservers.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::{Bind, free_port};
+
+/// A running moto server, stopped when dropped.
+pub struct MotoRoute53 {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for MotoRoute53 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MotoRoute53 {
+    /// Starts moto with a public hosted zone for each of `zones`; with `mirror`, every TXT change
+    /// is pushed to that BIND.
+    pub fn start(zones: &[&str], mirror: Option<&Bind>) -> Self {
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("doubles/route53.py");
+        let mut command = Command::new("python3");
+        command.arg(script).args(["--port", &port.to_string()]);
+        for zone in zones {
+            command.args(["--zone", zone]);
+        }
+        if let Some(bind) = mirror {
+            command
+                .arg("--mirror")
+                .arg(format!("127.0.0.1:{}", bind.primary.port));
+            command.arg("--mirror-key").arg(&bind.tsig_file);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the Route53 emulation");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "moto did not start (python3 -m pip install 'moto[server]'; tests/run.sh does)"
+        );
+        Self { child, port }
+    }
+
+    /// The endpoint rotor is pointed at (`AWS_ENDPOINT_URL_ROUTE_53`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
