@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::config::{Authoritative, Config, DomainConfig};
 use crate::engine::{self, Clock, Engine, Parts, SystemClock};
 use crate::lifecycle::{self, Next};
+use crate::propagation::{DnsVisibility, Visibility};
 use crate::{fsutil, signer, status};
 
 /// An error with its own exit code.
@@ -219,7 +220,32 @@ pub async fn check(config: &Config) -> Result<Code> {
                 continue;
             }
         };
-        let name = format!("_domainkey.{}", domain.name);
+        // Where selectors' records go: below `_domainkey`, or where a DNAME there leads (a
+        // name no selector uses stands for them; authoritative servers cache nothing).
+        let probe = format!("rotor-check._domainkey.{}", domain.name);
+        let visibility = DnsVisibility {
+            timeout: Duration::from_secs(5),
+        };
+        let name = match visibility
+            .alias_target(&probe, &domain.policy.propagation)
+            .await
+        {
+            Ok(Some(target)) => {
+                report(
+                    format!("{}: selectors are delegated to {target}", domain.name),
+                    Ok(()),
+                );
+                target
+            }
+            Ok(None) => probe,
+            Err(err) => {
+                report(
+                    format!("{}: whether selectors are delegated", domain.name),
+                    Err(anyhow::anyhow!(err)),
+                );
+                probe
+            }
+        };
         let zone = match &domain.zone {
             Some(zone) => Ok(Zone {
                 name: zone.to_string(),

@@ -88,6 +88,15 @@ fn delegated_selectors_rotate_inside_the_key_zone() {
     selector: s
 ",
     );
+    // `check` sees the DNAME and the provider's access to the key zone.
+    let check = rotor.ok(&["check"]);
+    assert!(
+        check.contains(&format!(
+            "ok    mail.example.org: selectors are delegated to rotor-check.mail-example-org.{KEYS}"
+        )) && check
+            .contains("ok    mail.example.org: provider bind accepts updates to zone example.com"),
+        "{check}"
+    );
     rotor.run_until("both domains signing", |r| {
         r.phases().iter().filter(|(_, p)| p == "active").count() == 2
     });
