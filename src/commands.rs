@@ -167,7 +167,7 @@ pub fn plan(config: &Config, json: bool) -> Result<Code> {
             }
         }
         for key in &keys {
-            if let Next::Act(action) = lifecycle::next(key, &domain.policy, now) {
+            if let Next::Act(action) = lifecycle::next_among(key, &keys, &domain.policy, now) {
                 planned.push(Planned {
                     domain: domain.name.to_string(),
                     selector: Some(key.selector.clone()),

@@ -109,6 +109,30 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
     }
 }
 
+/// The next step of `key` among its domain's `keys`: as [`next`], except that a propagated key
+/// waits while another new key of the domain is still on its way, so that the signers switch to
+/// both (RSA and Ed25519) at once.
+pub fn next_among(key: &KeyRecord, keys: &[KeyRecord], policy: &Policy, now: u64) -> Next {
+    let step = next(key, policy, now);
+    if step != Next::Act(Action::Activate) || key.intent.is_some() {
+        return step;
+    }
+    let on_its_way = keys.iter().find(|other| {
+        other.selector != key.selector
+            && matches!(other.phase, Phase::Generated | Phase::Published)
+    });
+    match on_its_way {
+        Some(other) => Next::Wait {
+            until: None,
+            reason: format!(
+                "switching together with {} ({}), which is {}",
+                other.selector, other.algorithm, other.phase
+            ),
+        },
+        None => step,
+    }
+}
+
 /// The signing slot a key fills: every RSA size shares one (a domain signs with one RSA key),
 /// Ed25519 has its own. A new key replaces the active key of its slot, so changing `rsa-2048`
 /// to `rsa-3072` in the config rotates the old size out.
@@ -194,13 +218,29 @@ pub fn choose_selector(base: &str, taken: &BTreeSet<String>) -> String {
         .expect("an unused suffix exists")
 }
 
-/// The records of `keys` after `key` completes `action` at `now`: its new phase, and for an
-/// activation, the previously active key of the same slot moved to its grace window.
+/// The records of `keys` after `key` completes `action` at `now`: its new phase. An activation
+/// switches every propagated key of the domain at once (see [`next_among`]), and moves the
+/// previously active key of each of their slots to its grace window.
 pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -> Vec<KeyRecord> {
+    let activated = |other: &KeyRecord| {
+        action == Action::Activate
+            && (other.selector == key.selector || other.phase == Phase::Propagated)
+    };
+    let slots: BTreeSet<&str> = keys
+        .iter()
+        .filter(|other| activated(other))
+        .map(|other| slot(&other.algorithm))
+        .chain([slot(&key.algorithm)])
+        .collect();
     keys.iter()
         .map(|other| {
             let mut next = other.clone();
-            if other.selector == key.selector {
+            if other.selector != key.selector && activated(other) {
+                next.phase = Phase::Active;
+                next.since = now;
+                next.activated_at = Some(now);
+                next.error = None;
+            } else if other.selector == key.selector {
                 next = key.clone();
                 next.intent = None;
                 next.error = None;
@@ -215,7 +255,7 @@ pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -
                 }
             } else if action == Action::Activate
                 && other.phase == Phase::Active
-                && slot(&other.algorithm) == slot(&key.algorithm)
+                && slots.contains(slot(&other.algorithm))
             {
                 next.phase = Phase::Retiring;
                 next.since = now;

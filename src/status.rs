@@ -1,5 +1,7 @@
 //! What `rotor status` and `rotor plan` show.
 
+use std::collections::BTreeMap;
+
 use rotor_state::{KeyRecord, Phase, ServerCheck};
 use serde::Serialize;
 
@@ -32,6 +34,8 @@ pub struct KeyStatus {
     pub checked_at: Option<String>,
     /// The last propagation check, server by server.
     pub servers: Vec<ServerCheck>,
+    /// Each signer's state after the last switch concerning this key.
+    pub signers: BTreeMap<String, String>,
 }
 
 impl KeyStatus {
@@ -43,7 +47,7 @@ impl KeyStatus {
                 .parse()
                 .map(|alg| lifecycle::rotation(keys, alg, &domain.policy, now, false))
                 .unwrap_or(Next::Done),
-            _ => lifecycle::next(key, &domain.policy, now),
+            _ => lifecycle::next_among(key, keys, &domain.policy, now),
         };
         let (next_at, waiting_for) = match next {
             Next::Act(action) if key.phase == Phase::Failed => (
@@ -70,6 +74,7 @@ impl KeyStatus {
                 .as_ref()
                 .map(|c| c.servers.clone())
                 .unwrap_or_default(),
+            signers: key.signers.clone(),
         }
     }
 
@@ -86,6 +91,7 @@ impl KeyStatus {
             error: None,
             checked_at: None,
             servers: Vec::new(),
+            signers: BTreeMap::new(),
         }
     }
 }

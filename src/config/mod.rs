@@ -3,7 +3,9 @@
 
 mod values;
 
-pub use values::{Authoritative, DomainName, Interval, RetireMode, SelectorTemplate, ServerAddr};
+pub use values::{
+    Authoritative, DomainName, FileMode, Interval, RetireMode, SelectorTemplate, ServerAddr,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -198,6 +200,14 @@ impl<'de> Deserialize<'de> for TsigKeyFile {
 pub enum SignerConfig {
     /// OpenDKIM with KeyTable and SigningTable files.
     Opendkim(crate::signer::opendkim::OpendkimConfig),
+    /// rspamd's dkim_signing module: a selector map, and a domains file for dual signing.
+    Rspamd(crate::signer::rspamd::RspamdConfig),
+    /// Exim's smtp transport, through an lsearch file.
+    Exim(crate::signer::exim::EximConfig),
+    /// KumoMTA's DKIM helper data file.
+    Kumomta(crate::signer::kumomta::KumomtaConfig),
+    /// Any other signer: files rendered from templates, a reload and a verify command.
+    Files(crate::signer::generic::FilesConfig),
 }
 
 impl SignerConfig {
@@ -205,13 +215,24 @@ impl SignerConfig {
     fn validate(&self) -> Result<(), String> {
         match self {
             Self::Opendkim(config) => config.reload().map(drop),
+            Self::Rspamd(config) => config.validate(),
+            Self::Files(config) => config.validate(),
+            Self::Exim(_) | Self::Kumomta(_) => Ok(()),
         }
     }
 
-    /// Whether the signer can sign each message twice (RSA and Ed25519).
-    pub fn dual_signing(&self) -> bool {
+    /// Whether the signer can sign each message twice (RSA and Ed25519), or why not.
+    pub fn dual_signing(&self) -> Result<(), &'static str> {
         match self {
-            Self::Opendkim(_) => false,
+            // Debian's OpenDKIM has one global SignatureAlgorithm.
+            Self::Opendkim(_) => Err("OpenDKIM signs with one algorithm for all keys"),
+            Self::Rspamd(config) if config.domains_file.is_none() => {
+                Err("rspamd signs twice only through `domains_file:`")
+            }
+            Self::Files(config) if !config.dual_signing => {
+                Err("set `dual_signing: true` if its templates sign with every key")
+            }
+            Self::Rspamd(_) | Self::Exim(_) | Self::Kumomta(_) | Self::Files(_) => Ok(()),
         }
     }
 }
@@ -486,12 +507,16 @@ impl Config {
             let signers: Vec<String> = domain.signers.iter().map(|s| s.0.clone()).collect();
             let zone = domain.zone.clone();
             let policy = Policy::resolve([&raw.defaults, &domain.overrides()]);
-            let single = signers.iter().find(|s| !raw.signers[*s].dual_signing());
-            if let Some(signer) = single.filter(|_| policy.keys.contains(&KeyAlgorithm::Ed25519)) {
+            let single = signers
+                .iter()
+                .find_map(|s| raw.signers[s].dual_signing().err().map(|why| (s, why)));
+            if let Some((signer, why)) =
+                single.filter(|_| policy.keys.contains(&KeyAlgorithm::Ed25519))
+            {
                 return Err(error(
                     "keys",
                     format!(
-                        "ed25519 needs a signer that signs twice (RSA and Ed25519), and signer {signer:?} cannot"
+                        "ed25519 needs a signer that signs twice (RSA and Ed25519), and signer {signer:?} cannot: {why}"
                     ),
                 ));
             }

@@ -356,6 +356,33 @@ impl<'de> Deserialize<'de> for SignerRef {
     }
 }
 
+/// A key file's permission bits, written in octal (`"0600"`, `"0640"`). Never any access for
+/// others: a private key is for its owner and, at most, the signer's group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl FromStr for FileMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|mode| *mode <= 0o777)
+            .ok_or_else(|| format!("invalid file mode {text:?}: write it in octal, like \"0640\""))?;
+        if mode & 0o007 != 0 {
+            return Err(format!(
+                "mode {text} lets every user of the machine read a private key: use 0600, or 0640 with the signer's group"
+            ));
+        }
+        if mode & 0o400 == 0 {
+            return Err(format!("mode {text} does not let the key's owner read it"));
+        }
+        Ok(Self(mode))
+    }
+}
+
+deserialize_from_str!(FileMode);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +422,15 @@ mod tests {
         );
         assert_eq!("[::1]:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
         assert!("ns1.example.com".parse::<ServerAddr>().is_err());
+    }
+
+    #[test]
+    fn file_modes_are_octal_and_never_open_to_others() {
+        assert_eq!("0640".parse::<FileMode>().unwrap(), FileMode(0o640));
+        assert_eq!("600".parse::<FileMode>().unwrap(), FileMode(0o600));
+        assert!("0644".parse::<FileMode>().unwrap_err().contains("every user"));
+        assert!("0040".parse::<FileMode>().unwrap_err().contains("owner"));
+        assert!("rw-r-----".parse::<FileMode>().unwrap_err().contains("octal"));
     }
 
     #[test]

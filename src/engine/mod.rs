@@ -11,7 +11,7 @@ use rotor_providers::cloudflare::{self, Cloudflare, CloudflareConfig, Pace};
 use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
 use rotor_providers::route53::{Route53, Route53Config};
 use rotor_providers::{Change, DnsProvider, TxtValue, Zone};
-use rotor_state::{Action, Event, KeyRecord, Store};
+use rotor_state::{Action, Event, KeyRecord, Phase, Store};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, DomainConfig, ProviderConfig};
@@ -257,7 +257,7 @@ impl<'a> Engine<'a> {
             let now = self.clock.now();
             let step =
                 keys.iter()
-                    .find_map(|key| match lifecycle::next(key, &domain.policy, now) {
+                    .find_map(|key| match lifecycle::next_among(key, &keys, &domain.policy, now) {
                         Next::Act(action) => Some((key.clone(), action)),
                         _ => None,
                     });
@@ -387,7 +387,7 @@ impl<'a> Engine<'a> {
                 return self.check_propagation(domain, &key, &keys, after).await;
             }
             Action::Activate => {
-                self.apply_signers(domain, &after, &[])?;
+                self.apply_signers(domain, &key, &mut after, &[])?;
                 format!(
                     "signers {} now sign with {}",
                     domain.signers.join(", "),
@@ -395,7 +395,7 @@ impl<'a> Engine<'a> {
                 )
             }
             Action::Retire | Action::Revoke => {
-                self.apply_signers(domain, &after, &[&key])?;
+                self.apply_signers(domain, &key, &mut after, &[&key])?;
                 let zone = self.key_zone(domain, &key).await?;
                 let record = key.record.clone().context("a retiring key has a record")?;
                 let mut changes = self
@@ -474,6 +474,8 @@ impl<'a> Engine<'a> {
             }
             let text = if new.selector == key.selector {
                 detail.clone()
+            } else if new.phase == Phase::Active {
+                format!("activated together with {}: {detail}", key.selector)
             } else {
                 format!(
                     "replaced by {}; grace window until {}",
@@ -614,18 +616,61 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Moves every signer of `domain` to the keys of `after` (without `removed`): the key files
+    /// placed on all of them first, then each switched; old files are deleted only once all have
+    /// switched. A signer that fails is rolled back by its adapter and the others keep their new
+    /// state (every key they may sign with is still published); the error names each failure,
+    /// `key`'s record says where each signer stands, and the next run tries again.
     fn apply_signers(
         &self,
         domain: &DomainConfig,
-        after: &[KeyRecord],
+        key: &KeyRecord,
+        after: &mut [KeyRecord],
         removed: &[&KeyRecord],
     ) -> Result<()> {
         let plan = SignerPlan::from_keys(domain.name.as_str(), after, removed);
-        for name in &domain.signers {
-            self.parts.signers[name]
-                .apply(&plan)
-                .with_context(|| format!("signer {name}"))?;
+        let signers: Vec<(&String, &dyn Signer)> = domain
+            .signers
+            .iter()
+            .map(|name| (name, self.parts.signers[name].as_ref()))
+            .collect();
+        for (name, signer) in &signers {
+            signer
+                .stage(&plan)
+                .with_context(|| format!("signer {name}: placing the key files"))?;
         }
+        let done = if removed.is_empty() {
+            "signing"
+        } else {
+            "removed"
+        };
+        let mut states = BTreeMap::new();
+        let mut failures = Vec::new();
+        for (name, signer) in &signers {
+            let state = match signer.switch(&plan) {
+                Ok(()) => done.to_string(),
+                Err(err) => {
+                    failures.push(format!("signer {name}: {err:#}"));
+                    format!("failed, kept its previous keys: {err:#}")
+                }
+            };
+            states.insert(name.to_string(), state);
+        }
+        if !failures.is_empty() {
+            let current = self.key(key)?;
+            let noted = KeyRecord {
+                signers: states,
+                ..current.clone()
+            };
+            self.store.commit(&[(Some(&current), &noted)], &[])?;
+            bail!("{}", failures.join("; "));
+        }
+        for (name, signer) in &signers {
+            signer
+                .clean(&plan)
+                .with_context(|| format!("signer {name}: deleting old key files"))?;
+        }
+        this(after, key).signers = states;
         Ok(())
     }
 }

@@ -113,11 +113,19 @@ struct Recorder {
 struct SharedSigner(Arc<Recorder>);
 
 impl Signer for SharedSigner {
-    fn apply(&self, plan: &SignerPlan) -> anyhow::Result<()> {
+    fn stage(&self, _: &SignerPlan) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn switch(&self, plan: &SignerPlan) -> anyhow::Result<()> {
         if self.0.fail.swap(false, Ordering::SeqCst) {
             anyhow::bail!("reload failed");
         }
         self.0.plans.lock().unwrap().push(plan.clone());
+        Ok(())
+    }
+
+    fn clean(&self, _: &SignerPlan) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -132,6 +140,8 @@ struct Scripted {
     dns: Arc<Dns>,
     secondary_has_it: Arc<AtomicBool>,
     dname: Option<(String, String)>,
+    /// Records of this `k=` never reach the secondary while set.
+    lagging_k: Arc<Mutex<Option<String>>>,
 }
 
 #[async_trait]
@@ -148,7 +158,10 @@ impl Visibility for Scripted {
             .values(names.record)
             .iter()
             .any(|v| DkimRecord::parse(v).is_some_and(|r| r.same_key(expected)));
-        let secondary = primary && self.secondary_has_it.load(Ordering::SeqCst);
+        let lagging = self.lagging_k.lock().unwrap().clone();
+        let secondary = primary
+            && self.secondary_has_it.load(Ordering::SeqCst)
+            && lagging.as_deref() != expected.algorithm();
         let server = |name: &str, ok: bool| ServerCheck {
             server: name.into(),
             role: "authoritative".into(),
@@ -176,15 +189,29 @@ struct World {
     clock: ManualClock,
     dns: Arc<Dns>,
     signer: Arc<Recorder>,
+    /// Signers after the first (`mx2`, `mx3`, …).
+    others: Vec<Arc<Recorder>>,
     secondary_has_it: Arc<AtomicBool>,
     dname: Option<(String, String)>,
+    lagging_k: Arc<Mutex<Option<String>>>,
 }
 
 impl World {
     fn new() -> Self {
+        Self::with("[rsa-2048]", 1)
+    }
+
+    /// A world whose domain rotates `keys` and is signed by `signers` signers.
+    fn with(keys: &str, signers: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (1..=signers).map(|n| format!("mx{n}")).collect();
+        let signer_yaml: String = names
+            .iter()
+            .map(|name| format!("  {name}: {{type: exim, table: /t, key_dir: /kd}}\n"))
+            .collect();
         let yaml = format!(
-            "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\nproviders:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n  mx1: {{type: opendkim, key_table: /kt, signing_table: /st, key_dir: /kd, reload: 'true'}}\ndomains:\n  - {{name: example.com, provider: dns, signers: [mx1]}}\n",
+            "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  keys: {keys}\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\nproviders:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n{signer_yaml}domains:\n  - {{name: example.com, provider: dns, signers: [{}]}}\n",
+            names.join(", "),
             d = dir.path().display()
         );
         let config = Config::parse(&yaml, Path::new("test.yaml")).unwrap();
@@ -196,8 +223,10 @@ impl World {
             clock: ManualClock(AtomicU64::new(1_800_000_000)),
             dns: Arc::default(),
             signer: Arc::default(),
+            others: (1..signers).map(|_| Arc::default()).collect(),
             secondary_has_it: Arc::new(AtomicBool::new(true)),
             dname: None,
+            lagging_k: Arc::default(),
         }
     }
 
@@ -217,15 +246,20 @@ impl World {
                 Box::new(SharedDns(self.dns.clone())) as Box<dyn DnsProvider>,
             )]
             .into(),
-            signers: [(
-                "mx1".to_string(),
-                Box::new(SharedSigner(self.signer.clone())) as Box<dyn Signer>,
-            )]
-            .into(),
+            signers: [&self.signer]
+                .into_iter()
+                .chain(&self.others)
+                .enumerate()
+                .map(|(n, recorder)| {
+                    let signer = Box::new(SharedSigner(recorder.clone())) as Box<dyn Signer>;
+                    (format!("mx{}", n + 1), signer)
+                })
+                .collect(),
             visibility: Box::new(Scripted {
                 dns: self.dns.clone(),
                 secondary_has_it: self.secondary_has_it.clone(),
                 dname: self.dname.clone(),
+                lagging_k: self.lagging_k.clone(),
             }),
         };
         let forced = if forced {
@@ -449,4 +483,48 @@ fn a_selector_delegated_outside_the_providers_zones_is_refused() {
     );
     assert!(w.store.keys().unwrap().is_empty(), "nothing reserved");
     assert!(w.dns.records.lock().unwrap().is_empty(), "nothing written");
+}
+
+#[test]
+fn rsa_and_ed25519_keys_switch_together() {
+    let w = World::with("[rsa-2048, ed25519]", 1);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Published, Phase::Published]);
+    // Only the RSA record is visible at first: it waits for the Ed25519 one.
+    *w.lagging_k.lock().unwrap() = Some("ed25519".into());
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Propagated, Phase::Published]);
+    assert!(w.signer.plans.lock().unwrap().is_empty());
+    *w.lagging_k.lock().unwrap() = None;
+    w.clock.advance(5 * 60);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Active, Phase::Active]);
+    let plans = w.signer.plans.lock().unwrap();
+    assert_eq!(plans.len(), 1, "one switch for both keys");
+    let algorithms: Vec<String> = plans[0]
+        .signing
+        .iter()
+        .map(|k| k.algorithm.to_string())
+        .collect();
+    assert_eq!(algorithms, ["rsa-2048", "ed25519"]);
+}
+
+#[test]
+fn a_signer_that_fails_is_named_and_the_switch_is_retried() {
+    let w = World::with("[rsa-2048]", 2);
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    w.others[0].fail.store(true, Ordering::SeqCst);
+    let failed = w.run(false);
+    assert!(failed[0].1.contains("signer mx2: reload failed"), "{failed:?}");
+    assert_eq!(w.phases(), [Phase::Propagated], "the rotation waits");
+    let key = &w.store.keys().unwrap()[0];
+    assert_eq!(key.signers["mx1"], "signing");
+    assert!(key.signers["mx2"].starts_with("failed"), "{:?}", key.signers);
+
+    assert!(w.run(false).is_empty());
+    let key = &w.store.keys().unwrap()[0];
+    assert_eq!(key.phase, Phase::Active);
+    assert!(key.signers.values().all(|state| state == "signing"));
 }

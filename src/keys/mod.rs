@@ -164,6 +164,16 @@ impl PrivateKey {
         }
     }
 
+    /// An Ed25519 key as the base64 of its 32-byte seed (the form rspamd reads).
+    pub fn ed25519_seed_base64(&self) -> Result<Zeroizing<String>, KeyError> {
+        let key = SigningKey::from_pkcs8_pem(&self.pem)
+            .map_err(|err| KeyError::Parse(self.algorithm, err.to_string()))?;
+        let seed = Zeroizing::new(key.to_bytes());
+        Ok(Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(seed.as_slice()),
+        ))
+    }
+
     /// The DKIM record that publishes this key.
     pub fn record(&self) -> Result<DkimRecord, KeyError> {
         Ok(DkimRecord::new(

@@ -2,9 +2,17 @@
 //!
 //! A [`SignerPlan`] is the whole desired state of one domain in a signer, derived from the
 //! store, so applying it twice is harmless and a run that died midway simply applies it again.
+//! A switch has three steps, so that several signers move together: every signer is given the
+//! new key files first ([`Signer::stage`]), then each switches ([`Signer::switch`]), and only
+//! when all have switched are old key files deleted ([`Signer::clean`]).
 
+pub mod exim;
+pub mod files;
+pub mod generic;
+pub mod kumomta;
 pub mod opendkim;
 mod reload;
+pub mod rspamd;
 
 pub use reload::Reload;
 
@@ -14,12 +22,15 @@ use anyhow::Result;
 use rotor_state::{KeyRecord, Phase};
 
 use crate::config::SignerConfig;
+use crate::keys::KeyAlgorithm;
 
 /// A key as a signer needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignerKey {
     /// The selector.
     pub selector: String,
+    /// Its algorithm.
+    pub algorithm: KeyAlgorithm,
     /// Rotor's private key file, which the adapter copies where the signer reads keys.
     pub source: PathBuf,
 }
@@ -28,6 +39,8 @@ impl SignerKey {
     fn from_record(key: &KeyRecord) -> Self {
         Self {
             selector: key.selector.clone(),
+            // The store holds only algorithms rotor wrote; RSA-2048 is the safe reading.
+            algorithm: key.algorithm.parse().unwrap_or(KeyAlgorithm::Rsa2048),
             source: key.key_file.clone(),
         }
     }
@@ -69,11 +82,25 @@ impl SignerPlan {
     }
 }
 
+impl SignerPlan {
+    /// Every key the signer should hold a file for: signing and kept.
+    pub fn installed(&self) -> impl Iterator<Item = &SignerKey> {
+        self.signing.iter().chain(&self.kept)
+    }
+}
+
 /// What every signer adapter does.
 pub trait Signer {
-    /// Makes the signer match `plan`: keys in place, tables written, signer reloaded. On any
-    /// failure, the signer's previous files are restored and an error returned.
-    fn apply(&self, plan: &SignerPlan) -> Result<()>;
+    /// Puts the key files of `plan` (signing and kept keys) where the signer reads keys, with
+    /// its owner, group and mode. The signer's configuration is not touched: it signs as before.
+    fn stage(&self, plan: &SignerPlan) -> Result<()>;
+
+    /// Makes the signer sign as `plan` says: its maps or tables written, then its reload and
+    /// check run. On any failure, its previous files are restored and an error returned.
+    fn switch(&self, plan: &SignerPlan) -> Result<()>;
+
+    /// Deletes the key files of `plan.removed`, once every signer has switched away from them.
+    fn clean(&self, plan: &SignerPlan) -> Result<()>;
 
     /// Checks that the signer's files and directories are usable.
     fn check(&self) -> Result<()>;
@@ -83,5 +110,9 @@ pub trait Signer {
 pub fn build(config: &SignerConfig) -> Box<dyn Signer> {
     match config {
         SignerConfig::Opendkim(config) => Box::new(opendkim::Opendkim::new(config.clone())),
+        SignerConfig::Rspamd(config) => Box::new(rspamd::Rspamd::new(config.clone())),
+        SignerConfig::Exim(config) => Box::new(exim::Exim::new(config.clone())),
+        SignerConfig::Kumomta(config) => Box::new(kumomta::Kumomta::new(config.clone())),
+        SignerConfig::Files(config) => Box::new(generic::Files::new(config.clone())),
     }
 }

@@ -3,17 +3,18 @@
 //!
 //! Only the lines of the domain being changed are touched: its `*@domain` signing rows and the
 //! KeyTable rows of rotor's selectors. Everything else in the tables stays as the operator wrote it.
+//! With `overlap: true` (and `MultipleSignatures yes` in opendkim.conf), a replaced key keeps its
+//! signing row through its grace window, so mail is signed with the old and the new key.
 
-use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
-use nix::unistd::{Gid, Group, Uid, User, chown};
 use serde::Deserialize;
 
+use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
 use super::{Reload, Signer, SignerKey, SignerPlan};
+use crate::config::FileMode;
 use crate::fsutil;
 
 /// The `type: opendkim` signer's settings.
@@ -34,6 +35,12 @@ pub struct OpendkimConfig {
     pub user: Option<String>,
     /// Group of the key files (default: the group of `key_dir`).
     pub group: Option<String>,
+    /// Mode of the key files (default 0600; OpenDKIM refuses keys others can read).
+    pub mode: Option<FileMode>,
+    /// Keep signing with a replaced key through its grace window, beside the new one (needs
+    /// `MultipleSignatures yes`).
+    #[serde(default)]
+    pub overlap: bool,
 }
 
 impl OpendkimConfig {
@@ -51,110 +58,59 @@ impl OpendkimConfig {
 /// The OpenDKIM adapter.
 pub struct Opendkim {
     config: OpendkimConfig,
+    keys: KeyFiles,
 }
 
 fn key_name(domain: &str, selector: &str) -> String {
     format!("{selector}._domainkey.{domain}")
 }
 
-/// A table's lines without those `drop` rejects, followed by `add`.
-fn rewrite(table: &str, drop: impl Fn(&[&str]) -> bool, add: &[String]) -> String {
-    let mut out = String::new();
-    for line in table.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let comment = fields.first().is_none_or(|f| f.starts_with('#'));
-        if comment || !drop(&fields) {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    for line in add {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 impl Opendkim {
     /// An adapter for the OpenDKIM in `config`.
     pub fn new(config: OpendkimConfig) -> Self {
-        Self { config }
+        let ownership = Ownership {
+            user: config.user.clone(),
+            group: config.group.clone(),
+            mode: config.mode,
+        };
+        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600);
+        Self { config, keys }
     }
 
     fn installed_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
-        self.config
-            .key_dir
-            .join(format!("{domain}.{}.pem", key.selector))
+        self.keys.path(domain, key, "pem")
     }
 
-    fn owner(&self) -> Result<(Uid, Gid)> {
-        let dir = fs::metadata(&self.config.key_dir)
-            .with_context(|| format!("OpenDKIM key_dir {}", self.config.key_dir.display()))?;
-        let uid = match &self.config.user {
-            Some(name) => {
-                User::from_name(name)?
-                    .with_context(|| format!("no user {name:?}"))?
-                    .uid
-            }
-            None => Uid::from_raw(dir.uid()),
-        };
-        let gid = match &self.config.group {
-            Some(name) => {
-                Group::from_name(name)?
-                    .with_context(|| format!("no group {name:?}"))?
-                    .gid
-            }
-            None => Gid::from_raw(dir.gid()),
-        };
-        Ok((uid, gid))
-    }
-
-    /// Copies a key where OpenDKIM reads it, 0600 and owned by the signer, unless it is there.
-    fn install(&self, domain: &str, key: &SignerKey) -> Result<PathBuf> {
-        let target = self.installed_path(domain, key);
-        let pem = fs::read(&key.source)
-            .with_context(|| format!("cannot read private key {}", key.source.display()))?;
-        if fs::read(&target).ok().as_deref() != Some(pem.as_slice()) {
-            fsutil::write_atomic(&target, &pem, 0o600)?;
-        }
-        let (uid, gid) = self.owner()?;
-        chown(&target, Some(uid), Some(gid))
-            .with_context(|| format!("cannot chown {}", target.display()))?;
-        Ok(target)
-    }
-
-    fn tables(
-        &self,
-        plan: &SignerPlan,
-        key_table: &str,
-        signing_table: &str,
-    ) -> Result<(String, String)> {
+    fn tables(&self, plan: &SignerPlan, key_table: &str, signing_table: &str) -> [String; 2] {
         let domain = plan.domain.as_str();
         let ours: Vec<String> = plan
-            .signing
-            .iter()
-            .chain(&plan.kept)
+            .installed()
             .chain(&plan.removed)
             .map(|key| key_name(domain, &key.selector))
             .collect();
-        let mut key_rows = Vec::new();
-        for key in plan.signing.iter().chain(&plan.kept) {
-            let path = self.installed_path(domain, key);
-            key_rows.push(format!(
-                "{} {domain}:{}:{}",
-                key_name(domain, &key.selector),
-                key.selector,
-                path.display()
-            ));
-        }
+        let key_rows: Vec<String> = plan
+            .installed()
+            .map(|key| {
+                format!(
+                    "{} {domain}:{}:{}",
+                    key_name(domain, &key.selector),
+                    key.selector,
+                    self.installed_path(domain, key).display()
+                )
+            })
+            .collect();
         let keys = rewrite(
             key_table,
             |f| ours.iter().any(|name| name == f[0]),
             &key_rows,
         );
         let pattern = format!("*@{domain}");
-        let signing_rows: Vec<String> = plan
-            .signing
+        let signing_keys: Vec<&SignerKey> = if self.config.overlap {
+            plan.installed().collect()
+        } else {
+            plan.signing.iter().collect()
+        };
+        let signing_rows: Vec<String> = signing_keys
             .iter()
             .map(|key| format!("{pattern} {}", key_name(domain, &key.selector)))
             .collect();
@@ -167,68 +123,29 @@ impl Opendkim {
             },
             &signing_rows,
         );
-        Ok((keys, signing))
-    }
-}
-
-/// A file's contents and mode before rotor changed it.
-struct Saved {
-    path: PathBuf,
-    text: Option<String>,
-    mode: u32,
-}
-
-impl Saved {
-    fn read(path: &Path) -> Result<Self> {
-        let mode = fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o644);
-        Ok(Self {
-            path: path.to_owned(),
-            text: fsutil::read_optional(path)?,
-            mode,
-        })
-    }
-
-    fn write(&self, text: &str) -> Result<()> {
-        if self.text.as_deref() != Some(text) {
-            fsutil::write_atomic(&self.path, text.as_bytes(), self.mode)?;
-        }
-        Ok(())
-    }
-
-    fn restore(&self) -> Result<()> {
-        match &self.text {
-            Some(text) => fsutil::write_atomic(&self.path, text.as_bytes(), self.mode),
-            None => fsutil::remove_file(&self.path),
-        }
+        [keys, signing]
     }
 }
 
 impl Signer for Opendkim {
-    fn apply(&self, plan: &SignerPlan) -> Result<()> {
+    fn stage(&self, plan: &SignerPlan) -> Result<()> {
+        for key in plan.installed() {
+            let path = self.installed_path(&plan.domain, key);
+            self.keys.install(&path, key, KeyFormat::Pem)?;
+        }
+        Ok(())
+    }
+
+    fn switch(&self, plan: &SignerPlan) -> Result<()> {
         let reload = self.config.reload().map_err(anyhow::Error::msg)?;
-        for key in plan.signing.iter().chain(&plan.kept) {
-            self.install(&plan.domain, key)?;
-        }
-        let key_table = Saved::read(&self.config.key_table)?;
-        let signing_table = Saved::read(&self.config.signing_table)?;
-        let (keys, signing) = self.tables(
-            plan,
-            key_table.text.as_deref().unwrap_or_default(),
-            signing_table.text.as_deref().unwrap_or_default(),
-        )?;
-        let switched = key_table
-            .write(&keys)
-            .and_then(|()| signing_table.write(&signing))
-            .and_then(|()| reload.run());
-        if let Err(err) = switched {
-            let restored = key_table.restore().and_then(|()| signing_table.restore());
-            if let Err(restore) = restored {
-                bail!("{err:#}; restoring the previous tables failed too: {restore:#}");
-            }
-            return Err(err.context("OpenDKIM was not switched; its previous tables are restored"));
-        }
+        let files = FileSet::read(&[&self.config.key_table, &self.config.signing_table])?;
+        let tables = self.tables(plan, files.text(0), files.text(1));
+        files
+            .switch(&tables, || reload.run())
+            .context("OpenDKIM")
+    }
+
+    fn clean(&self, plan: &SignerPlan) -> Result<()> {
         for key in &plan.removed {
             fsutil::remove_file(&self.installed_path(&plan.domain, key))?;
         }
@@ -238,17 +155,9 @@ impl Signer for Opendkim {
     fn check(&self) -> Result<()> {
         let reload = self.config.reload().map_err(anyhow::Error::msg)?;
         fsutil::ensure_private_dir(&self.config.key_dir).context("OpenDKIM key_dir")?;
-        self.owner()?;
-        for table in [&self.config.key_table, &self.config.signing_table] {
-            let dir = table.parent().unwrap_or(Path::new("."));
-            nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).with_context(|| {
-                format!(
-                    "cannot write in {} (for {})",
-                    dir.display(),
-                    table.display()
-                )
-            })?;
-        }
+        self.keys.check()?;
+        check_writable(&self.config.key_table)?;
+        check_writable(&self.config.signing_table)?;
         reload.check()
     }
 }
@@ -257,8 +166,14 @@ impl Signer for Opendkim {
 mod tests {
     use super::*;
 
-    fn opendkim(dir: &Path, reload: &str) -> Opendkim {
-        Opendkim::new(OpendkimConfig {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use crate::keys::KeyAlgorithm;
+
+    fn config(dir: &Path, reload: &str) -> OpendkimConfig {
+        OpendkimConfig {
             key_table: dir.join("KeyTable"),
             signing_table: dir.join("SigningTable"),
             key_dir: dir.join("keys"),
@@ -266,7 +181,13 @@ mod tests {
             pid_file: None,
             user: None,
             group: None,
-        })
+            mode: None,
+            overlap: false,
+        }
+    }
+
+    fn opendkim(dir: &Path, reload: &str) -> Opendkim {
+        Opendkim::new(config(dir, reload))
     }
 
     fn key(dir: &Path, selector: &str) -> SignerKey {
@@ -274,8 +195,16 @@ mod tests {
         fs::write(&source, format!("PEM {selector}")).unwrap();
         SignerKey {
             selector: selector.into(),
+            algorithm: KeyAlgorithm::Rsa2048,
             source,
         }
+    }
+
+    /// The three steps, as the engine takes them for one signer.
+    fn apply(signer: &Opendkim, plan: &SignerPlan) -> Result<()> {
+        signer.stage(plan)?;
+        signer.switch(plan)?;
+        signer.clean(plan)
     }
 
     fn setup() -> (tempfile::TempDir, Opendkim) {
@@ -301,8 +230,8 @@ mod tests {
             kept: vec![a.clone()],
             removed: vec![],
         };
-        signer.apply(&plan).unwrap();
-        signer.apply(&plan).unwrap();
+        apply(&signer, &plan).unwrap();
+        apply(&signer, &plan).unwrap();
         let keys = fs::read_to_string(dir.path().join("KeyTable")).unwrap();
         let signing = fs::read_to_string(dir.path().join("SigningTable")).unwrap();
         let key_dir = dir.path().join("keys");
@@ -331,7 +260,7 @@ mod tests {
             kept: vec![],
             removed: vec![a],
         };
-        signer.apply(&retire).unwrap();
+        apply(&signer, &retire).unwrap();
         let keys = fs::read_to_string(dir.path().join("KeyTable")).unwrap();
         assert!(!keys.contains("a._domainkey"), "{keys}");
         assert!(!key_dir.join("example.com.a.pem").exists());
@@ -348,7 +277,7 @@ mod tests {
             kept: vec![],
             removed: vec![],
         };
-        let err = format!("{:#}", signer.apply(&plan).unwrap_err());
+        let err = format!("{:#}", apply(&signer, &plan).unwrap_err());
         assert!(err.contains("opendkim is down"), "{err}");
         assert!(err.contains("restored"), "{err}");
         assert_eq!(
@@ -358,8 +287,29 @@ mod tests {
     }
 
     #[test]
+    fn with_overlap_a_kept_key_keeps_signing() {
+        let dir = tempfile::tempdir().unwrap();
+        fsutil::ensure_private_dir(&dir.path().join("keys")).unwrap();
+        let signer = Opendkim::new(OpendkimConfig {
+            overlap: true,
+            ..config(dir.path(), "true")
+        });
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![key(dir.path(), "new")],
+            kept: vec![key(dir.path(), "old")],
+            removed: vec![],
+        };
+        apply(&signer, &plan).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("SigningTable")).unwrap(),
+            "*@example.com new._domainkey.example.com\n*@example.com old._domainkey.example.com\n"
+        );
+    }
+
+    #[test]
     fn reload_must_be_configured_once() {
-        let mut config = opendkim(Path::new("/x"), "true").config;
+        let mut config = config(Path::new("/x"), "true");
         config.pid_file = Some("/run/opendkim.pid".into());
         assert!(config.reload().unwrap_err().contains("not both"));
         config.reload = None;

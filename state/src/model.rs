@@ -1,5 +1,6 @@
 //! The records the store holds.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -193,6 +194,10 @@ pub struct KeyRecord {
     pub last_check: Option<Check>,
     /// The last error, cleared by the next success.
     pub error: Option<String>,
+    /// Each signer's state after the last switch that concerned this key (`signing`,
+    /// `removed`, or why it failed).
+    #[serde(default)]
+    pub signers: BTreeMap<String, String>,
 }
 
 impl KeyRecord {
@@ -221,6 +226,7 @@ impl KeyRecord {
             intent: None,
             last_check: None,
             error: None,
+            signers: BTreeMap::new(),
         }
     }
 

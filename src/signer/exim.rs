@@ -1,0 +1,188 @@
+//! Exim: one `lsearch` file, written atomically, that the smtp transport's DKIM options look up
+//! on every delivery, so no reload is needed. Each domain maps to its selectors (a colon list:
+//! Exim signs once per selector), and each `<selector>._domainkey.<domain>` to its key file:
+//!
+//! ```text
+//! example.com: sel-rsa : sel-ed
+//! sel-rsa._domainkey.example.com: /etc/exim4/dkim/example.com.sel-rsa.pem
+//! ```
+//!
+//! used from the transport as
+//!
+//! ```text
+//! dkim_domain = ${lookup{$sender_address_domain}lsearch{TABLE}{$sender_address_domain}}
+//! dkim_selector = ${lookup{$dkim_domain}lsearch{TABLE}}
+//! dkim_private_key = ${lookup{$dkim_selector._domainkey.$dkim_domain}lsearch{TABLE}{$value}{0}}
+//! ```
+//!
+//! Exim reads keys as its own user, so key files are group-readable (0640) by default: give
+//! them the group Exim runs as (`group: Debian-exim` on Debian).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
+use super::{Reload, Signer, SignerKey, SignerPlan};
+use crate::config::FileMode;
+use crate::fsutil;
+
+/// The `type: exim` signer's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EximConfig {
+    /// The lsearch file the transport looks up.
+    pub table: PathBuf,
+    /// Where Exim reads keys.
+    pub key_dir: PathBuf,
+    /// A command run after the table changed (none needed: Exim reads it per delivery).
+    pub reload: Option<String>,
+    /// Owner of the key files (default: the owner of `key_dir`).
+    pub user: Option<String>,
+    /// Group of the key files (default: the group of `key_dir`), the group Exim runs as.
+    pub group: Option<String>,
+    /// Mode of the key files (default 0640).
+    pub mode: Option<FileMode>,
+}
+
+/// The Exim adapter.
+pub struct Exim {
+    config: EximConfig,
+    keys: KeyFiles,
+}
+
+impl Exim {
+    /// An adapter for `config`.
+    pub fn new(config: EximConfig) -> Self {
+        let ownership = Ownership {
+            user: config.user.clone(),
+            group: config.group.clone(),
+            mode: config.mode,
+        };
+        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o640);
+        Self { config, keys }
+    }
+
+    fn key_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
+        self.keys.path(domain, key, "pem")
+    }
+
+    fn table(&self, plan: &SignerPlan, current: &str) -> String {
+        let domain = plan.domain.as_str();
+        let suffix = format!("._domainkey.{domain}:");
+        let mut rows = Vec::new();
+        if !plan.signing.is_empty() {
+            let selectors: Vec<&str> = plan.signing.iter().map(|k| k.selector.as_str()).collect();
+            rows.push(format!("{domain}: {}", selectors.join(" : ")));
+        }
+        for key in plan.installed() {
+            rows.push(format!(
+                "{}._domainkey.{domain}: {}",
+                key.selector,
+                self.key_path(domain, key).display()
+            ));
+        }
+        rewrite(
+            current,
+            |fields| fields[0] == format!("{domain}:") || fields[0].ends_with(&suffix),
+            &rows,
+        )
+    }
+}
+
+impl Signer for Exim {
+    fn stage(&self, plan: &SignerPlan) -> Result<()> {
+        for key in plan.installed() {
+            let path = self.key_path(&plan.domain, key);
+            self.keys.install(&path, key, KeyFormat::Pem)?;
+        }
+        Ok(())
+    }
+
+    fn switch(&self, plan: &SignerPlan) -> Result<()> {
+        let files = FileSet::read(&[&self.config.table])?;
+        let table = self.table(plan, files.text(0));
+        let reload = self.config.reload.clone().map(Reload::Command);
+        files
+            .switch(&[table], || match &reload {
+                Some(reload) => reload.run(),
+                None => Ok(()),
+            })
+            .context("Exim")
+    }
+
+    fn clean(&self, plan: &SignerPlan) -> Result<()> {
+        for key in &plan.removed {
+            fsutil::remove_file(&self.key_path(&plan.domain, key))?;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        self.keys.check()?;
+        check_writable(&self.config.table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+    use crate::keys::KeyAlgorithm;
+
+    fn key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
+        let source = dir.join(format!("{selector}.src"));
+        fs::write(&source, format!("PEM {selector}")).unwrap();
+        SignerKey {
+            selector: selector.into(),
+            algorithm,
+            source,
+        }
+    }
+
+    #[test]
+    fn the_table_lists_selectors_and_key_files_and_keeps_other_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        fsutil::create_dir(&dir.path().join("keys")).unwrap();
+        let exim = Exim::new(EximConfig {
+            table: dir.path().join("dkim"),
+            key_dir: dir.path().join("keys"),
+            reload: None,
+            user: None,
+            group: None,
+            mode: None,
+        });
+        fs::write(
+            dir.path().join("dkim"),
+            "other.org: s\ns._domainkey.other.org: /k/other.pem\nexample.com: old\nold._domainkey.example.com: /k/old.pem\n",
+        )
+        .unwrap();
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![
+                key(dir.path(), "r2", KeyAlgorithm::Rsa2048),
+                key(dir.path(), "e2", KeyAlgorithm::Ed25519),
+            ],
+            kept: vec![key(dir.path(), "old", KeyAlgorithm::Rsa2048)],
+            removed: vec![],
+        };
+        exim.stage(&plan).unwrap();
+        exim.switch(&plan).unwrap();
+        let k = dir.path().join("keys");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("dkim")).unwrap(),
+            format!(
+                "other.org: s\ns._domainkey.other.org: /k/other.pem\nexample.com: r2 : e2\nr2._domainkey.example.com: {k}/example.com.r2.pem\ne2._domainkey.example.com: {k}/example.com.e2.pem\nold._domainkey.example.com: {k}/example.com.old.pem\n",
+                k = k.display()
+            )
+        );
+        let mode = fs::metadata(k.join("example.com.r2.pem")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o640
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! `type: files`: any signer rotor has no adapter for. Each configured file is rendered from a
+//! template (Jinja syntax, by minijinja) for the domain, written atomically, then a reload
+//! command and an optional verify command run; if either fails, every file is put back.
+//!
+//! Template variables: `domain`; `keys`, the keys to sign with, each with `selector`,
+//! `algorithm` (`rsa-2048`, `ed25519`), `k` (`rsa` or `ed25519`) and `key_path`; `kept`, the
+//! replaced keys in their grace window, alike; and `selector`, `algorithm`, `k` and `key_path`
+//! of the first key to sign with, for signers that take one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+
+use super::files::{FileSet, KeyFiles, KeyFormat, Ownership};
+use super::{Reload, Signer, SignerKey, SignerPlan};
+use crate::config::FileMode;
+use crate::fsutil;
+
+/// One file the signer reads, rendered per domain.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateFile {
+    /// Where it is written; a template too, and it must contain `{{ domain }}` (one file per
+    /// domain).
+    pub path: String,
+    /// The file's contents, as a template.
+    pub template: String,
+    /// Mode of the written file (default 0644; it holds paths, not keys).
+    pub mode: Option<String>,
+}
+
+/// The `type: files` signer's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Where the signer reads keys; files are named `<domain>.<selector>.<extension>`.
+    pub key_dir: PathBuf,
+    /// How keys are written: `pem` (default) or `ed25519_seed` (base64 seed for Ed25519).
+    #[serde(default)]
+    pub key_format: KeyFormatName,
+    /// The files rendered for each domain.
+    pub files: Vec<TemplateFile>,
+    /// A command that makes the signer read them (none: it notices by itself).
+    pub reload: Option<String>,
+    /// A command run after the reload; if it fails, the previous files are restored (and the
+    /// reload run again).
+    pub verify: Option<String>,
+    /// Owner of the key files (default: the owner of `key_dir`).
+    pub user: Option<String>,
+    /// Group of the key files (default: the group of `key_dir`).
+    pub group: Option<String>,
+    /// Mode of the key files (default 0600).
+    pub mode: Option<FileMode>,
+    /// Whether the signer can sign with an RSA and an Ed25519 key at once.
+    #[serde(default)]
+    pub dual_signing: bool,
+}
+
+/// The names `key_format:` takes.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyFormatName {
+    /// PKCS#8 PEM.
+    #[default]
+    Pem,
+    /// PEM for RSA, base64 of the 32-byte seed for Ed25519.
+    Ed25519Seed,
+}
+
+impl From<KeyFormatName> for KeyFormat {
+    fn from(name: KeyFormatName) -> Self {
+        match name {
+            KeyFormatName::Pem => KeyFormat::Pem,
+            KeyFormatName::Ed25519Seed => KeyFormat::Ed25519Seed,
+        }
+    }
+}
+
+impl FilesConfig {
+    /// Checks the templates (syntax, and a per-domain path) and modes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.files.is_empty() {
+            return Err("list at least one file under `files:`".into());
+        }
+        for (index, file) in self.files.iter().enumerate() {
+            if !file.path.contains("domain") {
+                return Err(format!(
+                    "files[{index}].path must contain {{{{ domain }}}}: each domain gets its own file"
+                ));
+            }
+            let env = environment();
+            env.template_from_str(&file.path)
+                .and_then(|_| env.template_from_str(&file.template))
+                .map_err(|err| format!("files[{index}]: {err}"))?;
+            file_mode(file).map_err(|err| format!("files[{index}].mode: {err}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+fn file_mode(file: &TemplateFile) -> Result<u32, String> {
+    match &file.mode {
+        None => Ok(0o644),
+        Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|mode| *mode <= 0o777)
+            .ok_or_else(|| format!("invalid file mode {text:?}: write it in octal, like \"0644\"")),
+    }
+}
+
+/// A key as templates see it.
+#[derive(Serialize)]
+struct KeyView {
+    selector: String,
+    algorithm: String,
+    k: &'static str,
+    key_path: String,
+}
+
+/// Everything a template sees.
+#[derive(Serialize)]
+struct View {
+    domain: String,
+    keys: Vec<KeyView>,
+    kept: Vec<KeyView>,
+    selector: Option<String>,
+    algorithm: Option<String>,
+    k: Option<&'static str>,
+    key_path: Option<String>,
+}
+
+/// The generic adapter.
+pub struct Files {
+    config: FilesConfig,
+    keys: KeyFiles,
+}
+
+impl Files {
+    /// An adapter for `config`.
+    pub fn new(config: FilesConfig) -> Self {
+        let ownership = Ownership {
+            user: config.user.clone(),
+            group: config.group.clone(),
+            mode: config.mode,
+        };
+        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600);
+        Self { config, keys }
+    }
+
+    fn key_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
+        let extension = match (KeyFormat::from(self.config.key_format), key.algorithm.is_rsa()) {
+            (KeyFormat::Ed25519Seed, false) => "key",
+            _ => "pem",
+        };
+        self.keys.path(domain, key, extension)
+    }
+
+    fn view(&self, plan: &SignerPlan) -> View {
+        let view = |key: &SignerKey| KeyView {
+            selector: key.selector.clone(),
+            algorithm: key.algorithm.to_string(),
+            k: key.algorithm.dkim_k(),
+            key_path: self.key_path(&plan.domain, key).display().to_string(),
+        };
+        let keys: Vec<KeyView> = plan.signing.iter().map(view).collect();
+        let first = keys.first();
+        View {
+            domain: plan.domain.clone(),
+            selector: first.map(|k| k.selector.clone()),
+            algorithm: first.map(|k| k.algorithm.clone()),
+            k: first.map(|k| k.k),
+            key_path: first.map(|k| k.key_path.clone()),
+            kept: plan.kept.iter().map(view).collect(),
+            keys,
+        }
+    }
+
+    /// Each file's path and contents for `plan`.
+    fn render(&self, plan: &SignerPlan) -> Result<Vec<(PathBuf, String, u32)>> {
+        let env = environment();
+        let view = self.view(plan);
+        self.config
+            .files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| {
+                let render = |text: &str| {
+                    env.render_str(text, &view)
+                        .with_context(|| format!("files[{index}] of the files signer"))
+                };
+                let mode = file_mode(file).map_err(anyhow::Error::msg)?;
+                Ok((PathBuf::from(render(&file.path)?), render(&file.template)?, mode))
+            })
+            .collect()
+    }
+}
+
+impl Signer for Files {
+    fn stage(&self, plan: &SignerPlan) -> Result<()> {
+        for key in plan.installed() {
+            let path = self.key_path(&plan.domain, key);
+            self.keys
+                .install(&path, key, self.config.key_format.into())?;
+        }
+        Ok(())
+    }
+
+    fn switch(&self, plan: &SignerPlan) -> Result<()> {
+        let rendered = self.render(plan)?;
+        let paths: Vec<&Path> = rendered.iter().map(|(path, ..)| path.as_path()).collect();
+        for (path, _, mode) in &rendered {
+            if let Some(dir) = path.parent().filter(|dir| !dir.exists()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            if !path.exists() {
+                fsutil::write_atomic(path, b"", *mode)?;
+            }
+        }
+        let files = FileSet::read(&paths)?;
+        let texts: Vec<String> = rendered.into_iter().map(|(_, text, _)| text).collect();
+        let reload = self.config.reload.clone().map(Reload::Command);
+        let verify = self.config.verify.clone().map(Reload::Command);
+        let result = files.switch(&texts, || {
+            if let Some(reload) = &reload {
+                reload.run()?;
+            }
+            match &verify {
+                Some(verify) => verify.run().context("verify command"),
+                None => Ok(()),
+            }
+        });
+        if result.is_err()
+            && let Some(reload) = &reload
+        {
+            // The previous files are back: let the signer read them again.
+            if let Err(err) = reload.run() {
+                bail!("{:#}; reloading the restored files failed too: {err:#}", result.unwrap_err());
+            }
+        }
+        result
+    }
+
+    fn clean(&self, plan: &SignerPlan) -> Result<()> {
+        for key in &plan.removed {
+            fsutil::remove_file(&self.key_path(&plan.domain, key))?;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        self.keys.check()?;
+        self.config.validate().map_err(anyhow::Error::msg)
+    }
+}

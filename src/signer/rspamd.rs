@@ -1,0 +1,277 @@
+//! rspamd's `dkim_signing` module. A domain that signs with one key is a line of the selector
+//! map (`example.com selector`), its key at `<key_dir>/<domain>.<selector>.key`, the path
+//! template rspamd is configured with: rspamd re-reads a changed map by itself, and a new
+//! selector always has a new path, so its key cache never serves an old key. A domain that signs
+//! twice (RSA and Ed25519) is an entry of `domains_file`, a file rotor owns and rspamd includes,
+//! which needs a reload.
+//!
+//! Ed25519 keys are written as the base64 of their seed, the form rspamd 3.4 reads (it skips a
+//! PEM Ed25519 key).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
+use super::{Reload, Signer, SignerKey, SignerPlan};
+use crate::config::FileMode;
+use crate::fsutil;
+
+/// The `type: rspamd` signer's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RspamdConfig {
+    /// Where rspamd reads keys (`path = "<key_dir>/$domain.$selector.key"` in
+    /// dkim_signing.conf).
+    pub key_dir: PathBuf,
+    /// The selector map (`selector_map = "…"` in dkim_signing.conf).
+    pub selector_map: PathBuf,
+    /// The file of domains that sign twice, included from dkim_signing.conf (needed for
+    /// `keys: [rsa-…, ed25519]`).
+    pub domains_file: Option<PathBuf>,
+    /// A command that reloads rspamd (needed with `domains_file`; maps need none).
+    pub reload: Option<String>,
+    /// A command that checks rspamd's configuration before the reload, e.g.
+    /// `rspamadm configtest`; if it fails, the previous files are restored.
+    pub configtest: Option<String>,
+    /// Owner of the key files (default: the owner of `key_dir`).
+    pub user: Option<String>,
+    /// Group of the key files (default: the group of `key_dir`).
+    pub group: Option<String>,
+    /// Mode of the key files (default 0600).
+    pub mode: Option<FileMode>,
+}
+
+impl RspamdConfig {
+    /// Checks settings that depend on each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.domains_file.is_some() && self.reload.is_none() {
+            return Err(
+                "`domains_file:` changes need a reload: set `reload:` (e.g. `systemctl reload rspamd`)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The rspamd adapter.
+pub struct Rspamd {
+    config: RspamdConfig,
+    keys: KeyFiles,
+}
+
+const DOMAINS_HEADER: &str = "# Written by rotor: the DKIM selectors of domains that sign twice (RSA and Ed25519).
+# Included from local.d/dkim_signing.conf; do not edit.
+domain {
+";
+
+impl Rspamd {
+    /// An adapter for `config`.
+    pub fn new(config: RspamdConfig) -> Self {
+        let ownership = Ownership {
+            user: config.user.clone(),
+            group: config.group.clone(),
+            mode: config.mode,
+        };
+        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600);
+        Self { config, keys }
+    }
+
+    fn key_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
+        self.keys.path(domain, key, "key")
+    }
+
+    /// The selector map with `domain`'s line replaced (or removed when it signs twice).
+    fn map(&self, plan: &SignerPlan, map: &str, twice: bool) -> String {
+        let domain = plan.domain.as_str();
+        let line: Vec<String> = match (twice, plan.signing.first()) {
+            (false, Some(key)) => vec![format!("{domain} {}", key.selector)],
+            _ => Vec::new(),
+        };
+        rewrite(map, |fields| fields[0] == domain, &line)
+    }
+
+    /// The domains file with `domain`'s entry replaced (or removed when it signs once).
+    fn domains(&self, plan: &SignerPlan, current: &str, twice: bool) -> String {
+        let domain = plan.domain.as_str();
+        let mut entries: Vec<String> = current
+            .lines()
+            .filter(|line| line.starts_with("  \""))
+            .filter(|line| !line.starts_with(&format!("  \"{domain}\" ")))
+            .map(str::to_string)
+            .collect();
+        if twice {
+            let selectors: Vec<String> = plan
+                .signing
+                .iter()
+                .map(|key| {
+                    format!(
+                        "{{ path = \"{}\"; selector = \"{}\"; }}",
+                        self.key_path(domain, key).display(),
+                        key.selector
+                    )
+                })
+                .collect();
+            entries.push(format!(
+                "  \"{domain}\" {{ selectors [ {} ]; }}",
+                selectors.join(", ")
+            ));
+        }
+        entries.sort();
+        format!("{DOMAINS_HEADER}{}}}\n", entries.join("\n") + "\n")
+    }
+}
+
+impl Signer for Rspamd {
+    fn stage(&self, plan: &SignerPlan) -> Result<()> {
+        for key in plan.installed() {
+            let path = self.key_path(&plan.domain, key);
+            self.keys.install(&path, key, KeyFormat::Ed25519Seed)?;
+        }
+        Ok(())
+    }
+
+    fn switch(&self, plan: &SignerPlan) -> Result<()> {
+        let twice = plan.signing.len() > 1;
+        let mut paths: Vec<&Path> = vec![&self.config.selector_map];
+        if let Some(domains) = &self.config.domains_file {
+            paths.push(domains);
+        } else if twice {
+            anyhow::bail!("rspamd signs a domain twice only through `domains_file:`");
+        }
+        let files = FileSet::read(&paths)?;
+        let mut texts = vec![self.map(plan, files.text(0), twice)];
+        if self.config.domains_file.is_some() {
+            texts.push(self.domains(plan, files.text(1), twice));
+        }
+        let configtest = self.config.configtest.clone().map(Reload::Command);
+        let reload = self.config.reload.clone().map(Reload::Command);
+        files
+            .switch(&texts, || {
+                if let Some(test) = &configtest {
+                    test.run().context("configtest")?;
+                }
+                match &reload {
+                    Some(reload) => reload.run(),
+                    None => Ok(()),
+                }
+            })
+            .context("rspamd")
+    }
+
+    fn clean(&self, plan: &SignerPlan) -> Result<()> {
+        for key in &plan.removed {
+            fsutil::remove_file(&self.key_path(&plan.domain, key))?;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        self.config.validate().map_err(anyhow::Error::msg)?;
+        self.keys.check()?;
+        check_writable(&self.config.selector_map)?;
+        if let Some(domains) = &self.config.domains_file {
+            check_writable(domains)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::keys::{KeyAlgorithm, PrivateKey};
+
+    fn key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
+        let source = dir.join(format!("{selector}.pem"));
+        fs::write(&source, PrivateKey::generate(algorithm).unwrap().pem()).unwrap();
+        SignerKey {
+            selector: selector.into(),
+            algorithm,
+            source,
+        }
+    }
+
+    fn rspamd(dir: &Path) -> Rspamd {
+        fsutil::create_dir(&dir.join("keys")).unwrap();
+        Rspamd::new(RspamdConfig {
+            key_dir: dir.join("keys"),
+            selector_map: dir.join("selectors.map"),
+            domains_file: Some(dir.join("domains.inc")),
+            reload: Some("true".into()),
+            configtest: None,
+            user: None,
+            group: None,
+            mode: None,
+        })
+    }
+
+    #[test]
+    fn one_key_goes_to_the_map_two_to_the_domains_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = rspamd(dir.path());
+        fs::write(dir.path().join("selectors.map"), "# operator\nother.org sel\n").unwrap();
+        let rsa = key(dir.path(), "r1", KeyAlgorithm::Rsa2048);
+        let ed = key(dir.path(), "e1", KeyAlgorithm::Ed25519);
+        let once = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![rsa.clone()],
+            kept: vec![],
+            removed: vec![],
+        };
+        signer.stage(&once).unwrap();
+        signer.switch(&once).unwrap();
+        let map = fs::read_to_string(dir.path().join("selectors.map")).unwrap();
+        assert_eq!(map, "# operator\nother.org sel\nexample.com r1\n");
+
+        let twice = SignerPlan {
+            signing: vec![rsa, ed],
+            ..once
+        };
+        signer.stage(&twice).unwrap();
+        signer.switch(&twice).unwrap();
+        let map = fs::read_to_string(dir.path().join("selectors.map")).unwrap();
+        assert_eq!(map, "# operator\nother.org sel\n");
+        let domains = fs::read_to_string(dir.path().join("domains.inc")).unwrap();
+        let keys = dir.path().join("keys");
+        assert!(
+            domains.ends_with(&format!(
+                "domain {{\n  \"example.com\" {{ selectors [ {{ path = \"{k}/example.com.r1.key\"; selector = \"r1\"; }}, {{ path = \"{k}/example.com.e1.key\"; selector = \"e1\"; }} ]; }}\n}}\n",
+                k = keys.display()
+            )),
+            "{domains}"
+        );
+        let seed = fs::read_to_string(keys.join("example.com.e1.key")).unwrap();
+        assert_eq!(seed.trim().len(), 44, "Ed25519 as its base64 seed");
+        assert!(
+            fs::read_to_string(keys.join("example.com.r1.key"))
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
+    }
+
+    #[test]
+    fn a_failed_configtest_restores_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut signer = rspamd(dir.path());
+        signer.config.configtest = Some("echo syntax error >&2; false".into());
+        fs::write(dir.path().join("selectors.map"), "example.com old\n").unwrap();
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![key(dir.path(), "new", KeyAlgorithm::Rsa2048)],
+            kept: vec![],
+            removed: vec![],
+        };
+        signer.stage(&plan).unwrap();
+        let err = format!("{:#}", signer.switch(&plan).unwrap_err());
+        assert!(err.contains("syntax error") && err.contains("restored"), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("selectors.map")).unwrap(),
+            "example.com old\n"
+        );
+    }
+}
