@@ -118,8 +118,7 @@ pub fn next_among(key: &KeyRecord, keys: &[KeyRecord], policy: &Policy, now: u64
         return step;
     }
     let on_its_way = keys.iter().find(|other| {
-        other.selector != key.selector
-            && matches!(other.phase, Phase::Generated | Phase::Published)
+        other.selector != key.selector && matches!(other.phase, Phase::Generated | Phase::Published)
     });
     match on_its_way {
         Some(other) => Next::Wait {

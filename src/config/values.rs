@@ -368,7 +368,9 @@ impl FromStr for FileMode {
         let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
             .ok()
             .filter(|mode| *mode <= 0o777)
-            .ok_or_else(|| format!("invalid file mode {text:?}: write it in octal, like \"0640\""))?;
+            .ok_or_else(|| {
+                format!("invalid file mode {text:?}: write it in octal, like \"0640\"")
+            })?;
         if mode & 0o007 != 0 {
             return Err(format!(
                 "mode {text} lets every user of the machine read a private key: use 0600, or 0640 with the signer's group"
@@ -428,9 +430,19 @@ mod tests {
     fn file_modes_are_octal_and_never_open_to_others() {
         assert_eq!("0640".parse::<FileMode>().unwrap(), FileMode(0o640));
         assert_eq!("600".parse::<FileMode>().unwrap(), FileMode(0o600));
-        assert!("0644".parse::<FileMode>().unwrap_err().contains("every user"));
+        assert!(
+            "0644"
+                .parse::<FileMode>()
+                .unwrap_err()
+                .contains("every user")
+        );
         assert!("0040".parse::<FileMode>().unwrap_err().contains("owner"));
-        assert!("rw-r-----".parse::<FileMode>().unwrap_err().contains("octal"));
+        assert!(
+            "rw-r-----"
+                .parse::<FileMode>()
+                .unwrap_err()
+                .contains("octal")
+        );
     }
 
     #[test]

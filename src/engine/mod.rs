@@ -255,12 +255,12 @@ impl<'a> Engine<'a> {
         for _ in 0..64 {
             let keys = self.store.domain_keys(name)?;
             let now = self.clock.now();
-            let step =
-                keys.iter()
-                    .find_map(|key| match lifecycle::next_among(key, &keys, &domain.policy, now) {
-                        Next::Act(action) => Some((key.clone(), action)),
-                        _ => None,
-                    });
+            let step = keys.iter().find_map(|key| {
+                match lifecycle::next_among(key, &keys, &domain.policy, now) {
+                    Next::Act(action) => Some((key.clone(), action)),
+                    _ => None,
+                }
+            });
             let Some((key, action)) = step else {
                 if abandoned.is_empty() {
                     return Ok(());

@@ -517,11 +517,18 @@ fn a_signer_that_fails_is_named_and_the_switch_is_retried() {
     w.clock.advance(4 * HOUR);
     w.others[0].fail.store(true, Ordering::SeqCst);
     let failed = w.run(false);
-    assert!(failed[0].1.contains("signer mx2: reload failed"), "{failed:?}");
+    assert!(
+        failed[0].1.contains("signer mx2: reload failed"),
+        "{failed:?}"
+    );
     assert_eq!(w.phases(), [Phase::Propagated], "the rotation waits");
     let key = &w.store.keys().unwrap()[0];
     assert_eq!(key.signers["mx1"], "signing");
-    assert!(key.signers["mx2"].starts_with("failed"), "{:?}", key.signers);
+    assert!(
+        key.signers["mx2"].starts_with("failed"),
+        "{:?}",
+        key.signers
+    );
 
     assert!(w.run(false).is_empty());
     let key = &w.store.keys().unwrap()[0];

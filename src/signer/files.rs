@@ -59,7 +59,8 @@ impl KeyFiles {
 
     /// The file for `key` of `domain`, named `<domain>.<selector>.<extension>`.
     pub fn path(&self, domain: &str, key: &SignerKey, extension: &str) -> PathBuf {
-        self.dir.join(format!("{domain}.{}.{extension}", key.selector))
+        self.dir
+            .join(format!("{domain}.{}.{extension}", key.selector))
     }
 
     fn mode(&self) -> u32 {

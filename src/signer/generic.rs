@@ -5,7 +5,8 @@
 //! Template variables: `domain`; `keys`, the keys to sign with, each with `selector`,
 //! `algorithm` (`rsa-2048`, `ed25519`), `k` (`rsa` or `ed25519`) and `key_path`; `kept`, the
 //! replaced keys in their grace window, alike; and `selector`, `algorithm`, `k` and `key_path`
-//! of the first key to sign with, for signers that take one.
+//! of the first key to sign with, for signers that take one. Block tags alone on their line leave
+//! no blank line (`trim_blocks` and `lstrip_blocks`).
 
 use std::path::{Path, PathBuf};
 
@@ -104,6 +105,9 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // A line holding only a block tag (`{% for … %}`) leaves no blank line behind.
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
     env
 }
 
@@ -157,7 +161,10 @@ impl Files {
     }
 
     fn key_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
-        let extension = match (KeyFormat::from(self.config.key_format), key.algorithm.is_rsa()) {
+        let extension = match (
+            KeyFormat::from(self.config.key_format),
+            key.algorithm.is_rsa(),
+        ) {
             (KeyFormat::Ed25519Seed, false) => "key",
             _ => "pem",
         };
@@ -198,7 +205,11 @@ impl Files {
                         .with_context(|| format!("files[{index}] of the files signer"))
                 };
                 let mode = file_mode(file).map_err(anyhow::Error::msg)?;
-                Ok((PathBuf::from(render(&file.path)?), render(&file.template)?, mode))
+                Ok((
+                    PathBuf::from(render(&file.path)?),
+                    render(&file.template)?,
+                    mode,
+                ))
             })
             .collect()
     }
@@ -244,7 +255,10 @@ impl Signer for Files {
         {
             // The previous files are back: let the signer read them again.
             if let Err(err) = reload.run() {
-                bail!("{:#}; reloading the restored files failed too: {err:#}", result.unwrap_err());
+                bail!(
+                    "{:#}; reloading the restored files failed too: {err:#}",
+                    result.unwrap_err()
+                );
             }
         }
         result
@@ -260,5 +274,113 @@ impl Signer for Files {
     fn check(&self) -> Result<()> {
         self.keys.check()?;
         self.config.validate().map_err(anyhow::Error::msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::keys::KeyAlgorithm;
+
+    fn key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
+        let source = dir.join(format!("{selector}.src"));
+        fs::write(&source, format!("PEM {selector}")).unwrap();
+        SignerKey {
+            selector: selector.into(),
+            algorithm,
+            source,
+        }
+    }
+
+    fn signer(dir: &Path, verify: &str) -> Files {
+        fsutil::create_dir(&dir.join("keys")).unwrap();
+        let yaml = format!(
+            "key_dir: {d}/keys
+files:
+  - path: \"{d}/conf/{{{{ domain }}}}.conf\"
+    template: |
+      {{% for key in keys %}}sign {{{{ domain }}}} {{{{ key.selector }}}} {{{{ key.k }}}} {{{{ key.key_path }}}}
+      {{% endfor %}}{{% for key in kept %}}keep {{{{ key.selector }}}}
+      {{% endfor %}}
+reload: \"echo reload >> {d}/reloads\"
+verify: \"{verify}\"
+dual_signing: true
+",
+            d = dir.display()
+        );
+        let config: FilesConfig = serde_yaml::from_str(&yaml).unwrap();
+        config.validate().unwrap();
+        Files::new(config)
+    }
+
+    #[test]
+    fn renders_every_key_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = signer(dir.path(), "true");
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![
+                key(dir.path(), "r2", KeyAlgorithm::Rsa2048),
+                key(dir.path(), "e2", KeyAlgorithm::Ed25519),
+            ],
+            kept: vec![key(dir.path(), "r1", KeyAlgorithm::Rsa2048)],
+            removed: vec![],
+        };
+        files.stage(&plan).unwrap();
+        files.switch(&plan).unwrap();
+        let k = dir.path().join("keys");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("conf/example.com.conf")).unwrap(),
+            format!(
+                "sign example.com r2 rsa {k}/example.com.r2.pem\nsign example.com e2 ed25519 {k}/example.com.e2.pem\nkeep r1\n",
+                k = k.display()
+            )
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("reloads")).unwrap(),
+            "reload\n"
+        );
+    }
+
+    #[test]
+    fn a_failed_verify_restores_the_files_and_reloads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf/example.com.conf");
+        fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        fs::write(&conf, "sign example.com old\n").unwrap();
+        let files = signer(dir.path(), "echo no signature >&2; exit 1");
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![key(dir.path(), "new", KeyAlgorithm::Rsa2048)],
+            kept: vec![],
+            removed: vec![],
+        };
+        files.stage(&plan).unwrap();
+        let err = format!("{:#}", files.switch(&plan).unwrap_err());
+        assert!(
+            err.contains("no signature") && err.contains("restored"),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&conf).unwrap(), "sign example.com old\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("reloads")).unwrap(),
+            "reload\nreload\n",
+            "reloaded again with the restored files"
+        );
+    }
+
+    #[test]
+    fn a_template_error_is_named() {
+        let config: FilesConfig = serde_yaml::from_str(
+            "key_dir: /k\nfiles:\n  - path: /x/{{ domain }}\n    template: \"{% for %}\"\n",
+        )
+        .unwrap();
+        assert!(config.validate().unwrap_err().starts_with("files[0]: "));
+        let config: FilesConfig =
+            serde_yaml::from_str("key_dir: /k\nfiles:\n  - path: /x/one\n    template: x\n")
+                .unwrap();
+        assert!(config.validate().unwrap_err().contains("{{ domain }}"));
     }
 }

@@ -140,9 +140,7 @@ impl Signer for Opendkim {
         let reload = self.config.reload().map_err(anyhow::Error::msg)?;
         let files = FileSet::read(&[&self.config.key_table, &self.config.signing_table])?;
         let tables = self.tables(plan, files.text(0), files.text(1));
-        files
-            .switch(&tables, || reload.run())
-            .context("OpenDKIM")
+        files.switch(&tables, || reload.run()).context("OpenDKIM")
     }
 
     fn clean(&self, plan: &SignerPlan) -> Result<()> {

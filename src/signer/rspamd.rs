@@ -62,7 +62,8 @@ pub struct Rspamd {
     keys: KeyFiles,
 }
 
-const DOMAINS_HEADER: &str = "# Written by rotor: the DKIM selectors of domains that sign twice (RSA and Ed25519).
+const DOMAINS_HEADER: &str =
+    "# Written by rotor: the DKIM selectors of domains that sign twice (RSA and Ed25519).
 # Included from local.d/dkim_signing.conf; do not edit.
 domain {
 ";
@@ -214,7 +215,11 @@ mod tests {
     fn one_key_goes_to_the_map_two_to_the_domains_file() {
         let dir = tempfile::tempdir().unwrap();
         let signer = rspamd(dir.path());
-        fs::write(dir.path().join("selectors.map"), "# operator\nother.org sel\n").unwrap();
+        fs::write(
+            dir.path().join("selectors.map"),
+            "# operator\nother.org sel\n",
+        )
+        .unwrap();
         let rsa = key(dir.path(), "r1", KeyAlgorithm::Rsa2048);
         let ed = key(dir.path(), "e1", KeyAlgorithm::Ed25519);
         let once = SignerPlan {
@@ -268,7 +273,10 @@ mod tests {
         };
         signer.stage(&plan).unwrap();
         let err = format!("{:#}", signer.switch(&plan).unwrap_err());
-        assert!(err.contains("syntax error") && err.contains("restored"), "{err}");
+        assert!(
+            err.contains("syntax error") && err.contains("restored"),
+            "{err}"
+        );
         assert_eq!(
             fs::read_to_string(dir.path().join("selectors.map")).unwrap(),
             "example.com old\n"
