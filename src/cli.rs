@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
     name = "rotor",
     version,
     propagate_version = true,
-    after_help = "Exit codes: 0 all well; 1 a domain failed (status: a key failed; check: a check failed); \
-                  2 bad usage or config; 75 another rotor holds the lock."
+    after_help = "Exit codes: 0 all well; 1 a domain failed (check: a check failed; status: a warning); \
+                  2 bad usage or config (status: a key failed); 75 another rotor holds the lock."
 )]
 pub struct Cli {
     /// The config file.
@@ -29,9 +29,22 @@ pub struct Cli {
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Log format on stderr: `human`, or `json` (one object per line, for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event.
+    Json,
 }
 
 /// Rotor's commands.
@@ -50,6 +63,9 @@ pub enum Command {
         /// Include retired and failed keys.
         #[arg(long)]
         all: bool,
+        /// One line for Nagios/Icinga: `ROTOR OK - …`, `ROTOR WARNING - …`, `ROTOR CRITICAL - …`.
+        #[arg(long, conflicts_with = "json")]
+        check: bool,
     },
     /// Start a rotation of these domains now (every safety gate still applies).
     Rotate {
@@ -65,4 +81,20 @@ pub enum Command {
     },
     /// Check the config, the providers' credentials, the resolvers and the signers' paths.
     Check,
+    /// Every transition of a domain's keys, with its time, evidence and errors.
+    History {
+        /// A domain from the config.
+        domain: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a commented starter config to the --config path (never over an existing file).
+    Init,
+    /// Print a shell completion script (e.g. `rotor completions bash > /etc/bash_completion.d/rotor`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }

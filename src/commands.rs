@@ -62,20 +62,28 @@ fn store_dir(config: &Config) -> std::path::PathBuf {
     config.state_dir.join("store")
 }
 
-/// Every stored key, read while a run may be writing the store: waits briefly for the run.
-/// No store yet means no keys (and creates nothing).
-fn stored_keys(config: &Config) -> Result<Vec<KeyRecord>> {
+/// Reads the store while a run may be writing it: waits briefly for the run. No store yet
+/// reads as empty (and creates nothing).
+fn read_store<T: Default>(
+    config: &Config,
+    read: impl Fn(&Store) -> Result<T, StoreError>,
+) -> Result<T> {
     let dir = store_dir(config);
     if !dir.exists() {
-        return Ok(Vec::new());
+        return Ok(T::default());
     }
     for _ in 0..50 {
         match Store::open(&dir) {
             Err(StoreError::Busy { .. }) => std::thread::sleep(Duration::from_millis(100)),
-            other => return Ok(other?.keys()?),
+            other => return Ok(read(&other?)?),
         }
     }
     Err(Exit::Locked(dir.display().to_string()).into())
+}
+
+/// Every stored key.
+fn stored_keys(config: &Config) -> Result<Vec<KeyRecord>> {
+    read_store(config, Store::keys)
 }
 
 fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DomainConfig>> {
@@ -117,23 +125,103 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
     Ok(if report.failed.is_empty() { 0 } else { 1 })
 }
 
-/// `rotor status`.
-pub fn status(config: &Config, domain: Option<String>, json: bool, all: bool) -> Result<Code> {
-    let domains = selected(config, domain.as_slice())?;
-    let rows = status::rows(&domains, &stored_keys(config)?, all, SystemClock.now());
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print!("{}", status::table(&rows));
-    }
-    Ok(
-        if rows.iter().any(|r| r.phase.as_deref() == Some("failed")) {
-            1
-        } else {
-            0
-        },
-    )
+/// What `rotor status` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusOutput {
+    /// The table.
+    Table,
+    /// JSON rows.
+    Json,
+    /// One line in the Nagios/Icinga style.
+    Check,
 }
+
+/// `rotor status`: exit 0 all fine, 1 warning, 2 a failed key.
+pub fn status(
+    config: &Config,
+    domain: Option<String>,
+    output: StatusOutput,
+    all: bool,
+) -> Result<Code> {
+    let domains = selected(config, domain.as_slice())?;
+    let keys = stored_keys(config)?;
+    let now = SystemClock.now();
+    let (health, findings) = status::health(&domains, &keys, now);
+    match output {
+        StatusOutput::Json => {
+            let rows = status::rows(&domains, &keys, all, now);
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        StatusOutput::Table => {
+            print!(
+                "{}",
+                status::table(&status::rows(&domains, &keys, all, now))
+            );
+            for finding in &findings {
+                eprintln!("rotor: {}: {finding}", health.word().to_lowercase());
+            }
+        }
+        StatusOutput::Check => {
+            let summary = if findings.is_empty() {
+                let active = keys.iter().filter(|k| {
+                    k.phase == rotor_state::Phase::Active
+                        && domains.iter().any(|d| d.name.as_str() == k.domain)
+                });
+                format!("{} domains, {} active keys", domains.len(), active.count())
+            } else {
+                findings.join("; ")
+            };
+            println!("ROTOR {} - {summary}", health.word());
+        }
+    }
+    Ok(health.code())
+}
+
+/// `rotor history`.
+pub fn history(config: &Config, domain: &str, json: bool) -> Result<Code> {
+    let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
+    let events = read_store(config, |store| store.history(&domain))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(0);
+    }
+    if events.is_empty() {
+        println!("{domain}: no history yet");
+    }
+    for event in &events {
+        println!(
+            "{}  {}  {}  {}",
+            engine::rfc3339(event.at),
+            event.selector,
+            event.phase,
+            event.detail
+        );
+    }
+    Ok(0)
+}
+
+/// `rotor init`: the commented example config, written where `--config` points.
+pub fn init(path: &Path) -> Result<Code> {
+    if path.exists() {
+        return Err(Exit::Usage(format!(
+            "{} exists; rotor init never overwrites a config",
+            path.display()
+        ))
+        .into());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fsutil::write_atomic(path, STARTER.as_bytes(), 0o640)?;
+    println!(
+        "wrote {}: edit the providers, signers and domains, then run `rotor check`",
+        path.display()
+    );
+    Ok(0)
+}
+
+/// The starter config `rotor init` writes: the commented example.
+const STARTER: &str = include_str!("../examples/rotor.yaml");
 
 /// One step `rotor run` would take now.
 #[derive(Serialize)]

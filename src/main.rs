@@ -17,7 +17,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cli::{Cli, Command};
+use clap::CommandFactory;
+
+use cli::{Cli, Command, LogFormat};
 use commands::Exit;
 
 fn main() -> ExitCode {
@@ -27,13 +29,15 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
-        )
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -48,13 +52,36 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {
+    // The commands that need no config.
+    match cli.command {
+        Command::Init => return commands::init(&cli.config),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rotor", &mut std::io::stdout());
+            return Ok(0);
+        }
+        _ => {}
+    }
     let config = commands::load(&cli.config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Run => runtime.block_on(commands::run(&config, &[])),
         Command::Rotate { domains } => runtime.block_on(commands::run(&config, &domains)),
-        Command::Status { domain, json, all } => commands::status(&config, domain, json, all),
+        Command::Status {
+            domain,
+            json,
+            all,
+            check,
+        } => {
+            let output = match (json, check) {
+                (true, _) => commands::StatusOutput::Json,
+                (_, true) => commands::StatusOutput::Check,
+                _ => commands::StatusOutput::Table,
+            };
+            commands::status(&config, domain, output, all)
+        }
         Command::Plan { json } => commands::plan(&config, json),
         Command::Check => runtime.block_on(commands::check(&config)),
+        Command::History { domain, json } => commands::history(&config, &domain, json),
+        Command::Init | Command::Completions { .. } => unreachable!("handled above"),
     }
 }

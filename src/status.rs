@@ -129,6 +129,85 @@ pub fn rows(domains: &[&DomainConfig], keys: &[KeyRecord], all: bool, now: u64) 
     rows
 }
 
+/// How healthy the keys are, for monitoring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    /// Every key where it should be.
+    Ok,
+    /// A step keeps failing, a rotation is overdue, or a key stays in a phase too long.
+    Warning,
+    /// A key failed.
+    Critical,
+}
+
+impl Health {
+    /// The exit code of `rotor status`: 0, 1 or 2.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The Nagios word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Warning => "WARNING",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// What needs attention in `domains`' keys at `now`, worst first, with the overall health.
+/// Overdue means older than `rotate_every` plus `propagation.timeout` (a rotation that starts
+/// on time is done by then); stalled means in a transient phase longer than that margin.
+pub fn health(domains: &[&DomainConfig], keys: &[KeyRecord], now: u64) -> (Health, Vec<String>) {
+    let mut findings: Vec<(Health, String)> = Vec::new();
+    for row in rows(domains, keys, false, now) {
+        let (Some(selector), Some(phase)) = (&row.selector, &row.phase) else {
+            continue;
+        };
+        let what = format!("{} {selector}", row.domain);
+        if phase == "failed" {
+            let error = row.error.as_deref().unwrap_or("failed");
+            findings.push((Health::Critical, format!("{what} failed: {error}")));
+        } else if let Some(error) = &row.error {
+            findings.push((Health::Warning, format!("{what} ({phase}): {error}")));
+        }
+    }
+    for domain in domains {
+        let margin = domain.policy.propagation.timeout.secs();
+        for key in keys.iter().filter(|k| k.domain == domain.name.as_str()) {
+            let what = format!("{} {}", key.domain, key.selector);
+            let age = now.saturating_sub(key.since);
+            match key.phase {
+                Phase::Active => {
+                    let activated = key.activated_at.unwrap_or(key.since);
+                    if now.saturating_sub(activated) > domain.policy.rotate_every.secs() + margin {
+                        findings.push((
+                            Health::Warning,
+                            format!(
+                                "{what} is overdue for rotation (active since {})",
+                                rfc3339(activated)
+                            ),
+                        ));
+                    }
+                }
+                Phase::Generated | Phase::Propagated if age > margin => findings.push((
+                    Health::Warning,
+                    format!("{what} has been {} since {}", key.phase, rfc3339(key.since)),
+                )),
+                Phase::Retiring if age > domain.policy.grace.secs() + margin => findings.push((
+                    Health::Warning,
+                    format!("{what} has been retiring since {}", rfc3339(key.since)),
+                )),
+                _ => {}
+            }
+        }
+    }
+    findings.sort_by_key(|f| std::cmp::Reverse(f.0));
+    let worst = findings.first().map_or(Health::Ok, |f| f.0);
+    (worst, findings.into_iter().map(|f| f.1).collect())
+}
+
 /// Renders rows as an aligned table.
 pub fn table(rows: &[KeyStatus]) -> String {
     let header = [
@@ -178,4 +257,57 @@ pub fn table(rows: &[KeyStatus]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    const DAY: u64 = 86400;
+
+    fn config() -> Config {
+        let yaml = "state_dir: /s\nkey_dir: /k\ndefaults:\n  rotate_every: 30d\n  grace: 7d\n  propagation: {timeout: 2d}\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: exim, table: /t, key_dir: /kd}\ndomains:\n  - {name: example.com, provider: p, signers: [s]}\n";
+        Config::parse(yaml, Path::new("t.yaml")).unwrap()
+    }
+
+    fn key(selector: &str, phase: Phase, since: u64) -> KeyRecord {
+        KeyRecord {
+            phase,
+            activated_at: Some(since),
+            ..KeyRecord::reserved("example.com", selector, "rsa-2048", "/k/x".into(), since)
+        }
+    }
+
+    #[test]
+    fn health_warns_of_overdue_and_stalled_keys_and_fails_on_failed_ones() {
+        let config = config();
+        let domains: Vec<&DomainConfig> = config.domains.iter().collect();
+        let active = key("a", Phase::Active, 0);
+        assert_eq!(
+            health(&domains, std::slice::from_ref(&active), 31 * DAY).0,
+            Health::Ok
+        );
+        let (health_now, findings) = health(&domains, std::slice::from_ref(&active), 33 * DAY);
+        assert_eq!(health_now, Health::Warning);
+        assert!(findings[0].contains("overdue"), "{findings:?}");
+
+        let stuck = key("b", Phase::Propagated, 10 * DAY);
+        let (health_now, findings) = health(&domains, &[stuck], 13 * DAY);
+        assert_eq!(health_now, Health::Warning);
+        assert!(
+            findings[0].contains("has been propagated since"),
+            "{findings:?}"
+        );
+
+        let failed = KeyRecord {
+            error: Some("not visible".into()),
+            ..key("c", Phase::Failed, DAY)
+        };
+        let (health_now, findings) = health(&domains, &[active, failed], 2 * DAY);
+        assert_eq!((health_now, health_now.code()), (Health::Critical, 2));
+        assert_eq!(findings, ["example.com c failed: not visible"]);
+    }
 }

@@ -160,8 +160,17 @@ fn a_rotation_that_never_propagates_fails_and_the_old_key_keeps_signing() {
     let status = rotor.cmd(&["status", "--json"]);
     assert_eq!(
         status.status.code(),
-        Some(1),
-        "status reports the failed key"
+        Some(2),
+        "status reports the failed key as critical"
+    );
+    let check = rotor.cmd(&["status", "--check"]);
+    assert_eq!(check.status.code(), Some(2));
+    let line = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        line.starts_with(&format!(
+            "ROTOR CRITICAL - example.com {second} failed: not visible everywhere"
+        )),
+        "{line}"
     );
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).unwrap();
     let failed = rows
