@@ -79,7 +79,19 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
                 _ => Next::Act(Action::CheckPropagation),
             }
         }
-        Phase::Propagated => Next::Act(Action::Activate),
+        Phase::Propagated => {
+            let closed = policy
+                .activate_window
+                .as_ref()
+                .and_then(|window| Some((window, window.next_open(now, policy.timezone.0)?)));
+            match closed {
+                Some((window, opens)) => wait(
+                    opens,
+                    format!("waiting for window {window} ({})", policy.timezone.0),
+                ),
+                None => Next::Act(Action::Activate),
+            }
+        }
         Phase::Active => wait(
             key.activated_at.unwrap_or(key.since) + policy.rotate_every.secs(),
             "next rotation",
@@ -489,5 +501,29 @@ mod tests {
             ["rotor20261123".to_string(), "rotor20261123-2".to_string()].into();
         assert_eq!(choose_selector("rotor20261123", &taken), "rotor20261123-3");
         assert_eq!(choose_selector("rotor20261124", &taken), "rotor20261124");
+    }
+
+    #[test]
+    fn activation_waits_for_the_window() {
+        let mut policy = policy();
+        policy.activate_window = Some("Mon-Fri 04:00-06:00".parse().unwrap());
+        // Saturday 2026-12-05 12:00 UTC: the window opens on Monday 04:00.
+        let saturday = 1_796_472_000;
+        let monday_4am = saturday + 2 * 86400 - 8 * 3600;
+        let key = key("a", Phase::Propagated, saturday - 60);
+        assert_eq!(
+            next(&key, &policy, saturday),
+            wait(monday_4am, "waiting for window Mon-Fri 04:00-06:00 (UTC)")
+        );
+        assert_eq!(next(&key, &policy, monday_4am), Next::Act(Action::Activate));
+        // A step already under way when the window closed is finished.
+        let resumed = KeyRecord {
+            intent: Some(Action::Activate),
+            ..key
+        };
+        assert_eq!(
+            next(&resumed, &policy, saturday),
+            Next::Act(Action::Activate)
+        );
     }
 }

@@ -3,9 +3,13 @@
 
 mod values;
 
+mod window;
+
 pub use values::{
     Authoritative, DomainName, FileMode, Interval, RetireMode, SelectorTemplate, ServerAddr,
+    TimeZoneName,
 };
+pub use window::ActivationWindow;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -90,6 +94,10 @@ pub struct Policy {
     pub retire: RetireMode,
     /// How long a revoked record stays published.
     pub revoke_for: Interval,
+    /// When signers may be switched (any time if unset).
+    pub activate_window: Option<ActivationWindow>,
+    /// The time zone of `activate_window`.
+    pub timezone: TimeZoneName,
 }
 
 /// How rotor decides a record is visible.
@@ -258,6 +266,8 @@ struct RawPolicy {
     grace: Option<Interval>,
     retire: Option<RetireMode>,
     revoke_for: Option<Interval>,
+    activate_window: Option<ActivationWindow>,
+    timezone: Option<TimeZoneName>,
 }
 
 /// A domain entry: its own fields and any key of `defaults`. (Written out, because serde's
@@ -278,6 +288,8 @@ struct RawDomain {
     grace: Option<Interval>,
     retire: Option<RetireMode>,
     revoke_for: Option<Interval>,
+    activate_window: Option<ActivationWindow>,
+    timezone: Option<TimeZoneName>,
 }
 
 impl RawDomain {
@@ -291,6 +303,8 @@ impl RawDomain {
             grace: self.grace,
             retire: self.retire,
             revoke_for: self.revoke_for,
+            activate_window: self.activate_window,
+            timezone: self.timezone,
         }
     }
 }
@@ -352,6 +366,8 @@ impl Policy {
             grace: interval(layered(layers, |l| l.grace), "7d"),
             retire: layered(layers, |l| l.retire).unwrap_or(RetireMode::Delete),
             revoke_for: interval(layered(layers, |l| l.revoke_for), "7d"),
+            activate_window: layered(layers, |l| l.activate_window.clone()),
+            timezone: layered(layers, |l| l.timezone).unwrap_or(TimeZoneName(chrono_tz::Tz::UTC)),
         }
     }
 }

@@ -385,6 +385,24 @@ impl FromStr for FileMode {
 
 deserialize_from_str!(FileMode);
 
+deserialize_from_str!(super::window::ActivationWindow);
+
+/// A time zone by its IANA name (`Europe/Berlin`, `UTC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeZoneName(pub chrono_tz::Tz);
+
+impl FromStr for TimeZoneName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.parse().map(TimeZoneName).map_err(|_| {
+            format!("unknown time zone {text:?}: use an IANA name like Europe/Berlin or UTC")
+        })
+    }
+}
+
+deserialize_from_str!(TimeZoneName);
+
 #[cfg(test)]
 mod tests {
     use super::*;
