@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs rotor's whole test suite. Installs what the tests use when it is missing (BIND 9 and dig
-# for real DNS; dkimpy + dnspython as the independent DKIM check; moto's Route53 emulation), then
-# runs cargo test.
+# for real DNS; OpenDKIM and Exim as real signers; dkimpy + dnspython + pynacl as the independent
+# DKIM check; moto's Route53 emulation), then runs cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH=$PATH:/usr/sbin:/sbin:$HOME/.local/bin
@@ -12,6 +12,7 @@ command -v named >/dev/null || missing+=(bind9)
 command -v dig >/dev/null || missing+=(bind9-dnsutils)
 command -v opendkim >/dev/null || missing+=(opendkim)
 command -v miltertest >/dev/null || missing+=(miltertest)
+command -v exim4 >/dev/null || command -v exim >/dev/null || missing+=(exim4-daemon-light)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   sudo_ apt-get update -qq
@@ -24,10 +25,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   [ -z "$added_policy" ] || sudo_ rm -f "$policy"
 fi
-if ! python3 -c 'import dkim, dns.resolver, jsonschema' 2>/dev/null; then
-  echo "tests/run.sh: installing dkimpy, dnspython and jsonschema" >&2
-  python3 -m pip install -q dkimpy dnspython jsonschema 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages dkimpy dnspython jsonschema
+if ! python3 -c 'import dkim, dns.resolver, jsonschema, nacl' 2>/dev/null; then
+  echo "tests/run.sh: installing dkimpy, dnspython, jsonschema and pynacl" >&2
+  python3 -m pip install -q dkimpy dnspython jsonschema pynacl 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages dkimpy dnspython jsonschema pynacl
 fi
 if ! command -v moto_server >/dev/null; then
   echo "tests/run.sh: installing moto[server] (the Route53 adapter's tests)" >&2
