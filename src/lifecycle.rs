@@ -96,6 +96,8 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
             key.activated_at.unwrap_or(key.since) + policy.rotate_every.secs(),
             "next rotation",
         ),
+        // A leaked key gets no grace window: it is revoked as soon as it is replaced.
+        Phase::Retiring if key.compromised.is_some() => Next::Act(Action::Revoke),
         Phase::Retiring => {
             let end = key.since + policy.grace.secs();
             if now < end {
@@ -124,7 +126,27 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
 /// The next step of `key` among its domain's `keys`: as [`next`], except that a propagated key
 /// waits while another new key of the domain is still on its way, so that the signers switch to
 /// both (RSA and Ed25519) at once.
+///
+/// While a domain has a leaked key in use, its replacement is not held by the activation window,
+/// nor by `min_wait` if the operator said `--now`.
 pub fn next_among(key: &KeyRecord, keys: &[KeyRecord], policy: &Policy, now: u64) -> Next {
+    let emergency = keys
+        .iter()
+        .filter(|other| other.phase == Phase::Active)
+        .find_map(|other| other.compromised.as_ref());
+    let urgent;
+    let policy = match emergency {
+        Some(compromise) => {
+            let mut expedited = policy.clone();
+            expedited.activate_window = None;
+            if compromise.skip_min_wait {
+                expedited.propagation.min_wait = crate::config::Interval(std::time::Duration::ZERO);
+            }
+            urgent = expedited;
+            &urgent
+        }
+        None => policy,
+    };
     let step = next(key, policy, now);
     if step != Next::Act(Action::Activate) || key.intent.is_some() {
         return step;
@@ -204,8 +226,10 @@ pub fn rotation(
         .filter(|key| key.phase == Phase::Active)
         .max_by_key(|key| key.activated_at.unwrap_or(key.since));
     match active {
-        // The config now asks for another RSA size: replace the key now.
-        Some(key) if key.algorithm != algorithm => Next::Act(Action::GenerateKey),
+        // The config now asks for another RSA size, or the key leaked: replace it now.
+        Some(key) if key.algorithm != algorithm || key.compromised.is_some() => {
+            Next::Act(Action::GenerateKey)
+        }
         Some(key) => {
             let due = key.activated_at.unwrap_or(key.since) + policy.rotate_every.secs();
             if now < due {

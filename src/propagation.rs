@@ -235,8 +235,10 @@ async fn cname(
             // No zone holds the name: nothing there, so no alias either.
             None => return Ok(None),
         },
-        Authoritative::None if !resolvers.is_empty() => (resolvers, true),
-        Authoritative::None => (system_resolvers(), true),
+        // Nothing is checked at the authoritative servers: ask the configured resolvers, and
+        // nobody if there are none (the write itself fails at an alias).
+        Authoritative::None if resolvers.is_empty() => return Ok(None),
+        Authoritative::None => (resolvers, true),
     };
     let query = dns::fqdn(name)?;
     let mut last = format!("no server to ask whether {name} is an alias");

@@ -240,7 +240,10 @@ impl SignerConfig {
             Self::Files(config) if !config.dual_signing => {
                 Err("set `dual_signing: true` if its templates sign with every key")
             }
-            Self::Rspamd(_) | Self::Exim(_) | Self::Kumomta(_) | Self::Files(_) => Ok(()),
+            Self::Kumomta(_) => Err(
+                "KumoMTA's DKIM helper signs a domain once (its additional_signatures apply to every message); sign twice with your own policy and a `type: files` signer",
+            ),
+            Self::Rspamd(_) | Self::Exim(_) | Self::Files(_) => Ok(()),
         }
     }
 }

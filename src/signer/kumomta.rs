@@ -1,30 +1,25 @@
-//! KumoMTA: the DKIM helper's data file (`dkim_data.toml`, read by
-//! `policy-extras.dkim_sign`). Rotor edits only its domains' entries, with `toml_edit` so the
-//! rest of the file keeps its layout and comments:
+//! KumoMTA: the DKIM helper's data file (`dkim_data.toml`, read by `policy-extras.dkim_sign`,
+//! <https://docs.kumomta.com/userguide/configuration/dkim/>). Rotor edits only its domains'
+//! blocks, with `toml_edit` so the rest of the file (`[base]`, other domains, comments) keeps its
+//! layout:
 //!
 //! ```toml
 //! [domain."example.com"]
 //! selector = "rotor20261130"
 //! algo = "sha256"
 //! filename = "/opt/kumomta/etc/dkim/example.com.rotor20261130.pem"
-//! additional_signatures = ["rotor:example.com:ed25519"]
-//!
-//! [signature."rotor:example.com:ed25519"]
-//! domain = "example.com"
-//! selector = "rotor20261130-ed25519"
-//! algo = "ed25519"
-//! filename = "/opt/kumomta/etc/dkim/example.com.rotor20261130-ed25519.pem"
-//! policy = "Always"
 //! ```
 //!
-//! KumoMTA caches signers for up to 300 seconds; new keys have new paths, so a cached signer
-//! never uses a key that is gone before its record is.
+//! The helper signs a domain once: its `additional_signatures` apply to every message whatever
+//! its sender, so a second (Ed25519) signature per domain cannot be expressed there.
+//! KumoMTA may keep using a cached signer for up to 300 seconds; each key has its own file, kept
+//! until the key is retired, days later.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use toml_edit::{Array, DocumentMut, Item, Table, value};
+use toml_edit::{DocumentMut, Item, Table, value};
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable};
 use super::{Reload, Signer, SignerKey, SignerPlan};
@@ -55,11 +50,6 @@ pub struct Kumomta {
     keys: KeyFiles,
 }
 
-/// The name of the extra signature rotor keeps for `domain`'s second (Ed25519) key.
-fn signature_name(domain: &str) -> String {
-    format!("rotor:{domain}:ed25519")
-}
-
 fn algo(key: &SignerKey) -> &'static str {
     if key.algorithm.is_rsa() {
         "sha256"
@@ -84,62 +74,32 @@ impl Kumomta {
         self.keys.path(domain, key, "pem")
     }
 
-    fn entry(&self, domain: &str, key: &SignerKey) -> Table {
-        let mut table = Table::new();
-        table["selector"] = value(key.selector.as_str());
-        table["algo"] = value(algo(key));
-        table["filename"] = value(self.key_path(domain, key).display().to_string());
-        table
-    }
-
-    /// The data file with `plan.domain`'s entries as `plan` says.
+    /// The data file with `plan.domain`'s block signing with its key. What the operator set
+    /// in the block besides the key (headers, policy…) stays.
     fn data(&self, plan: &SignerPlan, current: &str) -> Result<String> {
         let domain = plan.domain.as_str();
         let mut doc: DocumentMut = current
             .parse()
             .with_context(|| format!("{} is not valid TOML", self.config.data_file.display()))?;
-        let extra = signature_name(domain);
-        for section in ["domain", "signature"] {
-            if !doc.contains_key(section) {
-                let mut table = Table::new();
-                table.set_implicit(true);
-                doc[section] = Item::Table(table);
-            }
-        }
-        let (first, second) = match plan.signing.as_slice() {
+        let key = match plan.signing.as_slice() {
+            [key] => key,
             [] => bail!("{domain}: no key to sign with"),
-            [one] => (one, None),
-            [one, two] => (one, Some(two)),
-            _ => bail!("{domain}: KumoMTA is given at most two keys (RSA and Ed25519)"),
+            _ => bail!("{domain}: KumoMTA's DKIM helper signs a domain with one key"),
         };
-        // Keep what the operator set in the domain's entry (headers, policy…).
-        let mut entry = doc["domain"]
+        if !doc.contains_key("domain") {
+            let mut table = Table::new();
+            table.set_implicit(true);
+            doc["domain"] = Item::Table(table);
+        }
+        let mut block = doc["domain"]
             .get(domain)
             .and_then(Item::as_table)
             .cloned()
             .unwrap_or_default();
-        for (field, item) in self.entry(domain, first).iter() {
-            entry[field] = item.clone();
-        }
-        match second {
-            Some(key) => {
-                let mut signature = self.entry(domain, key);
-                signature["domain"] = value(domain);
-                signature["policy"] = value("Always");
-                signature.sort_values_by(|a, _, b, _| a.get().cmp(b.get()));
-                doc["signature"][&extra] = Item::Table(signature);
-                let mut list = Array::new();
-                list.push(extra.as_str());
-                entry["additional_signatures"] = value(list);
-            }
-            None => {
-                if let Some(signatures) = doc["signature"].as_table_mut() {
-                    signatures.remove(&extra);
-                }
-                entry.remove("additional_signatures");
-            }
-        }
-        doc["domain"][domain] = Item::Table(entry);
+        block["selector"] = value(key.selector.as_str());
+        block["algo"] = value(algo(key));
+        block["filename"] = value(self.key_path(domain, key).display().to_string());
+        doc["domain"][domain] = Item::Table(block);
         Ok(doc.to_string())
     }
 }
@@ -175,5 +135,75 @@ impl Signer for Kumomta {
     fn check(&self) -> Result<()> {
         self.keys.check()?;
         check_writable(&self.config.data_file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+    use crate::keys::{KeyAlgorithm, PrivateKey};
+
+    #[test]
+    fn writes_the_documented_format_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        fsutil::create_dir(&dir.path().join("keys")).unwrap();
+        let data = dir.path().join("dkim_data.toml");
+        fs::write(
+            &data,
+            "# operator's comment\n[base]\nheaders = [\"From\", \"To\", \"Subject\"]\n\n[domain.\"other.org\"]\nselector = \"s\"\n\n[domain.\"example.com\"]\nselector = \"old\"\npolicy = \"TempFailIfNotInDNS\"\n",
+        )
+        .unwrap();
+        let kumo = Kumomta::new(KumomtaConfig {
+            data_file: data.clone(),
+            key_dir: dir.path().join("keys"),
+            reload: None,
+            user: None,
+            group: None,
+            mode: None,
+        });
+        let source = dir.path().join("new.pem");
+        fs::write(
+            &source,
+            PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap().pem(),
+        )
+        .unwrap();
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![SignerKey {
+                selector: "new".into(),
+                algorithm: KeyAlgorithm::Rsa2048,
+                source,
+            }],
+            kept: vec![],
+            removed: vec![],
+        };
+        kumo.stage(&plan).unwrap();
+        kumo.switch(&plan).unwrap();
+        let text = fs::read_to_string(&data).unwrap();
+        let key = dir.path().join("keys/example.com.new.pem");
+        assert_eq!(
+            text,
+            format!(
+                "# operator's comment\n[base]\nheaders = [\"From\", \"To\", \"Subject\"]\n\n[domain.\"other.org\"]\nselector = \"s\"\n\n[domain.\"example.com\"]\nselector = \"new\"\npolicy = \"TempFailIfNotInDNS\"\nalgo = \"sha256\"\nfilename = \"{}\"\n",
+                key.display()
+            )
+        );
+        // KumoMTA's documented format, as its helper reads it.
+        let checker =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/helpers/kumo_dkim_data_check.py");
+        let out = Command::new("python3")
+            .arg(checker)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }

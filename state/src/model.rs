@@ -140,6 +140,18 @@ pub struct ServerCheck {
     pub detail: String,
 }
 
+/// A key reported leaked (`rotor revoke`): it is replaced at once and revoked without a grace
+/// window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compromise {
+    /// Why, as the operator said.
+    pub reason: String,
+    /// When it was reported (Unix seconds).
+    pub at: u64,
+    /// Whether the replacement may skip `min_wait` (`--now`).
+    pub skip_min_wait: bool,
+}
+
 /// The last propagation check of a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
@@ -198,6 +210,9 @@ pub struct KeyRecord {
     /// `removed`, or why it failed).
     #[serde(default)]
     pub signers: BTreeMap<String, String>,
+    /// Set when the key was reported leaked.
+    #[serde(default)]
+    pub compromised: Option<Compromise>,
 }
 
 impl KeyRecord {
@@ -227,6 +242,7 @@ impl KeyRecord {
             last_check: None,
             error: None,
             signers: BTreeMap::new(),
+            compromised: None,
         }
     }
 

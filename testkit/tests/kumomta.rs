@@ -1,7 +1,7 @@
 //! KumoMTA cannot be installed here (not in Debian): its dkim_sign.lua helper's data file is
 //! checked against the documented format instead (`testkit/helpers/kumo_dkim_data_check.py`,
 //! https://docs.kumomta.com/userguide/configuration/dkim/). The example is the file rotor's
-//! KumoMTA adapter is to write: RSA in the domain block, Ed25519 as an additional signature.
+//! KumoMTA adapter writes: one block per domain with its selector, algorithm and key file.
 
 use std::path::Path;
 use std::process::Command;
