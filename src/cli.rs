@@ -81,6 +81,24 @@ pub enum Command {
     },
     /// Check the config, the providers' credentials, the resolvers and the signers' paths.
     Check,
+    /// Emergency: replace a leaked key at once and revoke it (empty `p=`) without a grace window.
+    Revoke {
+        /// A domain from the config.
+        domain: String,
+        /// The leaked key's selector.
+        selector: String,
+        /// Why (kept in the history).
+        #[arg(long)]
+        reason: String,
+        /// Let the replacement skip `min_wait` (resolvers that cached the new name's absence
+        /// may fail verification until their negative TTL runs out).
+        #[arg(long)]
+        now: bool,
+        /// Revoke even if no replacement can be activated yet: the domain's mail goes unsigned
+        /// (for that key's algorithm) until one is.
+        #[arg(long)]
+        force: bool,
+    },
     /// Every transition of a domain's keys, with its time, evidence and errors.
     History {
         /// A domain from the config.

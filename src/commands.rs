@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rotor_providers::Zone;
-use rotor_state::{KeyRecord, Store, StoreError};
+use rotor_state::{Compromise, Event, KeyRecord, Phase, Store, StoreError};
 use serde::Serialize;
 
 use crate::config::{Authoritative, Config, DomainConfig};
@@ -175,6 +175,94 @@ pub fn status(
         }
     }
     Ok(health.code())
+}
+
+/// What `rotor revoke` was told.
+pub struct Emergency {
+    /// Why the key is revoked.
+    pub reason: String,
+    /// Skip `min_wait` for the replacement.
+    pub now: bool,
+    /// Revoke even before a replacement is active.
+    pub force: bool,
+}
+
+/// `rotor revoke`: marks the key leaked, then runs a pass, which replaces it as fast as the gates
+/// allow and revokes it as soon as it is replaced (or at once with `--force`). Later passes
+/// (the timer, or `rotor run`) finish what this one cannot.
+pub async fn revoke(
+    config: &Config,
+    domain: &str,
+    selector: &str,
+    emergency: Emergency,
+) -> Result<Code> {
+    let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
+    let parts = Parts::from_config(config).await.map_err(Exit::Usage)?;
+    let _lock = lock(config)?;
+    let store = Store::open(&store_dir(config))?;
+    let now = SystemClock.now();
+    let keys = store.domain_keys(&domain)?;
+    let key = keys
+        .iter()
+        .find(|k| k.selector == selector)
+        .ok_or_else(|| Exit::Usage(format!("{domain} has no key with selector {selector}")))?;
+    if matches!(key.phase, Phase::Revoked | Phase::Retired | Phase::Failed) {
+        return Err(Exit::Usage(format!(
+            "{domain} {selector} is {} already: nothing signs with it and no record of it can verify mail",
+            key.phase
+        ))
+        .into());
+    }
+    let mut marked = KeyRecord {
+        compromised: Some(Compromise {
+            reason: emergency.reason.clone(),
+            at: now,
+            skip_min_wait: emergency.now,
+        }),
+        ..key.clone()
+    };
+    let mut detail = format!("reported compromised: {}", emergency.reason);
+    // A key that never signed, or one whose replacement is active, is revoked at once anyway.
+    if emergency.force || key.phase != Phase::Active {
+        marked.phase = Phase::Retiring;
+        marked.since = now;
+    }
+    if emergency.force && key.phase == Phase::Active {
+        detail.push_str("; revoked before a replacement is active (--force)");
+        eprintln!(
+            "rotor: warning: {domain} {selector} is taken out of the signers now (--force): mail of {domain} is not signed with a {} key until its replacement is active",
+            key.algorithm
+        );
+    }
+    if emergency.now {
+        detail.push_str("; the replacement skips min_wait (--now)");
+        eprintln!(
+            "rotor: warning: the replacement of {domain} {selector} skips min_wait (--now): a resolver that cached the new selector's absence may fail verification until its negative TTL runs out"
+        );
+    }
+    let event = Event {
+        at: now,
+        domain: domain.clone(),
+        selector: selector.to_string(),
+        phase: marked.phase,
+        detail,
+    };
+    store.commit(&[(Some(key), &marked)], &[event])?;
+    let report = Engine::new(config, &store, &SystemClock, parts)
+        .run(&BTreeSet::new())
+        .await;
+    store.close_and_back_up()?;
+    let keys = stored_keys(config)?;
+    let domains = selected(config, std::slice::from_ref(&domain))?;
+    print!(
+        "{}",
+        status::table(&status::rows(&domains, &keys, true, SystemClock.now()))
+    );
+    let failed: Vec<_> = report.failed.iter().filter(|(d, _)| *d == domain).collect();
+    for (domain, error) in &failed {
+        eprintln!("rotor: {domain}: {error}");
+    }
+    Ok(if failed.is_empty() { 0 } else { 1 })
 }
 
 /// `rotor history`.

@@ -127,12 +127,12 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
 /// waits while another new key of the domain is still on its way, so that the signers switch to
 /// both (RSA and Ed25519) at once.
 ///
-/// While a domain has a leaked key in use, its replacement is not held by the activation window,
+/// While a domain has a leaked key not yet retired, its replacement is not held by the activation window,
 /// nor by `min_wait` if the operator said `--now`.
 pub fn next_among(key: &KeyRecord, keys: &[KeyRecord], policy: &Policy, now: u64) -> Next {
     let emergency = keys
         .iter()
-        .filter(|other| other.phase == Phase::Active)
+        .filter(|other| !other.phase.is_final())
         .find_map(|other| other.compromised.as_ref());
     let urgent;
     let policy = match emergency {

@@ -82,6 +82,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {
         Command::Plan { json } => commands::plan(&config, json),
         Command::Check => runtime.block_on(commands::check(&config)),
         Command::History { domain, json } => commands::history(&config, &domain, json),
+        Command::Revoke {
+            domain,
+            selector,
+            reason,
+            now,
+            force,
+        } => runtime.block_on(commands::revoke(
+            &config,
+            &domain,
+            &selector,
+            commands::Emergency { reason, now, force },
+        )),
         Command::Init | Command::Completions { .. } => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,136 @@
+//! Emergency revocation end to end on the test BIND: a leaked key is replaced at once (skipping
+//! `min_wait` only with `--now`) and revoked, with an empty `p=`, without waiting for its grace
+//! window; with `--force`, it is revoked before any replacement can be active.
+
+mod support;
+
+use std::fs;
+
+use support::{Bind, Rotor, Secondary, Setup, scratch, wait_for};
+
+const REVOKED: &str = "v=DKIM1; k=rsa; h=sha256; p=";
+
+/// A rotor whose example.com signs with an active key, and whose gates are then set long:
+/// `min_wait` and `grace` of one hour, so only the emergency path can move within the test.
+fn active_with_long_gates(dir: &std::path::Path, bind: &Bind) -> (Rotor, String) {
+    let rotor = Rotor::new(dir, bind, Setup::default());
+    rotor.run_until("first key active", |r| r.selector_in("active").is_some());
+    let config = fs::read_to_string(&rotor.config).unwrap();
+    let config = config
+        .replace("min_wait: 1s", "min_wait: 1h")
+        .replace("grace: 2s", "grace: 1h");
+    fs::write(&rotor.config, config).unwrap();
+    let active = rotor.selector_in("active").unwrap();
+    (rotor, active)
+}
+
+fn history(rotor: &Rotor) -> String {
+    rotor.ok(&["history", "example.com"])
+}
+
+#[test]
+fn a_leaked_key_is_replaced_and_revoked_without_grace() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let (rotor, leaked) = active_with_long_gates(dir.path(), &bind);
+
+    let out = rotor.cmd(&[
+        "revoke",
+        "example.com",
+        &leaked,
+        "--reason",
+        "private key found in a public backup",
+        "--now",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skips min_wait (--now)"));
+
+    // The timer's later passes finish: the replacement activates despite min_wait 1h, and the
+    // leaked key is revoked at once despite grace 1h.
+    rotor.run_until("the leaked key revoked", |r| {
+        r.phases()
+            .iter()
+            .any(|(s, p)| *s == leaked && p == "revoked")
+    });
+    let replacement = rotor.selector_in("active").unwrap();
+    assert_ne!(replacement, leaked);
+    assert_eq!(
+        rotor.signing_selector().as_deref(),
+        Some(replacement.as_str())
+    );
+    for server in bind.servers() {
+        wait_for(
+            "the revoked record on every server",
+            std::time::Duration::from_secs(10),
+            || server.txt(&format!("{leaked}._domainkey.example.com")) == [REVOKED],
+        );
+    }
+    let history = history(&rotor);
+    assert!(
+        history.contains(&format!(
+            "{leaked}  active  reported compromised: private key found in a public backup; the replacement skips min_wait (--now)"
+        )),
+        "{history}"
+    );
+    assert!(
+        history.contains(&format!("{leaked}  revoked  ")),
+        "{history}"
+    );
+}
+
+#[test]
+fn with_force_the_key_is_revoked_before_a_replacement_is_active() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let (rotor, leaked) = active_with_long_gates(dir.path(), &bind);
+
+    let out = rotor.cmd(&[
+        "revoke",
+        "example.com",
+        &leaked,
+        "--reason",
+        "stolen laptop",
+        "--force",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "mail of example.com is not signed with a rsa-2048 key until its replacement is active"
+        ),
+        "{stderr}"
+    );
+    // In that one command: revoked, out of the signer, a replacement published but held by
+    // min_wait (no --now).
+    let phases = rotor.phases();
+    assert!(
+        phases.contains(&(leaked.clone(), "revoked".into())),
+        "{phases:?}"
+    );
+    assert_eq!(rotor.selector_in("active"), None);
+    assert!(rotor.selector_in("published").is_some(), "{phases:?}");
+    assert_eq!(
+        rotor.signing_selector(),
+        None,
+        "nothing signs example.com now"
+    );
+    assert_eq!(
+        bind.primary
+            .txt(&format!("{leaked}._domainkey.example.com")),
+        [REVOKED]
+    );
+
+    // Revoking it again is refused: it is revoked already.
+    let again = rotor.cmd(&["revoke", "example.com", &leaked, "--reason", "x"]);
+    assert_eq!(again.status.code(), Some(2));
+}
