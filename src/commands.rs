@@ -1,9 +1,9 @@
 //! One function per command.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, TryLockError};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rotor_providers::Zone;
@@ -11,8 +11,10 @@ use rotor_state::{Compromise, Event, KeyRecord, Phase, Store, StoreError};
 use serde::Serialize;
 
 use crate::config::{Authoritative, Config, DomainConfig};
-use crate::engine::{self, Clock, Engine, Parts, SystemClock};
+use crate::engine::{self, Clock, Engine, Parts, PassReport, SystemClock};
 use crate::lifecycle::{self, Next};
+use crate::metrics::{self, PassMetrics};
+use crate::notify::{self, Notice};
 use crate::propagation::{DnsVisibility, Visibility};
 use crate::{fsutil, signer, status};
 
@@ -114,15 +116,60 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
     let parts = Parts::from_config(config).await.map_err(Exit::Usage)?;
     let _lock = lock(config)?;
     let store = Store::open(&store_dir(config))?;
-    let report = Engine::new(config, &store, &SystemClock, parts)
-        .run(&forced)
-        .await;
-    // A verified copy for the day the store is found damaged.
-    store.close_and_back_up()?;
+    let report = pass(config, store, parts, &forced).await?;
     for (domain, error) in &report.failed {
         eprintln!("rotor: {domain}: {error}");
     }
     Ok(if report.failed.is_empty() { 0 } else { 1 })
+}
+
+/// One pass of the engine (the caller holds the lock), then what follows every pass: the
+/// store's backup, the metrics file and the notifications of what changed.
+pub async fn pass(
+    config: &Config,
+    store: Store,
+    parts: Parts,
+    forced: &BTreeSet<String>,
+) -> Result<PassReport> {
+    let started = Instant::now();
+    let calls = parts.calls.clone();
+    // History only grows: what lies beyond these lengths afterwards is this pass's.
+    let mut seen = BTreeMap::new();
+    for domain in &config.domains {
+        let name = domain.name.as_str();
+        seen.insert(name, store.history(name)?.len());
+    }
+    let report = Engine::new(config, &store, &SystemClock, parts)
+        .run(forced)
+        .await;
+    let keys = store.keys()?;
+    let mut notices = Vec::new();
+    for (domain, before) in seen {
+        let events = store.history(domain)?;
+        notices.extend(events.iter().skip(before).map(Notice::event));
+    }
+    let end = SystemClock.now();
+    notices.extend(
+        report
+            .failed
+            .iter()
+            .map(|(domain, error)| Notice::failure(domain, error, end)),
+    );
+    // A verified copy for the day the store is found damaged.
+    store.close_and_back_up()?;
+    if let Some(path) = &config.metrics_file {
+        let measured = PassMetrics {
+            now: end,
+            seconds: started.elapsed().as_secs_f64(),
+            success: report.failed.is_empty(),
+            calls: &calls,
+        };
+        if let Err(err) = metrics::write(path, &metrics::render(config, &keys, &measured)) {
+            tracing::warn!("metrics: {err:#}");
+        }
+    }
+    notify::send(&config.notify, &notices).await;
+    Ok(report)
 }
 
 /// What `rotor status` prints.
@@ -247,11 +294,9 @@ pub async fn revoke(
         phase: marked.phase,
         detail,
     };
-    store.commit(&[(Some(key), &marked)], &[event])?;
-    let report = Engine::new(config, &store, &SystemClock, parts)
-        .run(&BTreeSet::new())
-        .await;
-    store.close_and_back_up()?;
+    store.commit(&[(Some(key), &marked)], std::slice::from_ref(&event))?;
+    notify::send(&config.notify, &[Notice::event(&event)]).await;
+    let report = pass(config, store, parts, &BTreeSet::new()).await?;
     let keys = stored_keys(config)?;
     let domains = selected(config, std::slice::from_ref(&domain))?;
     print!(

@@ -8,6 +8,8 @@ mod engine;
 mod fsutil;
 mod keys;
 mod lifecycle;
+mod metrics;
+mod notify;
 mod propagation;
 mod signer;
 mod status;

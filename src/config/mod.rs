@@ -20,6 +20,7 @@ use serde::de::{self, Deserializer};
 use zeroize::Zeroizing;
 
 use crate::keys::KeyAlgorithm;
+use crate::notify::NotifyConfig;
 use values::{Declared, KeyList, ProviderRef, SignerRef};
 
 /// A config error: the file, line, column and field, and what is wrong.
@@ -58,6 +59,10 @@ pub struct Config {
     pub signers: BTreeMap<String, SignerConfig>,
     /// The domains, in file order.
     pub domains: Vec<DomainConfig>,
+    /// Where notifications of phase changes and failures go.
+    pub notify: NotifyConfig,
+    /// The Prometheus text file written after each pass.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// One domain, with its policy resolved from `defaults` and its own overrides.
@@ -323,6 +328,9 @@ struct RawConfig {
     #[serde(default)]
     signers: BTreeMap<String, SignerConfig>,
     domains: Vec<RawDomain>,
+    #[serde(default)]
+    notify: NotifyConfig,
+    metrics_file: Option<PathBuf>,
 }
 
 /// The names under `providers:` and `signers:`, read first so domains can be checked against them.
@@ -559,6 +567,8 @@ impl Config {
             providers: raw.providers,
             signers: raw.signers,
             domains,
+            notify: raw.notify,
+            metrics_file: raw.metrics_file,
         })
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -17,6 +18,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, DomainConfig, ProviderConfig};
 use crate::keys::{DkimRecord, KeyAlgorithm, PrivateKey};
 use crate::lifecycle::{self, Next};
+use crate::metrics::{CallCount, Metered};
 use crate::propagation::{DnsVisibility, RecordNames, Visibility};
 use crate::signer::{self, Signer, SignerPlan};
 use crate::{crashpoint, fsutil};
@@ -143,20 +145,27 @@ pub struct Parts {
     pub signers: BTreeMap<String, Box<dyn Signer>>,
     /// The propagation check.
     pub visibility: Box<dyn Visibility>,
+    /// Each provider's API calls and errors, counted for the metrics.
+    pub calls: BTreeMap<String, Arc<CallCount>>,
 }
 
 impl Parts {
     /// The real adapters for the providers `config`'s domains use.
     pub async fn from_config(config: &Config) -> Result<Self, String> {
         let used: BTreeSet<&str> = config.domains.iter().map(|d| d.provider.as_str()).collect();
-        let mut providers = BTreeMap::new();
+        let mut providers: BTreeMap<String, Box<dyn DnsProvider>> = BTreeMap::new();
+        let mut calls = BTreeMap::new();
         for (name, settings) in &config.providers {
             if used.contains(name.as_str()) {
-                providers.insert(name.clone(), provider(name, settings).await?);
+                let count = Arc::new(CallCount::default());
+                let metered = Metered::new(provider(name, settings).await?, count.clone());
+                providers.insert(name.clone(), Box::new(metered));
+                calls.insert(name.clone(), count);
             }
         }
         Ok(Self {
             providers,
+            calls,
             signers: config
                 .signers
                 .iter()

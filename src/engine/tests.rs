@@ -261,6 +261,7 @@ impl World {
                 dname: self.dname.clone(),
                 lagging_k: self.lagging_k.clone(),
             }),
+            calls: Default::default(),
         };
         let forced = if forced {
             ["example.com".to_string()].into()

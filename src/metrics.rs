@@ -1,0 +1,224 @@
+//! Prometheus metrics in a text file for node_exporter's textfile collector, written atomically
+//! after each pass, and the provider wrapper that counts API calls and errors.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Result;
+use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
+use rotor_state::{KeyRecord, Phase};
+
+use crate::config::Config;
+use crate::fsutil;
+
+/// Calls and errors of one provider during a pass.
+#[derive(Debug, Default)]
+pub struct CallCount {
+    calls: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl CallCount {
+    fn record<T>(&self, result: &Result<T, ProviderError>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A provider whose calls are counted.
+pub struct Metered {
+    inner: Box<dyn DnsProvider>,
+    count: Arc<CallCount>,
+}
+
+impl Metered {
+    /// Counts `inner`'s calls into `count`.
+    pub fn new(inner: Box<dyn DnsProvider>, count: Arc<CallCount>) -> Self {
+        Self { inner, count }
+    }
+}
+
+#[async_trait]
+impl DnsProvider for Metered {
+    async fn find_zone(&self, fqdn: &str) -> Result<Zone, ProviderError> {
+        let result = self.inner.find_zone(fqdn).await;
+        self.count.record(&result);
+        result
+    }
+
+    async fn list_txt(&self, zone: &Zone, fqdn: &str) -> Result<Vec<TxtValue>, ProviderError> {
+        let result = self.inner.list_txt(zone, fqdn).await;
+        self.count.record(&result);
+        result
+    }
+
+    async fn list_txt_many(
+        &self,
+        zone: &Zone,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Vec<TxtValue>>, ProviderError> {
+        let result = self.inner.list_txt_many(zone, names).await;
+        self.count.record(&result);
+        result
+    }
+
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
+        let result = self.inner.apply(zone, changes).await;
+        self.count.record(&result);
+        result
+    }
+
+    async fn check(&self, zone: &Zone) -> Result<(), ProviderError> {
+        let result = self.inner.check(zone).await;
+        self.count.record(&result);
+        result
+    }
+}
+
+/// What a pass measured, besides the store.
+pub struct PassMetrics<'a> {
+    /// When it ended (Unix seconds).
+    pub now: u64,
+    /// How long it took.
+    pub seconds: f64,
+    /// Whether every domain went through without error.
+    pub success: bool,
+    /// Provider calls, by provider name.
+    pub calls: &'a BTreeMap<String, Arc<CallCount>>,
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The metrics text for `keys` after a pass.
+pub fn render(config: &Config, keys: &[KeyRecord], pass: &PassMetrics) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, kind: &str, samples: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let configured = |key: &&KeyRecord| config.domain(&key.domain).is_some();
+    let mut per_phase = Vec::new();
+    for domain in &config.domains {
+        for phase in Phase::ALL {
+            let count = keys
+                .iter()
+                .filter(|k| k.domain == domain.name.as_str() && k.phase == phase)
+                .count();
+            per_phase.push((
+                format!(
+                    "{{domain=\"{}\",phase=\"{phase}\"}}",
+                    escape(domain.name.as_str())
+                ),
+                count.to_string(),
+            ));
+        }
+    }
+    family(
+        "rotor_keys",
+        "Keys by domain and phase.",
+        "gauge",
+        per_phase,
+    );
+    family(
+        "rotor_active_key_age_seconds",
+        "Seconds since the active key of each domain and algorithm was activated.",
+        "gauge",
+        keys.iter()
+            .filter(configured)
+            .filter(|k| k.phase == Phase::Active)
+            .map(|k| {
+                (
+                    format!(
+                        "{{domain=\"{}\",algorithm=\"{}\",selector=\"{}\"}}",
+                        escape(&k.domain),
+                        escape(&k.algorithm),
+                        escape(&k.selector)
+                    ),
+                    pass.now
+                        .saturating_sub(k.activated_at.unwrap_or(k.since))
+                        .to_string(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        "rotor_key_phase_seconds",
+        "Seconds each key not yet retired has been in its current phase.",
+        "gauge",
+        keys.iter()
+            .filter(configured)
+            .filter(|k| !k.phase.is_final())
+            .map(|k| {
+                (
+                    format!(
+                        "{{domain=\"{}\",selector=\"{}\",phase=\"{}\"}}",
+                        escape(&k.domain),
+                        escape(&k.selector),
+                        k.phase
+                    ),
+                    pass.now.saturating_sub(k.since).to_string(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        "rotor_last_pass_success",
+        "1 if the last pass went through without error.",
+        "gauge",
+        vec![(String::new(), u8::from(pass.success).to_string())],
+    );
+    family(
+        "rotor_last_pass_timestamp_seconds",
+        "When the last pass ended.",
+        "gauge",
+        vec![(String::new(), pass.now.to_string())],
+    );
+    family(
+        "rotor_last_pass_duration_seconds",
+        "How long the last pass took.",
+        "gauge",
+        vec![(String::new(), format!("{:.3}", pass.seconds))],
+    );
+    let per_provider = |errors: bool| {
+        pass.calls
+            .iter()
+            .map(|(name, count)| {
+                let value = if errors { &count.errors } else { &count.calls };
+                (
+                    format!("{{provider=\"{}\"}}", escape(name)),
+                    value.load(Ordering::Relaxed).to_string(),
+                )
+            })
+            .collect()
+    };
+    family(
+        "rotor_last_pass_provider_calls",
+        "DNS provider API operations in the last pass.",
+        "gauge",
+        per_provider(false),
+    );
+    family(
+        "rotor_last_pass_provider_errors",
+        "DNS provider API operations that failed in the last pass.",
+        "gauge",
+        per_provider(true),
+    );
+    out
+}
+
+/// Writes the metrics file atomically (world-readable: it holds no secret).
+pub fn write(path: &Path, text: &str) -> Result<()> {
+    fsutil::write_atomic(path, text.as_bytes(), 0o644)
+}

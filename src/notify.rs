@@ -1,0 +1,197 @@
+//! Notifications of phase changes and failures: a JSON POST to a webhook (Slack-compatible
+//! incoming webhooks read its `text`), and/or a command that reads the event as JSON on its
+//! stdin. A notification that fails is logged; it never holds up or fails a rotation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rotor_state::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::rfc3339;
+
+/// The `notify:` settings.
+#[derive(Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A URL that gets each event as a JSON POST. It often holds a secret (Slack's do): it
+    /// is never logged or shown.
+    pub webhook: Option<String>,
+    /// A command (`sh -c`) that gets each event as JSON on stdin.
+    pub command: Option<String>,
+}
+
+impl fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("webhook", &self.webhook.as_ref().map(|_| "<redacted>"))
+            .field("command", &self.command)
+            .finish()
+    }
+}
+
+/// One notification.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Notice {
+    /// A one-line summary (what chat webhooks show).
+    pub text: String,
+    /// The domain.
+    pub domain: String,
+    /// The key's selector, if the event concerns one key.
+    pub selector: Option<String>,
+    /// The key's phase after the event.
+    pub phase: Option<String>,
+    /// What happened, with its evidence.
+    pub detail: Option<String>,
+    /// The error, for a failure.
+    pub error: Option<String>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl Notice {
+    /// A key's transition, from its history event.
+    pub fn event(event: &Event) -> Self {
+        Self {
+            text: format!(
+                "rotor: {} {} is {}: {}",
+                event.domain, event.selector, event.phase, event.detail
+            ),
+            domain: event.domain.clone(),
+            selector: Some(event.selector.clone()),
+            phase: Some(event.phase.to_string()),
+            detail: Some(event.detail.clone()),
+            error: None,
+            at: rfc3339(event.at),
+        }
+    }
+
+    /// A domain's failed step.
+    pub fn failure(domain: &str, error: &str, at: u64) -> Self {
+        Self {
+            text: format!("rotor: {domain} failed: {error}"),
+            domain: domain.to_string(),
+            selector: None,
+            phase: None,
+            detail: None,
+            error: Some(error.to_string()),
+            at: rfc3339(at),
+        }
+    }
+}
+
+/// How long one delivery may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many domains' notifications are delivered at once.
+const AT_ONCE: usize = 4;
+
+/// Delivers `notices` through every configured channel; failures are logged.
+pub async fn send(config: &NotifyConfig, notices: &[Notice]) {
+    if notices.is_empty() {
+        return;
+    }
+    if let Some(url) = &config.webhook {
+        let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!("notify: cannot build an HTTP client: {err}");
+                return;
+            }
+        };
+        // In order within a domain; domains side by side.
+        let mut by_domain: BTreeMap<&str, Vec<&Notice>> = BTreeMap::new();
+        for notice in notices {
+            by_domain.entry(&notice.domain).or_default().push(notice);
+        }
+        futures_util::stream::iter(by_domain.into_values())
+            .for_each_concurrent(AT_ONCE, |domain_notices| {
+                let client = &client;
+                async move {
+                    for notice in domain_notices {
+                        post(client, url, notice).await;
+                    }
+                }
+            })
+            .await;
+    }
+    if let Some(command) = &config.command {
+        for notice in notices {
+            if let Err(err) = run_command(command, notice) {
+                tracing::warn!("notify: command {command:?}: {err}");
+            }
+        }
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, notice: &Notice) {
+    let sent = client.post(url).json(notice).send().await;
+    match sent.map(|response| response.status()) {
+        Ok(status) if status.is_success() => {}
+        // The URL is a secret: never log it.
+        Ok(status) => tracing::warn!("notify: the webhook answered {status}"),
+        Err(err) => tracing::warn!(
+            "notify: the webhook could not be reached: {}",
+            err.without_url()
+        ),
+    }
+}
+
+fn run_command(command: &str, notice: &Notice) -> Result<(), String> {
+    let json = serde_json::to_vec(notice).map_err(|err| err.to_string())?;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot run: {err}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its input is its own business.
+        let _ = stdin.write_all(&json);
+    }
+    let out = child.wait_with_output().map_err(|err| err.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_url_never_shows() {
+        let config = NotifyConfig {
+            webhook: Some("https://hooks.example.net/services/T0/B0/SECRET".into()),
+            command: None,
+        };
+        assert!(!format!("{config:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn a_command_gets_the_event_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("event.json");
+        let notice = Notice::failure("example.com", "SERVFAIL", 0);
+        run_command(&format!("cat > {}", out.display()), &notice).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(json["domain"], "example.com");
+        assert_eq!(json["error"], "SERVFAIL");
+        assert_eq!(json["text"], "rotor: example.com failed: SERVFAIL");
+        let err = run_command("exit 3", &notice).unwrap_err();
+        assert!(err.contains("exit status: 3"), "{err}");
+    }
+}
