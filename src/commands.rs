@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, TryLockError};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -116,7 +117,7 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
     let parts = Parts::from_config(config).await.map_err(Exit::Usage)?;
     let _lock = lock(config)?;
     let store = Store::open(&store_dir(config))?;
-    let report = pass(config, store, parts, &forced).await?;
+    let report = pass(config, store, parts, &forced, None).await?;
     for (domain, error) in &report.failed {
         eprintln!("rotor: {domain}: {error}");
     }
@@ -124,12 +125,14 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
 }
 
 /// One pass of the engine (the caller holds the lock), then what follows every pass: the
-/// store's backup, the metrics file and the notifications of what changed.
+/// store's backup, the metrics file and the notifications of what changed. With `stop`, the
+/// pass ends after the step in progress once it is set.
 pub async fn pass(
     config: &Config,
     store: Store,
     parts: Parts,
     forced: &BTreeSet<String>,
+    stop: Option<&AtomicBool>,
 ) -> Result<PassReport> {
     let started = Instant::now();
     let calls = parts.calls.clone();
@@ -139,9 +142,11 @@ pub async fn pass(
         let name = domain.name.as_str();
         seen.insert(name, store.history(name)?.len());
     }
-    let report = Engine::new(config, &store, &SystemClock, parts)
-        .run(forced)
-        .await;
+    let mut engine = Engine::new(config, &store, &SystemClock, parts);
+    if let Some(stop) = stop {
+        engine = engine.stop_on(stop);
+    }
+    let report = engine.run(forced).await;
     let keys = store.keys()?;
     let mut notices = Vec::new();
     for (domain, before) in seen {
@@ -296,7 +301,7 @@ pub async fn revoke(
     };
     store.commit(&[(Some(key), &marked)], std::slice::from_ref(&event))?;
     notify::send(&config.notify, &[Notice::event(&event)]).await;
-    let report = pass(config, store, parts, &BTreeSet::new()).await?;
+    let report = pass(config, store, parts, &BTreeSet::new(), None).await?;
     let keys = stored_keys(config)?;
     let domains = selected(config, std::slice::from_ref(&domain))?;
     print!(

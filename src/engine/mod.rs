@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -135,6 +136,8 @@ pub struct Engine<'a> {
     store: &'a Store,
     clock: &'a dyn Clock,
     parts: Parts,
+    /// Set (by SIGTERM) to end the pass after the step in progress.
+    stop: Option<&'a AtomicBool>,
 }
 
 /// What the engine acts through: providers and signers by name, and the visibility check.
@@ -186,7 +189,20 @@ impl<'a> Engine<'a> {
             store,
             clock,
             parts,
+            stop: None,
         }
+    }
+
+    /// Ends the pass after the step in progress once `stop` is set.
+    pub fn stop_on(self, stop: &'a AtomicBool) -> Self {
+        Self {
+            stop: Some(stop),
+            ..self
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.is_some_and(|stop| stop.load(Ordering::SeqCst))
     }
 
     /// One pass: start due rotations (and those in `forced`), then advance every key whose
@@ -198,13 +214,22 @@ impl<'a> Engine<'a> {
         for (domain, err) in self.start_rotations(&all, forced).await {
             report.fail(domain, err);
         }
+        if self.stopping() {
+            return report;
+        }
         for (domain, err) in self.generate_all(&report.healthy(&all)).await {
             report.fail(domain, err);
+        }
+        if self.stopping() {
+            return report;
         }
         for (domain, err) in self.publish_all(&report.healthy(&all)).await {
             report.fail(domain, err);
         }
         for domain in report.healthy(&all) {
+            if self.stopping() {
+                break;
+            }
             if let Err(err) = self.advance(domain).await {
                 report.fail(domain.name.to_string(), err);
             }
@@ -262,6 +287,9 @@ impl<'a> Engine<'a> {
         let mut abandoned = Vec::new();
         // Each step changes one key; a rotation has fewer than twenty steps.
         for _ in 0..64 {
+            if self.stopping() {
+                return Ok(());
+            }
             let keys = self.store.domain_keys(name)?;
             let now = self.clock.now();
             let step = keys.iter().find_map(|key| {
