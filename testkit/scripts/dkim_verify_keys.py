@@ -2,6 +2,7 @@
 key files instead of DNS.
 
 Usage: dkim_verify_keys.py SELECTOR._domainkey.DOMAIN=KEYFILE ... < MESSAGE
+       dkim_verify_keys.py --record KEYFILE   (prints the record for KEYFILE)
 
 Each KEYFILE may be an RSA key (PEM, PKCS#8 or PKCS#1, or DER) or an Ed25519 key (PEM PKCS#8,
 base64 of the 32-byte seed, base64 of the 64-byte seed||public key, or the raw 32-byte seed).
@@ -54,6 +55,10 @@ def record(path):
         return b"v=DKIM1; k=ed25519; p=" + base64.b64encode(public_raw(key))
     raise ValueError(f"{path}: unsupported key type {type(key).__name__}")
 
+
+if sys.argv[1:2] == ["--record"]:
+    print(record(sys.argv[2]).decode())
+    sys.exit(0)
 
 records = {}
 for arg in sys.argv[1:]:

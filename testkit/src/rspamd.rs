@@ -11,8 +11,8 @@
 //! foreground rspamd writes no pid file, `-p` or not). As root, rspamd refuses to start without
 //! a user for its workers (`detect_priv: cannot run rspamd workers as root user, please add -u
 //! and -g options ... or specify --insecure flag`, exit 1); `-u root -g root` (or `-i`) lets the
-//! workers run as root and read keys in a root-only scratch directory. (With `-u _rspamd -g
-//! _rspamd`, Debian's service user, a root-only key is unreadable: see fact f.)
+//! workers run as root and read keys in a root-only scratch directory (checked by hand; with
+//! `-u _rspamd -g _rspamd`, Debian's service user, a root-only key is unreadable: see fact f).
 //!
 //! `DIR/conf/local.d/` holds:
 //! - `dkim_signing.conf`: exactly the caller's text;
@@ -30,14 +30,23 @@
 //!
 //! Redis-backed modules (bayes, greylist, ratelimit, ...) disable themselves when no server is
 //! configured; the maps rspamd fetches from maps.rspamd.com fail in the background. Startup on
-//! two cores takes about 2 s.
+//! two cores takes about 2 s. An `hs_helper` process still compiles the regexp rules to hyperscan
+//! in the background (about 5 s of one core; `disable_hyperscan = true` does not stop it in 3.4);
+//! signing does not wait for it.
 //!
 //! Messages are submitted to the normal worker's HTTP protocol (`POST /checkv2`) as outbound
 //! mail: `User:` and `From:` are the header From address, `IP: 127.0.0.1`. The reply's
 //! `dkim-signature` field (a string, or an array when there are several) holds the header values
 //! rspamd would have a milter insert; [`Rspamd::sign`] prepends them as `DKIM-Signature:` headers.
+//! The proxy worker speaks milter on [`Rspamd::milter_port`]: by hand, `miltertest -D port=PORT
+//! -s tests/support/probe.lua` (OpenDKIM's probe, no auth macro, client 127.0.0.1) gets the same
+//! signature back, but each probe takes about 5 s.
 //!
-//! # Facts (rspamd 3.4, Debian 12), each checked by a test
+//! A configuration that does not parse makes rspamd exit 1 at start (`rspamd_config_read: failed
+//! to load config: ucl parser error: ...`); [`Rspamd::start`] panics with the log, as it does when
+//! rspamd does not answer within a minute.
+//!
+//! # Facts (rspamd 3.4, Debian 12), each checked by a test unless marked "by hand"
 //!
 //! a. One selector per domain through a map: `dkim_signing.conf`
 //!    ```text
@@ -46,7 +55,10 @@
 //!    ```
 //!    with map lines `example.com sel1`. The defaults do the rest (`sign_authenticated = true`,
 //!    `use_domain = "header"`, `allow_username_mismatch = false` is satisfied because the user is
-//!    the From address). Replacing the map by rename (`example.com sel2`, with the new key at a
+//!    the From address). By hand, with these defaults: a user `alice@example.com` is signed from
+//!    any IP; a user `alice` (no domain) or `alice@other.org` is not (that needs
+//!    `allow_username_mismatch = true`); no user at all is signed from 127.0.0.1 (`sign_local`:
+//!    loopback is local) and not from 192.0.2.1. Replacing the map by rename (`example.com sel2`, with the new key at a
 //!    new path `example.com.sel2.key`) applies with no signal and no reload, but asynchronously:
 //!    file maps are watched with libev's `ev_stat` (inotify), which schedules the reread
 //!    (`rspamd_map_on_stat: old mtime is ... new mtime is ...`, then `rereading map file`), so a
@@ -62,7 +74,8 @@
 //!      { path = "DIR/keys/example.com.ed1.key"; selector = "ed1"; }
 //!    ] } }
 //!    ```
-//!    is configuration, not a map: a change is ignored until SIGHUP (`kill -HUP MAIN`); after it,
+//!    is configuration, not a map: a change is ignored until SIGHUP (`kill -HUP MAIN`; messages
+//!    scanned between the rewrite and the signal get the old set of signatures); after it,
 //!    every message carries two DKIM-Signature headers, `a=rsa-sha256` and `a=ed25519-sha256`.
 //!    A reload forks new workers and ends the old ones (~1 s); a config that does not parse is
 //!    refused (`reread_config: cannot parse new config file, revert to old one`) and the old
@@ -86,6 +99,14 @@
 //!    key: ... expecting an rsa key`). Root ignores permission bits, so the test cannot make a key
 //!    unreadable; by hand, with workers as `_rspamd` and a root 0600 key: no signature,
 //!    `cannot map key file: 'PATH' Permission denied`. Other domains keep being signed.
+//! g. `check_pubkey = true; allow_pubkey_mismatch = false;` (with [`Rspamd::start_with_dns`]
+//!    pointed at the test BIND): rspamd looks up `SELECTOR._domainkey.DOMAIN` before every
+//!    signature and signs only if the record holds the key's public half. No record: no
+//!    signature, `public key for domain example.com/ed1 is not found: ..., skip signing`; another
+//!    key: `lua_dkim_sign_handler: public key for example.com/ed2 does not match private key:
+//!    pubkey does not match private key, skip signing`. No negative caching: the message right
+//!    after the record is published is signed. A safety net against a swap before the record is
+//!    visible to rspamd's resolver.
 
 use std::fs;
 use std::io::{Read, Write};

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rotor_testkit::rspamd::{Rspamd, write_atomic};
-use rotor_testkit::{scratch_in, wait_for};
+use rotor_testkit::{Bind, Secondary, scratch_in, wait_for};
 
 fn scratch() -> tempfile::TempDir {
     scratch_in(env!("CARGO_TARGET_TMPDIR"))
@@ -301,7 +301,8 @@ fn dual_signing_applies_after_sighup() {
     assert_eq!(signatures(&signed).len(), 2, "{signed}");
 }
 
-/// c, d, f: which key file formats rspamd 3.4 signs with, and what happens without a usable key.
+/// c, d, e, f: which key file formats rspamd 3.4 signs with, and what happens without a usable
+/// key.
 #[test]
 fn key_formats_and_unusable_keys() {
     let tmp = scratch();
@@ -359,6 +360,8 @@ fn key_formats_and_unusable_keys() {
         map = map.display()
     );
     let rspamd = Rspamd::start(dir, &conf);
+    // configtest does not open key files: missing and broken keys pass.
+    rspamd.configtest().expect("configtest accepts the config");
 
     for (n, (domain, algorithm)) in signing.iter().enumerate() {
         let signed = rspamd.sign(&message(domain, n));
@@ -387,4 +390,110 @@ fn key_formats_and_unusable_keys() {
     // The other domains are still signed.
     let signed = rspamd.sign(&message("rsa-pkcs8.test", 99));
     assert_eq!(signatures(&signed).len(), 1, "{signed}");
+}
+
+/// The record `dkim_verify_keys.py --record` computes for a key file.
+fn record(key: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dkim_verify_keys.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg("--record")
+        .arg(key)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Publishes a TXT record on the primary with nsupdate.
+fn publish(bind: &Bind, name: &str, value: &str) {
+    let mut nsupdate = Command::new("nsupdate")
+        .arg("-k")
+        .arg(&bind.tsig_file)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nsupdate runs (apt-get install bind9-dnsutils)");
+    use std::io::Write;
+    writeln!(
+        nsupdate.stdin.take().unwrap(),
+        "server 127.0.0.1 {}\nzone example.com\nupdate add {name} 60 TXT \"{value}\"\nsend",
+        bind.primary.port
+    )
+    .unwrap();
+    assert!(nsupdate.wait().unwrap().success(), "nsupdate failed");
+}
+
+/// g: `check_pubkey = true; allow_pubkey_mismatch = false;` makes rspamd look the selector up
+/// (here on a BIND primary) before signing, and refuse when the record is missing or holds
+/// another key.
+#[test]
+fn check_pubkey_signs_only_with_a_published_key() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let bind = Bind::start(&dir.join("bind"), Secondary::Notified);
+    fs::create_dir_all(dir.join("keys")).unwrap();
+    let (ed1, ed2) = (
+        key_path(dir, "example.com", "ed1"),
+        key_path(dir, "example.com", "ed2"),
+    );
+    ed25519_seed(&ed1);
+    ed25519_seed(&ed2);
+    let map = dir.join("selectors.map");
+    write_atomic(&map, "example.com ed1\n");
+    let conf = format!(
+        "path = \"{keys}/$domain.$selector.key\";\nselector_map = \"{map}\";\n\
+         check_pubkey = true;\nallow_pubkey_mismatch = false;\n",
+        keys = dir.join("keys").display(),
+        map = map.display()
+    );
+    let rspamd = Rspamd::start_with_dns(dir, &conf, Some(bind.primary.port));
+
+    // Not published: no signature.
+    let reply = rspamd.scan(&message("example.com", 0));
+    assert!(reply.get("dkim-signature").is_none(), "{reply}");
+    let line = "public key for domain example.com/ed1 is not found";
+    wait_for(
+        &format!("`{line}` in the log"),
+        Duration::from_secs(10),
+        || rspamd.log().contains(line),
+    );
+
+    // Published: signed.
+    publish(&bind, "ed1._domainkey.example.com", &record(&ed1));
+    let signed = rspamd.sign(&message("example.com", 1));
+    assert_eq!(
+        signatures(&signed),
+        [("example.com".into(), "ed1".into(), "ed25519-sha256".into())]
+    );
+    verify(&signed, &[("ed1", "example.com", &ed1)]).unwrap();
+
+    // ed2's record holds ed1's key: once the map says ed2, no signature.
+    publish(&bind, "ed2._domainkey.example.com", &record(&ed1));
+    write_atomic(&map, "example.com ed2\n");
+    let line = "public key for example.com/ed2 does not match private key";
+    wait_for(
+        &format!("`{line}` in the log"),
+        Duration::from_secs(35),
+        || {
+            let signed = rspamd.sign(&message("example.com", 2));
+            for (_, selector, _) in signatures(&signed) {
+                assert_eq!(selector, "ed1", "{signed}");
+            }
+            rspamd.log().contains(line)
+        },
+    );
+    let reply = rspamd.scan(&message("example.com", 3));
+    assert!(reply.get("dkim-signature").is_none(), "{reply}");
+}
+
+/// A dkim_signing.conf that does not parse: rspamd exits at once and `start` panics with its log.
+#[test]
+#[should_panic(expected = "rspamd_config_read: failed to load config")]
+fn start_reports_a_config_that_does_not_parse() {
+    let tmp = scratch();
+    let _rspamd = Rspamd::start(tmp.path(), "domain { example.com {\n");
 }
