@@ -24,7 +24,7 @@ def load_private(data):
         return serialization.load_pem_private_key(data, password=None)
     try:
         return serialization.load_der_private_key(data, password=None)
-    except ValueError:
+    except Exception:  # not DER: an Ed25519 seed in some form
         pass
     if len(data) == 32:
         return ed25519.Ed25519PrivateKey.from_private_bytes(data)
