@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Runs rotor's whole test suite. Installs what the tests use when it is missing (BIND 9 and dig
-# for real DNS; OpenDKIM and Exim as real signers; dkimpy + dnspython + pynacl as the independent
-# DKIM check; moto's Route53 emulation), then runs cargo test.
+# for real DNS; OpenDKIM, rspamd and Exim as real signers; dkimpy + dnspython + pynacl as the
+# independent DKIM check; moto's Route53 emulation), then runs cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH=$PATH:/usr/sbin:/sbin:$HOME/.local/bin
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
+norecommends=()
 command -v named >/dev/null || missing+=(bind9)
 command -v dig >/dev/null || missing+=(bind9-dnsutils)
 command -v opendkim >/dev/null || missing+=(opendkim)
 command -v miltertest >/dev/null || missing+=(miltertest)
 command -v exim4 >/dev/null || command -v exim >/dev/null || missing+=(exim4-daemon-light)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "tests/run.sh: installing ${missing[*]}" >&2
+# rspamd without its Recommends (redis-server): the tests run it without Redis.
+command -v rspamd >/dev/null || norecommends+=(rspamd)
+all=("${missing[@]}" "${norecommends[@]}")
+if [ ${#all[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${all[*]}" >&2
   sudo_ apt-get update -qq
   # The tests start their own servers on loopback: keep the packages' services from starting.
   policy=/usr/sbin/policy-rc.d
@@ -22,13 +26,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null && sudo_ chmod +x "$policy" && added_policy=1
   fi
-  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt_install() { sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+  [ ${#norecommends[@]} -eq 0 ] || apt_install --no-install-recommends "${norecommends[@]}"
   [ -z "$added_policy" ] || sudo_ rm -f "$policy"
 fi
-if ! python3 -c 'import dkim, dns.resolver, jsonschema, nacl' 2>/dev/null; then
-  echo "tests/run.sh: installing dkimpy, dnspython, jsonschema and pynacl" >&2
-  python3 -m pip install -q dkimpy dnspython jsonschema pynacl 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages dkimpy dnspython jsonschema pynacl
+if ! python3 -c 'import dkim, dns.resolver, jsonschema, nacl, cryptography' 2>/dev/null; then
+  echo "tests/run.sh: installing dkimpy, dnspython, jsonschema, pynacl and cryptography" >&2
+  python3 -m pip install -q dkimpy dnspython jsonschema pynacl cryptography 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages dkimpy dnspython jsonschema pynacl cryptography
 fi
 if ! command -v moto_server >/dev/null; then
   echo "tests/run.sh: installing moto[server] (the Route53 adapter's tests)" >&2

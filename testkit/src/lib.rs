@@ -1,11 +1,12 @@
 //! Test kit shared by rotor's crates: real BIND 9 servers on loopback (a primary and a
-//! secondary fed by zone transfer), a real Exim signing into an SMTP sink ([`exim`]), free
-//! ports, scratch directories OpenDKIM accepts, and polling helpers. Every server binds only to
-//! 127.0.0.1 and is stopped when dropped.
+//! secondary fed by zone transfer), a real Exim signing into an SMTP sink ([`exim`]), a real
+//! rspamd ([`rspamd`]), free ports, scratch directories OpenDKIM accepts, and polling helpers.
+//! Every server binds only to 127.0.0.1 and is stopped when dropped.
 
 pub mod cloudflare;
 pub mod exim;
 pub mod route53;
+pub mod rspamd;
 
 use std::collections::BTreeSet;
 use std::fs;
