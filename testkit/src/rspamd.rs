@@ -374,6 +374,13 @@ impl Rspamd {
     /// (the header From address) at 127.0.0.1, and returns rspamd's `/checkv2` reply: `symbols`
     /// (`DKIM_SIGNED` with options `domain:s=selector`), `dkim-signature`, ...
     pub fn scan(&self, message: &str) -> Value {
+        self.try_scan(message)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
+    }
+
+    /// [`Rspamd::scan`], with an error instead of a panic when rspamd does not answer (while it
+    /// reloads, say).
+    pub fn try_scan(&self, message: &str) -> Result<Value, String> {
         let message = crlf(message);
         let from = header_address(&message, "from").unwrap_or_default();
         let mut headers = vec![("IP", "127.0.0.1"), ("User", &from), ("From", &from)];
@@ -383,16 +390,24 @@ impl Rspamd {
         }
         let (status, body) = self
             .request("POST", "/checkv2", &headers, message.as_bytes())
-            .unwrap_or_else(|e| panic!("rspamd /checkv2: {e}\n{}", self.log()));
-        assert_eq!(status, 200, "rspamd /checkv2: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("rspamd /checkv2 {e}: {body}"))
+            .map_err(|e| format!("rspamd /checkv2: {e}"))?;
+        if status != 200 {
+            return Err(format!("rspamd /checkv2 answered {status}: {body}"));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("rspamd /checkv2 {e}: {body}"))
     }
 
     /// `message` (with CRLF line ends) preceded by the DKIM-Signature header(s) rspamd adds when
     /// it is submitted as in [`Rspamd::scan`], in rspamd's order; unchanged if rspamd does not
     /// sign it.
     pub fn sign(&self, message: &str) -> String {
-        let reply = self.scan(message);
+        self.try_sign(message)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
+    }
+
+    /// [`Rspamd::sign`], with an error when rspamd does not answer.
+    pub fn try_sign(&self, message: &str) -> Result<String, String> {
+        let reply = self.try_scan(message)?;
         let signatures = match reply.get("dkim-signature") {
             Some(Value::String(one)) => vec![one.clone()],
             Some(Value::Array(many)) => many
@@ -406,7 +421,7 @@ impl Rspamd {
             .map(|value| format!("DKIM-Signature: {value}\r\n"))
             .collect();
         signed.push_str(&crlf(message));
-        signed
+        Ok(signed)
     }
 
     /// Sends SIGHUP (configuration reload) and waits until the reloaded workers answer; panics
