@@ -53,6 +53,8 @@ pub enum Command {
     /// One pass: start due rotations and advance every key whose gate is open (for cron or a
     /// systemd timer; quiet when all is well).
     Run,
+    /// Run passes on the config's `schedule` until SIGTERM (SIGHUP re-reads the config).
+    Daemon,
     /// Show every domain's keys: phase, since when, what comes next and what it waits for.
     Status {
         /// Only this domain.

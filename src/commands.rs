@@ -39,11 +39,12 @@ pub fn load(path: &Path) -> Result<Config> {
 }
 
 /// Holds rotor's lock in `state_dir` for as long as it lives (the lock goes with the file).
-struct Lock {
+pub struct Lock {
     _file: File,
 }
 
-fn lock(config: &Config) -> Result<Lock> {
+/// Takes rotor's lock, or fails at once with [`Exit::Locked`] if another rotor holds it.
+pub fn lock(config: &Config) -> Result<Lock> {
     fsutil::create_dir(&config.state_dir)?;
     let path = config.state_dir.join("rotor.lock");
     let file = File::options()
@@ -61,7 +62,8 @@ fn lock(config: &Config) -> Result<Lock> {
     }
 }
 
-fn store_dir(config: &Config) -> std::path::PathBuf {
+/// Where the store lives.
+pub fn store_dir(config: &Config) -> std::path::PathBuf {
     config.state_dir.join("store")
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod config;
 mod crashpoint;
+mod daemon;
 mod engine;
 mod fsutil;
 mod keys;
@@ -14,6 +15,7 @@ mod propagation;
 mod signer;
 mod status;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     match cli.log_format {
         LogFormat::Human => logs.init(),
@@ -67,6 +70,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Run => runtime.block_on(commands::run(&config, &[])),
+        Command::Daemon => runtime.block_on(daemon::run(&cli.config, config)),
         Command::Rotate { domains } => runtime.block_on(commands::run(&config, &domains)),
         Command::Status {
             domain,

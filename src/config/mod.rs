@@ -6,8 +6,8 @@ mod values;
 mod window;
 
 pub use values::{
-    Authoritative, DomainName, FileMode, Interval, RetireMode, SelectorTemplate, ServerAddr,
-    TimeZoneName,
+    Authoritative, DomainName, FileMode, Interval, RetireMode, Schedule, SelectorTemplate,
+    ServerAddr, TimeZoneName,
 };
 pub use window::ActivationWindow;
 
@@ -63,6 +63,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The Prometheus text file written after each pass.
     pub metrics_file: Option<PathBuf>,
+    /// When `rotor daemon` runs a pass.
+    pub schedule: Schedule,
 }
 
 /// One domain, with its policy resolved from `defaults` and its own overrides.
@@ -331,6 +333,7 @@ struct RawConfig {
     #[serde(default)]
     notify: NotifyConfig,
     metrics_file: Option<PathBuf>,
+    schedule: Option<Schedule>,
 }
 
 /// The names under `providers:` and `signers:`, read first so domains can be checked against them.
@@ -569,6 +572,9 @@ impl Config {
             domains,
             notify: raw.notify,
             metrics_file: raw.metrics_file,
+            schedule: raw
+                .schedule
+                .unwrap_or_else(|| Schedule("0 */15 * * * *".into())),
         })
     }
 

@@ -403,6 +403,33 @@ impl FromStr for TimeZoneName {
 
 deserialize_from_str!(TimeZoneName);
 
+/// A cron schedule with seconds: `sec min hour day-of-month month day-of-week`, in UTC
+/// (`"0 */15 * * * *"`: every 15 minutes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule(pub String);
+
+impl FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        tokio_cron_scheduler::Job::new(text, |_, _| {})
+            .map(|_| Self(text.to_string()))
+            .map_err(|_| {
+                format!(
+                    "invalid schedule {text:?}: six fields, sec min hour day month weekday, like \"0 */15 * * * *\""
+                )
+            })
+    }
+}
+
+deserialize_from_str!(Schedule);
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
