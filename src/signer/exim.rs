@@ -24,9 +24,8 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Reload, Signer, SignerKey, SignerPlan};
+use super::{Reload, Signer, SignerPlan};
 use crate::config::FileMode;
-use crate::fsutil;
 
 /// The `type: exim` signer's settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -60,12 +59,14 @@ impl Exim {
             group: config.group.clone(),
             mode: config.mode,
         };
-        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o640);
+        let keys = KeyFiles::new(
+            config.key_dir.clone(),
+            ownership,
+            0o640,
+            "pem",
+            KeyFormat::Pem,
+        );
         Self { config, keys }
-    }
-
-    fn key_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
-        self.keys.path(domain, key, "pem")
     }
 
     fn table(&self, plan: &SignerPlan, current: &str) -> String {
@@ -80,7 +81,7 @@ impl Exim {
             rows.push(format!(
                 "{}._domainkey.{domain}: {}",
                 key.selector,
-                self.key_path(domain, key).display()
+                self.keys.path(domain, key).display()
             ));
         }
         rewrite(
@@ -93,11 +94,7 @@ impl Exim {
 
 impl Signer for Exim {
     fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        for key in plan.installed() {
-            let path = self.key_path(&plan.domain, key);
-            self.keys.install(&path, key, KeyFormat::Pem)?;
-        }
-        Ok(())
+        self.keys.stage(plan)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -113,10 +110,7 @@ impl Signer for Exim {
     }
 
     fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        for key in &plan.removed {
-            fsutil::remove_file(&self.key_path(&plan.domain, key))?;
-        }
-        Ok(())
+        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {
@@ -131,7 +125,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::fsutil;
     use crate::keys::KeyAlgorithm;
+    use crate::signer::SignerKey;
 
     fn key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
         let source = dir.join(format!("{selector}.src"));

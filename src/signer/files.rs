@@ -11,7 +11,7 @@ use nix::unistd::{Gid, Group, Uid, User, chown};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::SignerKey;
+use super::{SignerKey, SignerPlan};
 use crate::config::FileMode;
 use crate::fsutil;
 use crate::keys::PrivateKey;
@@ -39,28 +39,52 @@ pub enum KeyFormat {
     Ed25519Seed,
 }
 
-/// The key directory of one signer.
+/// The key directory of one signer: where each key goes, in which form, with which owner.
 #[derive(Clone, Debug)]
 pub struct KeyFiles {
     dir: PathBuf,
     ownership: Ownership,
     default_mode: u32,
+    extension: &'static str,
+    format: KeyFormat,
 }
 
 impl KeyFiles {
-    /// Keys in `dir`, written with `ownership` (or `default_mode`).
-    pub fn new(dir: PathBuf, ownership: Ownership, default_mode: u32) -> Self {
+    /// Keys in `dir`, named `<domain>.<selector>.<extension>`, written in `format` with
+    /// `ownership` (its mode, or `default_mode`).
+    pub fn new(
+        dir: PathBuf,
+        ownership: Ownership,
+        default_mode: u32,
+        extension: &'static str,
+        format: KeyFormat,
+    ) -> Self {
         Self {
             dir,
             ownership,
             default_mode,
+            extension,
+            format,
         }
     }
 
-    /// The file for `key` of `domain`, named `<domain>.<selector>.<extension>`.
-    pub fn path(&self, domain: &str, key: &SignerKey, extension: &str) -> PathBuf {
+    /// The file for `key` of `domain`.
+    pub fn path(&self, domain: &str, key: &SignerKey) -> PathBuf {
         self.dir
-            .join(format!("{domain}.{}.{extension}", key.selector))
+            .join(format!("{domain}.{}.{}", key.selector, self.extension))
+    }
+
+    /// Installs the file of every key `plan` keeps (the signer's stage step).
+    pub fn stage(&self, plan: &SignerPlan) -> Result<()> {
+        plan.installed()
+            .try_for_each(|key| self.install(&self.path(&plan.domain, key), key))
+    }
+
+    /// Deletes the files of the keys `plan` removes (the signer's clean step).
+    pub fn clean(&self, plan: &SignerPlan) -> Result<()> {
+        plan.removed
+            .iter()
+            .try_for_each(|key| fsutil::remove_file(&self.path(&plan.domain, key)))
     }
 
     fn mode(&self) -> u32 {
@@ -89,11 +113,11 @@ impl KeyFiles {
         Ok((uid, gid))
     }
 
-    /// Writes `key` to `path` in `format` (unless it is there already), then gives it the
-    /// signer's owner, group and mode. The file is created with the mode from the start and
-    /// renamed into place, so it is never readable by anyone else.
-    pub fn install(&self, path: &Path, key: &SignerKey, format: KeyFormat) -> Result<()> {
-        let bytes = contents(key, format)?;
+    /// Writes `key` to `path` (unless it is there already), then gives it the signer's owner,
+    /// group and mode. The file is created with the mode from the start and renamed into place,
+    /// so it is never readable by anyone else.
+    fn install(&self, path: &Path, key: &SignerKey) -> Result<()> {
+        let bytes = contents(key, self.format)?;
         let mode = self.mode();
         let current = fs::metadata(path).ok();
         let same = fs::read(path).ok().as_deref() == Some(bytes.as_slice())

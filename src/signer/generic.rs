@@ -156,19 +156,12 @@ impl Files {
             group: config.group.clone(),
             mode: config.mode,
         };
-        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600);
-        Self { config, keys }
-    }
-
-    fn key_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
-        let extension = match (
-            KeyFormat::from(self.config.key_format),
-            key.algorithm.is_rsa(),
-        ) {
-            (KeyFormat::Ed25519Seed, false) => "key",
-            _ => "pem",
+        let (extension, format) = match config.key_format {
+            KeyFormatName::Pem => ("pem", KeyFormat::Pem),
+            KeyFormatName::Ed25519Seed => ("key", KeyFormat::Ed25519Seed),
         };
-        self.keys.path(domain, key, extension)
+        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600, extension, format);
+        Self { config, keys }
     }
 
     fn view(&self, plan: &SignerPlan) -> View {
@@ -176,7 +169,7 @@ impl Files {
             selector: key.selector.clone(),
             algorithm: key.algorithm.to_string(),
             k: key.algorithm.dkim_k(),
-            key_path: self.key_path(&plan.domain, key).display().to_string(),
+            key_path: self.keys.path(&plan.domain, key).display().to_string(),
         };
         let keys: Vec<KeyView> = plan.signing.iter().map(view).collect();
         let first = keys.first();
@@ -217,12 +210,7 @@ impl Files {
 
 impl Signer for Files {
     fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        for key in plan.installed() {
-            let path = self.key_path(&plan.domain, key);
-            self.keys
-                .install(&path, key, self.config.key_format.into())?;
-        }
-        Ok(())
+        self.keys.stage(plan)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -265,10 +253,7 @@ impl Signer for Files {
     }
 
     fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        for key in &plan.removed {
-            fsutil::remove_file(&self.key_path(&plan.domain, key))?;
-        }
-        Ok(())
+        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {

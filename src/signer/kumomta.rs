@@ -24,7 +24,6 @@ use toml_edit::{DocumentMut, Item, Table, value};
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable};
 use super::{Reload, Signer, SignerKey, SignerPlan};
 use crate::config::FileMode;
-use crate::fsutil;
 
 /// The `type: kumomta` signer's settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -66,12 +65,14 @@ impl Kumomta {
             group: config.group.clone(),
             mode: config.mode,
         };
-        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600);
+        let keys = KeyFiles::new(
+            config.key_dir.clone(),
+            ownership,
+            0o600,
+            "pem",
+            KeyFormat::Pem,
+        );
         Self { config, keys }
-    }
-
-    fn key_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
-        self.keys.path(domain, key, "pem")
     }
 
     /// The data file with `plan.domain`'s block signing with its key. What the operator set
@@ -98,7 +99,7 @@ impl Kumomta {
             .unwrap_or_default();
         block["selector"] = value(key.selector.as_str());
         block["algo"] = value(algo(key));
-        block["filename"] = value(self.key_path(domain, key).display().to_string());
+        block["filename"] = value(self.keys.path(domain, key).display().to_string());
         doc["domain"][domain] = Item::Table(block);
         Ok(doc.to_string())
     }
@@ -106,11 +107,7 @@ impl Kumomta {
 
 impl Signer for Kumomta {
     fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        for key in plan.installed() {
-            let path = self.key_path(&plan.domain, key);
-            self.keys.install(&path, key, KeyFormat::Pem)?;
-        }
-        Ok(())
+        self.keys.stage(plan)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -126,10 +123,7 @@ impl Signer for Kumomta {
     }
 
     fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        for key in &plan.removed {
-            fsutil::remove_file(&self.key_path(&plan.domain, key))?;
-        }
-        Ok(())
+        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {
@@ -145,7 +139,9 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+    use crate::fsutil;
     use crate::keys::{KeyAlgorithm, PrivateKey};
+    use crate::signer::SignerKey;
 
     #[test]
     fn writes_the_documented_format_and_keeps_the_rest() {

@@ -73,12 +73,14 @@ impl Opendkim {
             group: config.group.clone(),
             mode: config.mode,
         };
-        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600);
+        let keys = KeyFiles::new(
+            config.key_dir.clone(),
+            ownership,
+            0o600,
+            "pem",
+            KeyFormat::Pem,
+        );
         Self { config, keys }
-    }
-
-    fn installed_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
-        self.keys.path(domain, key, "pem")
     }
 
     fn tables(&self, plan: &SignerPlan, key_table: &str, signing_table: &str) -> [String; 2] {
@@ -95,7 +97,7 @@ impl Opendkim {
                     "{} {domain}:{}:{}",
                     key_name(domain, &key.selector),
                     key.selector,
-                    self.installed_path(domain, key).display()
+                    self.keys.path(domain, key).display()
                 )
             })
             .collect();
@@ -129,11 +131,7 @@ impl Opendkim {
 
 impl Signer for Opendkim {
     fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        for key in plan.installed() {
-            let path = self.installed_path(&plan.domain, key);
-            self.keys.install(&path, key, KeyFormat::Pem)?;
-        }
-        Ok(())
+        self.keys.stage(plan)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -144,10 +142,7 @@ impl Signer for Opendkim {
     }
 
     fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        for key in &plan.removed {
-            fsutil::remove_file(&self.installed_path(&plan.domain, key))?;
-        }
-        Ok(())
+        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {

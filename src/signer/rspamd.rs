@@ -14,9 +14,8 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Reload, Signer, SignerKey, SignerPlan};
+use super::{Reload, Signer, SignerPlan};
 use crate::config::FileMode;
-use crate::fsutil;
 
 /// The `type: rspamd` signer's settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -76,12 +75,14 @@ impl Rspamd {
             group: config.group.clone(),
             mode: config.mode,
         };
-        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600);
+        let keys = KeyFiles::new(
+            config.key_dir.clone(),
+            ownership,
+            0o600,
+            "key",
+            KeyFormat::Ed25519Seed,
+        );
         Self { config, keys }
-    }
-
-    fn key_path(&self, domain: &str, key: &SignerKey) -> PathBuf {
-        self.keys.path(domain, key, "key")
     }
 
     /// The selector map with `domain`'s line replaced (or removed when it signs twice).
@@ -110,7 +111,7 @@ impl Rspamd {
                 .map(|key| {
                     format!(
                         "{{ path = \"{}\"; selector = \"{}\"; }}",
-                        self.key_path(domain, key).display(),
+                        self.keys.path(domain, key).display(),
                         key.selector
                     )
                 })
@@ -127,11 +128,7 @@ impl Rspamd {
 
 impl Signer for Rspamd {
     fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        for key in plan.installed() {
-            let path = self.key_path(&plan.domain, key);
-            self.keys.install(&path, key, KeyFormat::Ed25519Seed)?;
-        }
-        Ok(())
+        self.keys.stage(plan)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -163,10 +160,7 @@ impl Signer for Rspamd {
     }
 
     fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        for key in &plan.removed {
-            fsutil::remove_file(&self.key_path(&plan.domain, key))?;
-        }
-        Ok(())
+        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {
@@ -185,7 +179,9 @@ mod tests {
     use std::fs;
 
     use super::*;
+    use crate::fsutil;
     use crate::keys::{KeyAlgorithm, PrivateKey};
+    use crate::signer::SignerKey;
 
     fn key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
         let source = dir.join(format!("{selector}.pem"));
