@@ -30,6 +30,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+for port in "$port1" "$port2"; do
+  if dig +short +norecurse +time=1 +tries=1 -p "$port" @127.0.0.1 SOA example.com >/dev/null 2>&1; then
+    echo "quickstart: something already answers DNS on 127.0.0.1:$port (an earlier quickstart?); stop it first" >&2
+    exit 1
+  fi
+done
 echo "==> starting BIND on 127.0.0.1:$port1 (primary) and :$port2 (secondary)"
 tsig-keygen -a hmac-sha256 rotor-key > "$work/tsig.key"
 for role in primary secondary; do mkdir -p "$work/$role"; done
