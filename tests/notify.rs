@@ -101,6 +101,20 @@ fn phase_changes_are_notified_and_measured() {
     ));
     fs::write(&rotor.config, config).unwrap();
 
+    // The first pass, logged as JSON lines for a log collector.
+    let out = rotor.cmd(&["-v", "--log-format", "json", "run"]);
+    assert!(out.status.success());
+    let logs: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(
+        logs.iter().any(|l| l["level"] == "INFO"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("example.com: rotation started"))),
+        "{logs:?}"
+    );
     rotor.run_until("first key active", |r| r.selector_in("active").is_some());
     let selector = rotor.selector_in("active").unwrap();
 

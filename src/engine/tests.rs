@@ -536,3 +536,33 @@ fn a_signer_that_fails_is_named_and_the_switch_is_retried() {
     assert_eq!(key.phase, Phase::Active);
     assert!(key.signers.values().all(|state| state == "signing"));
 }
+
+#[test]
+fn signers_switch_only_inside_the_activation_window() {
+    let mut w = World::new();
+    w.config.domains[0].policy.activate_window = Some("Mon-Fri 04:00-06:00".parse().unwrap());
+    // Friday 2027-01-15 08:00 UTC: published now, visible four hours later, but the window
+    // opened at 04:00 and closed at 06:00.
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Propagated]);
+    assert!(w.signer.plans.lock().unwrap().is_empty(), "no switch");
+    let keys = w.store.keys().unwrap();
+    let rows = crate::status::rows(
+        &w.config.domains.iter().collect::<Vec<_>>(),
+        &keys,
+        false,
+        w.clock.now(),
+    );
+    assert_eq!(
+        rows[0].waiting_for.as_deref(),
+        Some("waiting for window Mon-Fri 04:00-06:00 (UTC)")
+    );
+    assert_eq!(rows[0].next_at.as_deref(), Some("2027-01-18T04:00:00Z"));
+
+    // Monday 04:00: the window opens and the signer switches.
+    w.clock.advance(2 * DAY + 16 * HOUR);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Active]);
+}
