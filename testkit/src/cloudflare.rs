@@ -1,14 +1,14 @@
 //! The Cloudflare API double (`providers/tests/doubles/cloudflare.py`), started on loopback and
 //! checked against Cloudflare's own schema in `shared/cloudflare/` beside the repository.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde_json::Value;
 
-use crate::{Bind, free_port};
+use crate::{Bind, free_port, spawn_ready};
 
 /// The one token the double accepts.
 pub const TOKEN: &str = "test-token-0123456789";
@@ -61,19 +61,7 @@ impl CloudflareDouble {
                 .arg(format!("127.0.0.1:{}", bind.primary.port));
             command.arg("--mirror-key").arg(&bind.tsig_file);
         }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the Cloudflare double");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the Cloudflare double did not start (pip install jsonschema?)"
-        );
+        let child = spawn_ready(command, "the Cloudflare double: pip install jsonschema");
         Self { child, port }
     }
 

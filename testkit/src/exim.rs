@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{free_port, wait_for};
+use crate::{free_port, spawn_ready, wait_for};
 
 /// The envelope sender [`Exim::sign`] uses: its domain selects the table's row.
 pub const SENDER: &str = "sender@example.com";
@@ -180,18 +180,11 @@ begin retry
         fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
 
         let sink_dir = dir.join("received");
-        let mut sink = Command::new("python3")
-            .arg(helper("smtp_sink.py"))
+        let mut sink = Command::new("python3");
+        sink.arg(helper("smtp_sink.py"))
             .args(["--port", &sink_port.to_string(), "--dir"])
-            .arg(&sink_dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the SMTP sink");
-        let mut line = String::new();
-        BufReader::new(sink.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
+            .arg(&sink_dir);
+        let sink = spawn_ready(sink, "the SMTP sink");
         Self {
             dir: dir.to_owned(),
             conf,

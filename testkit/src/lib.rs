@@ -55,6 +55,23 @@ pub fn sbin(tool: &str) -> String {
     panic!("{tool} is not installed: apt-get install bind9 bind9-dnsutils (.ci/run does)");
 }
 
+/// Spawns `command` (a helper that prints `ready` on its stdout once it serves) and waits for
+/// that line; panics with `hint` if it does not come.
+pub fn spawn_ready(mut command: Command, hint: &str) -> Child {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err} ({hint})"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready", "{command:?} did not start ({hint})");
+    child
+}
+
 /// One `named` process, killed when dropped.
 pub struct Named {
     child: Child,

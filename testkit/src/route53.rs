@@ -1,11 +1,10 @@
 //! Route53 as moto emulates it (`testkit/doubles/route53.py`), started on loopback with hosted
 //! zones made, and optionally mirrored into a [`Bind`] that plays Route53's nameservers.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use crate::{Bind, free_port};
+use crate::{Bind, free_port, spawn_ready};
 
 /// A running moto server, stopped when dropped.
 pub struct MotoRoute53 {
@@ -38,18 +37,9 @@ impl MotoRoute53 {
                 .arg(format!("127.0.0.1:{}", bind.primary.port));
             command.arg("--mirror-key").arg(&bind.tsig_file);
         }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the Route53 emulation");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "moto did not start (python3 -m pip install 'moto[server]'; tests/run.sh does)"
+        let child = spawn_ready(
+            command,
+            "Route53's emulation: python3 -m pip install 'moto[server]' (tests/run.sh does)",
         );
         Self { child, port }
     }
