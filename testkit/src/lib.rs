@@ -360,19 +360,24 @@ controls {{ }};
     }
 }
 
-/// A scratch directory under a folder no other user can write to, up to the root: OpenDKIM
-/// (RequireSafeKeys) refuses keys below a group- or world-writable directory such as /tmp.
-/// `target_tmp` (a test's `CARGO_TARGET_TMPDIR`) if it is such a folder, else $HOME, else /run.
+/// A scratch directory under a folder no other user can write to, up to the root, and that
+/// every user can pass through: OpenDKIM (RequireSafeKeys) refuses keys below a group- or
+/// world-writable directory such as /tmp, and Exim delivers as its own user. `target_tmp` (a
+/// test's `CARGO_TARGET_TMPDIR`) if it is such a folder (a checkout under /tmp is not), else
+/// /run, else $HOME.
 pub fn scratch_in(target_tmp: &str) -> tempfile::TempDir {
     let safe = |dir: &Path| {
         dir.is_dir()
-            && dir
-                .ancestors()
-                .all(|d| fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o022 == 0))
+            && dir.ancestors().all(|d| {
+                fs::metadata(d).is_ok_and(|m| {
+                    let mode = m.permissions().mode();
+                    mode & 0o022 == 0 && mode & 0o001 != 0
+                })
+            })
     };
     let target = PathBuf::from(target_tmp);
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let candidates = [Some(target.clone()), home, Some(PathBuf::from("/run"))];
+    let candidates = [Some(target.clone()), Some(PathBuf::from("/run")), home];
     let base = candidates
         .into_iter()
         .flatten()
