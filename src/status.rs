@@ -208,6 +208,22 @@ pub fn health(domains: &[&DomainConfig], keys: &[KeyRecord], now: u64) -> (Healt
     (worst, findings.into_iter().map(|f| f.1).collect())
 }
 
+/// Each signer's state for the key, short: `mx1:signing,rspamd:failed` (the error is in the
+/// row's error).
+fn signers(row: &KeyStatus) -> String {
+    if row.signers.is_empty() {
+        return "-".into();
+    }
+    row.signers
+        .iter()
+        .map(|(name, state)| {
+            let word = state.split([',', ':']).next().unwrap_or_default();
+            format!("{name}:{word}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Renders rows as an aligned table.
 pub fn table(rows: &[KeyStatus]) -> String {
     let header = [
@@ -217,10 +233,11 @@ pub fn table(rows: &[KeyStatus]) -> String {
         "PHASE",
         "SINCE",
         "NEXT",
+        "SIGNERS",
         "WAITING FOR",
     ];
     let dash = || "-".to_string();
-    let mut lines: Vec<[String; 7]> = vec![header.map(String::from)];
+    let mut lines: Vec<[String; 8]> = vec![header.map(String::from)];
     for row in rows {
         let mut waiting = row.waiting_for.clone().unwrap_or_else(dash);
         if let Some(error) = &row.error {
@@ -239,16 +256,18 @@ pub fn table(rows: &[KeyStatus]) -> String {
             row.phase.clone().unwrap_or_else(dash),
             row.since.clone().unwrap_or_else(dash),
             row.next_at.clone().unwrap_or_else(dash),
+            signers(row),
             waiting,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let last = header.len() - 1;
+    let widths: Vec<usize> = (0..last)
         .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for line in lines {
         for (i, cell) in line.iter().enumerate() {
-            if i < 6 {
+            if i < last {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             } else {
                 out.push_str(cell);
@@ -309,5 +328,34 @@ mod tests {
         let (health_now, findings) = health(&domains, &[active, failed], 2 * DAY);
         assert_eq!((health_now, health_now.code()), (Health::Critical, 2));
         assert_eq!(findings, ["example.com c failed: not visible"]);
+    }
+
+    #[test]
+    fn the_table_shows_each_signers_state() {
+        let config = config();
+        let domains: Vec<&DomainConfig> = config.domains.iter().collect();
+        let key = KeyRecord {
+            error: Some("signer mx2: reload failed".into()),
+            signers: [
+                ("mx1".to_string(), "signing".to_string()),
+                (
+                    "mx2".to_string(),
+                    "failed, kept its previous keys: reload failed".to_string(),
+                ),
+            ]
+            .into(),
+            ..key("a", Phase::Propagated, 0)
+        };
+        let text = table(&rows(&domains, &[key], false, 60));
+        let line = text.lines().nth(1).unwrap();
+        assert!(line.contains("  mx1:signing,mx2:failed  "), "{text}");
+        assert!(
+            line.ends_with("(error: signer mx2: reload failed)"),
+            "{text}"
+        );
+        assert!(
+            text.lines().next().unwrap().contains("  SIGNERS  "),
+            "{text}"
+        );
     }
 }
