@@ -253,6 +253,30 @@ pub fn choose_selector(base: &str, taken: &BTreeSet<String>) -> String {
         .expect("an unused suffix exists")
 }
 
+/// The selectors of `ring` a new key may take, best first: none held by a key whose life is not
+/// over (a name is reused only once its last key is retired or failed, its record gone), and
+/// the least recently used first (never used ones before all).
+pub fn ring_order(ring: &[String], keys: &[KeyRecord]) -> Vec<String> {
+    let last_use = |name: &str| {
+        keys.iter()
+            .filter(|key| key.selector == name)
+            .map(|key| key.created_at + 1)
+            .max()
+            .unwrap_or(0)
+    };
+    let mut free: Vec<&String> = ring
+        .iter()
+        .filter(|name| {
+            !keys
+                .iter()
+                .any(|key| key.selector == **name && !key.phase.is_final())
+        })
+        .collect();
+    free.dedup();
+    free.sort_by_key(|name| last_use(name));
+    free.into_iter().cloned().collect()
+}
+
 /// The records of `keys` after `key` completes `action` at `now`: its new phase. An activation
 /// switches every propagated key of the domain at once (see [`next_among`]), and moves the
 /// previously active key of each of their slots to its grace window.
@@ -549,5 +573,19 @@ mod tests {
             next(&resumed, &policy, saturday),
             Next::Act(Action::Activate)
         );
+    }
+
+    #[test]
+    fn a_ring_reuses_the_least_recently_used_free_selector() {
+        let ring: Vec<String> = ["s1", "s2", "s3"].map(String::from).to_vec();
+        assert_eq!(ring_order(&ring, &[]), ring, "never used: in ring order");
+        let keys = [
+            key("s1", Phase::Retired, 10),
+            key("s2", Phase::Active, 20),
+            key("s3", Phase::Retired, 5),
+        ];
+        assert_eq!(ring_order(&ring, &keys), ["s3", "s1"]);
+        let busy = [key("s1", Phase::Retiring, 10), key("s2", Phase::Active, 20)];
+        assert_eq!(ring_order(&ring[..2], &busy), Vec::<String>::new());
     }
 }

@@ -184,3 +184,63 @@ fn a_selector_delegated_outside_the_providers_zones_is_refused() {
         before
     );
 }
+
+/// The set-up of hosted services on DNS hosts without DNAME (Cloudflare, Route53): two CNAMEs,
+/// made once, and a ring of two selectors that rotor uses in turn. (A 2-second TTL: when s1 comes
+/// back, the resolver's copy of its previous record must expire before the new key counts as
+/// visible, which rotor waits for.)
+#[test]
+fn a_selector_ring_behind_cnames_made_once() {
+    let dir = scratch();
+    let bind = Bind::with_records(
+        &dir.path().join("bind"),
+        Secondary::Notified,
+        &[
+            (
+                "example.org",
+                "s1._domainkey.ring IN CNAME s1.ring-example-org.keys.example.com.",
+            ),
+            (
+                "example.org",
+                "s2._domainkey.ring IN CNAME s2.ring-example-org.keys.example.com.",
+            ),
+        ],
+    );
+    let resolver = bind.resolver(&dir.path().join("resolver"));
+    let rotor = rotor_for(
+        dir.path(),
+        &bind,
+        &resolver,
+        "  - name: ring.example.org
+    provider: bind
+    signers: [mx1]
+    selectors: [s1, s2]
+    ttl: 2
+",
+    );
+    let mut values = Vec::new();
+    for (rotation, expected) in ["s1", "s2", "s1"].into_iter().enumerate() {
+        if rotation > 0 {
+            // The previous key must be retired before its name comes round again.
+            rotor.run_until("no key in its grace window", |r| {
+                r.phases().iter().all(|(_, p)| p != "retiring")
+            });
+            rotor.ok(&["rotate", "ring.example.org"]);
+        }
+        rotor.run_until(&format!("{expected} active"), |r| {
+            r.phases()
+                .iter()
+                .any(|(s, p)| s == expected && p == "active")
+                && r.phases().iter().filter(|(_, p)| p == "active").count() == 1
+        });
+        let (selector, key_file) = signing(&rotor, "ring.example.org");
+        assert_eq!(selector, expected);
+        let target = format!("{expected}.ring-example-org.{KEYS}");
+        let value = bind.primary.txt(&target);
+        assert_eq!(value.len(), 1, "{target}");
+        values.push(value[0].clone());
+        dkimpy_verifies_for("ring.example.org", &key_file, expected, resolver.port)
+            .unwrap_or_else(|err| panic!("rotation {rotation}: {err}"));
+    }
+    assert_ne!(values[0], values[2], "s1 came back with a new key");
+}

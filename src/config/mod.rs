@@ -87,8 +87,11 @@ pub struct DomainConfig {
 pub struct Policy {
     /// Key types, each rotated under its own selector.
     pub keys: Vec<KeyAlgorithm>,
-    /// Selector template.
+    /// Selector template (when there is no ring).
     pub selector: SelectorTemplate,
+    /// A fixed ring of selectors, reused in turn once their previous key is retired (for
+    /// selectors delegated by one CNAME each, set up once); empty: new names from `selector`.
+    pub selector_ring: Vec<SelectorTemplate>,
     /// Age at which an active key is replaced.
     pub rotate_every: Interval,
     /// TTL of published records.
@@ -270,6 +273,7 @@ struct RawPropagation {
 struct RawPolicy {
     keys: Option<KeyList>,
     selector: Option<SelectorTemplate>,
+    selectors: Option<Vec<SelectorTemplate>>,
     rotate_every: Option<Interval>,
     ttl: Option<u32>,
     propagation: Option<RawPropagation>,
@@ -292,6 +296,7 @@ struct RawDomain {
     zone: Option<DomainName>,
     keys: Option<KeyList>,
     selector: Option<SelectorTemplate>,
+    selectors: Option<Vec<SelectorTemplate>>,
     rotate_every: Option<Interval>,
     ttl: Option<u32>,
     propagation: Option<RawPropagation>,
@@ -307,6 +312,7 @@ impl RawDomain {
         RawPolicy {
             keys: self.keys,
             selector: self.selector,
+            selectors: self.selectors,
             rotate_every: self.rotate_every,
             ttl: self.ttl,
             propagation: self.propagation,
@@ -366,6 +372,13 @@ impl Policy {
                 .map_or_else(|| vec![KeyAlgorithm::Rsa2048], |k| k.0),
             selector: layered(layers, |l| l.selector.clone())
                 .unwrap_or_else(|| "rotor{yyyy}{mm}{dd}".parse().expect("valid")),
+            // The innermost layer that names selectors decides: a template or a ring.
+            selector_ring: layers
+                .iter()
+                .rev()
+                .find(|l| l.selector.is_some() || l.selectors.is_some())
+                .and_then(|l| l.selectors.clone())
+                .unwrap_or_default(),
             rotate_every: interval(layered(layers, |l| l.rotate_every), "90d"),
             ttl: layered(layers, |l| l.ttl).unwrap_or(300),
             propagation: Propagation {
@@ -549,6 +562,23 @@ impl Config {
                         "ed25519 needs a signer that signs twice (RSA and Ed25519), and signer {signer:?} cannot: {why}"
                     ),
                 ));
+            }
+            if !policy.selector_ring.is_empty() {
+                let names: BTreeSet<String> = policy
+                    .keys
+                    .iter()
+                    .flat_map(|&alg| policy.selector_ring.iter().map(move |t| t.render("", alg)))
+                    .collect();
+                if names.len() < 2 * policy.keys.len() {
+                    return Err(error(
+                        "selectors",
+                        format!(
+                            "a ring needs two selectors per key type (one signs while the other retires), {} for {} key type(s); add names or {{alg}}",
+                            2 * policy.keys.len(),
+                            policy.keys.len()
+                        ),
+                    ));
+                }
             }
             if policy.keys.contains(&KeyAlgorithm::Rsa1024) {
                 tracing::warn!(

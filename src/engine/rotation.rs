@@ -20,9 +20,34 @@ struct Proposal<'d> {
     domain: &'d DomainConfig,
     algorithm: KeyAlgorithm,
     base: String,
+    /// With a selector ring: its free names, best first (empty: names from the template).
+    ring: Vec<String>,
     selector: String,
     /// The end of the selector name's alias chain, when it is an alias.
     target: Option<String>,
+}
+
+impl Proposal<'_> {
+    /// Another name for this key, after its proposed one turned out to be taken.
+    fn next_selector(&mut self, taken: &mut BTreeSet<String>) -> Result<()> {
+        self.selector = if self.ring.is_empty() {
+            lifecycle::choose_selector(&self.base, taken)
+        } else {
+            self.ring
+                .iter()
+                .find(|name| !taken.contains(*name))
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{}: every free selector of the ring is taken ({})",
+                        self.domain.name,
+                        self.ring.join(", ")
+                    )
+                })?
+        };
+        taken.insert(self.selector.clone());
+        Ok(())
+    }
 }
 
 impl Proposal<'_> {
@@ -117,23 +142,36 @@ impl Engine<'_> {
     ) -> Result<Vec<Proposal<'d>>> {
         let name = domain.name.as_str();
         let keys = self.store.domain_keys(name)?;
-        let taken = taken
-            .entry(name.to_string())
-            .or_insert_with(|| keys.iter().map(|k| k.selector.clone()).collect());
+        let ring = &domain.policy.selector_ring;
+        // Template names are never reused; a ring's names are, once their key's life is over.
+        let taken = taken.entry(name.to_string()).or_insert_with(|| {
+            keys.iter()
+                .filter(|k| ring.is_empty() || !k.phase.is_final())
+                .map(|k| k.selector.clone())
+                .collect()
+        });
         let mut proposals = Vec::new();
         for &algorithm in &domain.policy.keys {
             if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, now, forced)
             {
-                let base = domain.policy.selector.render(&rfc3339(now), algorithm);
-                let selector = lifecycle::choose_selector(&base, taken);
-                taken.insert(selector.clone());
-                proposals.push(Proposal {
+                let stamp = rfc3339(now);
+                let names: Vec<String> = ring.iter().map(|t| t.render(&stamp, algorithm)).collect();
+                let mut proposal = Proposal {
                     domain,
                     algorithm,
-                    base,
-                    selector,
+                    base: domain.policy.selector.render(&stamp, algorithm),
+                    ring: lifecycle::ring_order(&names, &keys),
+                    selector: String::new(),
                     target: None,
-                });
+                };
+                if !names.is_empty() && proposal.ring.is_empty() {
+                    return Err(anyhow!(
+                        "every selector of the ring ({}) belongs to a key not yet retired; a name is reused once its key is retired",
+                        names.join(", ")
+                    ));
+                }
+                proposal.next_selector(taken)?;
+                proposals.push(proposal);
             }
         }
         Ok(proposals)
@@ -212,9 +250,7 @@ impl Engine<'_> {
                     proposal.record_name(),
                     proposal.selector
                 );
-                let taken = taken.entry(domain).or_default();
-                proposal.selector = lifecycle::choose_selector(&proposal.base, taken);
-                taken.insert(proposal.selector.clone());
+                proposal.next_selector(taken.entry(domain).or_default())?;
                 let placed = self.place(proposal).await?;
                 if placed.name != zone.name {
                     bail!(
@@ -264,7 +300,17 @@ impl Engine<'_> {
                 )
             })
             .collect();
-        let changes: Vec<_> = keys.iter().map(|key| (None, key)).collect();
+        // A ring's selector replaces the record of its retired (or failed) previous key.
+        let mut previous = Vec::new();
+        for key in &keys {
+            previous.push(
+                self.store
+                    .domain_keys(&key.domain)?
+                    .into_iter()
+                    .find(|old| old.selector == key.selector),
+            );
+        }
+        let changes: Vec<_> = previous.iter().map(Option::as_ref).zip(&keys).collect();
         self.store.commit(&changes, &events)?;
         for key in &keys {
             match &key.target {

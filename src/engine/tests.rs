@@ -566,3 +566,52 @@ fn signers_switch_only_inside_the_activation_window() {
     assert!(w.run(false).is_empty());
     assert_eq!(w.phases(), [Phase::Active]);
 }
+
+#[test]
+fn a_selector_ring_reuses_a_name_once_its_key_is_retired() {
+    let mut w = World::new();
+    w.config.domains[0].policy.selector_ring = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+    let activate = |w: &World| {
+        w.clock.advance(4 * HOUR);
+        assert!(w.run(false).is_empty());
+    };
+    w.run(false);
+    activate(&w);
+    assert_eq!(w.selectors(), ["a"]);
+    w.run(true);
+    activate(&w);
+    assert_eq!(w.selectors(), ["a", "b"]);
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+
+    // While "a" is still in its grace window, no name is free: the rotation is refused.
+    let failed = w.run(true);
+    assert!(
+        failed[0]
+            .1
+            .contains("every selector of the ring (a, b) belongs to a key not yet retired"),
+        "{failed:?}"
+    );
+    // Once "a" is retired, its name serves the next key, and its record is replaced.
+    w.clock.advance(7 * DAY);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Retired, Phase::Active]);
+    w.run(true);
+    activate(&w);
+    let keys = w.store.keys().unwrap();
+    let a = keys.iter().find(|k| k.selector == "a").unwrap();
+    assert_eq!(a.phase, Phase::Active);
+    assert_eq!(
+        w.dns.values("a._domainkey.example.com").len(),
+        1,
+        "one record at the reused name"
+    );
+    let history = w.store.history("example.com").unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e.selector == "a" && e.detail.starts_with("rotation started"))
+            .count(),
+        2,
+        "both lives of the name are in the history"
+    );
+}
