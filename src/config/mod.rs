@@ -708,6 +708,28 @@ mod tests {
     }
 
     #[test]
+    fn a_selector_ring_needs_two_names_per_key_type() {
+        let base = "state_dir: /s\nkey_dir: /k\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: exim, table: /t, key_dir: /c}\ndomains:\n  - name: example.com\n    provider: p\n    signers: [s]\n";
+        let two = format!("{base}    selectors: [s1, s2]\n");
+        let config = Config::parse(&two, Path::new("t.yaml")).unwrap();
+        assert_eq!(config.domains[0].policy.selector_ring.len(), 2);
+        let dual = format!("{two}    keys: [rsa-2048, ed25519]\n");
+        let err = Config::parse(&dual, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "t.yaml:8:5: domains[0].selectors: a ring needs two selectors per key type"
+            ),
+            "{err}"
+        );
+        let with_alg = format!(
+            "{base}    selectors: [s1-{{alg}}, s2-{{alg}}]\n    keys: [rsa-2048, ed25519]\n"
+        );
+        assert!(Config::parse(&with_alg, Path::new("t.yaml")).is_ok());
+    }
+
+    #[test]
     fn a_domain_outside_its_zone_or_twice_is_refused() {
         let base = "state_dir: /s\nkey_dir: /k\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: opendkim, key_table: /a, signing_table: /b, key_dir: /c, reload: 'true'}\ndomains:\n  - name: example.com\n    provider: p\n    signers: [s]\n";
         let zone = format!("{base}    zone: example.org\n");
