@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Reload, Signer, SignerPlan};
+use super::{Signer, SignerPlan, run_optional};
 use crate::config::FileMode;
 
 /// The `type: exim` signer's settings.
@@ -100,12 +100,8 @@ impl Signer for Exim {
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
         let files = FileSet::read(&[&self.config.table])?;
         let table = self.table(plan, files.text(0));
-        let reload = self.config.reload.clone().map(Reload::Command);
         files
-            .switch(&[table], || match &reload {
-                Some(reload) => reload.run(),
-                None => Ok(()),
-            })
+            .switch(&[table], || run_optional(self.config.reload.as_ref()))
             .context("Exim")
     }
 
@@ -122,22 +118,11 @@ impl Signer for Exim {
 #[cfg(test)]
 mod tests {
     use std::fs;
-    use std::path::Path;
 
     use super::*;
     use crate::fsutil;
     use crate::keys::KeyAlgorithm;
-    use crate::signer::SignerKey;
-
-    fn key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
-        let source = dir.join(format!("{selector}.src"));
-        fs::write(&source, format!("PEM {selector}")).unwrap();
-        SignerKey {
-            selector: selector.into(),
-            algorithm,
-            source,
-        }
-    }
+    use crate::signer::test_key;
 
     #[test]
     fn the_table_lists_selectors_and_key_files_and_keeps_other_rows() {
@@ -159,10 +144,10 @@ mod tests {
         let plan = SignerPlan {
             domain: "example.com".into(),
             signing: vec![
-                key(dir.path(), "r2", KeyAlgorithm::Rsa2048),
-                key(dir.path(), "e2", KeyAlgorithm::Ed25519),
+                test_key(dir.path(), "r2", KeyAlgorithm::Rsa2048),
+                test_key(dir.path(), "e2", KeyAlgorithm::Ed25519),
             ],
-            kept: vec![key(dir.path(), "old", KeyAlgorithm::Rsa2048)],
+            kept: vec![test_key(dir.path(), "old", KeyAlgorithm::Rsa2048)],
             removed: vec![],
         };
         exim.stage(&plan).unwrap();

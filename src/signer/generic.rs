@@ -15,7 +15,7 @@ use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership};
-use super::{Reload, Signer, SignerKey, SignerPlan};
+use super::{Signer, SignerKey, SignerPlan, run_optional};
 use crate::config::FileMode;
 use crate::fsutil;
 
@@ -227,26 +227,17 @@ impl Signer for Files {
         }
         let files = FileSet::read(&paths)?;
         let texts: Vec<String> = rendered.into_iter().map(|(_, text, _)| text).collect();
-        let reload = self.config.reload.clone().map(Reload::Command);
-        let verify = self.config.verify.clone().map(Reload::Command);
+        let reload = self.config.reload.as_ref();
         let result = files.switch(&texts, || {
-            if let Some(reload) = &reload {
-                reload.run()?;
-            }
-            match &verify {
-                Some(verify) => verify.run().context("verify command"),
-                None => Ok(()),
-            }
+            run_optional(reload)?;
+            run_optional(self.config.verify.as_ref()).context("verify command")
         });
-        if result.is_err()
-            && let Some(reload) = &reload
+        if let Err(failed) = &result
+            && reload.is_some()
         {
             // The previous files are back: let the signer read them again.
-            if let Err(err) = reload.run() {
-                bail!(
-                    "{:#}; reloading the restored files failed too: {err:#}",
-                    result.unwrap_err()
-                );
+            if let Err(err) = run_optional(reload) {
+                bail!("{failed:#}; reloading the restored files failed too: {err:#}");
             }
         }
         result
@@ -268,16 +259,7 @@ mod tests {
 
     use super::*;
     use crate::keys::KeyAlgorithm;
-
-    fn key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
-        let source = dir.join(format!("{selector}.src"));
-        fs::write(&source, format!("PEM {selector}")).unwrap();
-        SignerKey {
-            selector: selector.into(),
-            algorithm,
-            source,
-        }
-    }
+    use crate::signer::test_key;
 
     fn signer(dir: &Path, verify: &str) -> Files {
         fsutil::create_dir(&dir.join("keys")).unwrap();
@@ -307,10 +289,10 @@ dual_signing: true
         let plan = SignerPlan {
             domain: "example.com".into(),
             signing: vec![
-                key(dir.path(), "r2", KeyAlgorithm::Rsa2048),
-                key(dir.path(), "e2", KeyAlgorithm::Ed25519),
+                test_key(dir.path(), "r2", KeyAlgorithm::Rsa2048),
+                test_key(dir.path(), "e2", KeyAlgorithm::Ed25519),
             ],
-            kept: vec![key(dir.path(), "r1", KeyAlgorithm::Rsa2048)],
+            kept: vec![test_key(dir.path(), "r1", KeyAlgorithm::Rsa2048)],
             removed: vec![],
         };
         files.stage(&plan).unwrap();
@@ -338,7 +320,7 @@ dual_signing: true
         let files = signer(dir.path(), "echo no signature >&2; exit 1");
         let plan = SignerPlan {
             domain: "example.com".into(),
-            signing: vec![key(dir.path(), "new", KeyAlgorithm::Rsa2048)],
+            signing: vec![test_key(dir.path(), "new", KeyAlgorithm::Rsa2048)],
             kept: vec![],
             removed: vec![],
         };

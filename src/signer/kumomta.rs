@@ -22,7 +22,7 @@ use serde::Deserialize;
 use toml_edit::{DocumentMut, Item, Table, value};
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable};
-use super::{Reload, Signer, SignerKey, SignerPlan};
+use super::{Signer, SignerKey, SignerPlan, run_optional};
 use crate::config::FileMode;
 
 /// The `type: kumomta` signer's settings.
@@ -113,12 +113,8 @@ impl Signer for Kumomta {
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
         let files = FileSet::read(&[&self.config.data_file])?;
         let data = self.data(plan, files.text(0))?;
-        let reload = self.config.reload.clone().map(Reload::Command);
         files
-            .switch(&[data], || match &reload {
-                Some(reload) => reload.run(),
-                None => Ok(()),
-            })
+            .switch(&[data], || run_optional(self.config.reload.as_ref()))
             .context("KumoMTA")
     }
 

@@ -14,7 +14,7 @@ pub mod opendkim;
 mod reload;
 pub mod rspamd;
 
-pub use reload::Reload;
+pub use reload::{Reload, run_optional};
 
 use std::path::PathBuf;
 
@@ -114,5 +114,18 @@ pub fn build(config: &SignerConfig) -> Box<dyn Signer> {
         SignerConfig::Exim(config) => Box::new(exim::Exim::new(config.clone())),
         SignerConfig::Kumomta(config) => Box::new(kumomta::Kumomta::new(config.clone())),
         SignerConfig::Files(config) => Box::new(generic::Files::new(config.clone())),
+    }
+}
+
+/// A key for the adapters' tests: its source file holds a real private key of `algorithm`.
+#[cfg(test)]
+pub fn test_key(dir: &std::path::Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
+    let source = dir.join(format!("{selector}.src.pem"));
+    let key = crate::keys::PrivateKey::generate(algorithm).unwrap();
+    std::fs::write(&source, key.pem()).unwrap();
+    SignerKey {
+        selector: selector.into(),
+        algorithm,
+        source,
     }
 }

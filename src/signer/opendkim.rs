@@ -158,6 +158,7 @@ impl Signer for Opendkim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signer::test_key;
 
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
@@ -184,13 +185,7 @@ mod tests {
     }
 
     fn key(dir: &Path, selector: &str) -> SignerKey {
-        let source = dir.join(format!("{selector}.src"));
-        fs::write(&source, format!("PEM {selector}")).unwrap();
-        SignerKey {
-            selector: selector.into(),
-            algorithm: KeyAlgorithm::Rsa2048,
-            source,
-        }
+        test_key(dir, selector, KeyAlgorithm::Rsa2048)
     }
 
     /// The three steps, as the engine takes them for one signer.
@@ -241,7 +236,10 @@ mod tests {
             "# operator rows\n*@other.org old._domainkey.other.org\n*@example.com b._domainkey.example.com\n"
         );
         let installed = key_dir.join("example.com.b.pem");
-        assert_eq!(fs::read_to_string(&installed).unwrap(), "PEM b");
+        assert_eq!(
+            fs::read(&installed).unwrap(),
+            fs::read(&plan.signing[0].source).unwrap()
+        );
         assert_eq!(
             fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
             0o600

@@ -16,6 +16,14 @@ pub enum Reload {
     Signal(PathBuf, Signal),
 }
 
+/// Runs `command` (through `sh -c`) if one is configured; nothing to run is a success.
+pub fn run_optional(command: Option<&String>) -> Result<()> {
+    match command {
+        Some(command) => Reload::Command(command.clone()).run(),
+        None => Ok(()),
+    }
+}
+
 impl Reload {
     /// Reloads the signer; an error carries the command's output.
     pub fn run(&self) -> Result<()> {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Reload, Signer, SignerPlan};
+use super::{Signer, SignerPlan, run_optional};
 use crate::config::FileMode;
 
 /// The `type: rspamd` signer's settings.
@@ -144,17 +144,10 @@ impl Signer for Rspamd {
         if self.config.domains_file.is_some() {
             texts.push(self.domains(plan, files.text(1), twice));
         }
-        let configtest = self.config.configtest.clone().map(Reload::Command);
-        let reload = self.config.reload.clone().map(Reload::Command);
         files
             .switch(&texts, || {
-                if let Some(test) = &configtest {
-                    test.run().context("configtest")?;
-                }
-                match &reload {
-                    Some(reload) => reload.run(),
-                    None => Ok(()),
-                }
+                run_optional(self.config.configtest.as_ref()).context("configtest")?;
+                run_optional(self.config.reload.as_ref())
             })
             .context("rspamd")
     }
@@ -180,18 +173,8 @@ mod tests {
 
     use super::*;
     use crate::fsutil;
-    use crate::keys::{KeyAlgorithm, PrivateKey};
-    use crate::signer::SignerKey;
-
-    fn key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
-        let source = dir.join(format!("{selector}.pem"));
-        fs::write(&source, PrivateKey::generate(algorithm).unwrap().pem()).unwrap();
-        SignerKey {
-            selector: selector.into(),
-            algorithm,
-            source,
-        }
-    }
+    use crate::keys::KeyAlgorithm;
+    use crate::signer::test_key;
 
     fn rspamd(dir: &Path) -> Rspamd {
         fsutil::create_dir(&dir.join("keys")).unwrap();
@@ -216,8 +199,8 @@ mod tests {
             "# operator\nother.org sel\n",
         )
         .unwrap();
-        let rsa = key(dir.path(), "r1", KeyAlgorithm::Rsa2048);
-        let ed = key(dir.path(), "e1", KeyAlgorithm::Ed25519);
+        let rsa = test_key(dir.path(), "r1", KeyAlgorithm::Rsa2048);
+        let ed = test_key(dir.path(), "e1", KeyAlgorithm::Ed25519);
         let once = SignerPlan {
             domain: "example.com".into(),
             signing: vec![rsa.clone()],
@@ -263,7 +246,7 @@ mod tests {
         fs::write(dir.path().join("selectors.map"), "example.com old\n").unwrap();
         let plan = SignerPlan {
             domain: "example.com".into(),
-            signing: vec![key(dir.path(), "new", KeyAlgorithm::Rsa2048)],
+            signing: vec![test_key(dir.path(), "new", KeyAlgorithm::Rsa2048)],
             kept: vec![],
             removed: vec![],
         };
