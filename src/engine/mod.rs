@@ -237,7 +237,9 @@ impl<'a> Engine<'a> {
         report
     }
 
-    /// Generates every key of `domains` that waits for its key pair, one per core at a time.
+    /// Generates every key of `domains` that waits for its key pair, one per core at a time. The
+    /// intents are recorded in one commit before any key is written, and the results in one
+    /// commit after (two store flushes per pass, not two per key).
     async fn generate_all(&self, domains: &[&DomainConfig]) -> Vec<(String, anyhow::Error)> {
         let now = self.clock.now();
         let mut jobs = Vec::new();
@@ -255,27 +257,85 @@ impl<'a> Engine<'a> {
                 Err(err) => failures.push((domain.name.to_string(), err.into())),
             }
         }
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let results: Vec<_> = futures_util::stream::iter(jobs)
-            .map(|(domain, key)| async move {
-                let result = self.perform(domain, &key, Action::GenerateKey).await;
-                (domain, key, result)
+        if jobs.is_empty() {
+            return failures;
+        }
+        let intended: Vec<KeyRecord> = jobs
+            .iter()
+            .map(|(_, key)| KeyRecord {
+                intent: Some(Action::GenerateKey),
+                ..key.clone()
             })
-            .buffer_unordered(cores)
-            .collect()
-            .await;
+            .collect();
+        let changes: Vec<_> = jobs
+            .iter()
+            .map(|(_, key)| Some(key))
+            .zip(&intended)
+            .collect();
+        if let Err(err) = self.store.commit(&changes, &[]) {
+            let message = format!("{err:#}");
+            failures.extend(
+                jobs.iter()
+                    .map(|(d, _)| (d.name.to_string(), anyhow!("{message}"))),
+            );
+            return failures;
+        }
+        crashpoint::hit(Action::GenerateKey.id(), "started");
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let results: Vec<_> =
+            futures_util::stream::iter(jobs.iter().map(|(d, _)| *d).zip(intended))
+                .map(|(domain, key)| async move {
+                    let result = self.generate(&key).await;
+                    (domain, key, result)
+                })
+                .buffer_unordered(cores)
+                .collect()
+                .await;
+        let mut done = Vec::new();
+        let mut events = Vec::new();
         for (domain, key, result) in results {
-            if let Err(err) = result {
-                let err = err.context(format!(
-                    "{} {}: {}",
-                    domain.name,
-                    key.selector,
-                    Action::GenerateKey
-                ));
-                if let Err(store) = self.record_error(&key, &err) {
-                    tracing::error!("{}: cannot record the error: {store:#}", domain.name);
+            match result {
+                Ok(record) => {
+                    let generated = KeyRecord {
+                        record: Some(record),
+                        intent: None,
+                        error: None,
+                        ..key.clone()
+                    };
+                    let detail = format!(
+                        "{} key written to {}",
+                        key.algorithm,
+                        key.key_file.display()
+                    );
+                    events.push(self.event(&generated, detail));
+                    done.push((key, generated));
                 }
-                failures.push((domain.name.to_string(), err));
+                Err(err) => {
+                    let err = err.context(format!(
+                        "{} {}: {}",
+                        domain.name,
+                        key.selector,
+                        Action::GenerateKey
+                    ));
+                    if let Err(store) = self.record_error(&key, &err) {
+                        tracing::error!("{}: cannot record the error: {store:#}", domain.name);
+                    }
+                    failures.push((domain.name.to_string(), err));
+                }
+            }
+        }
+        let changes: Vec<_> = done
+            .iter()
+            .map(|(before, after)| (Some(before), after))
+            .collect();
+        match self.store.commit(&changes, &events) {
+            Ok(()) => crashpoint::hit(Action::GenerateKey.id(), "applied"),
+            Err(err) => {
+                let message = format!("{err:#}");
+                failures.extend(
+                    done.iter()
+                        .map(|(k, _)| (k.domain.clone(), anyhow!("{message}"))),
+                );
             }
         }
         failures
