@@ -52,7 +52,7 @@ impl Proposal<'_> {
 
 impl Proposal<'_> {
     fn selector_name(&self) -> String {
-        format!("{}._domainkey.{}", self.selector, self.domain.name)
+        rotor_state::selector_name(&self.selector, self.domain.name.as_str())
     }
 
     /// Where the record would be written.

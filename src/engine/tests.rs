@@ -113,19 +113,11 @@ struct Recorder {
 struct SharedSigner(Arc<Recorder>);
 
 impl Signer for SharedSigner {
-    fn stage(&self, _: &SignerPlan) -> anyhow::Result<()> {
-        Ok(())
-    }
-
     fn switch(&self, plan: &SignerPlan) -> anyhow::Result<()> {
         if self.0.fail.swap(false, Ordering::SeqCst) {
             anyhow::bail!("reload failed");
         }
         self.0.plans.lock().unwrap().push(plan.clone());
-        Ok(())
-    }
-
-    fn clean(&self, _: &SignerPlan) -> anyhow::Result<()> {
         Ok(())
     }
 

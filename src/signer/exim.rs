@@ -54,11 +54,7 @@ pub struct Exim {
 impl Exim {
     /// An adapter for `config`.
     pub fn new(config: EximConfig) -> Self {
-        let ownership = Ownership {
-            user: config.user.clone(),
-            group: config.group.clone(),
-            mode: config.mode,
-        };
+        let ownership = Ownership::new(&config.user, &config.group, config.mode);
         let keys = KeyFiles::new(
             config.key_dir.clone(),
             ownership,
@@ -93,8 +89,8 @@ impl Exim {
 }
 
 impl Signer for Exim {
-    fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.stage(plan)
+    fn key_files(&self) -> Option<&KeyFiles> {
+        Some(&self.keys)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -103,10 +99,6 @@ impl Signer for Exim {
         files
             .switch(&[table], || run_optional(self.config.reload.as_ref()))
             .context("Exim")
-    }
-
-    fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {

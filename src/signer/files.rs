@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::unistd::{Gid, Group, Uid, User, chown};
-use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{SignerKey, SignerPlan};
@@ -17,8 +16,7 @@ use crate::fsutil;
 use crate::keys::PrivateKey;
 
 /// Who owns the key files a signer reads, and their mode: the settings every adapter takes.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default)]
 pub struct Ownership {
     /// Owner of the key files (default: the owner of the key directory).
     pub user: Option<String>,
@@ -27,6 +25,17 @@ pub struct Ownership {
     /// Mode of the key files (default: the adapter's, 0600 unless its signer reads keys through
     /// its group).
     pub mode: Option<FileMode>,
+}
+
+impl Ownership {
+    /// The `user`, `group` and `mode` of an adapter's settings.
+    pub fn new(user: &Option<String>, group: &Option<String>, mode: Option<FileMode>) -> Self {
+        Self {
+            user: user.clone(),
+            group: group.clone(),
+            mode,
+        }
+    }
 }
 
 /// How a signer wants a private key written.

@@ -151,11 +151,7 @@ pub struct Files {
 impl Files {
     /// An adapter for `config`.
     pub fn new(config: FilesConfig) -> Self {
-        let ownership = Ownership {
-            user: config.user.clone(),
-            group: config.group.clone(),
-            mode: config.mode,
-        };
+        let ownership = Ownership::new(&config.user, &config.group, config.mode);
         let (extension, format) = match config.key_format {
             KeyFormatName::Pem => ("pem", KeyFormat::Pem),
             KeyFormatName::Ed25519Seed => ("key", KeyFormat::Ed25519Seed),
@@ -209,8 +205,8 @@ impl Files {
 }
 
 impl Signer for Files {
-    fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.stage(plan)
+    fn key_files(&self) -> Option<&KeyFiles> {
+        Some(&self.keys)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -241,10 +237,6 @@ impl Signer for Files {
             }
         }
         result
-    }
-
-    fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {

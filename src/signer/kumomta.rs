@@ -60,11 +60,7 @@ fn algo(key: &SignerKey) -> &'static str {
 impl Kumomta {
     /// An adapter for `config`.
     pub fn new(config: KumomtaConfig) -> Self {
-        let ownership = Ownership {
-            user: config.user.clone(),
-            group: config.group.clone(),
-            mode: config.mode,
-        };
+        let ownership = Ownership::new(&config.user, &config.group, config.mode);
         let keys = KeyFiles::new(
             config.key_dir.clone(),
             ownership,
@@ -106,8 +102,8 @@ impl Kumomta {
 }
 
 impl Signer for Kumomta {
-    fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.stage(plan)
+    fn key_files(&self) -> Option<&KeyFiles> {
+        Some(&self.keys)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -116,10 +112,6 @@ impl Signer for Kumomta {
         files
             .switch(&[data], || run_optional(self.config.reload.as_ref()))
             .context("KumoMTA")
-    }
-
-    fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {

@@ -23,6 +23,7 @@ use rotor_state::{KeyRecord, Phase};
 
 use crate::config::SignerConfig;
 use crate::keys::KeyAlgorithm;
+use files::KeyFiles;
 
 /// A key as a signer needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,16 +92,25 @@ impl SignerPlan {
 
 /// What every signer adapter does.
 pub trait Signer {
+    /// Where the signer reads keys (`None`: it reads no key files of rotor's).
+    fn key_files(&self) -> Option<&KeyFiles> {
+        None
+    }
+
     /// Puts the key files of `plan` (signing and kept keys) where the signer reads keys, with
     /// its owner, group and mode. The signer's configuration is not touched: it signs as before.
-    fn stage(&self, plan: &SignerPlan) -> Result<()>;
+    fn stage(&self, plan: &SignerPlan) -> Result<()> {
+        self.key_files().map_or(Ok(()), |keys| keys.stage(plan))
+    }
 
     /// Makes the signer sign as `plan` says: its maps or tables written, then its reload and
     /// check run. On any failure, its previous files are restored and an error returned.
     fn switch(&self, plan: &SignerPlan) -> Result<()>;
 
     /// Deletes the key files of `plan.removed`, once every signer has switched away from them.
-    fn clean(&self, plan: &SignerPlan) -> Result<()>;
+    fn clean(&self, plan: &SignerPlan) -> Result<()> {
+        self.key_files().map_or(Ok(()), |keys| keys.clean(plan))
+    }
 
     /// Checks that the signer's files and directories are usable.
     fn check(&self) -> Result<()>;

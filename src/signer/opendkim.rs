@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
+use rotor_state::selector_name;
 use serde::Deserialize;
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
@@ -61,18 +62,10 @@ pub struct Opendkim {
     keys: KeyFiles,
 }
 
-fn key_name(domain: &str, selector: &str) -> String {
-    format!("{selector}._domainkey.{domain}")
-}
-
 impl Opendkim {
     /// An adapter for the OpenDKIM in `config`.
     pub fn new(config: OpendkimConfig) -> Self {
-        let ownership = Ownership {
-            user: config.user.clone(),
-            group: config.group.clone(),
-            mode: config.mode,
-        };
+        let ownership = Ownership::new(&config.user, &config.group, config.mode);
         let keys = KeyFiles::new(
             config.key_dir.clone(),
             ownership,
@@ -88,14 +81,14 @@ impl Opendkim {
         let ours: Vec<String> = plan
             .installed()
             .chain(&plan.removed)
-            .map(|key| key_name(domain, &key.selector))
+            .map(|key| selector_name(&key.selector, domain))
             .collect();
         let key_rows: Vec<String> = plan
             .installed()
             .map(|key| {
                 format!(
                     "{} {domain}:{}:{}",
-                    key_name(domain, &key.selector),
+                    selector_name(&key.selector, domain),
                     key.selector,
                     self.keys.path(domain, key).display()
                 )
@@ -114,7 +107,7 @@ impl Opendkim {
         };
         let signing_rows: Vec<String> = signing_keys
             .iter()
-            .map(|key| format!("{pattern} {}", key_name(domain, &key.selector)))
+            .map(|key| format!("{pattern} {}", selector_name(&key.selector, domain)))
             .collect();
         let signing = rewrite(
             signing_table,
@@ -130,8 +123,8 @@ impl Opendkim {
 }
 
 impl Signer for Opendkim {
-    fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.stage(plan)
+    fn key_files(&self) -> Option<&KeyFiles> {
+        Some(&self.keys)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -139,10 +132,6 @@ impl Signer for Opendkim {
         let files = FileSet::read(&[&self.config.key_table, &self.config.signing_table])?;
         let tables = self.tables(plan, files.text(0), files.text(1));
         files.switch(&tables, || reload.run()).context("OpenDKIM")
-    }
-
-    fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {

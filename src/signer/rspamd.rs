@@ -70,11 +70,7 @@ domain {
 impl Rspamd {
     /// An adapter for `config`.
     pub fn new(config: RspamdConfig) -> Self {
-        let ownership = Ownership {
-            user: config.user.clone(),
-            group: config.group.clone(),
-            mode: config.mode,
-        };
+        let ownership = Ownership::new(&config.user, &config.group, config.mode);
         let keys = KeyFiles::new(
             config.key_dir.clone(),
             ownership,
@@ -127,8 +123,8 @@ impl Rspamd {
 }
 
 impl Signer for Rspamd {
-    fn stage(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.stage(plan)
+    fn key_files(&self) -> Option<&KeyFiles> {
+        Some(&self.keys)
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
@@ -150,10 +146,6 @@ impl Signer for Rspamd {
                 run_optional(self.config.reload.as_ref())
             })
             .context("rspamd")
-    }
-
-    fn clean(&self, plan: &SignerPlan) -> Result<()> {
-        self.keys.clean(plan)
     }
 
     fn check(&self) -> Result<()> {

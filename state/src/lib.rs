@@ -8,5 +8,5 @@
 mod model;
 mod store;
 
-pub use model::{Action, Check, Compromise, Event, KeyRecord, Phase, ServerCheck};
+pub use model::{Action, Check, Compromise, Event, KeyRecord, Phase, ServerCheck, selector_name};
 pub use store::{Store, StoreError};

@@ -248,13 +248,18 @@ impl KeyRecord {
 
     /// `<selector>._domainkey.<domain>`: the name verifiers ask for.
     pub fn selector_name(&self) -> String {
-        format!("{}._domainkey.{}", self.selector, self.domain)
+        selector_name(&self.selector, &self.domain)
     }
 
     /// Where the record lives: the selector's name, or the end of its alias chain.
     pub fn record_name(&self) -> String {
         self.target.clone().unwrap_or_else(|| self.selector_name())
     }
+}
+
+/// `<selector>._domainkey.<domain>`: where verifiers look for a selector's key.
+pub fn selector_name(selector: &str, domain: &str) -> String {
+    format!("{selector}._domainkey.{domain}")
 }
 
 /// One entry of a domain's history.
