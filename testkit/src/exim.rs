@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{free_port, spawn_ready, wait_for};
+use crate::{free_port, run_with_input, spawn_ready, wait_for};
 
 /// The envelope sender [`Exim::sign`] uses: its domain selects the table's row.
 pub const SENDER: &str = "sender@example.com";
@@ -216,22 +216,11 @@ begin retry
     /// As [`Exim::sign`] from `sender`; `None` if Exim kept the message queued (deferred).
     pub fn try_sign(&self, sender: &str, message: &str) -> Option<String> {
         let (received, queued) = (self.received().len(), self.queued());
-        let mut child = Command::new(binary())
-            .arg("-C")
+        let mut exim = Command::new(binary());
+        exim.arg("-C")
             .arg(&self.conf)
-            .args(["-odi", "-f", sender, RECIPIENT])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("exim runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(message.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            .args(["-odi", "-f", sender, RECIPIENT]);
+        let out = run_with_input(exim, message.as_bytes());
         assert!(
             out.status.success(),
             "exim failed: {}{}",

@@ -55,6 +55,19 @@ pub fn sbin(tool: &str) -> String {
     panic!("{tool} is not installed: apt-get install bind9 bind9-dnsutils (.ci/run does)");
 }
 
+/// Runs `command` with `input` on its stdin and returns its output (stdout and stderr captured).
+pub fn run_with_input(mut command: Command, input: &[u8]) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    // A program that exits without reading its input is judged by its output.
+    let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), input);
+    child.wait_with_output().unwrap()
+}
+
 /// Spawns `command` (a helper that prints `ready` on its stdout once it serves) and waits for
 /// that line; panics with `hint` if it does not come.
 pub fn spawn_ready(mut command: Command, hint: &str) -> Child {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rotor_testkit::rspamd::{Rspamd, write_atomic};
-use rotor_testkit::{Bind, Secondary, scratch_in, wait_for};
+use rotor_testkit::{Bind, Secondary, run_with_input, scratch_in, wait_for};
 
 fn scratch() -> tempfile::TempDir {
     scratch_in(env!("CARGO_TARGET_TMPDIR"))
@@ -110,25 +110,12 @@ fn signatures(signed: &str) -> Vec<(String, String, String)> {
 /// (`(selector, domain, key file)`); the script's report, or why it failed.
 fn verify(signed: &str, keys: &[(&str, &str, &Path)]) -> Result<String, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dkim_verify_keys.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(
-            keys.iter()
-                .map(|(s, d, path)| format!("{s}._domainkey.{d}={}", path.display())),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(signed.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut python = Command::new("python3");
+    python.arg(script).args(
+        keys.iter()
+            .map(|(s, d, path)| format!("{s}._domainkey.{d}={}", path.display())),
+    );
+    let out = run_with_input(python, signed.as_bytes());
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

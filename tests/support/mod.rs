@@ -318,23 +318,15 @@ pub fn dkimpy_verifies_for(
 /// Every DKIM-Signature of `message`, checked by dkimpy against the records served on
 /// 127.0.0.1:`port` as a receiver would: `(selector, algorithm, verified)` in header order.
 pub fn dns_verdicts(message: &str, port: u16) -> Vec<(String, String, bool)> {
-    use std::io::Write;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/dkim_verify_message.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "dkim_verify_message.py failed");
+    let mut python = Command::new("python3");
+    python.arg(script).arg(port.to_string());
+    let out = run_with_input(python, message.as_bytes());
+    assert!(
+        out.status.success(),
+        "dkim_verify_message.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     list.iter()
         .map(|v| {
