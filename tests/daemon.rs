@@ -176,6 +176,10 @@ fn sigterm_in_the_middle_of_a_pass_finishes_the_step_then_stops() {
         Duration::from_secs(60),
         || reloading.exists(),
     );
+    // The daemon's pass holds the lock: a `rotor run` by hand does nothing and says so.
+    let by_hand = rotor.cmd(&["run"]);
+    assert_eq!(by_hand.status.code(), Some(75));
+    assert!(String::from_utf8_lossy(&by_hand.stderr).contains("another rotor is running"));
     daemon.signal("TERM");
     fs::write(&go, "").unwrap();
     assert_eq!(daemon.wait_exit(), Some(0), "{}", daemon.log());

@@ -24,6 +24,21 @@ fn active_with_long_gates(dir: &std::path::Path, bind: &Bind) -> (Rotor, String)
     (rotor, active)
 }
 
+/// A bind with example.com signing (see [`active_with_long_gates`]), its rotor and active key.
+fn leaked_key(dir: &std::path::Path) -> (Bind, Rotor, String) {
+    let bind = Bind::start(&dir.join("bind"), Secondary::Notified);
+    let (rotor, leaked) = active_with_long_gates(dir, &bind);
+    (bind, rotor, leaked)
+}
+
+/// `rotor revoke example.com SELECTOR --reason REASON FLAG`, which must succeed; its stderr.
+fn revoke(rotor: &Rotor, selector: &str, reason: &str, flag: &str) -> String {
+    let out = rotor.cmd(&["revoke", "example.com", selector, "--reason", reason, flag]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
 fn history(rotor: &Rotor) -> String {
     rotor.ok(&["history", "example.com"])
 }
@@ -31,24 +46,15 @@ fn history(rotor: &Rotor) -> String {
 #[test]
 fn a_leaked_key_is_replaced_and_revoked_without_grace() {
     let dir = scratch();
-    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
-    let (rotor, leaked) = active_with_long_gates(dir.path(), &bind);
+    let (bind, rotor, leaked) = leaked_key(dir.path());
 
-    let out = rotor.cmd(&[
-        "revoke",
-        "example.com",
+    let stderr = revoke(
+        &rotor,
         &leaked,
-        "--reason",
         "private key found in a public backup",
         "--now",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("skips min_wait (--now)"));
+    assert!(stderr.contains("skips min_wait (--now)"));
 
     // The timer's later passes finish: the replacement activates despite min_wait 1h, and the
     // leaked key is revoked at once despite grace 1h.
@@ -86,24 +92,9 @@ fn a_leaked_key_is_replaced_and_revoked_without_grace() {
 #[test]
 fn with_force_the_key_is_revoked_before_a_replacement_is_active() {
     let dir = scratch();
-    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
-    let (rotor, leaked) = active_with_long_gates(dir.path(), &bind);
+    let (bind, rotor, leaked) = leaked_key(dir.path());
 
-    let out = rotor.cmd(&[
-        "revoke",
-        "example.com",
-        &leaked,
-        "--reason",
-        "stolen laptop",
-        "--force",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = revoke(&rotor, &leaked, "stolen laptop", "--force");
     assert!(
         stderr.contains(
             "mail of example.com is not signed with a rsa-2048 key until its replacement is active"

@@ -708,6 +708,34 @@ mod tests {
     }
 
     #[test]
+    fn bad_schedules_windows_and_time_zones_are_named() {
+        let base = "state_dir: /s\nkey_dir: /k\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners: {}\ndomains: []\n";
+        for (extra, expected) in [
+            (
+                "schedule: \"every day\"\n",
+                "t.yaml:7:11: schedule: invalid schedule \"every day\"",
+            ),
+            (
+                "defaults:\n  activate_window: \"Mon-Fry 04:00-06:00\"\n",
+                "t.yaml:8:20: defaults.activate_window: unknown day \"Fry\"",
+            ),
+            (
+                "defaults:\n  timezone: Mars/Olympus\n",
+                "t.yaml:8:13: defaults.timezone: unknown time zone \"Mars/Olympus\"",
+            ),
+            (
+                "notify:\n  webhook: https://x\n  email: a@b\n",
+                "t.yaml:9:3: notify: unknown field `email`",
+            ),
+        ] {
+            let err = Config::parse(&format!("{base}{extra}"), Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(expected), "{err}");
+        }
+    }
+
+    #[test]
     fn a_selector_ring_needs_two_names_per_key_type() {
         let base = "state_dir: /s\nkey_dir: /k\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: exim, table: /t, key_dir: /c}\ndomains:\n  - name: example.com\n    provider: p\n    signers: [s]\n";
         let two = format!("{base}    selectors: [s1, s2]\n");
