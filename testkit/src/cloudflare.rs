@@ -4,27 +4,20 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 use serde_json::Value;
 
-use crate::{Bind, free_port, spawn_ready};
+use crate::{Bind, Running, free_port, spawn_ready};
 
 /// The one token the double accepts.
 pub const TOKEN: &str = "test-token-0123456789";
 
 /// A running double, stopped when dropped.
 pub struct CloudflareDouble {
-    child: Child,
+    _child: Running,
     /// Its port on 127.0.0.1.
     pub port: u16,
-}
-
-impl Drop for CloudflareDouble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn repository() -> PathBuf {
@@ -62,7 +55,10 @@ impl CloudflareDouble {
             command.arg("--mirror-key").arg(&bind.tsig_file);
         }
         let child = spawn_ready(command, "the Cloudflare double: pip install jsonschema");
-        Self { child, port }
+        Self {
+            _child: child,
+            port,
+        }
     }
 
     /// The API's base URL.

@@ -14,12 +14,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{free_port, run_with_input, spawn_ready, wait_for};
+use crate::{Running, free_port, run_with_input, spawn_ready, wait_for};
 
 /// The envelope sender [`Exim::sign`] uses: its domain selects the table's row.
 pub const SENDER: &str = "sender@example.com";
@@ -78,24 +78,13 @@ pub fn give_to_exim_group(path: &Path, mode: u32) {
 pub struct Exim {
     dir: PathBuf,
     conf: PathBuf,
-    sink: Child,
+    _sink: Running,
     sink_dir: PathBuf,
     /// The sink's port on 127.0.0.1.
     pub sink_port: u16,
     /// The port the daemon listens on (on 127.0.0.1), once started.
     pub daemon_port: u16,
-    daemon: Option<Child>,
-}
-
-impl Drop for Exim {
-    fn drop(&mut self) {
-        if let Some(daemon) = &mut self.daemon {
-            let _ = daemon.kill();
-            let _ = daemon.wait();
-        }
-        let _ = self.sink.kill();
-        let _ = self.sink.wait();
-    }
+    daemon: Option<Running>,
 }
 
 fn helper(name: &str) -> PathBuf {
@@ -188,7 +177,7 @@ begin retry
         Self {
             dir: dir.to_owned(),
             conf,
-            sink,
+            _sink: sink,
             sink_dir,
             sink_port,
             daemon_port,
@@ -248,7 +237,7 @@ begin retry
             .stderr(Stdio::from(log))
             .spawn()
             .expect("exim runs");
-        self.daemon = Some(child);
+        self.daemon = Some(Running(child));
         let port = self.daemon_port;
         wait_for("the Exim daemon to listen", DELIVERY, || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -257,7 +246,7 @@ begin retry
 
     /// The daemon's pid, once started.
     pub fn daemon_pid(&self) -> Option<u32> {
-        self.daemon.as_ref().map(Child::id)
+        self.daemon.as_ref().map(|daemon| daemon.0.id())
     }
 
     /// Sends `message` from [`SENDER`] to the running daemon over SMTP and returns it as the

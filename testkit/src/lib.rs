@@ -68,9 +68,19 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> std::process::Outpu
     child.wait_with_output().unwrap()
 }
 
+/// A child process, killed and waited for when dropped (so a test leaves nothing running).
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Spawns `command` (a helper that prints `ready` on its stdout once it serves) and waits for
 /// that line; panics with `hint` if it does not come.
-pub fn spawn_ready(mut command: Command, hint: &str) -> Child {
+pub fn spawn_ready(mut command: Command, hint: &str) -> Running {
     let mut child = command
         .stdout(Stdio::piped())
         .spawn()
@@ -82,22 +92,15 @@ pub fn spawn_ready(mut command: Command, hint: &str) -> Child {
     )
     .unwrap();
     assert_eq!(line.trim(), "ready", "{command:?} did not start ({hint})");
-    child
+    Running(child)
 }
 
 /// One `named` process, killed when dropped.
 pub struct Named {
-    child: Child,
+    _child: Running,
     pub port: u16,
     pub control: Option<u16>,
     dir: PathBuf,
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Named {
@@ -113,7 +116,7 @@ impl Named {
             .spawn()
             .expect("named starts");
         let named = Self {
-            child,
+            _child: Running(child),
             port,
             control,
             dir: dir.to_owned(),

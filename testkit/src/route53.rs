@@ -2,22 +2,15 @@
 //! zones made, and optionally mirrored into a [`Bind`] that plays Route53's nameservers.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 
-use crate::{Bind, free_port, spawn_ready};
+use crate::{Bind, Running, free_port, spawn_ready};
 
 /// A running moto server, stopped when dropped.
 pub struct MotoRoute53 {
-    child: Child,
+    _child: Running,
     /// Its port on 127.0.0.1.
     pub port: u16,
-}
-
-impl Drop for MotoRoute53 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl MotoRoute53 {
@@ -41,7 +34,10 @@ impl MotoRoute53 {
             command,
             "Route53's emulation: python3 -m pip install 'moto[server]' (tests/run.sh does)",
         );
-        Self { child, port }
+        Self {
+            _child: child,
+            port,
+        }
     }
 
     /// The endpoint rotor is pointed at (`AWS_ENDPOINT_URL_ROUTE_53`).
