@@ -267,20 +267,14 @@ pub async fn revoke(
         ))
         .into());
     }
-    let mut marked = KeyRecord {
-        compromised: Some(Compromise {
-            reason: emergency.reason.clone(),
-            at: now,
-            skip_min_wait: emergency.now,
-        }),
-        ..key.clone()
+    let compromise = Compromise {
+        reason: emergency.reason.clone(),
+        at: now,
+        skip_min_wait: emergency.now,
     };
-    let mut detail = format!("reported compromised: {}", emergency.reason);
     // A key that never signed, or one whose replacement is active, is revoked at once anyway.
-    if emergency.force || key.phase != Phase::Active {
-        marked.phase = Phase::Retiring;
-        marked.since = now;
-    }
+    let marked = lifecycle::mark_compromised(key, compromise, emergency.force, now);
+    let mut detail = format!("reported compromised: {}", emergency.reason);
     if emergency.force && key.phase == Phase::Active {
         detail.push_str("; revoked before a replacement is active (--force)");
         eprintln!(

@@ -97,8 +97,12 @@ pub async fn run(path: &Path, mut config: Config) -> Result<Code> {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                // Ticks that came during the pass are served by it.
-                while let Ok(Wake::Tick) = woken.try_recv() {}
+                // Ticks that came during the pass are served by it; a reload or stop that
+                // came meanwhile is kept and served next.
+                if let Some(next) = after_pass(&mut woken) {
+                    event = next;
+                    continue;
+                }
             }
             Wake::Reload => match commands::load(path) {
                 Ok(new) => {
@@ -120,6 +124,17 @@ pub async fn run(path: &Path, mut config: Config) -> Result<Code> {
     scheduler.shutdown().await?;
     tracing::info!("rotor daemon: stopped");
     Ok(0)
+}
+
+/// What woke the daemon while a pass ran, ticks aside (the pass served them): the first
+/// reload or stop, which must not be lost.
+fn after_pass(woken: &mut mpsc::UnboundedReceiver<Wake>) -> Option<Wake> {
+    while let Ok(event) = woken.try_recv() {
+        if event != Wake::Tick {
+            return Some(event);
+        }
+    }
+    None
 }
 
 /// One pass under the lock, ending after the step in progress once `stop` is set. Errors are
@@ -147,5 +162,21 @@ async fn one_pass(config: &Config, stop: &AtomicBool) {
             }
         }
         Err(err) => tracing::error!("{err:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_or_stop_during_a_pass_is_kept() {
+        let (wake, mut woken) = mpsc::unbounded_channel();
+        for event in [Wake::Tick, Wake::Reload, Wake::Tick, Wake::Stop] {
+            wake.send(event).unwrap();
+        }
+        assert_eq!(after_pass(&mut woken), Some(Wake::Reload));
+        assert_eq!(after_pass(&mut woken), Some(Wake::Stop));
+        assert_eq!(after_pass(&mut woken), None);
     }
 }

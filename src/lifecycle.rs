@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use rotor_state::{Action, KeyRecord, Phase};
+use rotor_state::{Action, Compromise, KeyRecord, Phase};
 
 use crate::config::{Policy, RetireMode};
 use crate::keys::KeyAlgorithm;
@@ -46,6 +46,9 @@ pub fn target(action: Action) -> Phase {
 
 /// The next step of `key` at `now`.
 pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
+    if let Some(step) = key.compromised.as_ref().and_then(|_| leaked(key)) {
+        return step;
+    }
     if let Some(action) = key.intent {
         // A run started this and may have died midway: finish it (every action is idempotent).
         return Next::Act(action);
@@ -123,6 +126,47 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
     }
 }
 
+/// `key` once reported leaked (`rotor revoke`): marked, and taken to `retiring` (revoked on the
+/// next step, without grace) unless it is the active key and `force` is not set, in which case
+/// it keeps signing until its replacement, started at once, is active.
+pub fn mark_compromised(
+    key: &KeyRecord,
+    compromise: Compromise,
+    force: bool,
+    now: u64,
+) -> KeyRecord {
+    let mut marked = KeyRecord {
+        compromised: Some(compromise),
+        ..key.clone()
+    };
+    if force || key.phase != Phase::Active {
+        marked.phase = Phase::Retiring;
+        marked.since = now;
+    }
+    marked
+}
+
+/// The next step of a leaked key, whatever it was doing: it is never published, activated or
+/// kept, so any step towards signing (even one under way: a half-done activation) gives way to
+/// its revocation, which takes it out of every signer. `None`: an active key waits for its
+/// replacement (unless `--force` moved it to `retiring`), and the steps that take a key away
+/// (retire, revoke, remove the revoked record, abandon) go on.
+fn leaked(key: &KeyRecord) -> Option<Next> {
+    let removing = matches!(
+        key.intent,
+        Some(Action::Retire | Action::Revoke | Action::RemoveRevoked | Action::Abandon)
+    );
+    if removing {
+        return None;
+    }
+    match key.phase {
+        Phase::Generated | Phase::Published | Phase::Propagated | Phase::Retiring => {
+            Some(Next::Act(Action::Revoke))
+        }
+        _ => None,
+    }
+}
+
 /// The next step of `key` among its domain's `keys`: as [`next`], except that a propagated key
 /// waits while another new key of the domain is still on its way, so that the signers switch to
 /// both (RSA and Ed25519) at once.
@@ -152,7 +196,9 @@ pub fn next_among(key: &KeyRecord, keys: &[KeyRecord], policy: &Policy, now: u64
         return step;
     }
     let on_its_way = keys.iter().find(|other| {
-        other.selector != key.selector && matches!(other.phase, Phase::Generated | Phase::Published)
+        other.selector != key.selector
+            && other.compromised.is_none()
+            && matches!(other.phase, Phase::Generated | Phase::Published)
     });
     match on_its_way {
         Some(other) => Next::Wait {
@@ -281,8 +327,10 @@ pub fn ring_order(ring: &[String], keys: &[KeyRecord]) -> Vec<String> {
 /// switches every propagated key of the domain at once (see [`next_among`]), and moves the
 /// previously active key of each of their slots to its grace window.
 pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -> Vec<KeyRecord> {
+    // A leaked key is never activated, not even together with another.
     let activated = |other: &KeyRecord| {
         action == Action::Activate
+            && other.compromised.is_none()
             && (other.selector == key.selector || other.phase == Phase::Propagated)
     };
     let slots: BTreeSet<&str> = keys

@@ -125,3 +125,46 @@ fn with_force_the_key_is_revoked_before_a_replacement_is_active() {
     let again = rotor.cmd(&["revoke", "example.com", &leaked, "--reason", "x"]);
     assert_eq!(again.status.code(), Some(2));
 }
+
+/// Found from outside: a new key whose switch failed (its activation pending), once the signer
+/// works again and the key is reported leaked, became active and the good key retiring. A leaked
+/// key must never sign: the good key keeps signing and the leaked one is revoked.
+#[test]
+fn a_leaked_key_whose_switch_failed_is_never_activated() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let flag = rotor.signer_dir().join("reload-fails");
+    let config = fs::read_to_string(&rotor.config).unwrap().replace(
+        "reload: \"echo",
+        &format!("reload: \"test ! -e {} && echo", flag.display()),
+    );
+    fs::write(&rotor.config, config).unwrap();
+    rotor.run_until("first key active", |r| r.selector_in("active").is_some());
+    let good = rotor.selector_in("active").unwrap();
+
+    fs::write(&flag, "").unwrap();
+    rotor.ok(&["rotate", "example.com"]);
+    wait_for(
+        "the new key propagated, its switch failing",
+        std::time::Duration::from_secs(60),
+        || {
+            let _ = rotor.cmd(&["run"]);
+            rotor.selector_in("propagated").is_some()
+                && rotor.status().iter().any(|row| !row["error"].is_null())
+        },
+    );
+    let leaked = rotor.selector_in("propagated").unwrap();
+    fs::remove_file(&flag).unwrap();
+
+    revoke(&rotor, &leaked, "key file copied to a laptop", "--now");
+    let phases = rotor.phases();
+    assert!(phases.contains(&(good.clone(), "active".into())), "{phases:?}");
+    assert!(phases.contains(&(leaked.clone(), "revoked".into())), "{phases:?}");
+    assert_eq!(rotor.signing_selector().as_deref(), Some(good.as_str()));
+    assert_eq!(rotor.signer_key_file(&leaked), None, "no KeyTable row left");
+    assert_eq!(
+        bind.primary.txt(&format!("{leaked}._domainkey.example.com")),
+        [REVOKED]
+    );
+}

@@ -461,7 +461,11 @@ impl<'a> Engine<'a> {
     async fn perform(&self, domain: &DomainConfig, key: &KeyRecord, action: Action) -> Result<()> {
         if action == Action::Publish {
             let zone = self.key_zone(domain, key).await?;
-            return self.publish(&zone, &[(domain, key.clone())]).await;
+            let refused = self.publish(&zone, &[(domain, key.clone())]).await?;
+            return match refused.into_iter().next() {
+                Some((_, err)) => Err(err),
+                None => Ok(()),
+            };
         }
         let key = self.intend(key, action)?;
         crashpoint::hit(action.id(), "started");
@@ -484,6 +488,11 @@ impl<'a> Engine<'a> {
                 return self.check_propagation(domain, &key, &keys, after).await;
             }
             Action::Activate => {
+                if key.compromised.is_some() {
+                    bail!("a key reported compromised is never activated");
+                }
+                self.recheck_before_activation(domain, &keys, &mut after)
+                    .await?;
                 self.apply_signers(domain, &key, &mut after, &[])?;
                 format!(
                     "signers {} now sign with {}",
@@ -493,25 +502,28 @@ impl<'a> Engine<'a> {
             }
             Action::Retire | Action::Revoke => {
                 self.apply_signers(domain, &key, &mut after, &[&key])?;
-                let zone = self.key_zone(domain, &key).await?;
-                let record = key.record.clone().context("a retiring key has a record")?;
-                let mut changes = self
-                    .delete_exact(domain, &zone, &key.record_name(), &record)
-                    .await?;
-                if action == Action::Revoke {
+                // A leaked key may be revoked before it was ever published: then no record.
+                if let Some(record) = key.record.clone() {
+                    let zone = self.key_zone(domain, &key).await?;
+                    let name = key.record_name();
+                    let mut changes = self.delete_exact(domain, &zone, &name, &record).await?;
                     let revoked = revoked_record(&key)?;
-                    let present = self
-                        .find_exact(domain, &zone, &key.record_name(), &revoked)
-                        .await?;
-                    if present.is_none() {
+                    if action == Action::Revoke
+                        && self
+                            .find_exact(domain, &zone, &name, &revoked)
+                            .await?
+                            .is_none()
+                    {
                         changes.push(Change::Add {
-                            name: key.record_name(),
+                            name: name.clone(),
                             value: TxtValue::from_value(&revoked),
                             ttl: domain.policy.ttl,
                         });
                     }
+                    self.provider(domain).apply(&zone, &changes).await?;
+                    let present = (action == Action::Revoke).then_some(revoked.as_str());
+                    self.confirm(domain, &zone, &name, &record, present).await?;
                 }
-                self.provider(domain).apply(&zone, &changes).await?;
                 fsutil::remove_file(&key.key_file)?;
                 if action == Action::Revoke {
                     "taken out of the signers; record replaced by an empty p=; private key destroyed".to_string()
@@ -521,19 +533,19 @@ impl<'a> Engine<'a> {
             }
             Action::RemoveRevoked => {
                 let zone = self.key_zone(domain, &key).await?;
-                let changes = self
-                    .delete_exact(domain, &zone, &key.record_name(), &revoked_record(&key)?)
-                    .await?;
+                let (name, revoked) = (key.record_name(), revoked_record(&key)?);
+                let changes = self.delete_exact(domain, &zone, &name, &revoked).await?;
                 self.provider(domain).apply(&zone, &changes).await?;
+                self.confirm(domain, &zone, &name, &revoked, None).await?;
                 "revoked record removed".to_string()
             }
             Action::Abandon => {
                 if let Some(record) = &key.record {
                     let zone = self.key_zone(domain, &key).await?;
-                    let changes = self
-                        .delete_exact(domain, &zone, &key.record_name(), record)
-                        .await?;
+                    let name = key.record_name();
+                    let changes = self.delete_exact(domain, &zone, &name, record).await?;
                     self.provider(domain).apply(&zone, &changes).await?;
+                    self.confirm(domain, &zone, &name, record, None).await?;
                 }
                 fsutil::remove_file(&key.key_file)?;
                 let reason = format!(
@@ -612,17 +624,12 @@ impl<'a> Engine<'a> {
             .context("a key file has a directory")?;
         fsutil::ensure_private_dir(&self.config.key_dir)?;
         fsutil::ensure_private_dir(dir)?;
-        let private = match fsutil::read_optional(&key.key_file)? {
-            // A run died after writing the key: use it.
-            Some(pem) => PrivateKey::from_pem(algorithm, Zeroizing::new(pem))
-                .with_context(|| format!("{}", key.key_file.display()))?,
-            None => {
-                let private =
-                    tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm)).await??;
-                fsutil::write_atomic(&key.key_file, private.pem().as_bytes(), 0o600)?;
-                private
-            }
-        };
+        // Always a fresh key: a file already at this path (from a run that died before it
+        // recorded the key, or planted there) is never trusted; the key is not published yet,
+        // so replacing it is safe either way.
+        let private =
+            tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm)).await??;
+        fsutil::write_atomic(&key.key_file, private.pem().as_bytes(), 0o600)?;
         Ok(private.record()?.to_string())
     }
 
@@ -654,6 +661,94 @@ impl<'a> Engine<'a> {
             })
             .into_iter()
             .collect())
+    }
+
+    /// Lists `name` again after a change and checks that `gone` is no longer there (and that
+    /// `present`, if any, is): a provider that answered success without doing it is caught
+    /// before the key is marked retired.
+    async fn confirm(
+        &self,
+        domain: &DomainConfig,
+        zone: &Zone,
+        name: &str,
+        gone: &str,
+        present: Option<&str>,
+    ) -> Result<()> {
+        let values: Vec<String> = self
+            .provider(domain)
+            .list_txt(zone, name)
+            .await?
+            .iter()
+            .map(TxtValue::joined)
+            .collect();
+        if values.iter().any(|v| v == gone) {
+            bail!(
+                "provider {} reported the change done, but {name} still holds the record; will try again",
+                domain.provider
+            );
+        }
+        if let Some(wanted) = present.filter(|wanted| !values.iter().any(|v| v == *wanted)) {
+            bail!(
+                "provider {} reported the change done, but {name} does not hold {wanted:?}; will try again",
+                domain.provider
+            );
+        }
+        Ok(())
+    }
+
+    /// Before a switch: every key about to be activated whose last propagation check is older
+    /// than `poll_every` is checked again on every server, so that a record removed (or
+    /// changed) meanwhile, e.g. while the activation window was closed, is never activated.
+    async fn recheck_before_activation(
+        &self,
+        domain: &DomainConfig,
+        before: &[KeyRecord],
+        after: &mut [KeyRecord],
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let poll = domain.policy.propagation.poll_every.secs();
+        for (old, new) in before.iter().zip(after.iter_mut()) {
+            let activating = old.phase == Phase::Propagated && new.phase == Phase::Active;
+            let fresh = old.last_check.as_ref().is_some_and(|c| now < c.at + poll);
+            if !activating || fresh {
+                continue;
+            }
+            let record = old
+                .record
+                .as_deref()
+                .and_then(DkimRecord::parse)
+                .context("a propagated key has a record")?;
+            let zone = old.zone.clone().unwrap_or_else(|| domain.name.to_string());
+            let check = self
+                .parts
+                .visibility
+                .check(
+                    RecordNames {
+                        selector: &old.selector_name(),
+                        record: &old.record_name(),
+                        zone: &zone,
+                    },
+                    &record,
+                    &domain.policy.propagation,
+                    now,
+                )
+                .await;
+            if !check.passed() {
+                let missing: Vec<String> = check
+                    .servers
+                    .iter()
+                    .filter(|s| !s.ok)
+                    .map(|s| format!("{} {}: {}", s.role, s.server, s.detail))
+                    .collect();
+                bail!(
+                    "{} is no longer visible everywhere ({}); not activated",
+                    old.selector,
+                    missing.join("; ")
+                );
+            }
+            new.last_check = Some(check);
+        }
+        Ok(())
     }
 
     async fn check_propagation(
@@ -725,7 +820,27 @@ impl<'a> Engine<'a> {
         after: &mut [KeyRecord],
         removed: &[&KeyRecord],
     ) -> Result<()> {
-        let plan = SignerPlan::from_keys(domain.name.as_str(), after, removed);
+        // A leaked key that is not the active one any more leaves every signer at once (never
+        // kept, not even with OpenDKIM's `overlap`).
+        let leaked: Vec<KeyRecord> = after
+            .iter()
+            .filter(|k| k.compromised.is_some() && k.phase != Phase::Active)
+            .filter(|k| !removed.iter().any(|r| r.selector == k.selector))
+            .cloned()
+            .collect();
+        let kept: Vec<KeyRecord> = after
+            .iter()
+            .filter(|k| !leaked.iter().any(|l| l.selector == k.selector))
+            .cloned()
+            .collect();
+        let removed: Vec<&KeyRecord> = removed.iter().copied().chain(&leaked).collect();
+        let plan = SignerPlan::from_keys(domain.name.as_str(), &kept, &removed);
+        for key in kept
+            .iter()
+            .filter(|k| matches!(k.phase, Phase::Active | Phase::Retiring))
+        {
+            matches_its_record(key)?;
+        }
         let signers: Vec<(&String, &dyn Signer)> = domain
             .signers
             .iter()
@@ -777,6 +892,33 @@ fn this<'k>(keys: &'k mut [KeyRecord], key: &KeyRecord) -> &'k mut KeyRecord {
     keys.iter_mut()
         .find(|k| k.selector == key.selector)
         .expect("complete() keeps every key")
+}
+
+/// Checks that rotor's private key file of `key` is the key whose record was published: a file
+/// replaced since (by someone with access to rotor's key directory) is never handed to a signer.
+fn matches_its_record(key: &KeyRecord) -> Result<()> {
+    let algorithm: KeyAlgorithm = key.algorithm.parse().map_err(anyhow::Error::msg)?;
+    let pem = fsutil::read_optional(&key.key_file)?.with_context(|| {
+        format!(
+            "{} {}: private key {} is missing",
+            key.domain,
+            key.selector,
+            key.key_file.display()
+        )
+    })?;
+    let record = PrivateKey::from_pem(algorithm, Zeroizing::new(pem))
+        .and_then(|private| private.record())
+        .with_context(|| format!("private key {}", key.key_file.display()))?;
+    let published = key.record.as_deref().and_then(DkimRecord::parse);
+    if !published.is_some_and(|published| published.same_key(&record)) {
+        bail!(
+            "private key {} does not match the record rotor published for {} {}: it was replaced; refusing to give it to any signer",
+            key.key_file.display(),
+            key.domain,
+            key.selector
+        );
+    }
+    Ok(())
 }
 
 fn revoked_record(key: &KeyRecord) -> Result<String> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use rotor_providers::{Change, TxtValue, Zone};
 use rotor_state::{Action, KeyRecord};
 
@@ -52,10 +52,16 @@ impl Engine<'_> {
             }
         }
         for (zone, members) in groups.into_values() {
-            if let Err(err) = self.publish(&zone, &members).await {
-                let message = format!("{err:#}");
-                for (domain, key) in &members {
-                    failures.push(self.failed(domain, key, anyhow!("{message}")));
+            match self.publish(&zone, &members).await {
+                Ok(refused) => failures.extend(refused.into_iter().map(|(domain, err)| {
+                    let err = err.context(format!("{domain}: {}", Action::Publish));
+                    (domain, err)
+                })),
+                Err(err) => {
+                    let message = format!("{err:#}");
+                    for (domain, key) in &members {
+                        failures.push(self.failed(domain, key, anyhow!("{message}")));
+                    }
                 }
             }
         }
@@ -81,10 +87,16 @@ impl Engine<'_> {
         (domain.name.to_string(), err)
     }
 
-    /// Publishes `members`, keys of one provider and zone, with one `apply`.
-    pub(super) async fn publish(&self, zone: &Zone, members: &[Member<'_>]) -> Result<()> {
+    /// Publishes `members`, keys of one provider and zone, with one `apply`. A key whose name
+    /// holds a DKIM record rotor did not publish is held back alone (its error recorded, the
+    /// others published): those are returned, by domain.
+    pub(super) async fn publish(
+        &self,
+        zone: &Zone,
+        members: &[Member<'_>],
+    ) -> Result<Vec<(String, anyhow::Error)>> {
         let Some((first, _)) = members.first() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let provider = self.provider(first);
         let intended: Vec<KeyRecord> = members
@@ -106,7 +118,8 @@ impl Engine<'_> {
         let names: Vec<String> = intended.iter().map(KeyRecord::record_name).collect();
         let found = provider.list_txt_many(zone, &names).await?;
         let mut adds = Vec::new();
-        for ((domain, _), key) in members.iter().zip(&intended) {
+        let mut refused = Vec::new();
+        for (index, ((domain, _), key)) in members.iter().zip(&intended).enumerate() {
             let record = key
                 .record
                 .as_deref()
@@ -120,10 +133,15 @@ impl Engine<'_> {
                 .iter()
                 .find(|v| DkimRecord::parse(&v.joined()).is_some())
             {
-                bail!(
-                    "{name} already holds a DKIM record rotor did not publish ({:.40}…); rotor will not add a second one nor touch it",
-                    other.joined()
-                );
+                // Only this key is held back: the other domains of the zone go on.
+                refused.push((
+                    index,
+                    anyhow!(
+                        "{name} already holds a DKIM record rotor did not publish ({:.40}…); rotor will not add a second one nor touch it",
+                        other.joined()
+                    ),
+                ));
+                continue;
             }
             adds.push(Change::Add {
                 name,
@@ -135,39 +153,62 @@ impl Engine<'_> {
         crashpoint::hit(Action::Publish.id(), "applied");
 
         let now = self.clock.now();
-        let published: Vec<KeyRecord> = intended
-            .iter()
-            .map(|key| KeyRecord {
+        let held = |index: usize| refused.iter().any(|(i, _)| *i == index);
+        let mut changes = Vec::new();
+        let mut events = Vec::new();
+        let mut published = Vec::new();
+        for (index, ((domain, _), key)) in members.iter().zip(&intended).enumerate() {
+            if held(index) {
+                continue;
+            }
+            let done = KeyRecord {
                 zone: Some(zone.name.clone()),
                 zone_id: zone.id.clone(),
                 ..lifecycle::complete(std::slice::from_ref(key), key, Action::Publish, now)
                     .remove(0)
+            };
+            events.push(self.event(
+                &done,
+                format!(
+                    "TXT {} added in zone {} via {}",
+                    done.record_name(),
+                    zone.name,
+                    domain.provider
+                ),
+            ));
+            published.push((key, done));
+        }
+        // A held-back key did nothing: its intent is withdrawn, its error recorded.
+        let withdrawn: Vec<(&KeyRecord, KeyRecord)> = refused
+            .iter()
+            .map(|(index, err)| {
+                let key = &intended[*index];
+                let failed = KeyRecord {
+                    intent: None,
+                    error: Some(format!("{err:#}")),
+                    ..key.clone()
+                };
+                (key, failed)
             })
             .collect();
-        let events: Vec<_> = members
-            .iter()
-            .zip(&published)
-            .map(|((domain, _), key)| {
-                self.event(
-                    key,
-                    format!(
-                        "TXT {} added in zone {} via {}",
-                        key.record_name(),
-                        zone.name,
-                        domain.provider
-                    ),
-                )
-            })
-            .collect();
-        let changes: Vec<_> = intended
-            .iter()
-            .zip(&published)
-            .map(|(before, after)| (Some(before), after))
-            .collect();
+        changes.extend(
+            published
+                .iter()
+                .map(|(before, after)| (Some(*before), after)),
+        );
+        changes.extend(
+            withdrawn
+                .iter()
+                .map(|(before, after)| (Some(*before), after)),
+        );
         self.store.commit(&changes, &events)?;
+        let published: Vec<KeyRecord> = published.into_iter().map(|(_, done)| done).collect();
         for key in &published {
             tracing::info!("{} {}: generated -> published", key.domain, key.selector);
         }
-        Ok(())
+        Ok(refused
+            .into_iter()
+            .map(|(index, err)| (members[index].0.name.to_string(), err))
+            .collect())
     }
 }

@@ -34,6 +34,8 @@ impl ManualClock {
 struct Dns {
     records: Mutex<BTreeMap<String, Vec<TxtValue>>>,
     fail: AtomicBool,
+    /// Answer deletions with success without making them (a provider that lies).
+    ignore_deletes: AtomicBool,
 }
 
 impl Dns {
@@ -89,6 +91,7 @@ impl DnsProvider for SharedDns {
                 Change::Add { name, value, .. } => {
                     records.entry(name.clone()).or_default().push(value.clone())
                 }
+                Change::Delete { .. } if self.0.ignore_deletes.load(Ordering::SeqCst) => {}
                 Change::Delete { name, value } => records
                     .entry(name.clone())
                     .or_default()
@@ -606,4 +609,184 @@ fn a_selector_ring_reuses_a_name_once_its_key_is_retired() {
         2,
         "both lives of the name are in the history"
     );
+}
+
+/// Marks `selector` leaked, as `rotor revoke` does.
+fn compromise(w: &World, selector: &str, force: bool) {
+    let keys = w.store.keys().unwrap();
+    let key = keys.iter().find(|k| k.selector == selector).unwrap();
+    let compromise = rotor_state::Compromise {
+        reason: "leaked".into(),
+        at: w.clock.now(),
+        skip_min_wait: false,
+    };
+    let marked = crate::lifecycle::mark_compromised(key, compromise, force, w.clock.now());
+    w.store.commit(&[(Some(key), &marked)], &[]).unwrap();
+}
+
+/// The selectors the signer signs with (and keeps) in its last plan.
+fn signed_with(w: &World) -> (Vec<String>, Vec<String>) {
+    let plan = w.last_plan();
+    let names =
+        |keys: &[crate::signer::SignerKey]| keys.iter().map(|k| k.selector.clone()).collect();
+    (names(&plan.signing), names(&plan.kept))
+}
+
+/// The reproduced defect: a new key whose activation failed (its Activate intent pending) and
+/// that is then reported leaked must never become active, whatever step was under way.
+#[test]
+fn a_leaked_key_whose_activation_was_under_way_is_never_activated() {
+    let w = World::new();
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    let good = w.selectors()[0].clone();
+    w.run(true);
+    w.clock.advance(4 * HOUR);
+    w.signer.fail.store(true, Ordering::SeqCst);
+    assert!(!w.run(false).is_empty(), "the reload fails");
+    let leaked = w.selectors()[1].clone();
+    let key = w.store.keys().unwrap()[1].clone();
+    assert_eq!(
+        (key.phase, key.intent),
+        (Phase::Propagated, Some(rotor_state::Action::Activate))
+    );
+    compromise(&w, &leaked, false);
+    assert!(w.run(false).is_empty());
+    let keys = w.store.keys().unwrap();
+    let phase = |s: &str| keys.iter().find(|k| k.selector == s).unwrap().phase;
+    assert_eq!(phase(&good), Phase::Active, "the good key keeps signing");
+    assert_eq!(phase(&leaked), Phase::Revoked);
+    assert_eq!(signed_with(&w), (vec![good], vec![]));
+    let record = keys
+        .iter()
+        .find(|k| k.selector == leaked)
+        .unwrap()
+        .record_name();
+    assert_eq!(
+        w.dns.values(&record),
+        [DkimRecord::revoked(crate::keys::KeyAlgorithm::Rsa2048).to_string()]
+    );
+}
+
+#[test]
+fn a_leaked_key_under_publication_or_generation_is_revoked_not_published() {
+    for pending in [
+        rotor_state::Action::Publish,
+        rotor_state::Action::GenerateKey,
+    ] {
+        let w = World::new();
+        w.run(false);
+        w.clock.advance(4 * HOUR);
+        w.run(false);
+        w.run(true);
+        let keys = w.store.keys().unwrap();
+        let new = keys.iter().find(|k| k.phase == Phase::Published).unwrap();
+        // As if the run died with this step under way.
+        let interrupted = rotor_state::KeyRecord {
+            phase: Phase::Generated,
+            intent: Some(pending),
+            record: (pending == rotor_state::Action::Publish)
+                .then(|| new.record.clone())
+                .flatten(),
+            ..new.clone()
+        };
+        w.store.commit(&[(Some(new), &interrupted)], &[]).unwrap();
+        compromise(&w, &new.selector, false);
+        w.clock.advance(4 * HOUR);
+        assert!(w.run(false).is_empty(), "{pending:?}");
+        let keys = w.store.keys().unwrap();
+        let leaked = keys.iter().find(|k| k.selector == new.selector).unwrap();
+        assert_eq!(leaked.phase, Phase::Revoked, "{pending:?}");
+        assert!(!leaked.key_file.exists(), "its private key is destroyed");
+        assert!(
+            w.signer
+                .plans
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|plan| plan.installed().all(|k| k.selector != new.selector)),
+            "{pending:?}: never given to a signer"
+        );
+    }
+}
+
+#[test]
+fn a_leaked_key_is_not_kept_in_the_signers_once_replaced() {
+    let w = World::new();
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    let leaked = w.selectors()[0].clone();
+    compromise(&w, &leaked, false);
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    assert!(w.run(false).is_empty());
+    let plans = w.signer.plans.lock().unwrap();
+    let switch = plans
+        .iter()
+        .find(|plan| plan.signing.iter().any(|k| k.selector != leaked))
+        .expect("the replacement was switched to");
+    assert!(
+        switch.kept.is_empty() && switch.removed.iter().any(|k| k.selector == leaked),
+        "the leaked key leaves the signer in the same switch: {switch:?}"
+    );
+}
+
+#[test]
+fn a_record_removed_while_waiting_for_the_window_is_not_activated() {
+    let mut w = World::new();
+    w.config.domains[0].policy.activate_window = Some("Mon-Fri 04:00-06:00".parse().unwrap());
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Propagated]);
+    // Someone deletes the record while the window is closed.
+    w.dns.records.lock().unwrap().clear();
+    w.clock.advance(2 * DAY + 16 * HOUR);
+    let failed = w.run(false);
+    assert!(
+        failed[0].1.contains("no longer visible everywhere"),
+        "{failed:?}"
+    );
+    assert_eq!(w.phases(), [Phase::Propagated]);
+    assert!(w.signer.plans.lock().unwrap().is_empty(), "no switch");
+}
+
+#[test]
+fn a_replaced_private_key_is_never_given_to_a_signer() {
+    let w = World::new();
+    w.run(false);
+    let key = w.store.keys().unwrap()[0].clone();
+    // Someone with access to rotor's key directory swaps the key after it was published.
+    let other = crate::keys::PrivateKey::generate(crate::keys::KeyAlgorithm::Rsa2048).unwrap();
+    std::fs::write(&key.key_file, other.pem().as_bytes()).unwrap();
+    w.clock.advance(4 * HOUR);
+    let failed = w.run(false);
+    assert!(
+        failed[0].1.contains("does not match the record"),
+        "{failed:?}"
+    );
+    assert!(w.signer.plans.lock().unwrap().is_empty());
+    assert_eq!(w.phases(), [Phase::Propagated]);
+}
+
+#[test]
+fn a_provider_that_claims_a_removal_it_did_not_make_does_not_retire_the_key() {
+    let w = World::new();
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    w.run(true);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    w.dns.ignore_deletes.store(true, Ordering::SeqCst);
+    w.clock.advance(7 * DAY);
+    let failed = w.run(false);
+    assert!(failed[0].1.contains("still holds the record"), "{failed:?}");
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    w.dns.ignore_deletes.store(false, Ordering::SeqCst);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Retired, Phase::Active]);
 }
