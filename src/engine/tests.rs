@@ -790,3 +790,35 @@ fn a_provider_that_claims_a_removal_it_did_not_make_does_not_retire_the_key() {
     assert!(w.run(false).is_empty());
     assert_eq!(w.phases(), [Phase::Retired, Phase::Active]);
 }
+
+#[test]
+fn a_foreign_dkim_record_holds_back_only_its_own_domain() {
+    let mut w = World::new();
+    let yaml = format!(
+        "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\nproviders:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n  mx1: {{type: exim, table: /t, key_dir: /kd}}\ndomains:\n  - {{name: example.com, provider: dns, signers: [mx1], zone: example.com}}\n  - {{name: mail.example.com, provider: dns, signers: [mx1], zone: example.com}}\n",
+        d = w._dir.path().display()
+    );
+    w.config = Config::parse(&yaml, Path::new("test.yaml")).unwrap();
+    // The first pass reserves both selectors, then its publish fails.
+    w.dns.fail.store(true, Ordering::SeqCst);
+    assert_eq!(w.run(false).len(), 2);
+    // Meanwhile someone else puts a DKIM key at mail.example.com's new selector.
+    let name = "rotor20270115._domainkey.mail.example.com";
+    w.dns.records.lock().unwrap().insert(
+        name.into(),
+        vec![TxtValue::from_value("v=DKIM1; k=rsa; p=MIIBforeign")],
+    );
+    let failed = w.run(false);
+    let keys = w.store.keys().unwrap();
+    let phase = |domain: &str| keys.iter().find(|k| k.domain == domain).map(|k| k.phase);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "mail.example.com");
+    assert!(failed[0].1.contains("rotor did not publish"), "{failed:?}");
+    assert_eq!(phase("mail.example.com"), Some(Phase::Generated));
+    assert_eq!(phase("example.com"), Some(Phase::Published), "{failed:?}");
+    assert_eq!(
+        w.dns.values(name),
+        ["v=DKIM1; k=rsa; p=MIIBforeign"],
+        "the foreign record is untouched"
+    );
+}
