@@ -159,12 +159,19 @@ fn a_leaked_key_whose_switch_failed_is_never_activated() {
 
     revoke(&rotor, &leaked, "key file copied to a laptop", "--now");
     let phases = rotor.phases();
-    assert!(phases.contains(&(good.clone(), "active".into())), "{phases:?}");
-    assert!(phases.contains(&(leaked.clone(), "revoked".into())), "{phases:?}");
+    assert!(
+        phases.contains(&(good.clone(), "active".into())),
+        "{phases:?}"
+    );
+    assert!(
+        phases.contains(&(leaked.clone(), "revoked".into())),
+        "{phases:?}"
+    );
     assert_eq!(rotor.signing_selector().as_deref(), Some(good.as_str()));
     assert_eq!(rotor.signer_key_file(&leaked), None, "no KeyTable row left");
     assert_eq!(
-        bind.primary.txt(&format!("{leaked}._domainkey.example.com")),
+        bind.primary
+            .txt(&format!("{leaked}._domainkey.example.com")),
         [REVOKED]
     );
 }

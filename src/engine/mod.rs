@@ -851,29 +851,30 @@ impl<'a> Engine<'a> {
                 .stage(&plan)
                 .with_context(|| format!("signer {name}: placing the key files"))?;
         }
-        let done = if removed.is_empty() {
-            "signing"
-        } else {
-            "removed"
-        };
         let mut states = BTreeMap::new();
         let mut failures = Vec::new();
         for (name, signer) in &signers {
             let state = match signer.switch(&plan) {
-                Ok(()) => done.to_string(),
+                Ok(()) => None,
                 Err(err) => {
                     failures.push(format!("signer {name}: {err:#}"));
-                    format!("failed, kept its previous keys: {err:#}")
+                    Some(format!("failed, kept its previous keys: {err:#}"))
                 }
             };
             states.insert(name.to_string(), state);
         }
         if !failures.is_empty() {
             let current = self.key(key)?;
-            let noted = KeyRecord {
-                signers: states,
-                ..current.clone()
-            };
+            let mut noted = current.clone();
+            for (name, state) in &states {
+                let done = if removed.is_empty() {
+                    "signing"
+                } else {
+                    "removed"
+                };
+                let state = state.clone().unwrap_or_else(|| done.to_string());
+                noted.signers.insert(name.clone(), state);
+            }
             self.store.commit(&[(Some(&current), &noted)], &[])?;
             bail!("{}", failures.join("; "));
         }
@@ -882,7 +883,64 @@ impl<'a> Engine<'a> {
                 .clean(&plan)
                 .with_context(|| format!("signer {name}: deleting old key files"))?;
         }
-        this(after, key).signers = states;
+        self.clean_departed(domain, &removed)?;
+        // Every key records which signers hold it, so that its retirement reaches each of them,
+        // even one taken out of the domain's `signers:` since.
+        for record in after.iter_mut() {
+            let state = if removed.iter().any(|r| r.selector == record.selector) {
+                "removed"
+            } else if plan.signing.iter().any(|k| k.selector == record.selector) {
+                "signing"
+            } else if plan.kept.iter().any(|k| k.selector == record.selector) {
+                "kept"
+            } else {
+                continue;
+            };
+            for name in &domain.signers {
+                record.signers.insert(name.clone(), state.to_string());
+            }
+            if state == "removed" {
+                for state in record.signers.values_mut() {
+                    *state = "removed".to_string();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the `removed` keys out of the signers that held them but no longer sign the domain
+    /// (taken out of its `signers:`): their rows and key files go too. A signer that is not in
+    /// the config any more cannot be reached: the key's retirement waits, and says why.
+    fn clean_departed(&self, domain: &DomainConfig, removed: &[&KeyRecord]) -> Result<()> {
+        let mut departed: BTreeMap<&str, Vec<&KeyRecord>> = BTreeMap::new();
+        for key in removed {
+            for (name, state) in &key.signers {
+                if state != "removed" && !domain.signers.contains(name) {
+                    departed.entry(name.as_str()).or_default().push(key);
+                }
+            }
+        }
+        for (name, keys) in departed {
+            let Some(signer) = self.parts.signers.get(name) else {
+                bail!(
+                    "signer {name} held {} and is no longer in the config: rotor cannot take the key out of it, so its record stays published; put {name} back under `signers:` (it need not be in the domain's list) so the next run removes it",
+                    keys.iter()
+                        .map(|k| k.selector.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            let plan = SignerPlan::from_keys(domain.name.as_str(), &[], keys.as_slice());
+            signer
+                .switch(&plan)
+                .and_then(|()| signer.clean(&plan))
+                .with_context(|| {
+                    format!(
+                        "signer {name} (no longer a signer of {}): taking the old key out",
+                        domain.name
+                    )
+                })?;
+        }
         Ok(())
     }
 }

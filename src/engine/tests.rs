@@ -822,3 +822,44 @@ fn a_foreign_dkim_record_holds_back_only_its_own_domain() {
         "the foreign record is untouched"
     );
 }
+
+#[test]
+fn a_signer_taken_out_of_the_domain_still_has_the_old_key_removed() {
+    let run_to_retirement = |keep_mx2_configured: bool| {
+        let mut w = World::with("[rsa-2048]", 2);
+        w.run(false);
+        w.clock.advance(4 * HOUR);
+        w.run(false);
+        let first = w.selectors()[0].clone();
+        // mx2 no longer signs example.com.
+        w.config.domains[0].signers = vec!["mx1".into()];
+        if !keep_mx2_configured {
+            w.others.clear();
+        }
+        w.run(true);
+        w.clock.advance(4 * HOUR);
+        assert!(w.run(false).is_empty());
+        w.clock.advance(7 * DAY);
+        (w.run(false), w, first)
+    };
+    let (failed, w, first) = run_to_retirement(true);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(w.phases(), [Phase::Retired, Phase::Active]);
+    let plans = w.others[0].plans.lock().unwrap();
+    let last = plans.last().unwrap();
+    assert!(
+        last.removed.iter().any(|k| k.selector == first) && last.installed().count() == 0,
+        "mx2 was told to drop the old key: {last:?}"
+    );
+
+    let (failed, w, first) = run_to_retirement(false);
+    assert!(
+        failed[0].1.contains("signer mx2 held") && failed[0].1.contains(&first),
+        "{failed:?}"
+    );
+    assert_eq!(
+        w.phases(),
+        [Phase::Retiring, Phase::Active],
+        "held: its record stays"
+    );
+}
