@@ -197,20 +197,29 @@ pub fn status(
     output: StatusOutput,
     all: bool,
 ) -> Result<Code> {
+    let whole = domain.is_none();
     let domains = selected(config, domain.as_slice())?;
     let keys = stored_keys(config)?;
     let now = SystemClock.now();
-    let (health, findings) = status::health(&domains, &keys, now);
+    let (mut health, mut findings) = status::health(&domains, &keys, now);
+    let mut rows = status::rows(&domains, &keys, all, now);
+    if whole {
+        let known: Vec<&DomainConfig> = config.domains.iter().collect();
+        rows.extend(status::orphans(&known, &keys));
+        for orphan in status::orphan_domains(&known, &keys) {
+            health = health.max(status::Health::Warning);
+            findings.push(format!(
+                "{orphan} has keys but is no longer in {}: its records and keys are left as they are",
+                config.path.display()
+            ));
+        }
+    }
     match output {
         StatusOutput::Json => {
-            let rows = status::rows(&domains, &keys, all, now);
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         StatusOutput::Table => {
-            print!(
-                "{}",
-                status::table(&status::rows(&domains, &keys, all, now))
-            );
+            print!("{}", status::table(&rows));
             for finding in &findings {
                 eprintln!("rotor: {}: {finding}", health.word().to_lowercase());
             }
@@ -517,6 +526,12 @@ pub async fn check(config: &Config) -> Result<Code> {
             .map_err(|err| anyhow::anyhow!("no answer: {err}"));
             report(format!("{}: {role} {server} answers", domain.name), answer);
         }
+    }
+    let known: Vec<&DomainConfig> = config.domains.iter().collect();
+    for orphan in status::orphan_domains(&known, &stored_keys(config)?) {
+        println!(
+            "WARN  {orphan} has keys in the store but is no longer in the config: its records, private keys and signer rows are left as they are (put it back to have them retired)"
+        );
     }
     for (name, signer_config) in &config.signers {
         report(

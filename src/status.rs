@@ -129,6 +129,42 @@ pub fn rows(domains: &[&DomainConfig], keys: &[KeyRecord], all: bool, now: u64) 
     rows
 }
 
+/// What an orphan key waits for.
+const ORPHAN: &str = "its domain is no longer in the config: its record, private key and signer rows stay as they are until the domain is put back (rotor retires only what it manages)";
+
+/// Rows for the keys, not yet retired, of domains that are no longer in the config (`known`):
+/// rotor does nothing more with them, so they are shown rather than forgotten.
+pub fn orphans(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<KeyStatus> {
+    keys.iter()
+        .filter(|key| !key.phase.is_final())
+        .filter(|key| !known.iter().any(|d| d.name.as_str() == key.domain))
+        .map(|key| KeyStatus {
+            domain: key.domain.clone(),
+            selector: Some(key.selector.clone()),
+            record_name: Some(key.record_name()),
+            algorithm: Some(key.algorithm.clone()),
+            phase: Some(key.phase.to_string()),
+            since: Some(rfc3339(key.since)),
+            next_at: None,
+            waiting_for: Some(ORPHAN.to_string()),
+            error: key.error.clone(),
+            checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
+            servers: Vec::new(),
+            signers: key.signers.clone(),
+        })
+        .collect()
+}
+
+/// The domains with [`orphans`], each once, for warnings.
+pub fn orphan_domains(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<String> {
+    let mut names: Vec<String> = orphans(known, keys)
+        .into_iter()
+        .map(|row| row.domain)
+        .collect();
+    names.dedup();
+    names
+}
+
 /// How healthy the keys are, for monitoring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Health {

@@ -1,0 +1,61 @@
+//! Promises checked from outside, through the binary, on the test BIND: what rotor does when
+//! the config, the clock or other processes move under it.
+
+mod support;
+
+use std::fs;
+
+use support::{Bind, Rotor, Secondary, Setup, scratch};
+
+/// A domain taken out of the config leaves its keys in the store, its record in DNS and its
+/// rows in the signer: rotor must not forget them silently.
+#[test]
+fn keys_of_a_domain_removed_from_the_config_are_shown_and_warned_about() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    rotor.run_until("first key active", |r| r.selector_in("active").is_some());
+    let active = rotor.selector_in("active").unwrap();
+    let config = fs::read_to_string(&rotor.config)
+        .unwrap()
+        .replace("- name: example.com", "- name: example.net");
+    fs::write(&rotor.config, config).unwrap();
+
+    let out = rotor.cmd(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "a warning");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let orphan = rows
+        .iter()
+        .find(|row| row["domain"] == "example.com")
+        .expect("the orphan key is listed");
+    assert_eq!(orphan["selector"], active.as_str());
+    assert!(
+        orphan["waiting_for"]
+            .as_str()
+            .unwrap()
+            .contains("no longer in the config"),
+        "{orphan}"
+    );
+    let check = rotor.cmd(&["status", "--check"]);
+    let line = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        line.starts_with("ROTOR WARNING - ") && line.contains("example.com has keys"),
+        "{line}"
+    );
+    let out = rotor.cmd(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WARN  example.com has keys in the store"),
+        "{text}"
+    );
+    // Nothing was touched: the record and the signer row stay.
+    assert_eq!(
+        bind.primary
+            .txt(&format!("{active}._domainkey.example.com"))
+            .len(),
+        1
+    );
+    // A run (which fails on example.net, unknown to this BIND) leaves example.com alone.
+    let _ = rotor.cmd(&["run"]);
+    assert_eq!(rotor.signing_selector().as_deref(), Some(active.as_str()));
+}
