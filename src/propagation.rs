@@ -331,6 +331,7 @@ async fn nameservers(
     for ns in lookup(zone.to_string(), RecordType::NS).await? {
         let RData::NS(ns) = ns else { continue };
         let host = dns::plain(&ns.0);
+        let before = addresses.len();
         for record_type in [RecordType::A, RecordType::AAAA] {
             for data in lookup(host.clone(), record_type).await? {
                 match data {
@@ -339,6 +340,13 @@ async fn nameservers(
                     _ => {}
                 }
             }
+        }
+        // "Every authoritative server" means every one: a nameserver that cannot be asked
+        // cannot say it serves the record, so the check fails with its name.
+        if addresses.len() == before {
+            return Err(format!(
+                "nameserver {host} of {zone} has no address ({resolver} returned no A or AAAA record): cannot ask it"
+            ));
         }
     }
     if addresses.is_empty() {

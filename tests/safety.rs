@@ -59,3 +59,38 @@ fn keys_of_a_domain_removed_from_the_config_are_shown_and_warned_about() {
     let _ = rotor.cmd(&["run"]);
     assert_eq!(rotor.signing_selector().as_deref(), Some(active.as_str()));
 }
+
+/// `authoritative: auto` asks every nameserver of the zone; one whose name has no address
+/// cannot be asked, so it cannot count as having the record: the check fails and names it
+/// (it was skipped silently). Here that is found before a selector is even reserved.
+#[test]
+fn with_authoritative_auto_a_nameserver_without_an_address_fails_the_check() {
+    let dir = scratch();
+    let bind = Bind::with_records(
+        &dir.path().join("bind"),
+        Secondary::Notified,
+        &[("example.com", "@ IN NS ns9.example.org.")],
+    );
+    let resolver = bind.resolver(&dir.path().join("resolver"));
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let config = fs::read_to_string(&rotor.config).unwrap();
+    let listed = format!(
+        "authoritative: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    resolvers: [\"127.0.0.1:{}\"]",
+        bind.primary.port, bind.secondary.port, bind.secondary.port
+    );
+    assert!(config.contains(&listed));
+    let auto = format!(
+        "authoritative: auto\n    resolvers: [\"127.0.0.1:{}\"]",
+        resolver.port
+    );
+    fs::write(&rotor.config, config.replace(&listed, &auto)).unwrap();
+    let out = rotor.cmd(&["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nameserver ns9.example.org of example.com has no address"),
+        "{stderr}"
+    );
+    assert!(rotor.phases().is_empty(), "nothing reserved or published");
+    assert!(bind.dkim_records().iter().all(|(s, _)| s == "other"));
+}
