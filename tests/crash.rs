@@ -193,4 +193,15 @@ crash_tests! {
     revoke_applied: "revoke:applied", "revoke";
     remove_revoked_started: "remove_revoked:started", "revoke";
     remove_revoked_applied: "remove_revoked:applied", "revoke";
+    generate_key_written: "generate_key:written", "delete";
+    activate_staged: "activate:staged", "delete";
+    activate_switched: "activate:switched", "delete";
+    retire_staged: "retire:staged", "delete";
+    retire_switched: "retire:switched", "delete";
+    retire_signers_done: "retire:signers_done", "delete";
+    retire_dns_done: "retire:dns_done", "delete";
+    revoke_signers_done: "revoke:signers_done", "revoke";
+    revoke_dns_done: "revoke:dns_done", "revoke";
+    revoke_staged: "revoke:staged", "revoke";
+    revoke_switched: "revoke:switched", "revoke";
 }

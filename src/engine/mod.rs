@@ -520,7 +520,9 @@ impl<'a> Engine<'a> {
                             ttl: domain.policy.ttl,
                         });
                     }
+                    crashpoint::hit(action.id(), "signers_done");
                     self.provider(domain).apply(&zone, &changes).await?;
+                    crashpoint::hit(action.id(), "dns_done");
                     let present = (action == Action::Revoke).then_some(revoked.as_str());
                     self.confirm(domain, &zone, &name, &record, present).await?;
                 }
@@ -630,6 +632,7 @@ impl<'a> Engine<'a> {
         let private =
             tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm)).await??;
         fsutil::write_atomic(&key.key_file, private.pem().as_bytes(), 0o600)?;
+        crashpoint::hit(Action::GenerateKey.id(), "written");
         Ok(private.record()?.to_string())
     }
 
@@ -851,6 +854,9 @@ impl<'a> Engine<'a> {
                 .stage(&plan)
                 .with_context(|| format!("signer {name}: placing the key files"))?;
         }
+        // The step's name for the crash points (the intent is recorded by now).
+        let step = key.intent.map_or("signers", Action::id);
+        crashpoint::hit(step, "staged");
         let mut states = BTreeMap::new();
         let mut failures = Vec::new();
         for (name, signer) in &signers {
@@ -878,6 +884,7 @@ impl<'a> Engine<'a> {
             self.store.commit(&[(Some(&current), &noted)], &[])?;
             bail!("{}", failures.join("; "));
         }
+        crashpoint::hit(step, "switched");
         for (name, signer) in &signers {
             signer
                 .clean(&plan)
