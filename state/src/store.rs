@@ -181,6 +181,14 @@ impl Store {
                 ),
             });
         }
+        // The snapshot is published only once the store has the current layout.
+        let published = snapshot::snapshot_dir(&self.path);
+        if schema < 2 && published.exists() {
+            return Err(self.damaged(format!(
+                "it lost the record of its layout, which {} shows it had",
+                published.display()
+            )));
+        }
         let have = self.counts();
         match self.read_counts_file()? {
             Some(want) if have.keys >= want.keys && have.events >= want.events => {}
