@@ -44,8 +44,8 @@ pub struct Store {
     keys: sled::Tree,
     history: sled::Tree,
     meta: sled::Tree,
-    /// Set when publishing the readers' snapshot failed after a commit: closing publishes it
-    /// whole.
+    /// Set when publishing the readers' snapshot failed: closing publishes it whole (and
+    /// reports the failure then).
     stale: AtomicBool,
 }
 
@@ -91,7 +91,10 @@ impl Store {
         if schema < SCHEMA {
             store.migrate()?;
         }
-        store.publish_all()?;
+        // Readers' data only: a failure here is retried when the store is closed.
+        if store.publish_all().is_err() {
+            store.stale.store(true, Ordering::SeqCst);
+        }
         Ok(store)
     }
 
