@@ -1,7 +1,9 @@
-//! What readers (`status`, `history`, `plan`) see without opening the store: the writer
+//! What readers (`status`, `history`, `plan`) see while a pass has the store open: the writer
 //! publishes each domain's keys and history, and the last pass, as files in
 //! `<dir>/rotor-snapshot/`, each replaced atomically after every commit. sled has no read-only
-//! mode and locks its files exclusively, so a reader that opened the store would stop a pass.
+//! mode and locks its files exclusively: a reader that waited for the store would wait for the
+//! whole pass. When the store is free, readers read it directly (briefly holding its lock: a
+//! pass that starts meanwhile waits with [`Store::open_waiting`]).
 //!
 //! A reader sees only committed data: each domain as of one commit at most a moment old (or,
 //! after a writer died between a commit and its publication, until the next writer opens the
@@ -103,14 +105,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads what the writer last published in the store in `dir`. Where nothing was published
-    /// yet (a store of an older rotor) or it cannot be read, opens the store itself, waiting up
-    /// to `timeout` for a writer to close it ([`StoreError::Busy`] after that), and publishes.
+    /// What the store in `dir` holds. When no other process has it open, read from the store
+    /// itself (so damage is reported: [`StoreError::Damaged`]); while one has it (a pass),
+    /// what that writer published, without waiting for it. Where nothing was published yet (a
+    /// store of an older rotor) or it cannot be read, waits up to `timeout` for the store
+    /// ([`StoreError::Busy`] after that). Like [`Store::open`], creates a store in a missing
+    /// `dir`: check first.
     pub fn read(dir: &Path, timeout: Duration) -> Result<Self, StoreError> {
-        if let Some(snapshot) = Self::load(&snapshot_dir(dir)) {
-            return Ok(snapshot);
-        }
-        let store = Store::open_waiting(dir, timeout, || {})?;
+        let store = match Store::open_to_read(dir) {
+            Err(StoreError::Busy { .. }) => match Self::load(&snapshot_dir(dir)) {
+                Some(snapshot) => return Ok(snapshot),
+                None => Store::wait_for(dir, timeout, || {}, Store::open_to_read)?,
+            },
+            other => other?,
+        };
         let snapshot = store.snapshot()?;
         store.close()?;
         Ok(snapshot)

@@ -70,6 +70,16 @@ impl Store {
     /// before changing anything; brings a store of an older rotor to the current layout; tidies
     /// what an interrupted backup left; publishes the readers' [`Snapshot`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let store = Self::open_to_read(dir)?;
+        // Readers' data only: a failure here is retried when the store is closed.
+        if store.publish_all().is_err() {
+            store.stale.store(true, Ordering::SeqCst);
+        }
+        Ok(store)
+    }
+
+    /// [`Store::open`] for a reader, who reads the store itself: publishes nothing.
+    pub(crate) fn open_to_read(dir: &Path) -> Result<Self, StoreError> {
         let db = open_db(dir)?;
         let open_tree = |name: &str| {
             db.open_tree(name).map_err(|err| StoreError::Open {
@@ -91,10 +101,6 @@ impl Store {
         if schema < SCHEMA {
             store.migrate()?;
         }
-        // Readers' data only: a failure here is retried when the store is closed.
-        if store.publish_all().is_err() {
-            store.stale.store(true, Ordering::SeqCst);
-        }
         Ok(store)
     }
 
@@ -103,13 +109,23 @@ impl Store {
     pub fn open_waiting(
         dir: &Path,
         timeout: Duration,
+        on_wait: impl FnMut(),
+    ) -> Result<Self, StoreError> {
+        Self::wait_for(dir, timeout, on_wait, Self::open)
+    }
+
+    /// Opens with `open`, retrying while the store is busy (see [`Store::open_waiting`]).
+    pub(crate) fn wait_for(
+        dir: &Path,
+        timeout: Duration,
         mut on_wait: impl FnMut(),
+        open: fn(&Path) -> Result<Self, StoreError>,
     ) -> Result<Self, StoreError> {
         let deadline = Instant::now() + timeout;
         let mut delay = Duration::from_millis(5);
         let mut waiting = false;
         loop {
-            match Self::open(dir) {
+            match open(dir) {
                 Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
                     if !waiting {
                         waiting = true;

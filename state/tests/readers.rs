@@ -110,20 +110,43 @@ fn a_reader_sees_every_commit_while_the_writer_holds_the_store() {
 }
 
 #[test]
-fn a_store_without_a_snapshot_is_read_from_the_store_itself() {
+fn a_free_store_is_read_itself_so_its_damage_is_reported() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
     let store = Store::open(&dir).unwrap();
     let a = key("example.com", "a");
     store.commit(&[(None, &a)], &[]).unwrap();
     store.close().unwrap();
-    // As a store written by an older rotor: nothing published.
-    std::fs::remove_dir_all(dir.join("rotor-snapshot")).unwrap();
     let seen = Snapshot::read(&dir, Duration::ZERO).unwrap();
     assert_eq!(seen.keys(), std::slice::from_ref(&a));
-    // Garbled (a power loss before the file reached the disk): read from the store too.
+    std::fs::remove_file(dir.join("rotor-counts")).unwrap();
+    let err = Snapshot::read(&dir, Duration::ZERO).unwrap_err();
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+}
+
+#[test]
+fn a_reader_waits_for_the_writer_when_nothing_was_published() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let writer = Store::open(&dir).unwrap();
+    writer
+        .commit(&[(None, &key("example.com", "a"))], &[])
+        .unwrap();
+    // As a store of an older rotor: nothing published.
+    std::fs::remove_dir_all(dir.join("rotor-snapshot")).unwrap();
+    let err = Snapshot::read(&dir, Duration::from_millis(20)).unwrap_err();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+    // Closing publishes what a commit could not; then garbled (a power loss before the files
+    // reached the disk): the same.
+    writer
+        .commit(&[(None, &key("example.com", "b"))], &[])
+        .unwrap();
+    writer.close().unwrap();
+    assert!(dir.join("rotor-snapshot").is_dir());
+    let _writer = Store::open(&dir).unwrap();
     for entry in std::fs::read_dir(dir.join("rotor-snapshot")).unwrap() {
         std::fs::write(entry.unwrap().path(), b"").unwrap();
     }
-    assert_eq!(Snapshot::read(&dir, Duration::ZERO).unwrap().keys(), [a]);
+    let err = Snapshot::read(&dir, Duration::from_millis(20)).unwrap_err();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err}");
 }
