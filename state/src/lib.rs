@@ -3,10 +3,19 @@
 //! Every key rotor manages is one [`KeyRecord`]; every change of it is written with
 //! [`Store::commit`], which checks that the record is still what the caller read (so two racing
 //! writers cannot both take a step), appends the matching history [`Event`]s and flushes to disk
-//! before returning. The backing engine (sled) stays behind this interface.
+//! before returning. The backing engine (sled) stays behind this interface. Readers that must
+//! not stop a writer read a [`Snapshot`] instead.
 
+mod backup;
+mod durable;
+mod error;
 mod model;
+mod snapshot;
 mod store;
 
-pub use model::{Action, Check, Compromise, Event, KeyRecord, Phase, ServerCheck, selector_name};
-pub use store::{Store, StoreError};
+pub use error::StoreError;
+pub use model::{
+    Action, Check, Compromise, Event, KeyRecord, PassRecord, Phase, ServerCheck, selector_name,
+};
+pub use snapshot::Snapshot;
+pub use store::Store;

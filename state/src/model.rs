@@ -276,3 +276,15 @@ pub struct Event {
     /// What happened, and the evidence.
     pub detail: String,
 }
+
+/// The outcome of the last pass, kept so that `status` can tell when passes stop and a clock
+/// that went back. Times are Unix seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassRecord {
+    /// When the pass ended.
+    pub at: u64,
+    /// Whether every domain succeeded.
+    pub success: bool,
+    /// When the last successful pass ended (this one's `at` if it succeeded).
+    pub last_success: Option<u64>,
+}

@@ -1,69 +1,40 @@
-//! The sled-backed store.
+//! The sled-backed store: key records, their history, and rotor's own notes about the store
+//! (the `meta` tree: the layout's version, the record counts, the last pass).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::model::{Event, KeyRecord};
+use crate::backup;
+use crate::durable::replace_file;
+use crate::error::StoreError;
+use crate::model::{Event, KeyRecord, PassRecord};
+use crate::snapshot::{self, DomainSnapshot, Snapshot};
 
-/// What can go wrong with the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database could not be opened.
-    #[error("cannot open the store in {path}: {detail}")]
-    Open {
-        /// The store's directory.
-        path: PathBuf,
-        /// The engine's error.
-        detail: String,
-    },
-    /// The database files are damaged. Nothing was done.
-    #[error(
-        "the store in {path} is damaged ({detail}); nothing was done: restore the copy the last successful run left in {}, e.g. `mv {path} {path}.damaged && cp -a {} {path}`",
-        Store::backup_path(path).display(),
-        Store::backup_path(path).display()
-    )]
-    Damaged {
-        /// The store's directory.
-        path: PathBuf,
-        /// The engine's error.
-        detail: String,
-    },
-    /// Another process has the database open.
-    #[error("the store in {path} is in use by another rotor process")]
-    Busy {
-        /// The store's directory.
-        path: PathBuf,
-    },
-    /// Reading or writing failed.
-    #[error("store {path}: {detail}")]
-    Io {
-        /// The store's directory.
-        path: PathBuf,
-        /// The engine's error.
-        detail: String,
-    },
-    /// A record could not be decoded: the store is damaged. Nothing was changed.
-    #[error(
-        "store {path} is damaged: record {key:?} cannot be read ({detail}); nothing was changed, restore {path} from a backup"
-    )]
-    Corrupt {
-        /// The store's directory.
-        path: PathBuf,
-        /// The damaged record's key.
-        key: String,
-        /// The decoder's error.
-        detail: String,
-    },
-    /// A record changed since it was read: another writer took a step first.
-    #[error("key {domain}/{selector} changed under us (another rotor run?); nothing was written")]
-    Conflict {
-        /// The domain.
-        domain: String,
-        /// The selector.
-        selector: String,
-    },
+/// The layout this rotor writes. 1: no `meta` tree (records may lack fields added since, which
+/// serde defaults fill in); 2: the `meta` tree, records rewritten in the current layout.
+const SCHEMA: u64 = 2;
+const SCHEMA_KEY: &[u8] = b"schema";
+const COUNTS_KEY: &[u8] = b"counts";
+const LAST_PASS_KEY: &[u8] = b"last_pass";
+
+/// How many records the store holds. Records are never removed, so fewer than before means
+/// sled dropped data while recovering.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Counts {
+    keys: u64,
+    events: u64,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} keys and {} history events", self.keys, self.events)
+    }
 }
 
 /// The store: key records and their history, in one directory.
@@ -72,6 +43,10 @@ pub struct Store {
     db: sled::Db,
     keys: sled::Tree,
     history: sled::Tree,
+    meta: sled::Tree,
+    /// Set when publishing the readers' snapshot failed: closing publishes it whole (and
+    /// reports the failure then).
+    stale: AtomicBool,
 }
 
 fn key_id(domain: &str, selector: &str) -> Vec<u8> {
@@ -82,27 +57,30 @@ fn domain_prefix(domain: &str) -> Vec<u8> {
     [domain.as_bytes(), b"\0"].concat()
 }
 
+/// The domain a key or history entry belongs to.
+fn domain_of(key: &[u8]) -> String {
+    let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+    String::from_utf8_lossy(&key[..end]).into_owned()
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`. Refuses a damaged store ([`StoreError::Damaged`])
+    /// before changing anything; brings a store of an older rotor to the current layout; tidies
+    /// what an interrupted backup left; publishes the readers' [`Snapshot`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(|err| {
-            let detail = err.to_string();
-            if detail.contains("could not acquire lock") {
-                StoreError::Busy {
-                    path: dir.to_owned(),
-                }
-            } else if matches!(err, sled::Error::Corruption { .. }) {
-                StoreError::Damaged {
-                    path: dir.to_owned(),
-                    detail,
-                }
-            } else {
-                StoreError::Open {
-                    path: dir.to_owned(),
-                    detail,
-                }
-            }
-        })?;
+        let store = Self::open_to_read(dir)?;
+        // Readers' data only: a failure here is retried when the store is closed.
+        if store.publish_all().is_err() {
+            store.stale.store(true, Ordering::SeqCst);
+        }
+        Ok(store)
+    }
+
+    /// [`Store::open`] for a reader, who reads the store itself: publishes nothing.
+    pub(crate) fn open_to_read(dir: &Path) -> Result<Self, StoreError> {
+        let db = open_db(dir)?;
         let open_tree = |name: &str| {
             db.open_tree(name).map_err(|err| StoreError::Open {
                 path: dir.to_owned(),
@@ -113,84 +91,215 @@ impl Store {
             path: dir.to_owned(),
             keys: open_tree("keys")?,
             history: open_tree("history")?,
+            meta: open_tree("meta")?,
             db,
+            stale: AtomicBool::new(false),
         };
-        store.verify_counts()?;
+        // Under sled's lock: no backup of this store runs now.
+        backup::tidy(dir).map_err(|err| store.io(format!("backup: {err}")))?;
+        let schema = store.verify()?;
+        if schema < SCHEMA {
+            store.migrate()?;
+        }
         Ok(store)
     }
 
-    /// The sidecar file that remembers how many records the store held after its last commit.
-    /// Records are never removed, so fewer means sled dropped data while recovering.
+    /// [`Store::open`], waiting up to `timeout` while another process has the store open
+    /// (retrying with a short backoff); `on_wait` is called once, when the wait starts.
+    pub fn open_waiting(
+        dir: &Path,
+        timeout: Duration,
+        on_wait: impl FnMut(),
+    ) -> Result<Self, StoreError> {
+        Self::wait_for(dir, timeout, on_wait, Self::open)
+    }
+
+    /// Opens with `open`, retrying while the store is busy (see [`Store::open_waiting`]).
+    pub(crate) fn wait_for(
+        dir: &Path,
+        timeout: Duration,
+        mut on_wait: impl FnMut(),
+        open: fn(&Path) -> Result<Self, StoreError>,
+    ) -> Result<Self, StoreError> {
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(5);
+        let mut waiting = false;
+        loop {
+            match open(dir) {
+                Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
+                    if !waiting {
+                        waiting = true;
+                        on_wait();
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    std::thread::sleep(delay.min(left));
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The sidecar file that remembers the counts after the last commit, outside sled (which
+    /// would drop it together with the data it counts).
     fn counts_file(&self) -> PathBuf {
         self.path.join("rotor-counts")
     }
 
-    fn counts(&self) -> (usize, usize) {
-        (self.keys.len(), self.history.len())
+    fn counts(&self) -> Counts {
+        Counts {
+            keys: self.keys.len() as u64,
+            events: self.history.len() as u64,
+        }
     }
 
-    fn verify_counts(&self) -> Result<(), StoreError> {
-        let Ok(text) = std::fs::read_to_string(self.counts_file()) else {
-            return Ok(());
+    fn read_counts_file(&self) -> Result<Option<Counts>, StoreError> {
+        let text = match std::fs::read_to_string(self.counts_file()) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => {
+                return Err(self.damaged(format!("{}: {err}", self.counts_file().display())));
+            }
         };
-        let expected: Vec<usize> = text
+        let numbers: Vec<u64> = text
             .split_whitespace()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        let (keys, events) = self.counts();
-        match expected.as_slice() {
-            [want_keys, want_events] if keys >= *want_keys && events >= *want_events => Ok(()),
-            [want_keys, want_events] => Err(StoreError::Damaged {
+            .map(|n| n.parse())
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        match numbers.as_slice() {
+            [keys, events] => Ok(Some(Counts {
+                keys: *keys,
+                events: *events,
+            })),
+            _ => Err(self.damaged(format!("{} is unreadable", self.counts_file().display()))),
+        }
+    }
+
+    /// Records the counts after a commit: temporary file flushed to disk, rename, directory
+    /// flushed.
+    fn save_counts(&self, counts: Counts) -> Result<(), StoreError> {
+        replace_file(
+            &self.counts_file(),
+            format!("{} {}\n", counts.keys, counts.events).as_bytes(),
+            true,
+        )
+        .map_err(|err| self.io(err))
+    }
+
+    /// Checks that nothing was lost or garbled; returns the layout's version.
+    fn verify(&self) -> Result<u64, StoreError> {
+        let schema = match self.meta.get(SCHEMA_KEY).map_err(|err| self.engine(err))? {
+            None => 1,
+            Some(bytes) => self.decode_damaged(SCHEMA_KEY, &bytes)?,
+        };
+        if schema > SCHEMA {
+            return Err(StoreError::Open {
                 path: self.path.clone(),
                 detail: format!(
-                    "it held {want_keys} keys and {want_events} history events, now {keys} and {events}"
+                    "it was written by a newer rotor (layout {schema}; this one knows up to {SCHEMA}): upgrade rotor"
                 ),
-            }),
-            _ => Err(StoreError::Damaged {
-                path: self.path.clone(),
-                detail: format!("{} is unreadable", self.counts_file().display()),
-            }),
+            });
         }
+        // The snapshot is published only once the store has the current layout.
+        let published = snapshot::snapshot_dir(&self.path);
+        if schema < 2 && published.exists() {
+            return Err(self.damaged(format!(
+                "it lost the record of its layout, which {} shows it had",
+                published.display()
+            )));
+        }
+        let have = self.counts();
+        match self.read_counts_file()? {
+            Some(want) if have.keys >= want.keys && have.events >= want.events => {}
+            Some(want) => return Err(self.damaged(format!("it held {want}, now {have}"))),
+            // Stores of the first rotor had no counts file; since, every store has one.
+            None if schema < 2 => {}
+            None => {
+                return Err(self.damaged(format!(
+                    "{} is missing, so records lost cannot be told",
+                    self.counts_file().display()
+                )));
+            }
+        }
+        if schema >= 2 {
+            let committed: Counts = match self.meta.get(COUNTS_KEY).map_err(|e| self.engine(e))? {
+                Some(bytes) => self.decode_damaged(COUNTS_KEY, &bytes)?,
+                None => return Err(self.damaged("its record counts are missing".into())),
+            };
+            if committed != have {
+                return Err(self.damaged(format!("its last commit left {committed}, now {have}")));
+            }
+        }
+        for entry in self.keys.iter() {
+            let (key, value) = entry.map_err(|err| self.engine(err))?;
+            self.decode_damaged::<KeyRecord>(&key, &value)?;
+        }
+        for entry in self.history.iter() {
+            let (key, value) = entry.map_err(|err| self.engine(err))?;
+            self.decode_damaged::<Event>(&key, &value)?;
+        }
+        if let Some(bytes) = self.meta.get(LAST_PASS_KEY).map_err(|e| self.engine(e))? {
+            self.decode_damaged::<PassRecord>(LAST_PASS_KEY, &bytes)?;
+        }
+        Ok(schema)
     }
 
-    /// Where [`Store::close_and_back_up`] keeps its copy: `<dir>.backup`.
+    /// Rewrites every key record in the current layout and records the layout's version and
+    /// the counts, in one transaction.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let counts = self.counts();
+        // The counts file first: a store of the current layout always has one.
+        if self.read_counts_file()?.is_none() {
+            self.save_counts(counts)?;
+        }
+        let mut records = Vec::new();
+        for entry in self.keys.iter() {
+            let (key, value) = entry.map_err(|err| self.engine(err))?;
+            let record: KeyRecord = self.decode_damaged(&key, &value)?;
+            records.push((key, self.encode(&record)?));
+        }
+        let schema = self.encode(&SCHEMA)?;
+        let counts = self.encode(&counts)?;
+        let result = (&self.keys, &self.meta).transaction(|(keys, meta)| {
+            for (key, value) in &records {
+                keys.insert(key, value.as_slice())?;
+            }
+            meta.insert(COUNTS_KEY, counts.as_slice())?;
+            meta.insert(SCHEMA_KEY, schema.as_slice())?;
+            Ok(())
+        });
+        self.finish(result)?;
+        self.db.flush().map_err(|err| self.engine(err))?;
+        Ok(())
+    }
+
+    /// Flushes and closes the store (releasing its lock). Call [`Store::back_up`] afterwards to
+    /// keep a copy.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|err| self.engine(err))?;
+        if self.stale.load(Ordering::SeqCst) {
+            self.publish_all()?;
+        }
+        Ok(())
+    }
+
+    /// Copies the closed store in `dir` to [`Store::backup_path`] atomically: a complete copy
+    /// flushed to disk is renamed in, and the previous backup removed only then, so a crash at
+    /// any point leaves a complete backup. [`StoreError::Busy`] while the store is open.
+    pub fn back_up(dir: &Path) -> Result<(), StoreError> {
+        backup::back_up(dir)
+    }
+
+    /// Where [`Store::back_up`] keeps its copy: `<dir>.backup`.
     pub fn backup_path(dir: &Path) -> PathBuf {
-        let mut name = dir.file_name().unwrap_or_default().to_os_string();
-        name.push(".backup");
-        dir.with_file_name(name)
+        backup::backup_path(dir)
     }
 
-    /// Closes the store and copies it to [`Store::backup_path`] (through a temporary copy and a
-    /// rename), so damage found later can be undone.
+    /// [`Store::close`], then [`Store::back_up`].
     pub fn close_and_back_up(self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|err| self.io(err))?;
         let path = self.path.clone();
-        drop(self);
-        let io = |err: std::io::Error| StoreError::Io {
-            path: path.clone(),
-            detail: format!("backup: {err}"),
-        };
-        let backup = Self::backup_path(&path);
-        let mut temp = backup.clone().into_os_string();
-        temp.push(".tmp");
-        let temp = PathBuf::from(temp);
-        if temp.exists() {
-            std::fs::remove_dir_all(&temp).map_err(io)?;
-        }
-        copy_dir(&path, &temp).map_err(io)?;
-        if backup.exists() {
-            std::fs::remove_dir_all(&backup).map_err(io)?;
-        }
-        std::fs::rename(&temp, &backup).map_err(io)
-    }
-
-    /// Records the counts after a commit: temporary file, then rename.
-    fn save_counts(&self) -> Result<(), StoreError> {
-        let (keys, events) = self.counts();
-        let temp = self.path.join("rotor-counts.tmp");
-        std::fs::write(&temp, format!("{keys} {events}\n"))
-            .and_then(|()| std::fs::rename(&temp, self.counts_file()))
-            .map_err(|err| self.io(err))
+        self.close()?;
+        Self::back_up(&path)
     }
 
     fn io(&self, err: impl std::fmt::Display) -> StoreError {
@@ -198,6 +307,33 @@ impl Store {
             path: self.path.clone(),
             detail: err.to_string(),
         }
+    }
+
+    fn damaged(&self, detail: String) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    /// An engine error: damage where sled says so.
+    fn engine(&self, err: sled::Error) -> StoreError {
+        match err {
+            sled::Error::Corruption { .. } => self.damaged(err.to_string()),
+            err => self.io(err),
+        }
+    }
+
+    fn finish<T>(&self, result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(TransactionError::Abort(err)) => Err(err),
+            Err(TransactionError::Storage(err)) => Err(self.engine(err)),
+        }
+    }
+
+    fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(value).map_err(|err| self.io(err))
     }
 
     fn decode<T: serde::de::DeserializeOwned>(
@@ -212,6 +348,20 @@ impl Store {
         })
     }
 
+    /// Decodes a record while opening: one that cannot be read makes the store damaged.
+    fn decode_damaged<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<T, StoreError> {
+        self.decode(key, value).map_err(|err| match err {
+            StoreError::Corrupt { key, detail, .. } => {
+                self.damaged(format!("record {key:?} cannot be read: {detail}"))
+            }
+            err => err,
+        })
+    }
+
     fn scan<T: serde::de::DeserializeOwned>(
         &self,
         tree: &sled::Tree,
@@ -219,7 +369,7 @@ impl Store {
     ) -> Result<Vec<T>, StoreError> {
         tree.scan_prefix(prefix)
             .map(|entry| {
-                let (key, value) = entry.map_err(|err| self.io(err))?;
+                let (key, value) = entry.map_err(|err| self.engine(err))?;
                 self.decode(&key, &value)
             })
             .collect()
@@ -240,6 +390,48 @@ impl Store {
         self.scan(&self.history, &domain_prefix(domain))
     }
 
+    /// The last pass recorded with [`Store::record_pass`].
+    pub fn last_pass(&self) -> Result<Option<PassRecord>, StoreError> {
+        self.meta
+            .get(LAST_PASS_KEY)
+            .map_err(|err| self.engine(err))?
+            .map(|bytes| self.decode(LAST_PASS_KEY, &bytes))
+            .transpose()
+    }
+
+    /// Records a pass that ended at `at` (Unix seconds), flushed to disk before it returns;
+    /// returns the record, whose `last_success` carries over from the passes before.
+    pub fn record_pass(&self, at: u64, success: bool) -> Result<PassRecord, StoreError> {
+        let decode = |bytes: Option<sled::IVec>| -> TxResult<Option<PassRecord>> {
+            bytes
+                .map(|bytes| self.decode(LAST_PASS_KEY, &bytes))
+                .transpose()
+                .map_err(ConflictableTransactionError::Abort)
+        };
+        let result = self.meta.transaction(|meta| {
+            let before = decode(meta.get(LAST_PASS_KEY)?)?;
+            let record = PassRecord {
+                at,
+                success,
+                last_success: if success {
+                    Some(at)
+                } else {
+                    before.and_then(|pass| pass.last_success)
+                },
+            };
+            let bytes = serde_json::to_vec(&record)
+                .map_err(|err| ConflictableTransactionError::Abort(self.io(err)))?;
+            meta.insert(LAST_PASS_KEY, bytes)?;
+            Ok(record)
+        });
+        let record = self.finish(result)?;
+        self.db.flush().map_err(|err| self.engine(err))?;
+        if snapshot::publish_pass(&snapshot::snapshot_dir(&self.path), Some(&record)).is_err() {
+            self.stale.store(true, Ordering::SeqCst);
+        }
+        Ok(record)
+    }
+
     /// Writes every `(before, after)` pair, each only if the stored record still equals
     /// `before` (`None`: the key must not exist yet), and appends `events`; all or nothing,
     /// flushed to disk before it returns.
@@ -248,36 +440,36 @@ impl Store {
         changes: &[(Option<&KeyRecord>, &KeyRecord)],
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let mut encoded = Vec::with_capacity(changes.len());
+        let mut writes = Vec::with_capacity(changes.len());
         for (before, after) in changes {
-            let before = before
-                .map(serde_json::to_vec)
-                .transpose()
-                .map_err(|err| self.io(err))?;
-            let after_bytes = serde_json::to_vec(after).map_err(|err| self.io(err))?;
-            encoded.push((
-                key_id(&after.domain, &after.selector),
-                before,
-                after_bytes,
-                *after,
-            ));
+            let id = key_id(&after.domain, &after.selector);
+            writes.push((id, *before, self.encode(after)?, *after));
         }
         let mut history = Vec::with_capacity(events.len());
         for event in events {
-            let seq = self.db.generate_id().map_err(|err| self.io(err))?;
+            let seq = self.db.generate_id().map_err(|err| self.engine(err))?;
             let key = [
                 domain_prefix(&event.domain),
                 event.at.to_be_bytes().to_vec(),
                 seq.to_be_bytes().to_vec(),
             ]
             .concat();
-            history.push((key, serde_json::to_vec(event).map_err(|err| self.io(err))?));
+            history.push((key, self.encode(event)?));
         }
-        let result = (&self.keys, &self.history).transaction(|(keys, log)| {
-            for (id, before, after, record) in &encoded {
-                let current = keys.get(id)?;
-                if current.as_deref() != before.as_deref() {
-                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
+        let added = changes
+            .iter()
+            .filter(|(before, _)| before.is_none())
+            .count() as u64;
+        let abort = ConflictableTransactionError::Abort;
+        let result = (&self.keys, &self.history, &self.meta).transaction(|(keys, log, meta)| {
+            for (id, before, after, record) in &writes {
+                let current: Option<KeyRecord> = keys
+                    .get(id)?
+                    .map(|bytes| self.decode(id, &bytes))
+                    .transpose()
+                    .map_err(abort)?;
+                if current.as_ref() != *before {
+                    return Err(abort(StoreError::Conflict {
                         domain: record.domain.clone(),
                         selector: record.selector.clone(),
                     }));
@@ -287,30 +479,109 @@ impl Store {
             for (key, value) in &history {
                 log.insert(key.as_slice(), value.as_slice())?;
             }
+            let counts: Counts = match meta.get(COUNTS_KEY)? {
+                Some(bytes) => self.decode(COUNTS_KEY, &bytes).map_err(abort)?,
+                None => return Err(abort(self.damaged("its record counts are missing".into()))),
+            };
+            let counts = Counts {
+                keys: counts.keys + added,
+                events: counts.events + history.len() as u64,
+            };
+            let counts = serde_json::to_vec(&counts).map_err(|err| abort(self.io(err)))?;
+            meta.insert(COUNTS_KEY, counts)?;
             Ok(())
         });
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Abort(err)) => return Err(err),
-            Err(TransactionError::Storage(err)) => return Err(self.io(err)),
+        self.finish(result)?;
+        self.db.flush().map_err(|err| self.engine(err))?;
+        self.save_counts(self.counts())?;
+        let mut domains: Vec<&str> = changes
+            .iter()
+            .map(|(_, after)| after.domain.as_str())
+            .collect();
+        domains.extend(events.iter().map(|event| event.domain.as_str()));
+        domains.sort_unstable();
+        domains.dedup();
+        for domain in domains {
+            if self.publish_domain(domain).is_err() {
+                self.stale.store(true, Ordering::SeqCst);
+            }
         }
-        self.db.flush().map_err(|err| self.io(err))?;
-        self.save_counts()
+        Ok(())
+    }
+
+    fn publish_domain(&self, domain: &str) -> Result<(), StoreError> {
+        let snapshot = DomainSnapshot {
+            domain: domain.to_string(),
+            keys: self.domain_keys(domain)?,
+            history: self.history(domain)?,
+        };
+        snapshot::publish_domain(&snapshot::snapshot_dir(&self.path), &snapshot)
+            .map_err(|err| self.io(format!("snapshot: {err}")))
+    }
+
+    /// Every domain's keys and history.
+    fn domains(&self) -> Result<BTreeMap<String, DomainSnapshot>, StoreError> {
+        fn entry<'a>(
+            domains: &'a mut BTreeMap<String, DomainSnapshot>,
+            key: &[u8],
+        ) -> &'a mut DomainSnapshot {
+            let domain = domain_of(key);
+            domains
+                .entry(domain.clone())
+                .or_insert_with(|| DomainSnapshot {
+                    domain,
+                    ..DomainSnapshot::default()
+                })
+        }
+        let mut domains = BTreeMap::new();
+        for item in self.keys.iter() {
+            let (key, value) = item.map_err(|err| self.engine(err))?;
+            let record = self.decode(&key, &value)?;
+            entry(&mut domains, &key).keys.push(record);
+        }
+        for item in self.history.iter() {
+            let (key, value) = item.map_err(|err| self.engine(err))?;
+            let event = self.decode(&key, &value)?;
+            entry(&mut domains, &key).history.push(event);
+        }
+        Ok(domains)
+    }
+
+    /// What readers see, read from the store itself.
+    pub(crate) fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot::new(self.domains()?, self.last_pass()?))
+    }
+
+    /// Publishes the readers' snapshot whole.
+    fn publish_all(&self) -> Result<(), StoreError> {
+        let dir = snapshot::snapshot_dir(&self.path);
+        snapshot::publish_all(&dir, &self.domains()?, self.last_pass()?.as_ref())
+            .map_err(|err| self.io(format!("snapshot: {err}")))?;
+        self.stale.store(false, Ordering::SeqCst);
+        Ok(())
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
+/// Opens sled in `dir`, telling a store in use and a damaged one from other failures.
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new().path(dir).open().map_err(|err| {
+        let detail = err.to_string();
+        if detail.contains("could not acquire lock") {
+            StoreError::Busy {
+                path: dir.to_owned(),
+            }
+        } else if matches!(err, sled::Error::Corruption { .. }) {
+            StoreError::Damaged {
+                path: dir.to_owned(),
+                detail,
+            }
         } else {
-            std::fs::copy(entry.path(), target)?;
+            StoreError::Open {
+                path: dir.to_owned(),
+                detail,
+            }
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -444,5 +715,123 @@ mod tests {
         let err = store.keys().unwrap_err().to_string();
         assert!(err.contains("example.com/bad"), "{err}");
         assert!(err.contains("damaged"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use crate::model::Phase;
+
+    fn key(selector: &str) -> KeyRecord {
+        KeyRecord::reserved("example.com", selector, "rsa-2048", "/k".into(), 10)
+    }
+
+    /// `record`'s JSON with its fields in reverse order.
+    fn reordered(record: &KeyRecord) -> Vec<u8> {
+        let value = serde_json::to_value(record).unwrap();
+        let fields: Vec<String> = value
+            .as_object()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|(name, value)| format!("{}:{value}", serde_json::to_string(name).unwrap()))
+            .collect();
+        format!("{{{}}}", fields.join(",")).into_bytes()
+    }
+
+    #[test]
+    fn a_record_stored_with_another_field_order_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = key("a");
+        store.commit(&[(None, &a)], &[]).unwrap();
+        let id = key_id("example.com", "a");
+        let bytes = reordered(&a);
+        assert_ne!(bytes, serde_json::to_vec(&a).unwrap());
+        store.keys.insert(&id, bytes).unwrap();
+        assert_eq!(store.keys().unwrap(), std::slice::from_ref(&a));
+
+        let b = KeyRecord {
+            phase: Phase::Published,
+            ..a.clone()
+        };
+        store.commit(&[(Some(&a), &b)], &[]).unwrap();
+        assert_eq!(store.keys().unwrap(), std::slice::from_ref(&b));
+        // Still a conflict when the values differ.
+        let err = store.commit(&[(Some(&a), &b)], &[]).unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    }
+
+    /// A store as the first rotor left it: no `meta` tree, records lacking later fields.
+    fn legacy_store(dir: &Path) -> Vec<u8> {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        let keys = db.open_tree("keys").unwrap();
+        let mut value = serde_json::to_value(key("a")).unwrap();
+        for field in ["zone_id", "target", "signers", "compromised"] {
+            value.as_object_mut().unwrap().remove(field);
+        }
+        let legacy = serde_json::to_vec(&value).unwrap();
+        keys.insert(key_id("example.com", "a"), legacy.clone())
+            .unwrap();
+        db.flush().unwrap();
+        legacy
+    }
+
+    #[test]
+    fn opening_an_old_store_rewrites_its_records_in_the_current_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = legacy_store(dir.path());
+        let store = Store::open(dir.path()).unwrap();
+        let stored = store.keys.get(key_id("example.com", "a")).unwrap().unwrap();
+        assert_ne!(&stored[..], &legacy[..]);
+        assert_eq!(&stored[..], &serde_json::to_vec(&key("a")).unwrap()[..]);
+        let schema: u64 =
+            serde_json::from_slice(&store.meta.get(SCHEMA_KEY).unwrap().unwrap()).unwrap();
+        assert_eq!(schema, SCHEMA);
+        // The counts are kept from now on: the store reopens, and a lost counts file is noticed.
+        store.close().unwrap();
+        Store::open(dir.path()).unwrap().close().unwrap();
+        std::fs::remove_file(dir.path().join("rotor-counts")).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn a_store_of_a_newer_rotor_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.commit(&[(None, &key("a"))], &[]).unwrap();
+        store.meta.insert(SCHEMA_KEY, b"3".to_vec()).unwrap();
+        store.close().unwrap();
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("newer rotor"), "{err}");
+    }
+
+    #[test]
+    fn the_last_pass_is_remembered_with_the_last_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.last_pass().unwrap(), None);
+        let first = store.record_pass(100, false).unwrap();
+        assert_eq!(first.last_success, None);
+        store.record_pass(200, true).unwrap();
+        let third = store.record_pass(300, false).unwrap();
+        assert_eq!(
+            third,
+            PassRecord {
+                at: 300,
+                success: false,
+                last_success: Some(200)
+            }
+        );
+        store.close().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.last_pass().unwrap(), Some(third));
+        store.close().unwrap();
+        let snapshot = Snapshot::read(dir.path(), Duration::ZERO).unwrap();
+        assert_eq!(snapshot.last_pass(), Some(third));
     }
 }

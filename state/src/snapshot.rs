@@ -1,0 +1,187 @@
+//! What readers (`status`, `history`, `plan`) see while a pass has the store open: the writer
+//! publishes each domain's keys and history, and the last pass, as files in
+//! `<dir>/rotor-snapshot/`, each replaced atomically after every commit. sled has no read-only
+//! mode and locks its files exclusively: a reader that waited for the store would wait for the
+//! whole pass. When the store is free, readers read it directly (briefly holding its lock: a
+//! pass that starts meanwhile waits with [`Store::open_waiting`]).
+//!
+//! A reader sees only committed data: each domain as of one commit at most a moment old (or,
+//! after a writer died between a commit and its publication, until the next writer opens the
+//! store, which publishes everything again).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::durable::{remove_file_if_present, replace_file, sync_dir, temp_path};
+use crate::error::StoreError;
+use crate::model::{Event, KeyRecord, PassRecord};
+use crate::store::Store;
+
+/// The file that holds the last pass.
+const PASS_FILE: &str = "last-pass.json";
+
+/// Where the store in `dir` publishes its snapshot.
+pub(crate) fn snapshot_dir(dir: &Path) -> PathBuf {
+    dir.join("rotor-snapshot")
+}
+
+/// One domain's file: its name is the domain, hex-encoded (a domain never becomes a path).
+fn domain_file(dir: &Path, domain: &str) -> PathBuf {
+    let hex: String = domain.bytes().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{hex}.json"))
+}
+
+/// One domain's keys and history.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct DomainSnapshot {
+    /// The domain.
+    pub domain: String,
+    /// Its keys, ordered by selector.
+    pub keys: Vec<KeyRecord>,
+    /// Its history, oldest first.
+    pub history: Vec<Event>,
+}
+
+/// Writes one domain's file. Not flushed to disk: the snapshot is derived data, and every
+/// writer that opens the store publishes it again.
+pub(crate) fn publish_domain(dir: &Path, domain: &DomainSnapshot) -> io::Result<()> {
+    let bytes = serde_json::to_vec(domain).map_err(io::Error::other)?;
+    replace_file(&domain_file(dir, &domain.domain), &bytes, false)
+}
+
+/// Writes the last pass's file.
+pub(crate) fn publish_pass(dir: &Path, pass: Option<&PassRecord>) -> io::Result<()> {
+    let bytes = serde_json::to_vec(&pass).map_err(io::Error::other)?;
+    replace_file(&dir.join(PASS_FILE), &bytes, false)
+}
+
+/// Publishes everything: the first time into a temporary directory renamed into place (so a
+/// reader never sees part of it), later file by file, dropping files of domains not in the store.
+pub(crate) fn publish_all(
+    dir: &Path,
+    domains: &BTreeMap<String, DomainSnapshot>,
+    pass: Option<&PassRecord>,
+) -> io::Result<()> {
+    let fresh = !dir.exists();
+    let target = if fresh {
+        let temp = temp_path(dir);
+        crate::durable::remove_dir_if_present(&temp)?;
+        fs::create_dir(&temp)?;
+        temp
+    } else {
+        dir.to_owned()
+    };
+    for domain in domains.values() {
+        publish_domain(&target, domain)?;
+    }
+    publish_pass(&target, pass)?;
+    if fresh {
+        fs::rename(&target, dir)?;
+        return sync_dir(crate::durable::parent(dir));
+    }
+    let wanted: Vec<PathBuf> = domains.keys().map(|d| domain_file(dir, d)).collect();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let stale = path.extension().is_some_and(|ext| ext == "json")
+            && path.file_name().is_some_and(|name| name != PASS_FILE)
+            && !wanted.contains(&path);
+        if stale {
+            remove_file_if_present(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// A consistent view of the store for readers, taken without stopping a writer.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    domains: BTreeMap<String, DomainSnapshot>,
+    last_pass: Option<PassRecord>,
+}
+
+impl Snapshot {
+    /// What the store in `dir` holds. When no other process has it open, read from the store
+    /// itself (so damage is reported: [`StoreError::Damaged`]); while one has it (a pass),
+    /// what that writer published, without waiting for it. Where nothing was published yet (a
+    /// store of an older rotor) or it cannot be read, waits up to `timeout` for the store
+    /// ([`StoreError::Busy`] after that). Like [`Store::open`], creates a store in a missing
+    /// `dir`: check first.
+    pub fn read(dir: &Path, timeout: Duration) -> Result<Self, StoreError> {
+        let store = match Store::open_to_read(dir) {
+            Err(StoreError::Busy { .. }) => match Self::load(&snapshot_dir(dir)) {
+                Some(snapshot) => return Ok(snapshot),
+                None => Store::wait_for(dir, timeout, || {}, Store::open_to_read)?,
+            },
+            other => other?,
+        };
+        let snapshot = store.snapshot()?;
+        store.close()?;
+        Ok(snapshot)
+    }
+
+    /// The published files, or `None` when they are missing or unreadable.
+    fn load(dir: &Path) -> Option<Self> {
+        let mut snapshot = Self::default();
+        for entry in fs::read_dir(dir).ok()? {
+            let path = entry.ok()?.path();
+            if path.extension().is_none_or(|ext| ext != "json") {
+                continue;
+            }
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                // Removed by the writer since the listing: a domain no longer in the store.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(_) => return None,
+            };
+            if path.file_name().is_some_and(|name| name == PASS_FILE) {
+                snapshot.last_pass = serde_json::from_slice(&bytes).ok()?;
+            } else {
+                let domain: DomainSnapshot = serde_json::from_slice(&bytes).ok()?;
+                snapshot.domains.insert(domain.domain.clone(), domain);
+            }
+        }
+        Some(snapshot)
+    }
+
+    /// Builds a snapshot from parts.
+    pub(crate) fn new(
+        domains: BTreeMap<String, DomainSnapshot>,
+        last_pass: Option<PassRecord>,
+    ) -> Self {
+        Self { domains, last_pass }
+    }
+
+    /// Every key record, ordered by domain, then selector.
+    pub fn keys(&self) -> Vec<KeyRecord> {
+        self.domains
+            .values()
+            .flat_map(|domain| domain.keys.iter().cloned())
+            .collect()
+    }
+
+    /// The key records of one domain.
+    pub fn domain_keys(&self, domain: &str) -> Vec<KeyRecord> {
+        self.domains
+            .get(domain)
+            .map(|d| d.keys.clone())
+            .unwrap_or_default()
+    }
+
+    /// The history of one domain, oldest first.
+    pub fn history(&self, domain: &str) -> Vec<Event> {
+        self.domains
+            .get(domain)
+            .map(|d| d.history.clone())
+            .unwrap_or_default()
+    }
+
+    /// The last pass recorded with [`Store::record_pass`].
+    pub fn last_pass(&self) -> Option<PassRecord> {
+        self.last_pass
+    }
+}

@@ -1,0 +1,152 @@
+//! Readers (`status`, `history`, `plan`) and a pass share the store without stopping each other.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rotor_state::{Event, KeyRecord, Phase, Snapshot, Store, StoreError};
+
+fn key(domain: &str, selector: &str) -> KeyRecord {
+    KeyRecord::reserved(domain, selector, "ed25519", "/k".into(), 10)
+}
+
+fn event(domain: &str, selector: &str, phase: Phase) -> Event {
+    Event {
+        at: 10,
+        domain: domain.into(),
+        selector: selector.into(),
+        phase,
+        detail: String::new(),
+    }
+}
+
+#[test]
+fn a_writer_waits_for_a_reader_that_has_the_store_open() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    Store::open(&dir).unwrap().close().unwrap();
+
+    let (opened, reader_has_it) = mpsc::channel();
+    let (go, writer_waits) = mpsc::channel();
+    let reader = std::thread::spawn({
+        let dir = dir.clone();
+        move || {
+            let store = Store::open(&dir).unwrap();
+            opened.send(()).unwrap();
+            // Held until the writer says it is waiting.
+            writer_waits.recv().unwrap();
+            store.close().unwrap();
+        }
+    });
+    reader_has_it.recv().unwrap();
+    assert!(matches!(Store::open(&dir), Err(StoreError::Busy { .. })));
+
+    let mut waits = 0;
+    let store = Store::open_waiting(&dir, Duration::from_secs(60), || {
+        waits += 1;
+        go.send(()).unwrap();
+    })
+    .expect("the writer opens the store once the reader closed it");
+    assert_eq!(waits, 1, "on_wait is called once");
+    store
+        .commit(&[(None, &key("example.com", "a"))], &[])
+        .unwrap();
+    reader.join().unwrap();
+}
+
+#[test]
+fn waiting_for_a_store_that_stays_open_ends_busy() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let _held = Store::open(&dir).unwrap();
+    let mut waits = 0;
+    let err = Store::open_waiting(&dir, Duration::from_millis(50), || waits += 1)
+        .err()
+        .expect("busy");
+    assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+    assert_eq!(waits, 1);
+}
+
+#[test]
+fn a_reader_sees_every_commit_while_the_writer_holds_the_store() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let writer = Store::open(&dir).unwrap();
+    let empty = Snapshot::read(&dir, Duration::ZERO).expect("no lock needed");
+    assert!(empty.keys().is_empty());
+
+    let a = key("example.com", "a");
+    let b = key("example.org", "b");
+    writer
+        .commit(
+            &[(None, &a), (None, &b)],
+            &[event("example.com", "a", Phase::Generated)],
+        )
+        .unwrap();
+    let published = KeyRecord {
+        phase: Phase::Published,
+        ..a.clone()
+    };
+    writer
+        .commit(
+            &[(Some(&a), &published)],
+            &[event("example.com", "a", Phase::Published)],
+        )
+        .unwrap();
+    writer.record_pass(20, true).unwrap();
+
+    let seen = Snapshot::read(&dir, Duration::ZERO).expect("no lock needed");
+    assert_eq!(seen.keys(), [published.clone(), b.clone()]);
+    assert_eq!(seen.domain_keys("example.org"), std::slice::from_ref(&b));
+    let phases: Vec<Phase> = seen
+        .history("example.com")
+        .iter()
+        .map(|e| e.phase)
+        .collect();
+    assert_eq!(phases, [Phase::Generated, Phase::Published]);
+    assert!(seen.history("example.org").is_empty());
+    assert_eq!(seen.last_pass().map(|pass| pass.at), Some(20));
+    // The writer still holds the store.
+    assert!(matches!(Store::open(&dir), Err(StoreError::Busy { .. })));
+}
+
+#[test]
+fn a_free_store_is_read_itself_so_its_damage_is_reported() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let store = Store::open(&dir).unwrap();
+    let a = key("example.com", "a");
+    store.commit(&[(None, &a)], &[]).unwrap();
+    store.close().unwrap();
+    let seen = Snapshot::read(&dir, Duration::ZERO).unwrap();
+    assert_eq!(seen.keys(), std::slice::from_ref(&a));
+    std::fs::remove_file(dir.join("rotor-counts")).unwrap();
+    let err = Snapshot::read(&dir, Duration::ZERO).unwrap_err();
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+}
+
+#[test]
+fn a_reader_waits_for_the_writer_when_nothing_was_published() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let writer = Store::open(&dir).unwrap();
+    writer
+        .commit(&[(None, &key("example.com", "a"))], &[])
+        .unwrap();
+    // As a store of an older rotor: nothing published.
+    std::fs::remove_dir_all(dir.join("rotor-snapshot")).unwrap();
+    let err = Snapshot::read(&dir, Duration::from_millis(20)).unwrap_err();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+    // Closing publishes what a commit could not; then garbled (a power loss before the files
+    // reached the disk): the same.
+    writer
+        .commit(&[(None, &key("example.com", "b"))], &[])
+        .unwrap();
+    writer.close().unwrap();
+    assert!(dir.join("rotor-snapshot").is_dir());
+    let _writer = Store::open(&dir).unwrap();
+    for entry in std::fs::read_dir(dir.join("rotor-snapshot")).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"").unwrap();
+    }
+    let err = Snapshot::read(&dir, Duration::from_millis(20)).unwrap_err();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+}
