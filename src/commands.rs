@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rotor_providers::Zone;
-use rotor_state::{Compromise, Event, KeyRecord, Phase, Store, StoreError};
+use rotor_state::{Compromise, Event, KeyRecord, Phase, Snapshot, Store, StoreError};
 use serde::Serialize;
 
 use crate::config::{Authoritative, Config, DomainConfig};
@@ -67,28 +67,32 @@ pub fn store_dir(config: &Config) -> std::path::PathBuf {
     config.state_dir.join("store")
 }
 
-/// Reads the store while a run may be writing it: waits briefly for the run. No store yet
-/// reads as empty (and creates nothing).
-fn read_store<T: Default>(
-    config: &Config,
-    read: impl Fn(&Store) -> Result<T, StoreError>,
-) -> Result<T> {
+/// Opens the store for a pass (the caller holds the lock). A reader (`status`, `history`,
+/// `plan`) may have it open for a moment: the pass waits for it rather than failing.
+pub fn open_store(config: &Config) -> Result<Store> {
+    let dir = store_dir(config);
+    Ok(Store::open_waiting(&dir, Duration::from_secs(30), || {
+        tracing::info!("waiting for a reader of {} to finish", dir.display());
+    })?)
+}
+
+/// Reads the store, never stopping a pass: while one runs, what it last committed. No store
+/// yet reads as empty (and creates nothing).
+fn read_store<T: Default>(config: &Config, read: impl Fn(&Snapshot) -> T) -> Result<T> {
     let dir = store_dir(config);
     if !dir.exists() {
         return Ok(T::default());
     }
-    for _ in 0..50 {
-        match Store::open(&dir) {
-            Err(StoreError::Busy { .. }) => std::thread::sleep(Duration::from_millis(100)),
-            other => return Ok(read(&other?)?),
-        }
+    match Snapshot::read(&dir, Duration::from_secs(5)) {
+        Ok(snapshot) => Ok(read(&snapshot)),
+        Err(StoreError::Busy { .. }) => Err(Exit::Locked(dir.display().to_string()).into()),
+        Err(err) => Err(err.into()),
     }
-    Err(Exit::Locked(dir.display().to_string()).into())
 }
 
 /// Every stored key.
 fn stored_keys(config: &Config) -> Result<Vec<KeyRecord>> {
-    read_store(config, Store::keys)
+    read_store(config, Snapshot::keys)
 }
 
 fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DomainConfig>> {
@@ -118,8 +122,11 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
         .collect();
     let parts = Parts::from_config(config).await.map_err(Exit::Usage)?;
     let _lock = lock(config)?;
-    let store = Store::open(&store_dir(config))?;
+    let store = open_store(config)?;
     let report = pass(config, store, parts, &forced, None).await?;
+    for warning in &report.warnings {
+        eprintln!("rotor: warning: {warning}");
+    }
     for (domain, error) in &report.failed {
         eprintln!("rotor: {domain}: {error}");
     }
@@ -144,7 +151,8 @@ pub async fn pass(
         let name = domain.name.as_str();
         seen.insert(name, store.history(name)?.len());
     }
-    let mut engine = Engine::new(config, &store, &SystemClock, parts);
+    let last_pass = store.last_pass()?.map(|pass| pass.at);
+    let mut engine = Engine::new(config, &store, &SystemClock, parts).after_pass(last_pass);
     if let Some(stop) = stop {
         engine = engine.stop_on(stop);
     }
@@ -162,8 +170,8 @@ pub async fn pass(
             .iter()
             .map(|(domain, error)| Notice::failure(domain, error, end)),
     );
-    // A verified copy for the day the store is found damaged.
-    store.close_and_back_up()?;
+    store.record_pass(end, report.failed.is_empty())?;
+    store.close()?;
     if let Some(path) = &config.metrics_file {
         let measured = PassMetrics {
             now: end,
@@ -176,6 +184,10 @@ pub async fn pass(
         }
     }
     notify::send(&config.notify, &notices).await;
+    // A verified copy for the day the store is found damaged, after every pass that ran to its
+    // end (domains that failed are part of a sound store); last, so that a failed backup
+    // skips neither the metrics nor the notifications.
+    Store::back_up(&store_dir(config))?;
     Ok(report)
 }
 
@@ -262,7 +274,7 @@ pub async fn revoke(
     let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
     let parts = Parts::from_config(config).await.map_err(Exit::Usage)?;
     let _lock = lock(config)?;
-    let store = Store::open(&store_dir(config))?;
+    let store = open_store(config)?;
     let now = SystemClock.now();
     let keys = store.domain_keys(&domain)?;
     let key = keys
@@ -323,7 +335,7 @@ pub async fn revoke(
 /// `rotor history`.
 pub fn history(config: &Config, domain: &str, json: bool) -> Result<Code> {
     let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
-    let events = read_store(config, |store| store.history(&domain))?;
+    let events = read_store(config, |snapshot| snapshot.history(&domain))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(0);

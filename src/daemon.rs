@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use rotor_state::Store;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -151,12 +150,15 @@ async fn one_pass(config: &Config, stop: &AtomicBool) {
         }
         Err(err) => return tracing::error!("{err:#}"),
     };
-    let store = match Store::open(&commands::store_dir(config)) {
+    let store = match commands::open_store(config) {
         Ok(store) => store,
-        Err(err) => return tracing::error!("{err}"),
+        Err(err) => return tracing::error!("{err:#}"),
     };
     match commands::pass(config, store, parts, &BTreeSet::new(), Some(stop)).await {
         Ok(report) => {
+            for warning in &report.warnings {
+                tracing::warn!("{warning}");
+            }
             for (domain, error) in &report.failed {
                 tracing::error!("{domain}: {error}");
             }

@@ -108,6 +108,8 @@ pub async fn provider(name: &str, config: &ProviderConfig) -> Result<Box<dyn Dns
 pub struct PassReport {
     /// Domains whose step failed, with the error.
     pub failed: Vec<(String, String)>,
+    /// Steps held back, with why (a clock in doubt).
+    pub warnings: Vec<String>,
 }
 
 impl PassReport {
@@ -138,6 +140,10 @@ pub struct Engine<'a> {
     parts: Parts,
     /// Set (by SIGTERM) to end the pass after the step in progress.
     stop: Option<&'a AtomicBool>,
+    /// When the last pass ended, to tell a clock that jumped.
+    last_pass: Option<u64>,
+    /// What this pass warns about (held steps).
+    warnings: std::sync::Mutex<Vec<String>>,
 }
 
 /// What the engine acts through: providers and signers by name, and the visibility check.
@@ -190,6 +196,17 @@ impl<'a> Engine<'a> {
             clock,
             parts,
             stop: None,
+            last_pass: None,
+            warnings: Default::default(),
+        }
+    }
+
+    /// Tells the engine when the last pass ended (Unix seconds), so a clock behind it, or far
+    /// ahead of it, holds the steps that end grace windows.
+    pub fn after_pass(self, at: Option<u64>) -> Self {
+        Self {
+            last_pass: at,
+            ..self
         }
     }
 
@@ -233,6 +250,9 @@ impl<'a> Engine<'a> {
             if let Err(err) = self.advance(domain).await {
                 report.fail(domain.name.to_string(), err);
             }
+        }
+        if let Ok(mut warnings) = self.warnings.lock() {
+            report.warnings.append(&mut warnings);
         }
         report
     }
@@ -352,8 +372,17 @@ impl<'a> Engine<'a> {
             }
             let keys = self.store.domain_keys(name)?;
             let now = self.clock.now();
+            let doubt = self.clock_doubt(domain, now);
             let step = keys.iter().find_map(|key| {
                 match lifecycle::next_among(key, &keys, &domain.policy, now) {
+                    Next::Act(action) if removes_on_time(key, action) && doubt.is_some() => {
+                        let doubt = doubt.as_deref().unwrap_or_default();
+                        self.warn(format!(
+                            "{name} {}: {action} held for this pass: {doubt}",
+                            key.selector
+                        ));
+                        None
+                    }
                     Next::Act(action) => Some((key.clone(), action)),
                     _ => None,
                 }
@@ -375,6 +404,36 @@ impl<'a> Engine<'a> {
             }
         }
         bail!("{name}: the pass did not settle (this is a bug)")
+    }
+
+    /// Why the clock cannot be trusted to end `domain`'s grace windows in this pass, if it
+    /// cannot: it is behind the last pass (it went back), or ahead of it by more than the grace
+    /// window (a jump, or a long stop: either way the window is not ended by one reading). The
+    /// next pass, with a clock that moves as it should, goes on.
+    fn clock_doubt(&self, domain: &DomainConfig, now: u64) -> Option<String> {
+        let last = self.last_pass?;
+        if now < last {
+            return Some(format!(
+                "the clock ({}) is behind the last pass ({}); check NTP",
+                rfc3339(now),
+                rfc3339(last)
+            ));
+        }
+        let grace = domain.policy.grace.secs();
+        (now - last > grace).then(|| {
+            format!(
+                "the clock moved {}s since the last pass ({}), more than the grace window ({}): a jump would end grace windows at once",
+                now - last,
+                rfc3339(last),
+                domain.policy.grace
+            )
+        })
+    }
+
+    fn warn(&self, warning: String) {
+        if let Ok(mut warnings) = self.warnings.lock() {
+            warnings.push(warning);
+        }
     }
 
     /// The key as the store holds it now.
@@ -950,6 +1009,17 @@ impl<'a> Engine<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether `action` on `key` ends a grace or revocation window by the clock (held when the
+/// clock is in doubt). A leaked key's revocation is never held.
+fn removes_on_time(key: &KeyRecord, action: Action) -> bool {
+    key.compromised.is_none()
+        && matches!(
+            action,
+            Action::Retire | Action::Revoke | Action::RemoveRevoked
+        )
+        && key.intent.is_none()
 }
 
 /// `key`'s record among `keys`.
