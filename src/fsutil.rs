@@ -5,8 +5,10 @@ use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use nix::libc;
 
 /// Creates `dir` (and its parents) with mode 0700 if missing.
 pub fn create_dir(dir: &Path) -> Result<()> {
@@ -39,24 +41,41 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 /// Writes `bytes` to `path` through a temporary file in the same directory, created with `mode`
 /// from the start, synced, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    write_atomic_owned(path, bytes, mode, None)
+}
+
+/// [`write_atomic`], the file also given `owner` (uid, gid) before it is renamed into place.
+///
+/// Owner and mode are set on the temporary file's descriptor, so nothing is changed through a
+/// path afterwards: whoever can write the directory cannot turn the file into a link to another
+/// one in between. The temporary file is created exclusively and never through a link.
+pub fn write_atomic_owned(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let dir = parent(path);
     let name = path.file_name().context("a file path has a file name")?;
     let temp = dir.join(format!(
-        ".{}.rotor-tmp-{}",
+        ".{}{TEMP_MARK}{}",
         name.to_string_lossy(),
         std::process::id()
     ));
     let write = || -> io::Result<()> {
+        // A leftover of this pid (unlink removes a link itself, never its target).
         let _ = fs::remove_file(&temp);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&temp)?;
-        // The umask may have narrowed the mode; set exactly what was asked.
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
+        // The umask may have narrowed the mode, and a chown clears set-id bits: set exactly
+        // what was asked.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -68,6 +87,100 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             let _ = fs::remove_file(&temp);
         })
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What names rotor's temporary files: `.<name>.rotor-tmp-<pid>`.
+const TEMP_MARK: &str = ".rotor-tmp-";
+
+/// How old a temporary file of a running process must be before it counts as left over.
+const TEMP_AGE: Duration = Duration::from_secs(60);
+
+/// Removes rotor's temporary files left in `dir` by a run that died between creating and
+/// renaming them (they may hold a private key); returns how many were removed.
+///
+/// Only regular files named as [`write_atomic`] names them are removed (never a link, never
+/// followed), and only those no live rotor is writing: the pid in the name is not running, or
+/// the file is over a minute old. A missing directory has nothing to sweep.
+pub fn sweep_temp_files(dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(pid) = temp_pid(&name.to_string_lossy()) else {
+            continue;
+        };
+        // DirEntry::metadata does not follow a link.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > TEMP_AGE);
+        if old || !running(pid) {
+            remove_file(&entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The pid in a name of rotor's temporary files.
+fn temp_pid(name: &str) -> Option<i32> {
+    let (stem, pid) = name.rsplit_once(TEMP_MARK)?;
+    if !stem.starts_with('.') || stem.len() < 2 || pid.is_empty() {
+        return None;
+    }
+    if !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok().filter(|pid| *pid > 0)
+}
+
+/// Whether a process `pid` exists.
+fn running(pid: i32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// The directory `path` is in.
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Opens `path` for reading without following a link: `None` if nothing is there, an error if
+/// it is a link or not a regular file.
+pub fn open_no_follow(path: &Path) -> Result<Option<fs::File>> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => bail!(
+            "{} is a symbolic link: rotor does not follow links where it writes; name the real file",
+            path.display()
+        ),
+        Err(err) => return Err(err).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    Ok(Some(file))
 }
 
 /// Removes `path`; a file that is already gone is fine.
@@ -130,5 +243,82 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         remove_file(&dir.path().join("gone")).unwrap();
         assert_eq!(read_optional(&dir.path().join("gone")).unwrap(), None);
+    }
+
+    #[test]
+    fn left_over_temporary_files_are_swept_and_nothing_else() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let own = std::process::id();
+        let path = |name: &str| dir.path().join(name);
+        // Left by a rotor that died: removed.
+        fs::write(path(&format!(".k.pem.rotor-tmp-{dead_pid}")), "secret").unwrap();
+        // This process's, old: a leftover too.
+        let old = path(&format!(".old.pem.rotor-tmp-{own}"));
+        fs::write(&old, "secret").unwrap();
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        // Being written by a live rotor: kept.
+        fs::write(path(&format!(".live.pem.rotor-tmp-{own}")), "secret").unwrap();
+        // Not rotor's, or not a plain file: kept, and a link's target untouched.
+        fs::write(path("k.pem"), "key").unwrap();
+        fs::write(path(&format!("x.rotor-tmp-{dead_pid}")), "x").unwrap();
+        fs::write(path(&format!(".y.rotor-tmp-{dead_pid}x")), "y").unwrap();
+        symlink(path("k.pem"), path(&format!(".l.rotor-tmp-{dead_pid}"))).unwrap();
+        fs::create_dir(path(&format!(".d.rotor-tmp-{dead_pid}"))).unwrap();
+
+        assert_eq!(sweep_temp_files(dir.path()).unwrap(), 2);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!(".d.rotor-tmp-{dead_pid}"),
+            format!(".l.rotor-tmp-{dead_pid}"),
+            format!(".live.pem.rotor-tmp-{own}"),
+            format!(".y.rotor-tmp-{dead_pid}x"),
+            "k.pem".to_string(),
+            format!("x.rotor-tmp-{dead_pid}"),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(fs::read_to_string(path("k.pem")).unwrap(), "key");
+        assert_eq!(sweep_temp_files(&dir.path().join("missing")).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_owned_write_replaces_a_link_and_never_follows_it() {
+        use std::os::unix::fs::{MetadataExt, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "precious").unwrap();
+        let path = dir.path().join("key.pem");
+        symlink(&target, &path).unwrap();
+        write_atomic_owned(&path, b"key", 0o600, Some((65534, 65534))).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious");
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (65534, 65534, 0o600)
+        );
+        assert_eq!(fs::metadata(&target).unwrap().uid(), 0);
+        let err = open_no_follow(&path.with_file_name("link"))
+            .map(|_| ())
+            .and_then(|()| {
+                symlink(&target, dir.path().join("link")).unwrap();
+                open_no_follow(&dir.path().join("link")).map(drop)
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 }

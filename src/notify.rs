@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use rotor_state::Event;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Interval;
 use crate::engine::rfc3339;
+use crate::signer::command;
 
 /// The `notify:` settings.
 #[derive(Clone, Deserialize, Default)]
@@ -21,15 +21,19 @@ pub struct NotifyConfig {
     /// A URL that gets each event as a JSON POST. It often holds a secret (Slack's do): it
     /// is never logged or shown.
     pub webhook: Option<String>,
-    /// A command (`sh -c`) that gets each event as JSON on stdin.
+    /// A command (`sh -c`) that gets each event as JSON on stdin. It may hold credentials: it
+    /// is never logged or shown either.
     pub command: Option<String>,
+    /// How long the command may run for one event before it is killed (default 60s).
+    pub timeout: Option<Interval>,
 }
 
 impl fmt::Debug for NotifyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NotifyConfig")
             .field("webhook", &self.webhook.as_ref().map(|_| "<redacted>"))
-            .field("command", &self.command)
+            .field("command", &self.command.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -119,10 +123,12 @@ pub async fn send(config: &NotifyConfig, notices: &[Notice]) {
             })
             .await;
     }
-    if let Some(command) = &config.command {
+    if let Some(line) = &config.command {
+        let timeout = command::timeout(config.timeout);
         for notice in notices {
-            if let Err(err) = run_command(command, notice) {
-                tracing::warn!("notify: command {command:?}: {err}");
+            // The error names the setting, never the command line.
+            if let Err(err) = run_command(line, notice, timeout) {
+                tracing::warn!("{err:#}");
             }
         }
     }
@@ -141,30 +147,10 @@ async fn post(client: &reqwest::Client, url: &str, notice: &Notice) {
     }
 }
 
-fn run_command(command: &str, notice: &Notice) -> Result<(), String> {
-    let json = serde_json::to_vec(notice).map_err(|err| err.to_string())?;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| format!("cannot run: {err}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A command that does not read its input is its own business.
-        let _ = stdin.write_all(&json);
-    }
-    let out = child.wait_with_output().map_err(|err| err.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+/// Runs the notify command with `notice` as JSON on its stdin.
+fn run_command(line: &str, notice: &Notice, timeout: Duration) -> anyhow::Result<()> {
+    let json = serde_json::to_vec(notice)?;
+    command::run("notify.command", line, timeout, Some(&json))
 }
 
 #[cfg(test)]
@@ -175,9 +161,14 @@ mod tests {
     fn the_webhook_url_never_shows() {
         let config = NotifyConfig {
             webhook: Some("https://hooks.example.net/services/T0/B0/SECRET".into()),
-            command: None,
+            command: Some("curl -u admin:PASSWORD https://pager.example.net".into()),
+            timeout: None,
         };
-        assert!(!format!("{config:?}").contains("SECRET"));
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("PASSWORD"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -185,13 +176,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("event.json");
         let notice = Notice::failure("example.com", "SERVFAIL", 0);
-        run_command(&format!("cat > {}", out.display()), &notice).unwrap();
+        let timeout = command::DEFAULT_TIMEOUT;
+        run_command(&format!("cat > {}", out.display()), &notice, timeout).unwrap();
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
         assert_eq!(json["domain"], "example.com");
         assert_eq!(json["error"], "SERVFAIL");
         assert_eq!(json["text"], "rotor: example.com failed: SERVFAIL");
-        let err = run_command("exit 3", &notice).unwrap_err();
-        assert!(err.contains("exit status: 3"), "{err}");
+        let err = run_command("exit 3", &notice, timeout).unwrap_err();
+        assert_eq!(err.to_string(), "notify.command: exited with status 3");
+    }
+
+    #[test]
+    fn a_hanging_command_times_out() {
+        let notice = Notice::failure("example.com", "SERVFAIL", 0);
+        let err = run_command("sleep 1000", &notice, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(err.to_string(), "notify.command: timed out after 1s");
     }
 }

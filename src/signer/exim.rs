@@ -18,14 +18,14 @@
 //! Exim reads keys as its own user, so key files are group-readable (0640) by default: give
 //! them the group Exim runs as (`group: Debian-exim` on Debian).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Signer, SignerPlan, run_optional};
-use crate::config::FileMode;
+use super::{Signer, SignerPlan, command};
+use crate::config::{FileMode, Interval};
 
 /// The `type: exim` signer's settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -37,6 +37,8 @@ pub struct EximConfig {
     pub key_dir: PathBuf,
     /// A command run after the table changed (none needed: Exim reads it per delivery).
     pub reload: Option<String>,
+    /// How long `reload` may run before it is killed (default 60s).
+    pub timeout: Option<Interval>,
     /// Owner of the key files (default: the owner of `key_dir`).
     pub user: Option<String>,
     /// Group of the key files (default: the group of `key_dir`), the group Exim runs as.
@@ -97,8 +99,15 @@ impl Signer for Exim {
         let files = FileSet::read(&[&self.config.table])?;
         let table = self.table(plan, files.text(0));
         files
-            .switch(&[table], || run_optional(self.config.reload.as_ref()))
+            .switch(&[table], || {
+                let timeout = command::timeout(self.config.timeout);
+                command::run_optional("reload", self.config.reload.as_ref(), timeout)
+            })
             .context("Exim")
+    }
+
+    fn table_files(&self) -> Vec<&Path> {
+        vec![&self.config.table]
     }
 
     fn check(&self) -> Result<()> {
@@ -124,6 +133,7 @@ mod tests {
             table: dir.path().join("dkim"),
             key_dir: dir.path().join("keys"),
             reload: None,
+            timeout: None,
             user: None,
             group: None,
             mode: None,

@@ -10,21 +10,21 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership};
-use super::{Signer, SignerKey, SignerPlan, run_optional};
-use crate::config::FileMode;
+use super::{Signer, SignerKey, SignerPlan, command};
+use crate::config::{FileMode, Interval};
 use crate::fsutil;
 
 /// One file the signer reads, rendered per domain.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateFile {
-    /// Where it is written; a template too, and it must contain `{{ domain }}` (one file per
-    /// domain).
+    /// Where it is written; a template too, which must give each domain its own file (e.g.
+    /// with `{{ domain }}` in it).
     pub path: String,
     /// The file's contents, as a template.
     pub template: String,
@@ -48,6 +48,8 @@ pub struct FilesConfig {
     /// A command run after the reload; if it fails, the previous files are restored (and the
     /// reload run again).
     pub verify: Option<String>,
+    /// How long `reload` and `verify` may each run before they are killed (default 60s).
+    pub timeout: Option<Interval>,
     /// Owner of the key files (default: the owner of `key_dir`).
     pub user: Option<String>,
     /// Group of the key files (default: the group of `key_dir`).
@@ -85,20 +87,49 @@ impl FilesConfig {
         if self.files.is_empty() {
             return Err("list at least one file under `files:`".into());
         }
+        let env = environment();
         for (index, file) in self.files.iter().enumerate() {
-            if !file.path.contains("domain") {
-                return Err(format!(
-                    "files[{index}].path must contain {{{{ domain }}}}: each domain gets its own file"
-                ));
-            }
-            let env = environment();
             env.template_from_str(&file.path)
                 .and_then(|_| env.template_from_str(&file.template))
                 .map_err(|err| format!("files[{index}]: {err}"))?;
+            let [one, other] = sample_paths(&env, &file.path)
+                .map_err(|err| format!("files[{index}].path: {err}"))?;
+            if one == other {
+                return Err(format!(
+                    "files[{index}].path gives {one} for both {} and {}: two domains would overwrite each other's file; put {{{{ domain }}}} in it",
+                    SAMPLE_DOMAINS[0], SAMPLE_DOMAINS[1]
+                ));
+            }
             file_mode(file).map_err(|err| format!("files[{index}].mode: {err}"))?;
         }
         Ok(())
     }
+}
+
+/// Two domains a path template is rendered for, to see it gives each its own file.
+const SAMPLE_DOMAINS: [&str; 2] = ["example.com", "example.org"];
+
+/// `path` rendered for each of [`SAMPLE_DOMAINS`], with one RSA key.
+fn sample_paths(env: &Environment<'_>, path: &str) -> Result<[String; 2], String> {
+    let render = |domain: &str| {
+        let key = KeyView {
+            selector: "rotor1".into(),
+            algorithm: "rsa-2048".into(),
+            k: "rsa",
+            key_path: format!("/keys/{domain}.rotor1.pem"),
+        };
+        let view = View {
+            domain: domain.into(),
+            selector: Some(key.selector.clone()),
+            algorithm: Some(key.algorithm.clone()),
+            k: Some(key.k),
+            key_path: Some(key.key_path.clone()),
+            keys: vec![key],
+            kept: Vec::new(),
+        };
+        env.render_str(path, &view).map_err(|err| err.to_string())
+    };
+    Ok([render(SAMPLE_DOMAINS[0])?, render(SAMPLE_DOMAINS[1])?])
 }
 
 fn environment() -> Environment<'static> {
@@ -223,25 +254,34 @@ impl Signer for Files {
         }
         let files = FileSet::read(&paths)?;
         let texts: Vec<String> = rendered.into_iter().map(|(_, text, _)| text).collect();
-        let reload = self.config.reload.as_ref();
-        let result = files.switch(&texts, || {
-            run_optional(reload)?;
-            run_optional(self.config.verify.as_ref()).context("verify command")
-        });
-        if let Err(failed) = &result
-            && reload.is_some()
-        {
-            // The previous files are back: let the signer read them again.
-            if let Err(err) = run_optional(reload) {
-                bail!("{failed:#}; reloading the restored files failed too: {err:#}");
-            }
-        }
-        result
+        let timeout = command::timeout(self.config.timeout);
+        files.switch_verified(
+            &texts,
+            || command::run_optional("reload", self.config.reload.as_ref(), timeout),
+            || command::run_optional("verify", self.config.verify.as_ref(), timeout),
+        )
     }
 
     fn check(&self) -> Result<()> {
         self.keys.check()?;
         self.config.validate().map_err(anyhow::Error::msg)
+    }
+
+    /// The key directory, and each file's directory when it is the same for every domain.
+    fn sweep(&self) -> Result<()> {
+        self.keys.sweep()?;
+        let env = environment();
+        for file in &self.config.files {
+            let Ok([one, other]) = sample_paths(&env, &file.path) else {
+                continue;
+            };
+            let (one, other) = (Path::new(&one).parent(), Path::new(&other).parent());
+            if let Some(dir) = one.filter(|dir| Some(*dir) == other && !dir.as_os_str().is_empty())
+            {
+                fsutil::sweep_temp_files(dir)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -341,5 +381,27 @@ dual_signing: true
             serde_yaml::from_str("key_dir: /k\nfiles:\n  - path: /x/one\n    template: x\n")
                 .unwrap();
         assert!(config.validate().unwrap_err().contains("{{ domain }}"));
+    }
+
+    #[test]
+    fn a_path_that_is_the_same_for_every_domain_is_refused() {
+        for path in [
+            "/etc/x/{{ 'domain' }}.conf",
+            "/etc/x/domains.conf",
+            "/x/{{ k }}.conf",
+        ] {
+            let yaml = format!("key_dir: /k\nfiles:\n  - path: \"{path}\"\n    template: x\n");
+            let config: FilesConfig = serde_yaml::from_str(&yaml).unwrap();
+            let err = config.validate().unwrap_err();
+            assert!(
+                err.contains("two domains would overwrite each other"),
+                "{path}: {err}"
+            );
+        }
+        let config: FilesConfig = serde_yaml::from_str(
+            "key_dir: /k\nfiles:\n  - path: \"/etc/x/{{ domain | upper }}.conf\"\n    template: x\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
     }
 }

@@ -15,15 +15,15 @@
 //! KumoMTA may keep using a cached signer for up to 300 seconds; each key has its own file, kept
 //! until the key is retired, days later.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use toml_edit::{DocumentMut, Item, Table, value};
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable};
-use super::{Signer, SignerKey, SignerPlan, run_optional};
-use crate::config::FileMode;
+use super::{Signer, SignerKey, SignerPlan, command};
+use crate::config::{FileMode, Interval};
 
 /// The `type: kumomta` signer's settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -35,6 +35,8 @@ pub struct KumomtaConfig {
     pub key_dir: PathBuf,
     /// A command run after the data file changed (none needed: the helper re-reads it).
     pub reload: Option<String>,
+    /// How long `reload` may run before it is killed (default 60s).
+    pub timeout: Option<Interval>,
     /// Owner of the key files (default: the owner of `key_dir`).
     pub user: Option<String>,
     /// Group of the key files (default: the group of `key_dir`).
@@ -110,8 +112,15 @@ impl Signer for Kumomta {
         let files = FileSet::read(&[&self.config.data_file])?;
         let data = self.data(plan, files.text(0))?;
         files
-            .switch(&[data], || run_optional(self.config.reload.as_ref()))
+            .switch(&[data], || {
+                let timeout = command::timeout(self.config.timeout);
+                command::run_optional("reload", self.config.reload.as_ref(), timeout)
+            })
             .context("KumoMTA")
+    }
+
+    fn table_files(&self) -> Vec<&Path> {
+        vec![&self.config.data_file]
     }
 
     fn check(&self) -> Result<()> {
@@ -145,6 +154,7 @@ mod tests {
             data_file: data.clone(),
             key_dir: dir.path().join("keys"),
             reload: None,
+            timeout: None,
             user: None,
             group: None,
             mode: None,

@@ -6,6 +6,7 @@
 //! new key files first ([`Signer::stage`]), then each switches ([`Signer::switch`]), and only
 //! when all have switched are old key files deleted ([`Signer::clean`]).
 
+pub mod command;
 pub mod exim;
 pub mod files;
 pub mod generic;
@@ -14,9 +15,9 @@ pub mod opendkim;
 mod reload;
 pub mod rspamd;
 
-pub use reload::{Reload, run_optional};
+pub use reload::{PidFile, Reload};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use rotor_state::{KeyRecord, Phase};
@@ -114,6 +115,32 @@ pub trait Signer {
 
     /// Checks that the signer's files and directories are usable.
     fn check(&self) -> Result<()>;
+
+    /// The maps or tables rotor rewrites for this signer (whose directories [`Signer::sweep`]
+    /// sweeps).
+    fn table_files(&self) -> Vec<&Path> {
+        Vec::new()
+    }
+
+    /// Removes rotor's temporary files left by a run that died between writing and renaming
+    /// them (a key file's may hold a private key): in the key directory and beside every table.
+    /// The engine calls it for every signer at the start of each pass, under the lock.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the engine's pass calls it (to be wired by the lead)"
+        )
+    )]
+    fn sweep(&self) -> Result<()> {
+        if let Some(keys) = self.key_files() {
+            keys.sweep()?;
+        }
+        for dir in files::FileSet::dirs(&self.table_files()) {
+            crate::fsutil::sweep_temp_files(&dir)?;
+        }
+        Ok(())
+    }
 }
 
 /// The adapter for a configured signer.

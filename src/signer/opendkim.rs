@@ -6,16 +6,16 @@
 //! With `overlap: true` (and `MultipleSignatures yes` in opendkim.conf), a replaced key keeps its
 //! signing row through its grace window, so mail is signed with the old and the new key.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nix::sys::signal::Signal;
 use rotor_state::selector_name;
+use rustix::process::Signal;
 use serde::Deserialize;
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Reload, Signer, SignerKey, SignerPlan};
-use crate::config::FileMode;
+use super::{PidFile, Reload, Signer, SignerKey, SignerPlan, command};
+use crate::config::{FileMode, Interval};
 use crate::fsutil;
 
 /// The `type: opendkim` signer's settings.
@@ -32,6 +32,14 @@ pub struct OpendkimConfig {
     pub reload: Option<String>,
     /// OpenDKIM's pid file: rotor sends SIGUSR1 to reload.
     pub pid_file: Option<PathBuf>,
+    /// The name of the process in `pid_file` (its executable's file name or its command name):
+    /// any other process there is not signalled (default `opendkim`).
+    pub process: Option<String>,
+    /// A command run after the reload (e.g. a test message through the milter); if it fails,
+    /// the previous tables are restored and OpenDKIM reloaded again.
+    pub verify: Option<String>,
+    /// How long `reload` and `verify` may each run before they are killed (default 60s).
+    pub timeout: Option<Interval>,
     /// Owner of the key files (default: the owner of `key_dir`).
     pub user: Option<String>,
     /// Group of the key files (default: the group of `key_dir`).
@@ -48,8 +56,12 @@ impl OpendkimConfig {
     /// How to reload, or why the config cannot say.
     pub fn reload(&self) -> Result<Reload, String> {
         match (&self.reload, &self.pid_file) {
-            (Some(command), None) => Ok(Reload::Command(command.clone())),
-            (None, Some(pid_file)) => Ok(Reload::Signal(pid_file.clone(), Signal::SIGUSR1)),
+            (Some(line), None) => Ok(Reload::Command(line.clone(), command::timeout(self.timeout))),
+            (None, Some(pid_file)) => Ok(Reload::Signal(PidFile {
+                path: pid_file.clone(),
+                signal: Signal::USR1,
+                process: self.process.clone().unwrap_or_else(|| "opendkim".into()),
+            })),
             (Some(_), Some(_)) => Err("set `reload:` or `pid_file:`, not both".into()),
             (None, None) => Err("set `reload:` (a command) or `pid_file:` (SIGUSR1), so OpenDKIM re-reads its tables".into()),
         }
@@ -131,7 +143,18 @@ impl Signer for Opendkim {
         let reload = self.config.reload().map_err(anyhow::Error::msg)?;
         let files = FileSet::read(&[&self.config.key_table, &self.config.signing_table])?;
         let tables = self.tables(plan, files.text(0), files.text(1));
-        files.switch(&tables, || reload.run()).context("OpenDKIM")
+        let timeout = command::timeout(self.config.timeout);
+        files
+            .switch_verified(
+                &tables,
+                || reload.run(),
+                || command::run_optional("verify", self.config.verify.as_ref(), timeout),
+            )
+            .context("OpenDKIM")
+    }
+
+    fn table_files(&self) -> Vec<&Path> {
+        vec![&self.config.key_table, &self.config.signing_table]
     }
 
     fn check(&self) -> Result<()> {
@@ -162,6 +185,9 @@ mod tests {
             key_dir: dir.join("keys"),
             reload: Some(reload.into()),
             pid_file: None,
+            process: None,
+            verify: None,
+            timeout: None,
             user: None,
             group: None,
             mode: None,
@@ -295,5 +321,76 @@ mod tests {
         config.reload = None;
         config.pid_file = None;
         assert!(config.reload().unwrap_err().contains("pid_file"));
+    }
+
+    #[test]
+    fn a_failed_verify_restores_the_tables_and_reloads_again() {
+        let (dir, _) = setup();
+        let before = fs::read_to_string(dir.path().join("SigningTable")).unwrap();
+        let reloads = dir.path().join("reloads");
+        let signer = Opendkim::new(OpendkimConfig {
+            verify: Some("echo unsigned >&2; exit 1".into()),
+            ..config(dir.path(), &format!("echo reload >> {}", reloads.display()))
+        });
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![key(dir.path(), "b")],
+            kept: vec![],
+            removed: vec![],
+        };
+        let err = format!("{:#}", apply(&signer, &plan).unwrap_err());
+        assert!(
+            err.contains("verify: exited with status 1: unsigned"),
+            "{err}"
+        );
+        assert!(err.contains("restored"), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("SigningTable")).unwrap(),
+            before
+        );
+        assert_eq!(fs::read_to_string(&reloads).unwrap(), "reload\nreload\n");
+    }
+
+    #[test]
+    fn a_hanging_reload_times_out_and_the_tables_are_restored() {
+        let (dir, _) = setup();
+        let before = fs::read_to_string(dir.path().join("SigningTable")).unwrap();
+        let signer = Opendkim::new(OpendkimConfig {
+            timeout: Some("1s".parse().unwrap()),
+            ..config(dir.path(), "sleep 1000")
+        });
+        let plan = SignerPlan {
+            domain: "example.com".into(),
+            signing: vec![key(dir.path(), "b")],
+            kept: vec![],
+            removed: vec![],
+        };
+        let err = format!("{:#}", signer.switch(&plan).unwrap_err());
+        assert!(err.contains("reload: timed out after 1s"), "{err}");
+        assert!(
+            !err.contains("sleep"),
+            "the command line is not shown: {err}"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("SigningTable")).unwrap(),
+            before
+        );
+    }
+
+    #[test]
+    fn sweep_removes_temporary_files_of_a_dead_run() {
+        let (dir, signer) = setup();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let pid = dead.id();
+        dead.wait().unwrap();
+        let key = dir
+            .path()
+            .join(format!("keys/.example.com.s.pem.rotor-tmp-{pid}"));
+        let table = dir.path().join(format!(".KeyTable.rotor-tmp-{pid}"));
+        fs::write(&key, "secret").unwrap();
+        fs::write(&table, "rows").unwrap();
+        signer.sweep().unwrap();
+        assert!(!key.exists() && !table.exists());
+        assert!(dir.path().join("KeyTable").exists());
     }
 }

@@ -14,8 +14,8 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Signer, SignerPlan, run_optional};
-use crate::config::FileMode;
+use super::{Signer, SignerPlan, command};
+use crate::config::{FileMode, Interval};
 
 /// The `type: rspamd` signer's settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -34,6 +34,8 @@ pub struct RspamdConfig {
     /// A command that checks rspamd's configuration before the reload, e.g.
     /// `rspamadm configtest`; if it fails, the previous files are restored.
     pub configtest: Option<String>,
+    /// How long `configtest` and `reload` may each run before they are killed (default 60s).
+    pub timeout: Option<Interval>,
     /// Owner of the key files (default: the owner of `key_dir`).
     pub user: Option<String>,
     /// Group of the key files (default: the group of `key_dir`).
@@ -142,10 +144,17 @@ impl Signer for Rspamd {
         }
         files
             .switch(&texts, || {
-                run_optional(self.config.configtest.as_ref()).context("configtest")?;
-                run_optional(self.config.reload.as_ref())
+                let timeout = command::timeout(self.config.timeout);
+                command::run_optional("configtest", self.config.configtest.as_ref(), timeout)?;
+                command::run_optional("reload", self.config.reload.as_ref(), timeout)
             })
             .context("rspamd")
+    }
+
+    fn table_files(&self) -> Vec<&Path> {
+        let mut files: Vec<&Path> = vec![&self.config.selector_map];
+        files.extend(self.config.domains_file.as_deref());
+        files
     }
 
     fn check(&self) -> Result<()> {
@@ -176,6 +185,7 @@ mod tests {
             domains_file: Some(dir.join("domains.inc")),
             reload: Some("true".into()),
             configtest: None,
+            timeout: None,
             user: None,
             group: None,
             mode: None,

@@ -338,3 +338,38 @@ pub fn dns_verdicts(message: &str, port: u16) -> Vec<(String, String, bool)> {
         })
         .collect()
 }
+
+/// Replaces `from` by `to` in `rotor`'s config (which must contain it).
+pub fn edit_config(rotor: &Rotor, from: &str, to: &str) {
+    let config = fs::read_to_string(&rotor.config).unwrap();
+    assert!(config.contains(from), "the config holds {from:?}");
+    fs::write(&rotor.config, config.replacen(from, to, 1)).unwrap();
+}
+
+/// The generated OpenDKIM signer's `reload:` line.
+pub fn reload_line(rotor: &Rotor) -> String {
+    format!(
+        "    reload: \"echo reloaded >> {}/reloads.log\"\n",
+        rotor.signer_dir().display()
+    )
+}
+
+/// The file's owner and group (not following a link).
+pub fn owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// The id of a user (`getent passwd`) or group (`getent group`).
+pub fn id_of(database: &str, name: &str) -> u32 {
+    let out = Command::new("getent")
+        .args([database, name])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    line.split(':')
+        .nth(2)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no {database} entry {name:?}"))
+}
