@@ -187,8 +187,33 @@ pub async fn pass(
     // A verified copy for the day the store is found damaged, after every pass that ran to its
     // end (domains that failed are part of a sound store); last, so that a failed backup
     // skips neither the metrics nor the notifications.
-    Store::back_up(&store_dir(config))?;
+    back_up(config)?;
     Ok(report)
+}
+
+/// Copies the closed store to its backup. The store may be busy for a moment: sled's threads
+/// let go of it just after it is closed, and a reader may have it open; wait for either, and
+/// if it stays busy, keep the previous backup and say so rather than fail the pass.
+fn back_up(config: &Config) -> Result<()> {
+    let dir = store_dir(config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(5);
+    loop {
+        match Store::back_up(&dir) {
+            Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Err(StoreError::Busy { .. }) => {
+                tracing::warn!(
+                    "backup of {} skipped: the store stayed in use; the previous backup is kept",
+                    dir.display()
+                );
+                return Ok(());
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// What `rotor status` prints.

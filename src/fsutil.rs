@@ -79,7 +79,9 @@ pub fn write_atomic_owned(
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        crate::crashpoint::hit("write", "temp");
         fs::rename(&temp, path)?;
+        crate::crashpoint::hit("write", "renamed");
         fs::File::open(dir)?.sync_all()
     };
     write()

@@ -67,10 +67,37 @@ fn check_rules(bind: &Bind, rotor: &Rotor, context: &str) {
             );
         }
     }
+    // A crash inside an atomic write leaves its temporary file (which may hold a private key):
+    // never readable by others, and gone after the next run.
+    let crashed = context.starts_with("right after the crash");
+    for dir in [
+        rotor.dir.join("keys/example.com"),
+        rotor.signer_dir(),
+        rotor.signer_dir().join("keys"),
+    ] {
+        for entry in fs::read_dir(&dir).into_iter().flatten() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(".rotor-tmp-") {
+                assert!(
+                    crashed,
+                    "{context}: temporary file {name} left in {}",
+                    dir.display()
+                );
+                let mode = support::mode(&entry.path());
+                if dir.ends_with("keys") || dir.ends_with("example.com") {
+                    assert_eq!(mode & 0o077, 0, "{context}: {name} is mode {mode:o}");
+                }
+            }
+        }
+    }
     // No orphan private keys.
     if let Ok(entries) = fs::read_dir(rotor.dir.join("keys/example.com")) {
         for entry in entries {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.contains(".rotor-tmp-") {
+                continue;
+            }
             let selector = name
                 .strip_suffix(".pem")
                 .unwrap_or_else(|| panic!("{context}: stray file {name}"));
@@ -204,4 +231,11 @@ crash_tests! {
     revoke_dns_done: "revoke:dns_done", "revoke";
     revoke_staged: "revoke:staged", "revoke";
     revoke_switched: "revoke:switched", "revoke";
+    // Inside atomic writes: the first run's first write is the new private key (a temporary
+    // file holding it is left behind); a switch writes the signer's key file, then the
+    // KeyTable, then the SigningTable.
+    private_key_temp_written: "write:temp", "delete";
+    private_key_renamed: "write:renamed", "delete";
+    between_the_signer_tables: "write:renamed#2", "delete";
+    signing_table_temp_written: "write:temp#3", "delete";
 }

@@ -227,6 +227,7 @@ impl<'a> Engine<'a> {
     /// zone across domains; the other steps go key by key.
     pub async fn run(&self, forced: &BTreeSet<String>) -> PassReport {
         let mut report = PassReport::default();
+        self.sweep();
         let all: Vec<&DomainConfig> = self.config.domains.iter().collect();
         for (domain, err) in self.start_rotations(&all, forced).await {
             report.fail(domain, err);
@@ -255,6 +256,36 @@ impl<'a> Engine<'a> {
             report.warnings.append(&mut warnings);
         }
         report
+    }
+
+    /// Removes what a run that died left of its atomic writes (temporary files, some holding a
+    /// private key) in rotor's key directories and every signer's directories. Under the lock,
+    /// so no live write of rotor's is touched.
+    fn sweep(&self) {
+        let mut dirs = vec![self.config.key_dir.clone()];
+        if let Ok(entries) = std::fs::read_dir(&self.config.key_dir) {
+            dirs.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        let mut swept = 0;
+        for dir in &dirs {
+            match fsutil::sweep_temp_files(dir) {
+                Ok(count) => swept += count,
+                Err(err) => self.warn(format!("cleaning {}: {err:#}", dir.display())),
+            }
+        }
+        for (name, signer) in &self.parts.signers {
+            if let Err(err) = signer.sweep() {
+                self.warn(format!("signer {name}: cleaning its directories: {err:#}"));
+            }
+        }
+        if swept > 0 {
+            tracing::info!("removed {swept} temporary files left by a run that died");
+        }
     }
 
     /// Generates every key of `domains` that waits for its key pair, one per core at a time. The

@@ -125,13 +125,6 @@ pub trait Signer {
     /// Removes rotor's temporary files left by a run that died between writing and renaming
     /// them (a key file's may hold a private key): in the key directory and beside every table.
     /// The engine calls it for every signer at the start of each pass, under the lock.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the engine's pass calls it (to be wired by the lead)"
-        )
-    )]
     fn sweep(&self) -> Result<()> {
         if let Some(keys) = self.key_files() {
             keys.sweep()?;
