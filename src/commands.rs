@@ -236,9 +236,14 @@ pub fn status(
 ) -> Result<Code> {
     let whole = domain.is_none();
     let domains = selected(config, domain.as_slice())?;
-    let keys = stored_keys(config)?;
+    let (keys, last_pass) = read_store(config, |s| (s.keys(), s.last_pass()))?;
     let now = SystemClock.now();
     let (mut health, mut findings) = status::health(&domains, &keys, now);
+    let (warn_after, critical_after) = config.pass_limits();
+    if let Some((level, finding)) = status::passes(last_pass, now, warn_after, critical_after) {
+        health = health.max(level);
+        findings.insert(0, finding);
+    }
     let mut rows = status::rows(&domains, &keys, all, now);
     if whole {
         let known: Vec<&DomainConfig> = config.domains.iter().collect();

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rotor_state::{KeyRecord, Phase, ServerCheck};
+use rotor_state::{KeyRecord, PassRecord, Phase, ServerCheck};
 use serde::Serialize;
 
 use crate::config::DomainConfig;
@@ -244,6 +244,57 @@ pub fn health(domains: &[&DomainConfig], keys: &[KeyRecord], now: u64) -> (Healt
     (worst, findings.into_iter().map(|f| f.1).collect())
 }
 
+/// What `status` finds about the passes themselves, from the last one recorded: passes that
+/// stopped (a hung timer, a lock never released, a crash loop) are otherwise invisible, since
+/// every key still looks fine. `warn_after` and `critical_after` are the limits without a pass.
+pub fn passes(
+    last: Option<PassRecord>,
+    now: u64,
+    warn_after: u64,
+    critical_after: u64,
+) -> Option<(Health, String)> {
+    let last = last?;
+    if now + 60 < last.at {
+        return Some((
+            Health::Warning,
+            format!(
+                "the clock ({}) is behind the last pass ({}): check NTP; grace windows are held meanwhile",
+                rfc3339(now),
+                rfc3339(last.at)
+            ),
+        ));
+    }
+    let since = now.saturating_sub(last.at);
+    if since > critical_after {
+        return Some((
+            Health::Critical,
+            format!(
+                "no pass since {}: is the timer or daemon running?",
+                rfc3339(last.at)
+            ),
+        ));
+    }
+    if since > warn_after {
+        return Some((
+            Health::Warning,
+            format!(
+                "no pass since {}: is the timer or daemon running?",
+                rfc3339(last.at)
+            ),
+        ));
+    }
+    let success = last.last_success.unwrap_or(0);
+    (now.saturating_sub(success) > critical_after).then(|| {
+        let when = last
+            .last_success
+            .map_or_else(|| "ever".to_string(), |at| format!("since {}", rfc3339(at)));
+        (
+            Health::Warning,
+            format!("passes run, but none succeeded for every domain {when}"),
+        )
+    })
+}
+
 /// Each signer's state for the key, short: `mx1:signing,rspamd:failed` (the error is in the
 /// row's error).
 fn signers(row: &KeyStatus) -> String {
@@ -393,5 +444,58 @@ mod tests {
             text.lines().next().unwrap().contains("  SIGNERS  "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn passes_that_stop_warn_then_go_critical() {
+        let pass = |at, last_success| PassRecord {
+            at,
+            success: last_success == Some(at),
+            last_success,
+        };
+        let (warn, critical) = (7200, 43200);
+        let now = 1_000_000;
+        assert_eq!(
+            passes(None, now, warn, critical),
+            None,
+            "never ran: nothing to say"
+        );
+        assert_eq!(
+            passes(Some(pass(now - 900, Some(now - 900))), now, warn, critical),
+            None
+        );
+        let late = passes(
+            Some(pass(now - 7201, Some(now - 7201))),
+            now,
+            warn,
+            critical,
+        )
+        .unwrap();
+        assert_eq!(late.0, Health::Warning, "{late:?}");
+        assert!(late.1.contains("no pass since"));
+        let stopped = passes(
+            Some(pass(now - 43201, Some(now - 43201))),
+            now,
+            warn,
+            critical,
+        );
+        assert_eq!(stopped.unwrap().0, Health::Critical);
+        let failing = passes(
+            Some(pass(now - 900, Some(now - 50000))),
+            now,
+            warn,
+            critical,
+        )
+        .unwrap();
+        assert_eq!(failing.0, Health::Warning);
+        assert!(failing.1.contains("none succeeded"), "{failing:?}");
+        let behind = passes(
+            Some(pass(now + 3600, Some(now + 3600))),
+            now,
+            warn,
+            critical,
+        )
+        .unwrap();
+        assert!(behind.1.contains("behind the last pass"), "{behind:?}");
     }
 }

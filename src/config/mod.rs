@@ -608,6 +608,12 @@ impl Config {
         })
     }
 
+    /// How long `rotor status` accepts without a pass before it warns, then goes critical
+    /// (seconds).
+    pub fn pass_limits(&self) -> (u64, u64) {
+        (2 * 3600, 12 * 3600)
+    }
+
     /// The domain named `name`.
     pub fn domain(&self, name: &str) -> Option<&DomainConfig> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();

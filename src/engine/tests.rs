@@ -189,6 +189,10 @@ struct World {
     secondary_has_it: Arc<AtomicBool>,
     dname: Option<(String, String)>,
     lagging_k: Arc<Mutex<Option<String>>>,
+    /// When the engine is told the last pass ended (as `rotor run` reads it from the store).
+    last_pass: Mutex<Option<u64>>,
+    /// The last pass's warnings.
+    warnings: Mutex<Vec<String>>,
 }
 
 impl World {
@@ -222,6 +226,8 @@ impl World {
             secondary_has_it: Arc::new(AtomicBool::new(true)),
             dname: None,
             lagging_k: Arc::default(),
+            last_pass: Mutex::new(None),
+            warnings: Mutex::default(),
         }
     }
 
@@ -267,8 +273,12 @@ impl World {
             .enable_all()
             .build()
             .unwrap();
-        let engine = Engine::new(&self.config, &self.store, &self.clock, parts);
-        runtime.block_on(engine.run(&forced)).failed
+        let last_pass = *self.last_pass.lock().unwrap();
+        let engine =
+            Engine::new(&self.config, &self.store, &self.clock, parts).after_pass(last_pass);
+        let report = runtime.block_on(engine.run(&forced));
+        *self.warnings.lock().unwrap() = report.warnings;
+        report.failed
     }
 
     fn phases(&self) -> Vec<Phase> {
@@ -862,4 +872,39 @@ fn a_signer_taken_out_of_the_domain_still_has_the_old_key_removed() {
         [Phase::Retiring, Phase::Active],
         "held: its record stays"
     );
+}
+
+#[test]
+fn a_clock_that_jumps_holds_the_end_of_grace_windows() {
+    let w = World::new();
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    w.run(true);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    let switched = w.clock.now();
+
+    // The clock jumps 8 days ahead of the last pass (grace is 7 days): held, with a warning.
+    *w.last_pass.lock().unwrap() = Some(switched);
+    w.clock.advance(8 * DAY);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    let warnings = w.warnings.lock().unwrap().clone();
+    assert!(
+        warnings[0].contains("held for this pass")
+            && warnings[0].contains("more than the grace window"),
+        "{warnings:?}"
+    );
+    // A clock behind the last pass holds it too.
+    *w.last_pass.lock().unwrap() = Some(w.clock.now() + HOUR);
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    assert!(w.warnings.lock().unwrap()[0].contains("is behind the last pass"));
+    // The next pass with a clock that moved as it should retires the key.
+    *w.last_pass.lock().unwrap() = Some(w.clock.now() - 60);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Retired, Phase::Active]);
+    assert!(w.warnings.lock().unwrap().is_empty());
 }
