@@ -94,3 +94,100 @@ fn with_authoritative_auto_a_nameserver_without_an_address_fails_the_check() {
     assert!(rotor.phases().is_empty(), "nothing reserved or published");
     assert!(bind.dkim_records().iter().all(|(s, _)| s == "other"));
 }
+
+/// Runs, readers and a forced rotation all at once on one state directory, as a timer, a
+/// monitoring check and an operator would: exactly one run acts at a time (the others exit 75
+/// and do nothing), no reader ever fails or makes a run fail, and each step happens once.
+#[test]
+fn runs_and_readers_at_once_never_fail_and_never_act_twice() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let rotor = &rotor;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let retired = || {
+        rotor
+            .phases()
+            .iter()
+            .filter(|(_, phase)| phase == "retired")
+            .count()
+            >= 2
+    };
+    std::thread::scope(|scope| {
+        let mut workers = Vec::new();
+        for worker in 0..3 {
+            workers.push(scope.spawn(move || {
+                let mut codes = Vec::new();
+                while !retired() && std::time::Instant::now() < deadline {
+                    let args: &[&str] = if worker == 2 {
+                        &["rotate", "example.com"]
+                    } else {
+                        &["run"]
+                    };
+                    let out = rotor.cmd(args);
+                    let code = out.status.code();
+                    assert!(
+                        matches!(code, Some(0 | 75)),
+                        "rotor {args:?} exited {code:?}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    codes.push(code);
+                }
+                codes
+            }));
+        }
+        for _ in 0..2 {
+            workers.push(scope.spawn(move || {
+                let mut codes = Vec::new();
+                while !retired() && std::time::Instant::now() < deadline {
+                    for args in [
+                        &["status", "--json"][..],
+                        &["history", "example.com"],
+                        &["plan"],
+                    ] {
+                        let out = rotor.cmd(args);
+                        assert!(
+                            out.status.success(),
+                            "rotor {args:?} exited {:?}: {}",
+                            out.status.code(),
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                        codes.push(out.status.code());
+                    }
+                }
+                codes
+            }));
+        }
+        let codes: Vec<Option<i32>> = workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap())
+            .collect();
+        assert!(
+            codes.contains(&Some(75)),
+            "some runs found the lock held: the test raced as intended"
+        );
+    });
+    assert!(retired(), "two rotations finished: {:?}", rotor.phases());
+    // Every transition of every key is in the history exactly once.
+    let out = rotor.cmd(&["history", "example.com", "--json"]);
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for event in &events {
+        let key = (event["selector"].to_string(), event["phase"].to_string());
+        if event["phase"] != "generated" && event["phase"] != "published" {
+            assert!(seen.insert(key.clone()), "{key:?} twice in {events:#?}");
+        }
+    }
+    let records = bind.dkim_records();
+    let active = rotor.selector_in("active").unwrap();
+    let selectors: Vec<&str> = records.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(
+        selectors.iter().all(|s| *s == "other"
+            || *s == active
+            || rotor
+                .phases()
+                .iter()
+                .any(|(k, p)| k == s && p == "retiring")),
+        "{records:?}"
+    );
+}

@@ -103,6 +103,9 @@ pub async fn provider(name: &str, config: &ProviderConfig) -> Result<Box<dyn Dns
     })
 }
 
+/// How the pass-deadline warning starts.
+const PAST_DEADLINE: &str = "pass_timeout reached";
+
 /// The outcome of one pass.
 #[derive(Debug, Default)]
 pub struct PassReport {
@@ -142,6 +145,8 @@ pub struct Engine<'a> {
     stop: Option<&'a AtomicBool>,
     /// When the last pass ended, to tell a clock that jumped.
     last_pass: Option<u64>,
+    /// The pass takes no new step after this.
+    deadline: Option<std::time::Instant>,
     /// What this pass warns about (held steps).
     warnings: std::sync::Mutex<Vec<String>>,
 }
@@ -197,7 +202,17 @@ impl<'a> Engine<'a> {
             parts,
             stop: None,
             last_pass: None,
+            deadline: None,
             warnings: Default::default(),
+        }
+    }
+
+    /// Ends the pass after the step in progress once `limit` has passed (from now): whatever is
+    /// left is done by the next pass, and the pass warns.
+    pub fn deadline(self, limit: Duration) -> Self {
+        Self {
+            deadline: std::time::Instant::now().checked_add(limit),
+            ..self
         }
     }
 
@@ -219,6 +234,19 @@ impl<'a> Engine<'a> {
     }
 
     fn stopping(&self) -> bool {
+        if self
+            .deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
+        {
+            if let Ok(mut warnings) = self.warnings.lock()
+                && !warnings.iter().any(|w| w.starts_with(PAST_DEADLINE))
+            {
+                warnings.push(format!(
+                    "{PAST_DEADLINE}: the pass stopped after the step in progress; the next pass goes on"
+                ));
+            }
+            return true;
+        }
         self.stop.is_some_and(|stop| stop.load(Ordering::SeqCst))
     }
 
