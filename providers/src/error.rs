@@ -45,6 +45,19 @@ pub enum ProviderError {
         /// The network error.
         detail: String,
     },
+    /// The records changed since rotor read them (someone else wrote in between): nothing was
+    /// applied, and the next pass reads them again.
+    #[error(
+        "{provider}: update of zone {zone} not applied: the TXT records changed since rotor read them ({detail})"
+    )]
+    Conflict {
+        /// The provider's name in the config.
+        provider: String,
+        /// The zone concerned.
+        zone: String,
+        /// What the provider said.
+        detail: String,
+    },
     /// The provider answered with an error that may pass (server failure, rate limit).
     #[error("{provider}: temporary failure: {detail}")]
     Temporary {

@@ -51,6 +51,9 @@ pub enum Change {
     },
 }
 
+/// The TXT values at each name, as rotor read them (what [`DnsProvider::list_txt_many`] returns).
+pub type Listing = BTreeMap<String, Vec<TxtValue>>;
+
 /// What every DNS-provider adapter does.
 #[async_trait]
 pub trait DnsProvider: Send + Sync {
@@ -77,6 +80,22 @@ pub trait DnsProvider: Send + Sync {
     /// Applies `changes` to `zone` as one batch where the provider allows it, and returns once
     /// the provider reports them applied.
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError>;
+
+    /// Applies `changes` as [`Self::apply`] does, but only if the TXT values at every name they
+    /// touch are still those of `read`, the listing the changes were decided on: if someone else
+    /// changed them in between, nothing is applied and the error is
+    /// [`ProviderError::Conflict`]. Names absent from `read` are not checked. Adapters whose API
+    /// has no conditional write (the default) apply `changes` as they are; those that do check
+    /// in the same atomic request as the write (RFC 2136 prerequisites).
+    async fn apply_if_unchanged(
+        &self,
+        zone: &Zone,
+        changes: &[Change],
+        read: &Listing,
+    ) -> Result<(), ProviderError> {
+        let _ = read;
+        self.apply(zone, changes).await
+    }
 
     /// Checks that the provider answers and accepts the configured credentials for `zone`.
     async fn check(&self, zone: &Zone) -> Result<(), ProviderError>;

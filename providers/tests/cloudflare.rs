@@ -9,6 +9,8 @@ use common::Backend;
 use common::cloudflare::{CloudflareBackend, adapter, quick_pace};
 use rotor_providers::cloudflare::{MARKER, Pace};
 use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone};
+use rotor_testkit::cloudflare::TOKEN;
+use rotor_testkit::http::{Reply, ScriptedHttp};
 use serde_json::json;
 
 const NAME: &str = "sel._domainkey.example.com";
@@ -156,4 +158,138 @@ async fn auth_errors_carry_cloudflare_codes() {
         .unwrap_err();
     assert!(matches!(err, ProviderError::Auth { .. }), "{err}");
     assert!(err.to_string().contains("[10000]"), "{err}");
+}
+
+/// A zone known by id, so that a call goes straight to its records.
+fn known_zone() -> Zone {
+    Zone {
+        name: "example.com".into(),
+        id: Some("z".into()),
+    }
+}
+
+/// Runs `call`, failing the test if it has not ended within a minute (a stalled pass).
+async fn bounded<T>(call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("the call ends instead of stalling the pass")
+}
+
+/// An answer of `Retry-After: 86400` (hostile or buggy) is obeyed for at most
+/// `max_retry_after`, so the call gives up after its retries instead of sleeping a day.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absurd_retry_after_is_cut_to_the_cap() {
+    let api = ScriptedHttp::start(|_| {
+        Reply::json(
+            429,
+            &json!({"success": false, "errors": [{"code": 971, "message": "Please wait"}]}),
+        )
+        .header("Retry-After", "86400")
+    });
+    let pace = Pace {
+        retries: 3,
+        max_retry_after: Duration::from_millis(100),
+        ..quick_pace()
+    };
+    let cloudflare = adapter(api.port, TOKEN, pace);
+    let err = bounded(cloudflare.list_txt(&known_zone(), NAME))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Temporary { retry_after: Some(asked), .. } if asked.as_secs() == 86400),
+        "{err:?}"
+    );
+    assert_eq!(api.requests(), 4, "the first try and three retries");
+}
+
+/// However many retries are allowed, one call stops retrying once its retry budget is spent.
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_stop_when_the_budget_is_spent() {
+    let api = ScriptedHttp::start(|_| Reply::json(503, &json!({"success": false})));
+    let pace = Pace {
+        retries: 1_000,
+        backoff: Duration::from_millis(10),
+        retry_budget: Duration::from_millis(500),
+        ..quick_pace()
+    };
+    let cloudflare = adapter(api.port, TOKEN, pace);
+    let err = bounded(cloudflare.list_txt(&known_zone(), NAME))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(api.requests() < 20, "{} requests", api.requests());
+}
+
+/// A listing that never ends (`total_pages` always one more) stops at `max_pages`, and one that
+/// serves the same page whatever is asked stops at once, each with an error saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_that_never_ends_is_an_error() {
+    let page = |request: &rotor_testkit::http::Request| -> u64 {
+        request
+            .query("page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1)
+    };
+    let growing = ScriptedHttp::start(move |request| {
+        let page = page(request);
+        Reply::json(
+            200,
+            &json!({"success": true, "errors": [], "result": [],
+                    "result_info": {"page": page, "total_pages": page + 1}}),
+        )
+    });
+    let pace = Pace {
+        max_pages: 5,
+        ..quick_pace()
+    };
+    let err = bounded(adapter(growing.port, TOKEN, pace.clone()).list_txt(&known_zone(), NAME))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Protocol { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("GET /zones/z/dns_records: the listing did not end after 5 pages"),
+        "{err}"
+    );
+    assert_eq!(growing.requests(), 5);
+
+    let stuck = ScriptedHttp::start(|_| {
+        Reply::json(
+            200,
+            &json!({"success": true, "errors": [], "result": [],
+                    "result_info": {"page": 1, "total_pages": 2}}),
+        )
+    });
+    let err = bounded(adapter(stuck.port, TOKEN, pace).list_txt(&known_zone(), NAME))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("asked for page 2, the API answered page 1"),
+        "{err}"
+    );
+    assert_eq!(stuck.requests(), 2);
+}
+
+/// An answer larger than `max_body` is refused, with or without a `Content-Length`, by an error
+/// naming the endpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_answer_is_refused() {
+    for sized in [true, false] {
+        let api = ScriptedHttp::start(move |_| Reply::filler(3 << 20, sized));
+        let pace = Pace {
+            max_body: 1 << 20,
+            ..quick_pace()
+        };
+        let err = bounded(adapter(api.port, TOKEN, pace).list_txt(&known_zone(), NAME))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::Protocol { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("GET /zones/z/dns_records: the answer is larger than 1048576 bytes"),
+            "sized {sized}: {err}"
+        );
+        assert_eq!(api.requests(), 1, "not retried");
+    }
 }

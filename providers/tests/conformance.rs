@@ -213,6 +213,30 @@ async fn many_changes_in_one_apply(backend: &dyn Backend) {
     assert!(backend.stored("s299._domainkey.example.com").is_empty());
 }
 
+/// Changes decided on a listing that is still current apply, beside a neighbour's value.
+async fn applies_on_a_current_listing(backend: &dyn Backend) {
+    let zone = zone(backend).await;
+    let fresh = "fresh._domainkey.example.com".to_string();
+    backend.plant(NAME, "v=DKIM1; p=neighbour");
+    let names = [NAME.to_string(), fresh.clone()];
+    let read = backend
+        .adapter()
+        .list_txt_many(&zone, &names)
+        .await
+        .unwrap();
+    let changes = [add(NAME, &dkim(2048)), add(&fresh, &dkim(2048))];
+    backend
+        .adapter()
+        .apply_if_unchanged(&zone, &changes, &read)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(backend, &zone, NAME).await,
+        [dkim(2048), "v=DKIM1; p=neighbour".to_string()]
+    );
+    assert_eq!(backend.stored(&fresh), [dkim(2048)]);
+}
+
 /// Zones are found for deep names; a name in no zone is a clear error.
 async fn finds_zones(backend: &dyn Backend) {
     let deep = backend
@@ -262,7 +286,8 @@ macro_rules! conformance {
             conformance!(@cases $start;
                 creates_and_reads_back, a_second_run_changes_nothing, neighbours_survive,
                 deletes_exactly, swaps_in_one_batch, a_4096_bit_record_round_trips,
-                many_changes_in_one_apply, finds_zones, failures_are_named);
+                many_changes_in_one_apply, applies_on_a_current_listing, finds_zones,
+                failures_are_named);
         }
     };
     (@cases $start:expr; $($case:ident),*) => {

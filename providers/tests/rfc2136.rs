@@ -1,15 +1,27 @@
 //! What only the RFC 2136 adapter does, against a real BIND: REFUSED, NOTAUTH and TSIG failures
 //! named for what they are. (What every adapter does is in `conformance.rs`.)
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
+use common::Backend;
+use common::bind::BindBackend;
 use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config, TsigKey};
 use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone};
 use rotor_testkit::{Bind, Secondary, free_port, scratch_in};
 
 fn scratch() -> tempfile::TempDir {
     scratch_in(env!("CARGO_TARGET_TMPDIR"))
+}
+
+fn add(name: &str, value: &str) -> Change {
+    Change::Add {
+        name: name.into(),
+        value: TxtValue::from_value(value),
+        ttl: 60,
+    }
 }
 
 fn adapter(server: u16, key: &Path) -> Rfc2136 {
@@ -106,4 +118,60 @@ async fn failures_say_what_they_are() {
         Vec::<String>::new(),
         "nothing was written"
     );
+}
+
+/// A value someone else adds between rotor's listing and its update makes the update fail as a
+/// conflict, and nothing of it is applied: at an empty name ("RRset does not exist"), and at a
+/// name whose values were read ("RRset exists (value dependent)").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_by_someone_else_since_the_listing_is_a_conflict() {
+    let backend = BindBackend::start();
+    let dns = backend.adapter();
+    let example = dns.find_zone("example.com").await.unwrap();
+    let fresh = "new._domainkey.example.com".to_string();
+    let held = "old._domainkey.example.com".to_string();
+    dns.apply(&example, &[add(&held, "v=DKIM1; p=OLD")])
+        .await
+        .unwrap();
+    let names = [fresh.clone(), held.clone()];
+    let read = dns.list_txt_many(&example, &names).await.unwrap();
+    assert_eq!(read[&fresh], []);
+
+    backend.plant(&fresh, "v=DKIM1; p=THEIRS");
+    backend.plant(&held, "v=DKIM1; p=THEIRS-TOO");
+    // One batch over both names, as a revocation beside a publication would be.
+    let changes = [
+        add(&fresh, "v=DKIM1; p=OURS"),
+        Change::Delete {
+            name: held.clone(),
+            value: TxtValue::from_value("v=DKIM1; p=OLD"),
+        },
+        add(&held, "v=DKIM1; p="),
+    ];
+    let err = dns
+        .apply_if_unchanged(&example, &changes, &read)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Conflict { .. }), "{err:?}");
+    assert!(!err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("changed since rotor read them"),
+        "{err}"
+    );
+    assert_eq!(backend.stored(&fresh), ["v=DKIM1; p=THEIRS"]);
+    let mut held_values = backend.stored(&held);
+    held_values.sort();
+    assert_eq!(held_values, ["v=DKIM1; p=OLD", "v=DKIM1; p=THEIRS-TOO"]);
+
+    // Read again, the same batch goes through, beside the other values.
+    let read = dns.list_txt_many(&example, &names).await.unwrap();
+    dns.apply_if_unchanged(&example, &changes, &read)
+        .await
+        .unwrap();
+    let mut fresh_values = backend.stored(&fresh);
+    fresh_values.sort();
+    assert_eq!(fresh_values, ["v=DKIM1; p=OURS", "v=DKIM1; p=THEIRS"]);
+    let mut held_values = backend.stored(&held);
+    held_values.sort();
+    assert_eq!(held_values, ["v=DKIM1; p=", "v=DKIM1; p=THEIRS-TOO"]);
 }

@@ -316,6 +316,64 @@ async fn new_takes_endpoint_and_credentials_from_the_environment() {
     }
 }
 
+/// Variables set to nothing (as a systemd `EnvironmentFile` leaves `AWS_ENDPOINT_URL_ROUTE_53=`)
+/// count as unset: the general endpoint is used, and no region means us-east-1 without asking
+/// the instance metadata service (here a loopback listener that must see no connection).
+#[tokio::test]
+async fn empty_variables_are_unset_and_instance_metadata_is_not_asked() {
+    if let Ok(mode) = std::env::var(CHILD) {
+        return child(&mode).await;
+    }
+    let moto = Moto::start();
+    create_zone(&moto.client(), "example.com.", false).await;
+    let imds = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    imds.set_nonblocking(true).unwrap();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "empty_variables_are_unset_and_instance_metadata_is_not_asked",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, "endpoint")
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{}", imds.local_addr().unwrap()),
+        )
+        .env("AWS_CONFIG_FILE", "/nonexistent/rotor-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/rotor-test/credentials",
+        )
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_EC2_METADATA_DISABLED");
+    for empty in [
+        "AWS_ENDPOINT_URL_ROUTE_53",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+    ] {
+        command.env(empty, "");
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        imds.accept()
+            .map(|(_, peer)| peer)
+            .map_err(|err| err.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "the instance metadata service was asked"
+    );
+}
+
 async fn child(mode: &str) {
     let config = Route53Config::new("route53-env");
     match mode {

@@ -5,6 +5,8 @@
 
 pub mod cloudflare;
 pub mod exim;
+pub mod faults;
+pub mod http;
 pub mod route53;
 pub mod rspamd;
 

@@ -373,3 +373,24 @@ pub fn id_of(database: &str, name: &str) -> u32 {
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("no {database} entry {name:?}"))
 }
+
+impl Rotor {
+    /// Rewrites the generated config with `edit` (a test's own domains, server or timeouts).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let config = fs::read_to_string(&self.config).unwrap();
+        fs::write(&self.config, edit(config)).unwrap();
+    }
+
+    /// Replaces the config's one domain, example.com, by `domains` (names in zone example.com)
+    /// with the same provider and signer.
+    pub fn set_domains(&self, domains: &[&str]) {
+        let rows: String = domains
+            .iter()
+            .map(|name| format!("  - name: {name}\n    provider: bind\n    signers: [mx1]\n"))
+            .collect();
+        self.edit_config(|config| {
+            let (head, _) = config.split_once("domains:\n").expect("a domains section");
+            format!("{head}domains:\n{rows}")
+        });
+    }
+}

@@ -1,5 +1,6 @@
 //! HTTP to Cloudflare's API: bearer token, a steady pace under the rate limit, retries with
-//! backoff on 429 and 5xx (honouring `Retry-After`), and Cloudflare's error codes in errors.
+//! backoff on 429 and 5xx (honouring `Retry-After` up to a cap, within a retry budget per call),
+//! bounded listings and answer sizes, and Cloudflare's error codes in errors.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,6 +30,14 @@ pub struct Pace {
     pub backoff: Duration,
     /// How long one request may take.
     pub timeout: Duration,
+    /// The longest wait a `Retry-After` header is obeyed for (a longer one is cut to this).
+    pub max_retry_after: Duration,
+    /// How long one call may spend retrying in all: a retry that would end later is not made.
+    pub retry_budget: Duration,
+    /// The most pages one listing may take: an API whose listing does not end is an error.
+    pub max_pages: u32,
+    /// The largest answer body read, in bytes: a larger one is refused.
+    pub max_body: usize,
 }
 
 impl Default for Pace {
@@ -38,6 +47,10 @@ impl Default for Pace {
             retries: 5,
             backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+            retry_budget: Duration::from_secs(120),
+            max_pages: 1_000,
+            max_body: 16 << 20,
         }
     }
 }
@@ -106,6 +119,49 @@ impl Client {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// Every item of the listing at `path` (`query` plus `per_page`), page after page, until
+    /// the API says it is the last; a listing longer than [`Pace::max_pages`], or an answer for
+    /// another page than the one asked for, is an error.
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        per_page: u32,
+    ) -> Result<Vec<T>, ProviderError> {
+        let mut items = Vec::new();
+        for page in 1..=self.pace.max_pages {
+            let mut paged = query.to_vec();
+            paged.push(("per_page", per_page.to_string()));
+            paged.push(("page", page.to_string()));
+            let envelope = self
+                .call::<Vec<T>>(Method::GET, path, &paged, None::<&()>)
+                .await?;
+            items.extend(envelope.result.unwrap_or_default());
+            let Some(info) = envelope.result_info else {
+                return Ok(items);
+            };
+            if info.page != page {
+                return Err(ProviderError::Protocol {
+                    provider: self.provider.clone(),
+                    detail: format!(
+                        "GET {path}: asked for page {page}, the API answered page {}",
+                        info.page
+                    ),
+                });
+            }
+            if info.page >= info.total_pages {
+                return Ok(items);
+            }
+        }
+        Err(ProviderError::Protocol {
+            provider: self.provider.clone(),
+            detail: format!(
+                "GET {path}: the listing did not end after {} pages of {per_page}; rotor stops there",
+                self.pace.max_pages
+            ),
+        })
+    }
+
     /// Waits for this request's turn under the pace.
     async fn take_slot(&self) {
         let mut next = self.next_slot.lock().await;
@@ -130,6 +186,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<Envelope<T>, ProviderError> {
+        let started = Instant::now();
         let mut attempt = 0;
         loop {
             let (wait, err) = match self.attempt(method.clone(), path, query, body).await {
@@ -141,10 +198,59 @@ impl Client {
             if attempt >= self.pace.retries {
                 return Err(err);
             }
-            let wait = wait.unwrap_or_else(|| self.backoff(attempt));
+            let wait = wait
+                .map(|asked| asked.min(self.pace.max_retry_after))
+                .unwrap_or_else(|| self.backoff(attempt));
+            if started.elapsed() + wait > self.pace.retry_budget {
+                tracing::debug!(
+                    "{}: {err}; not retrying: {method} {path} has retried for {:?} (budget {:?})",
+                    self.provider,
+                    started.elapsed(),
+                    self.pace.retry_budget
+                );
+                return Err(err);
+            }
             tracing::debug!("{}: {err}; retrying in {wait:?}", self.provider);
             tokio::time::sleep(wait).await;
             attempt += 1;
+        }
+    }
+
+    /// The answer's body, read in chunks up to [`Pace::max_body`] bytes (a larger one is an
+    /// error naming the endpoint; a body cut short is [`ProviderError::Unreachable`]).
+    async fn body(
+        &self,
+        mut response: reqwest::Response,
+        method: &Method,
+        path: &str,
+    ) -> Result<String, ProviderError> {
+        let limit = self.pace.max_body;
+        let too_large = || ProviderError::Protocol {
+            provider: self.provider.clone(),
+            detail: format!(
+                "{method} {path}: the answer is larger than {limit} bytes; rotor refuses to read it"
+            ),
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > limit => return Err(too_large()),
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
+                Err(err) => {
+                    return Err(ProviderError::Unreachable {
+                        provider: self.provider.clone(),
+                        server: self.base.clone(),
+                        detail: format!("{method} {path}: the answer was cut short: {err}"),
+                    });
+                }
+            }
         }
     }
 
@@ -193,7 +299,11 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.unwrap_or_default();
+        let text = match self.body(response, &method, path).await {
+            Ok(text) => text,
+            Err(err @ ProviderError::Unreachable { .. }) => return Attempt::RetryRead(err),
+            Err(err) => return Attempt::Done(Err(err)),
+        };
         let envelope: Result<Envelope<T>, _> = serde_json::from_str(&text);
         let errors = match &envelope {
             Ok(envelope) => describe(&envelope.errors),

@@ -127,24 +127,7 @@ impl Cloudflare {
     async fn zones(&self) -> Result<&[ZoneInfo], ProviderError> {
         let zones = self
             .zones
-            .get_or_try_init(|| async {
-                let mut zones = Vec::new();
-                for page in 1.. {
-                    let query = [("per_page", "50".to_string()), ("page", page.to_string())];
-                    let envelope = self
-                        .client
-                        .call::<Vec<ZoneInfo>>(Method::GET, "/zones", &query, None::<&()>)
-                        .await?;
-                    zones.extend(envelope.result.unwrap_or_default());
-                    if envelope
-                        .result_info
-                        .is_none_or(|info| info.page >= info.total_pages)
-                    {
-                        break;
-                    }
-                }
-                Ok::<_, ProviderError>(zones)
-            })
+            .get_or_try_init(|| self.client.list_all("/zones", &[], 50))
             .await?;
         Ok(zones)
     }
@@ -179,29 +162,11 @@ impl Cloudflare {
         names: &BTreeSet<&str>,
     ) -> Result<Vec<Record>, ProviderError> {
         let path = format!("/zones/{}/dns_records", self.zone_id(zone).await?);
-        let mut query = vec![
-            ("type", "TXT".to_string()),
-            ("per_page", PER_PAGE.to_string()),
-        ];
+        let mut query = vec![("type", "TXT".to_string())];
         if let [name] = names.iter().collect::<Vec<_>>().as_slice() {
             query.push(("name", name.to_string()));
         }
-        let mut records = Vec::new();
-        for page in 1.. {
-            let mut paged = query.clone();
-            paged.push(("page", page.to_string()));
-            let envelope = self
-                .client
-                .call::<Vec<Record>>(Method::GET, &path, &paged, None::<&()>)
-                .await?;
-            records.extend(envelope.result.unwrap_or_default());
-            let last = envelope
-                .result_info
-                .is_none_or(|info| info.page >= info.total_pages);
-            if last {
-                break;
-            }
-        }
+        let mut records: Vec<Record> = self.client.list_all(&path, &query, PER_PAGE).await?;
         records.retain(|record| names.contains(record.name.to_ascii_lowercase().as_str()));
         Ok(records)
     }

@@ -1,7 +1,10 @@
 //! RFC 2136 dynamic update, signed with TSIG: BIND, Knot, PowerDNS and any server that speaks it.
 //!
 //! Adds only rotor's own record, deletes only by exact value (never a whole RRset), and sends one
-//! UPDATE message per batch, so a batch applies atomically.
+//! UPDATE message per batch, so a batch applies atomically. With the listing the changes were
+//! decided on, the UPDATE carries prerequisites (RFC 2136 section 2.4): each name's TXT RRset is
+//! exactly the values read, or does not exist if none were, so a concurrent change by someone else
+//! makes the server refuse the whole message (NXRRSET, YXRRSET) instead of rotor writing blindly.
 
 mod tsig;
 
@@ -16,7 +19,7 @@ use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::dns::{self, Transport};
-use crate::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
+use crate::{Change, DnsProvider, Listing, ProviderError, TxtValue, Zone, async_trait};
 
 /// How many bytes of records one UPDATE message carries at most (a DNS message over TCP holds
 /// 65,535 bytes, TSIG and headers included).
@@ -109,6 +112,16 @@ impl Rfc2136 {
                     ),
                 }
             }
+            ResponseCode::NXRRSet
+            | ResponseCode::YXRRSet
+            | ResponseCode::NXDomain
+            | ResponseCode::YXDomain => ProviderError::Conflict {
+                provider,
+                zone: zone.to_string(),
+                detail: format!(
+                    "{code}: a prerequisite of the {operation} failed, so someone else changed them"
+                ),
+            },
             ResponseCode::ServFail => ProviderError::Temporary {
                 provider,
                 detail: format!("SERVFAIL from {} on {operation}", self.config.server),
@@ -179,6 +192,15 @@ impl Rfc2136 {
     }
 }
 
+/// About how many bytes `record` (owned by `name`) takes in a message.
+fn record_size(name: &str, record: &Record) -> usize {
+    let data = match &record.data {
+        RData::TXT(txt) => txt.txt_data.iter().map(|s| s.len() + 1).sum(),
+        _ => 0,
+    };
+    name.len() + 2 + 10 + data
+}
+
 #[async_trait]
 impl DnsProvider for Rfc2136 {
     async fn find_zone(&self, fqdn: &str) -> Result<Zone, ProviderError> {
@@ -221,30 +243,78 @@ impl DnsProvider for Rfc2136 {
     }
 
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
+        self.apply_if_unchanged(zone, changes, &Listing::new())
+            .await
+    }
+
+    async fn apply_if_unchanged(
+        &self,
+        zone: &Zone,
+        changes: &[Change],
+        read: &Listing,
+    ) -> Result<(), ProviderError> {
         let origin = self.name(&zone.name)?;
-        // A DNS message holds at most 64 KiB: changes go in as few UPDATE messages as fit, in
+        // A name's changes stay together, after the prerequisites on its RRset, so that each
+        // message's prerequisites are the state rotor read.
+        let mut by_name: Vec<(&str, Vec<&Change>)> = Vec::new();
+        for change in changes {
+            let (Change::Add { name, .. } | Change::Delete { name, .. }) = change;
+            match by_name.iter_mut().find(|(n, _)| n == name) {
+                Some((_, group)) => group.push(change),
+                None => by_name.push((name, vec![change])),
+            }
+        }
+        // A DNS message holds at most 64 KiB: names go in as few UPDATE messages as fit, in
         // order (each message applies atomically).
         let mut message = Self::update_message(&origin);
         let mut size = 0;
-        for change in changes {
-            let record = match change {
-                Change::Add { name, value, ttl } => Self::txt_record(self.name(name)?, *ttl, value),
-                Change::Delete { name, value } => {
-                    let mut record = Self::txt_record(self.name(name)?, 0, value);
-                    record.dns_class = DNSClass::NONE;
-                    record
+        for (name, group) in by_name {
+            let owner = self.name(name)?;
+            let mut prerequisites = Vec::new();
+            if let Some(values) = read.get(name) {
+                if values.is_empty() {
+                    // "RRset does not exist": class NONE, no data.
+                    let mut absent =
+                        Record::update0(owner.clone(), 0, RecordType::TXT).into_record_of_rdata();
+                    absent.dns_class = DNSClass::NONE;
+                    prerequisites.push(absent);
+                } else {
+                    // "RRset exists (value dependent)": exactly these values, TTL 0.
+                    prerequisites.extend(
+                        values
+                            .iter()
+                            .map(|value| Self::txt_record(owner.clone(), 0, value)),
+                    );
                 }
-            };
-            let (Change::Add { name, value, .. } | Change::Delete { name, value }) = change;
-            let record_size =
-                name.len() + 2 + 10 + value.strings().iter().map(|s| s.len() + 1).sum::<usize>();
-            if size > 0 && size + record_size > MESSAGE_BUDGET {
+            }
+            let mut updates = Vec::new();
+            for change in group {
+                updates.push(match change {
+                    Change::Add { value, ttl, .. } => Self::txt_record(owner.clone(), *ttl, value),
+                    Change::Delete { value, .. } => {
+                        let mut record = Self::txt_record(owner.clone(), 0, value);
+                        record.dns_class = DNSClass::NONE;
+                        record
+                    }
+                });
+            }
+            let group_size = prerequisites
+                .iter()
+                .chain(&updates)
+                .map(|record| record_size(name, record))
+                .sum::<usize>();
+            if size > 0 && size + group_size > MESSAGE_BUDGET {
                 self.update(message, &zone.name, "update").await?;
                 message = Self::update_message(&origin);
                 size = 0;
             }
-            message.add_update(record);
-            size += record_size;
+            for prerequisite in prerequisites {
+                message.add_pre_requisite(prerequisite);
+            }
+            for update in updates {
+                message.add_update(update);
+            }
+            size += group_size;
         }
         if size > 0 {
             self.update(message, &zone.name, "update").await?;

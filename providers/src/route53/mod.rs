@@ -17,6 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::meta::region::ProvideRegion;
+use aws_config::profile::ProfileFileRegionProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::config::retry::RetryConfig;
@@ -27,6 +29,7 @@ use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecor
 use aws_sdk_route53::types::{
     self as r53, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
+use aws_types::service_config::ServiceConfigKey;
 use tokio::time::Instant;
 
 use crate::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait, dns};
@@ -147,14 +150,25 @@ impl Route53 {
     /// `profile` or `AWS_PROFILE`, SSO, `credential_process`, container or instance role).
     /// Resolves the credentials once, so that missing or unusable ones are reported here.
     pub async fn new(config: Route53Config) -> Result<Self, ProviderError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(profile) = &config.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(region) = &config.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        let sdk = loader.load().await;
+        // An `AWS_*` variable set to nothing (as a systemd `EnvironmentFile` may leave it) counts
+        // as unset: the SDK would take it as a value (an empty endpoint makes it panic, an empty
+        // region signs for no region). The profile and the region are therefore resolved here
+        // and handed to the SDK explicitly, and the instance metadata service is never asked
+        // for a region (it is not there off EC2, and asking logs warnings on every run).
+        let profile = config
+            .profile
+            .clone()
+            .or_else(|| set_var("AWS_PROFILE"))
+            .unwrap_or_else(|| "default".to_string());
+        let region = match &config.region {
+            Some(region) => Region::new(region.clone()),
+            None => Self::default_region(&profile).await,
+        };
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .profile_name(&profile)
+            .region(region)
+            .load()
+            .await;
         let credentials = sdk
             .credentials_provider()
             .ok_or_else(|| ProviderError::Auth {
@@ -173,10 +187,37 @@ impl Route53 {
             });
         }
         let mut builder = SdkBuilder::from(&sdk);
-        if sdk.region().is_none() {
-            builder.set_region(Some(Region::from_static(DEFAULT_REGION)));
+        // The SDK takes Route53's endpoint from `AWS_ENDPOINT_URL_ROUTE_53`, `AWS_ENDPOINT_URL`
+        // or the profile, the service's own setting first: an empty one falls back to the
+        // general setting (already checked by the loader), else to Route53's own endpoint.
+        let service_endpoint = sdk.service_config().and_then(|settings| {
+            let key = ServiceConfigKey::builder()
+                .service_id("Route 53")
+                .env("AWS_ENDPOINT_URL")
+                .profile("endpoint_url")
+                .build()
+                .ok()?;
+            settings.load_config(key)
+        });
+        if service_endpoint.is_some_and(|url| url.trim().is_empty()) {
+            builder.set_endpoint_url(sdk.endpoint_url().map(str::to_string));
         }
         Ok(Self::from_sdk_config(config, builder))
+    }
+
+    /// The region from `AWS_REGION`, `AWS_DEFAULT_REGION` or `profile`, else [`DEFAULT_REGION`].
+    async fn default_region(profile: &str) -> Region {
+        if let Some(region) = set_var("AWS_REGION").or_else(|| set_var("AWS_DEFAULT_REGION")) {
+            return Region::new(region);
+        }
+        let from_profile = ProfileFileRegionProvider::builder()
+            .profile_name(profile)
+            .build()
+            .region()
+            .await;
+        from_profile
+            .filter(|region| !region.as_ref().trim().is_empty())
+            .unwrap_or_else(|| Region::from_static(DEFAULT_REGION))
     }
 
     /// An adapter around a client configured by the caller (an explicit endpoint, credentials or
@@ -692,6 +733,14 @@ impl DnsProvider for Route53 {
 }
 
 /// A hosted zone as a [`Zone`]: its name keyed, its id without the `/hostedzone/` prefix.
+/// The value of the environment variable `name`, unless it is unset or blank.
+fn set_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
 fn zone_of(zone: &r53::HostedZone) -> Zone {
     Zone {
         name: plan::key(zone.name()),

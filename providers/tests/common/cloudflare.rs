@@ -25,6 +25,7 @@ pub fn quick_pace() -> Pace {
         retries: 3,
         backoff: Duration::from_millis(50),
         timeout: Duration::from_secs(20),
+        ..Pace::default()
     }
 }
 
