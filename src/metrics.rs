@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
-use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
+use rotor_providers::{Change, DnsProvider, Listing, ProviderError, TxtValue, Zone, async_trait};
 use rotor_state::{KeyRecord, Phase};
 
 use crate::config::Config;
@@ -69,6 +69,17 @@ impl DnsProvider for Metered {
 
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Result<(), ProviderError> {
         let result = self.inner.apply(zone, changes).await;
+        self.count.record(&result);
+        result
+    }
+
+    async fn apply_if_unchanged(
+        &self,
+        zone: &Zone,
+        changes: &[Change],
+        read: &Listing,
+    ) -> Result<(), ProviderError> {
+        let result = self.inner.apply_if_unchanged(zone, changes, read).await;
         self.count.record(&result);
         result
     }

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use rotor_providers::cloudflare::{self, Cloudflare, CloudflareConfig, Pace};
 use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
 use rotor_providers::route53::{Route53, Route53Config};
-use rotor_providers::{Change, DnsProvider, TxtValue, Zone};
+use rotor_providers::{Change, DnsProvider, Listing, TxtValue, Zone};
 use rotor_state::{Action, Event, KeyRecord, Phase, Store};
 use zeroize::Zeroizing;
 
@@ -623,26 +623,12 @@ impl<'a> Engine<'a> {
                 // A leaked key may be revoked before it was ever published: then no record.
                 if let Some(record) = key.record.clone() {
                     let zone = self.key_zone(domain, &key).await?;
-                    let name = key.record_name();
-                    let mut changes = self.delete_exact(domain, &zone, &name, &record).await?;
                     let revoked = revoked_record(&key)?;
-                    if action == Action::Revoke
-                        && self
-                            .find_exact(domain, &zone, &name, &revoked)
-                            .await?
-                            .is_none()
-                    {
-                        changes.push(Change::Add {
-                            name: name.clone(),
-                            value: TxtValue::from_value(&revoked),
-                            ttl: domain.policy.ttl,
-                        });
-                    }
+                    let add = (action == Action::Revoke).then_some(revoked.as_str());
                     crashpoint::hit(action.id(), "signers_done");
-                    self.provider(domain).apply(&zone, &changes).await?;
+                    self.replace_exact(domain, &zone, &key.record_name(), &record, add)
+                        .await?;
                     crashpoint::hit(action.id(), "dns_done");
-                    let present = (action == Action::Revoke).then_some(revoked.as_str());
-                    self.confirm(domain, &zone, &name, &record, present).await?;
                 }
                 fsutil::remove_file(&key.key_file)?;
                 if action == Action::Revoke {
@@ -653,19 +639,16 @@ impl<'a> Engine<'a> {
             }
             Action::RemoveRevoked => {
                 let zone = self.key_zone(domain, &key).await?;
-                let (name, revoked) = (key.record_name(), revoked_record(&key)?);
-                let changes = self.delete_exact(domain, &zone, &name, &revoked).await?;
-                self.provider(domain).apply(&zone, &changes).await?;
-                self.confirm(domain, &zone, &name, &revoked, None).await?;
+                let revoked = revoked_record(&key)?;
+                self.replace_exact(domain, &zone, &key.record_name(), &revoked, None)
+                    .await?;
                 "revoked record removed".to_string()
             }
             Action::Abandon => {
                 if let Some(record) = &key.record {
                     let zone = self.key_zone(domain, &key).await?;
-                    let name = key.record_name();
-                    let changes = self.delete_exact(domain, &zone, &name, record).await?;
-                    self.provider(domain).apply(&zone, &changes).await?;
-                    self.confirm(domain, &zone, &name, record, None).await?;
+                    self.replace_exact(domain, &zone, &key.record_name(), record, None)
+                        .await?;
                 }
                 fsutil::remove_file(&key.key_file)?;
                 let reason = format!(
@@ -754,34 +737,40 @@ impl<'a> Engine<'a> {
         Ok(private.record()?.to_string())
     }
 
-    async fn find_exact(
+    /// Deletes exactly `gone` at `name` (if it is there) and adds `add` (if given and not there
+    /// yet), in one change made only if the name still holds what was just listed, then lists
+    /// again to confirm (see [`Engine::confirm`]). Every other value at the name stays.
+    async fn replace_exact(
         &self,
         domain: &DomainConfig,
         zone: &Zone,
         name: &str,
-        value: &str,
-    ) -> Result<Option<TxtValue>> {
+        gone: &str,
+        add: Option<&str>,
+    ) -> Result<()> {
         let values = self.provider(domain).list_txt(zone, name).await?;
-        Ok(values.into_iter().find(|v| v.joined() == value))
-    }
-
-    /// The change that deletes exactly `value` at `name`, if it is there.
-    async fn delete_exact(
-        &self,
-        domain: &DomainConfig,
-        zone: &Zone,
-        name: &str,
-        value: &str,
-    ) -> Result<Vec<Change>> {
-        Ok(self
-            .find_exact(domain, zone, name, value)
-            .await?
+        let mut changes: Vec<Change> = values
+            .iter()
+            .filter(|v| v.joined() == gone)
             .map(|value| Change::Delete {
                 name: name.to_string(),
-                value,
+                value: value.clone(),
             })
-            .into_iter()
-            .collect())
+            .collect();
+        if let Some(add) = add.filter(|add| !values.iter().any(|v| v.joined() == *add)) {
+            changes.push(Change::Add {
+                name: name.to_string(),
+                value: TxtValue::from_value(add),
+                ttl: domain.policy.ttl,
+            });
+        }
+        if !changes.is_empty() {
+            let read = Listing::from([(name.to_string(), values)]);
+            self.provider(domain)
+                .apply_if_unchanged(zone, &changes, &read)
+                .await?;
+        }
+        self.confirm(domain, zone, name, gone, add).await
     }
 
     /// Lists `name` again after a change and checks that `gone` is no longer there (and that

@@ -149,7 +149,9 @@ impl Engine<'_> {
                 ttl: domain.policy.ttl,
             });
         }
-        provider.apply(zone, &adds).await?;
+        // Only if nobody changed these names since they were listed (atomically, where the
+        // provider can: RFC 2136 prerequisites); otherwise the next pass reads again.
+        provider.apply_if_unchanged(zone, &adds, &found).await?;
         crashpoint::hit(Action::Publish.id(), "applied");
 
         let now = self.clock.now();
