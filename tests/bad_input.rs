@@ -583,6 +583,48 @@ fn a_damaged_store_is_refused_and_its_backup_restores_it() {
 }
 
 #[test]
+fn an_empty_aws_variable_is_unset_and_nothing_panics() {
+    let dir = scratch();
+    let path = dir.path().join("rotor.yaml");
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let text = config(dir.path()).replace(
+        "type: rfc2136\n    server: 127.0.0.1:5399\n    tsig_key_file: ",
+        "type: route53\n    # ",
+    );
+    fs::write(&path, text).unwrap();
+    // As a systemd EnvironmentFile line `AWS_ENDPOINT_URL_ROUTE_53=` sets it.
+    let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LOG")
+        .envs([
+            ("AWS_ENDPOINT_URL_ROUTE_53", ""),
+            ("AWS_ENDPOINT_URL", closed.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    // The empty variable is unset: the general endpoint is used, and answers nothing.
+    assert!(
+        stdout.contains("FAIL  example.com: provider corp-bind") && stdout.contains("127.0.0.1"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn weak_keys_are_warned_about_once_per_run() {
     let dir = scratch();
     write_private(&dir.path().join("tsig.key"), TSIG);
