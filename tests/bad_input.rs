@@ -355,6 +355,11 @@ fn other_values_that_would_fail_later() {
         "notify:\n  command: \"\"\ndomains:",
         "18:12: notify.command: is empty",
     );
+    expect_error(
+        "reload: \"true\"",
+        "reload: \"true\"\n    user: no-such-user-rotor",
+        "17:11: signers.mx1.user: no user \"no-such-user-rotor\" on this machine",
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use nix::unistd::{Group, User};
+
 use super::locate::{Step, locate};
 use super::values::SUFFIX;
 use super::{Authoritative, ConfigError, Policy, ProviderConfig, RetireMode, SignerConfig};
@@ -292,6 +294,28 @@ impl Checker<'_> {
                 };
                 owned.push((steps, label, path));
             }
+            let (user, group) = signer_owner(signer);
+            let missing = [
+                (
+                    "user",
+                    user,
+                    user.is_some_and(|n| User::from_name(n).ok().flatten().is_none()),
+                ),
+                (
+                    "group",
+                    group,
+                    group.is_some_and(|n| Group::from_name(n).ok().flatten().is_none()),
+                ),
+            ];
+            if let Some((field, Some(owner), _)) = missing.into_iter().find(|(_, _, gone)| *gone) {
+                return Err(self.at(
+                    &[&base[..], &[Step::Key(field)]].concat(),
+                    None,
+                    format!(
+                        "signers.{name}.{field}: no {field} {owner:?} on this machine (the key files are given to it)"
+                    ),
+                ));
+            }
             for (field, command) in signer_commands(signer) {
                 if command.is_some_and(|c| c.trim().is_empty()) {
                     return Err(self.at(
@@ -371,6 +395,17 @@ fn signer_paths(signer: &SignerConfig) -> Vec<(Field, PathBuf)> {
             );
             paths
         }
+    }
+}
+
+/// The `user` and `group` a signer's key files are given.
+fn signer_owner(signer: &SignerConfig) -> (Option<&String>, Option<&String>) {
+    match signer {
+        SignerConfig::Opendkim(c) => (c.user.as_ref(), c.group.as_ref()),
+        SignerConfig::Rspamd(c) => (c.user.as_ref(), c.group.as_ref()),
+        SignerConfig::Exim(c) => (c.user.as_ref(), c.group.as_ref()),
+        SignerConfig::Kumomta(c) => (c.user.as_ref(), c.group.as_ref()),
+        SignerConfig::Files(c) => (c.user.as_ref(), c.group.as_ref()),
     }
 }
 

@@ -714,8 +714,20 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
+        // The example's users and groups (_rspamd, Debian-exim …) need not exist here.
         let text = include_str!("../../examples/rotor.yaml")
-            .replace("/etc/rotor/tsig.key", &key.display().to_string());
+            .replace("/etc/rotor/tsig.key", &key.display().to_string())
+            .lines()
+            .map(|line| {
+                let trimmed = line.trim_start();
+                let indent = &line[..line.len() - trimmed.len()];
+                match trimmed.split_once(": ") {
+                    Some((key @ ("user" | "group"), _)) => format!("{indent}{key}: root"),
+                    _ => line.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         let config = Config::parse(&text, Path::new("examples/rotor.yaml")).unwrap();
         (dir, config)
     }
