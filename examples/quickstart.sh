@@ -37,7 +37,7 @@ for port in "$port1" "$port2"; do
   fi
 done
 echo "==> starting BIND on 127.0.0.1:$port1 (primary) and :$port2 (secondary)"
-tsig-keygen -a hmac-sha256 rotor-key > "$work/tsig.key"
+(umask 077 && tsig-keygen -a hmac-sha256 rotor-key > "$work/tsig.key")   # a secret: 0600
 for role in primary secondary; do mkdir -p "$work/$role"; done
 cat > "$work/primary/example.com.db" <<EOF
 \$TTL 60
@@ -105,7 +105,7 @@ defaults:
   keys: [rsa-2048]
   selector: "qs{yyyy}{mm}{dd}"
   rotate_every: 90d
-  ttl: 60
+  ttl: 5                           # not above grace: resolvers' copies expire within it
   propagation:
     resolvers: []
     authoritative: ["127.0.0.1:$port1", "127.0.0.1:$port2"]

@@ -15,7 +15,8 @@ mod propagation;
 mod signer;
 mod status;
 
-use std::io::IsTerminal;
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -27,13 +28,18 @@ use cli::{Cli, Command, LogFormat};
 use commands::Exit;
 
 fn main() -> ExitCode {
+    drop_empty_variables();
+    install_panic_hook();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Without RUST_LOG, the AWS SDK's own warnings stay quiet (it warns three times per run
+    // that the instance metadata service has no region when none is set).
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},aws_config=error")));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -54,6 +60,51 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Empty `AWS_*` and `ROTOR_*` variables (a systemd `EnvironmentFile` line `NAME=`) mean unset:
+/// the AWS SDK panics on an empty `AWS_ENDPOINT_URL_ROUTE_53`, for one.
+fn drop_empty_variables() {
+    let empty: Vec<OsString> = std::env::vars_os()
+        .filter(|(name, value)| {
+            let ours = name
+                .to_str()
+                .is_some_and(|name| name.starts_with("AWS_") || name.starts_with("ROTOR_"));
+            ours && value.to_str().is_some_and(|value| value.trim().is_empty())
+        })
+        .map(|(name, _)| name)
+        .collect();
+    for name in empty {
+        // SAFETY: called first in `main`, before any other thread exists (no runtime, no
+        // logger yet), so nothing reads or writes the environment at the same time.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// A panic in any thread (the runtime's workers too) prints one line and exits 1; the
+/// standard message and backtrace only with `RUST_BACKTRACE` set.
+fn install_panic_hook() {
+    let detailed = std::env::var_os("RUST_BACKTRACE").is_some_and(|value| value != "0");
+    let standard = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if detailed {
+            standard(info);
+        }
+        let payload = info.payload();
+        let message = (payload.downcast_ref::<&str>().copied())
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        let at = info.location().map_or_else(
+            || "an unknown place".to_string(),
+            |l| format!("{}:{}", l.file(), l.line()),
+        );
+        // Never a second panic here (stderr may be a closed pipe).
+        let _ = writeln!(
+            std::io::stderr(),
+            "rotor: internal error: {message} at {at}; please report it"
+        );
+        std::process::exit(1);
+    }));
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {

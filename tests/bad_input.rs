@@ -4,10 +4,11 @@
 mod support;
 
 use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{Bind, Rotor, Secondary, Setup, free_port, scratch};
+use support::{Bind, Rotor, Secondary, Setup, free_port, scratch, write_private};
 
 const TSIG: &str = "key \"rotor-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\";\n};\n";
 
@@ -47,9 +48,14 @@ fn rotor(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// [`config_error`], asserting the message (after `rotor: FILE:`) starts with `expected`.
+/// [`edited_error`] with one edit, asserting the message (after `rotor: FILE:`) starts with `expected`.
 fn expect_error(from: &str, to: &str, expected: &str) -> String {
-    let err = config_error(from, to);
+    refused(&[(from, to)], |_| {}, expected)
+}
+
+/// [`edited_error`], asserting the message (after `rotor: FILE:`) starts with `expected`.
+fn refused(edits: &[(&str, &str)], prepare: impl FnOnce(&Path), expected: &str) -> String {
+    let err = edited_error(edits, prepare);
     assert!(
         err.starts_with(expected),
         "expected {expected:?}, got {err:?}"
@@ -57,15 +63,24 @@ fn expect_error(from: &str, to: &str, expected: &str) -> String {
     err
 }
 
-/// Writes the config with `from` replaced by `to`, runs `rotor run` and returns stderr after
+/// Writes the config with each `from` replaced by its `to` (`{dir}` in it is the scratch
+/// directory), runs `prepare` on the directory, then `rotor run`, and returns stderr after
 /// checking exit code 2 and that nothing was created.
-fn config_error(from: &str, to: &str) -> String {
+fn edited_error(edits: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> String {
     let dir = scratch();
-    fs::write(dir.path().join("tsig.key"), TSIG).unwrap();
-    let text = config(dir.path());
-    assert!(text.contains(from), "{from}");
+    write_private(&dir.path().join("tsig.key"), TSIG);
+    let mut text = config(dir.path());
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from}");
+        text = text.replacen(
+            from,
+            &to.replace("{dir}", &dir.path().display().to_string()),
+            1,
+        );
+    }
+    prepare(dir.path());
     let path = dir.path().join("rotor.yaml");
-    fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    fs::write(&path, text).unwrap();
     let out = rotor(&path, &["run"]);
     assert_eq!(
         out.status.code(),
@@ -79,11 +94,272 @@ fn config_error(from: &str, to: &str) -> String {
         "nothing is created"
     );
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!stderr.contains("panicked"), "{stderr}");
     let prefix = format!("rotor: {}:", path.display());
     stderr
         .strip_prefix(&prefix)
         .unwrap_or_else(|| panic!("{stderr}"))
         .to_string()
+}
+
+/// The edit that makes the provider Cloudflare's API, its token in the file `tsig.key` (0600).
+const CLOUDFLARE: (&str, &str) = (
+    "type: rfc2136\n    server: 127.0.0.1:5399\n    tsig_key_file:",
+    "type: cloudflare\n    api_token_file:",
+);
+
+/// Adds `lines` to `defaults:` (after line 4).
+fn defaults(lines: &str) -> (&'static str, String) {
+    ("keys: [rsa-2048]\n", format!("keys: [rsa-2048]\n{lines}"))
+}
+
+/// Checks each `(lines added to defaults, expected)`.
+fn refused_defaults(cases: &[(&str, &str)]) {
+    for (lines, expected) in cases {
+        let (from, to) = defaults(lines);
+        refused(&[(from, &to)], |_| {}, expected);
+    }
+}
+
+#[test]
+fn a_ttl_out_of_range_or_refused_by_the_provider() {
+    refused_defaults(&[(
+        "  ttl: 0\n",
+        "5:8: defaults.ttl (for example.com): TTL 0 is out of range: use 1 to 604800",
+    )]);
+    expect_error(
+        "signers: [mx1]",
+        "signers: [mx1]\n    ttl: 604801",
+        "21:10: domains[0].ttl: TTL 604801 is out of range",
+    );
+    let (from, to) = defaults("  ttl: 10\n");
+    refused(
+        &[(from, &to), CLOUDFLARE],
+        |_| {},
+        "5:8: defaults.ttl (for example.com): TTL 10 is refused by Cloudflare, which takes 1 (automatic) or 30 to 86400",
+    );
+}
+
+#[test]
+fn a_grace_shorter_than_the_ttl() {
+    refused_defaults(&[
+        (
+            "  ttl: 3600\n  grace: 10m\n",
+            "6:10: defaults.grace (for example.com): 10m is shorter than the TTL (3600s)",
+        ),
+        (
+            "  grace: 0s\n",
+            "5:10: defaults.grace (for example.com): 0s is shorter than the TTL (300s)",
+        ),
+    ]);
+}
+
+#[test]
+fn zero_intervals_and_a_timeout_before_min_wait() {
+    refused_defaults(&[
+        (
+            "  rotate_every: 0s\n",
+            "5:17: defaults.rotate_every (for example.com): 0s would start a rotation on every pass",
+        ),
+        (
+            "  propagation:\n    poll_every: 0s\n",
+            "6:17: defaults.propagation.poll_every (for example.com): 0s would ask",
+        ),
+        (
+            "  propagation: {min_wait: 2h, timeout: 2h}\n",
+            "5:40: defaults.propagation.timeout (for example.com): 2h is not longer than min_wait (2h)",
+        ),
+        (
+            "  retire: revoke\n  revoke_for: 0s\n",
+            "6:15: defaults.revoke_for (for example.com): 0s with `retire: revoke`",
+        ),
+        (
+            "  grace: 200y\n",
+            "5:10: defaults.grace: invalid duration \"200y\": at most 100 years",
+        ),
+    ]);
+    expect_error(
+        "server: 127.0.0.1:5399",
+        "server: 127.0.0.1:5399\n    timeout: 0s",
+        "9:14: providers.corp-bind.timeout: 0s gives the server no time",
+    );
+}
+
+#[test]
+fn no_server_to_check_propagation_with() {
+    refused_defaults(&[(
+        "  propagation: {authoritative: none, resolvers: []}\n",
+        "5:32: defaults.propagation.authoritative (for example.com): with no authoritative servers and no resolvers",
+    )]);
+    expect_error(
+        "signers: [mx1]",
+        "signers: [mx1]\n    propagation:\n      authoritative: []",
+        "22:22: domains[0].propagation.authoritative: with no authoritative servers",
+    );
+}
+
+#[test]
+fn selectors_too_long_for_dns() {
+    let sixteen = "{yyyy}".repeat(16);
+    let (from, to) = defaults(&format!("  selector: \"{sixteen}\"\n"));
+    refused(
+        &[(from, &to)],
+        |_| {},
+        "5:13: defaults.selector: selector template",
+    );
+    // 61 characters: with the -NN suffix rotor appends when a name is taken, 64.
+    let fifteen = "{yyyy}".repeat(15);
+    let (from, to) = defaults(&format!("  selector: \"s{fifteen}\"\n"));
+    let err = refused(
+        &[(from, &to)],
+        |_| {},
+        "5:13: defaults.selector (for example.com): the template can render 64 characters",
+    );
+    assert!(err.contains(&format!("s{}-99", "9999".repeat(15))), "{err}");
+    // The record name: selector, `._domainkey.` and a 246-character domain.
+    let long = format!(
+        "{}.{}.{}.{}.com",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(50)
+    );
+    let name = format!("name: {long}");
+    expect_error(
+        "name: example.com",
+        &name,
+        "18:5: domains[0].selector: the record name can reach 274 characters",
+    );
+    refused(
+        &[
+            ("name: example.com", &name),
+            ("signers: [mx1]", "signers: [mx1]\n    selectors: [s1, s2]"),
+        ],
+        |_| {},
+        "21:16: domains[0].selectors[0]: the record name can reach 260 characters",
+    );
+}
+
+#[test]
+fn secrets_only_over_https_or_to_this_machine() {
+    let err = refused(
+        &[
+            CLOUDFLARE,
+            (
+                "tsig.key\n",
+                "tsig.key\n    api_url: http://api.example.com/v4\n",
+            ),
+        ],
+        |_| {},
+        "9:14: providers.corp-bind.api_url: plain http:// would send it unencrypted",
+    );
+    assert!(err.contains("127.0.0.1, ::1, localhost"), "{err}");
+    let err = expect_error(
+        "domains:",
+        "notify:\n  webhook: http://hooks.example.com/T000/SECRET\ndomains:",
+        "18:12: notify.webhook: plain http:// would send it unencrypted",
+    );
+    assert!(
+        !err.contains("SECRET") && !err.contains("hooks.example.com"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secret_files_open_to_other_users() {
+    let open = |dir: &Path| {
+        fs::set_permissions(dir.join("tsig.key"), fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    let err = refused(
+        &[],
+        open,
+        "9:5: providers.corp-bind.tsig_key_file: the TSIG key file",
+    );
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600 /"),
+        "{err}"
+    );
+    let err = refused(
+        &[CLOUDFLARE],
+        open,
+        "8:21: providers.corp-bind.api_token_file: the API token file",
+    );
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600 /"),
+        "{err}"
+    );
+}
+
+#[test]
+fn signers_sharing_a_directory_or_table() {
+    let exim = |table: &str, key_dir: &str| {
+        format!("signers:\n  mx0:\n    type: exim\n    table: {table}\n    key_dir: {key_dir}\n")
+    };
+    let shared_dir = exim("{dir}/exim-table", "{dir}/dkimkeys");
+    refused(
+        &[("signers:\n", &shared_dir)],
+        |_| {},
+        "19:14: signers.mx1.key_dir: ",
+    )
+    .contains("is also signers.mx0.key_dir")
+    .then_some(())
+    .expect("names both signers");
+    let shared_table = exim("{dir}/KeyTable", "{dir}/exim-keys");
+    let err = refused(
+        &[("signers:\n", &shared_table)],
+        |_| {},
+        "17:16: signers.mx1.key_table: ",
+    );
+    assert!(err.contains("is also signers.mx0.table"), "{err}");
+    let err = expect_error("/keys\n", "/state\n", "2:10: key_dir: ");
+    assert!(err.contains("is also state_dir"), "{err}");
+    let err = expect_error("/dkimkeys\n", "/keys\n", "15:14: signers.mx1.key_dir: ");
+    assert!(err.contains("is also key_dir"), "{err}");
+}
+
+#[test]
+fn other_values_that_would_fail_later() {
+    expect_error(
+        "signers: [mx1]",
+        "signers: [mx1, mx1]",
+        "20:20: domains[0].signers[1]: signer \"mx1\" is listed twice",
+    );
+    let err = expect_error("key_dir: /", "key_dir: keys/", "2:10: key_dir: keys/");
+    assert!(err.contains("is relative"), "{err}");
+    expect_error(
+        "reload: \"true\"",
+        "reload: \" \"",
+        "16:13: signers.mx1.reload: is empty",
+    );
+    expect_error(
+        "server: 127.0.0.1:5399",
+        "server: 127.0.0.1:0",
+        "8:5: providers.corp-bind.server: invalid server address \"127.0.0.1:0\": port 0",
+    );
+    refused_defaults(&[
+        (
+            "  selectors: []\n",
+            "5:14: defaults.selectors: an empty ring",
+        ),
+        (
+            "  selector: a{yyyy}\n  selectors: [s1, s2]\n",
+            "6:14: defaults.selectors: set `selector:` (a template) or `selectors:` (a ring), not both",
+        ),
+        (
+            "  selector: \"{alg}-\"\n",
+            "5:13: defaults.selector: invalid selector template \"{alg}-\"",
+        ),
+    ]);
+    expect_error(
+        "domains:",
+        "notify:\n  command: \"\"\ndomains:",
+        "18:12: notify.command: is empty",
+    );
+    expect_error(
+        "reload: \"true\"",
+        "reload: \"true\"\n    user: no-such-user-rotor",
+        "17:11: signers.mx1.user: no user \"no-such-user-rotor\" on this machine",
+    );
 }
 
 #[test]
@@ -178,7 +454,7 @@ fn missing_config_and_bad_usage() {
             .contains("/nonexistent/rotor.yaml: cannot read the config")
     );
     let dir = scratch();
-    fs::write(dir.path().join("tsig.key"), TSIG).unwrap();
+    write_private(&dir.path().join("tsig.key"), TSIG);
     let path = dir.path().join("rotor.yaml");
     fs::write(&path, config(dir.path())).unwrap();
     let out = rotor(&path, &["rotate", "example.org"]);
@@ -190,7 +466,7 @@ fn missing_config_and_bad_usage() {
 #[test]
 fn a_held_lock_exits_75_and_does_nothing() {
     let dir = scratch();
-    fs::write(dir.path().join("tsig.key"), TSIG).unwrap();
+    write_private(&dir.path().join("tsig.key"), TSIG);
     let path = dir.path().join("rotor.yaml");
     fs::write(&path, config(dir.path())).unwrap();
     fs::create_dir_all(dir.path().join("state")).unwrap();
@@ -210,7 +486,7 @@ fn a_held_lock_exits_75_and_does_nothing() {
 #[test]
 fn an_unreachable_server_is_an_error_that_loses_nothing() {
     let dir = scratch();
-    fs::write(dir.path().join("tsig.key"), TSIG).unwrap();
+    write_private(&dir.path().join("tsig.key"), TSIG);
     let path = dir.path().join("rotor.yaml");
     let port = free_port();
     fs::write(
@@ -237,7 +513,7 @@ fn a_wrong_tsig_secret_is_named_and_the_rotation_resumes_once_fixed() {
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
     let good = fs::read_to_string(&bind.tsig_file).unwrap();
     let wrong = dir.path().join("wrong.key");
-    fs::write(&wrong, TSIG).unwrap();
+    write_private(&wrong, TSIG);
     let config = fs::read_to_string(&rotor.config).unwrap();
     fs::write(
         &rotor.config,
@@ -309,4 +585,68 @@ fn a_damaged_store_is_refused_and_its_backup_restores_it() {
     assert!(copied.success());
     assert_eq!(rotor.phases(), before);
     rotor.ok(&["run"]);
+}
+
+#[test]
+fn an_empty_aws_variable_is_unset_and_nothing_panics() {
+    let dir = scratch();
+    let path = dir.path().join("rotor.yaml");
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let text = config(dir.path()).replace(
+        "type: rfc2136\n    server: 127.0.0.1:5399\n    tsig_key_file: ",
+        "type: route53\n    # ",
+    );
+    fs::write(&path, text).unwrap();
+    // As a systemd EnvironmentFile line `AWS_ENDPOINT_URL_ROUTE_53=` sets it.
+    let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LOG")
+        .envs([
+            ("AWS_ENDPOINT_URL_ROUTE_53", ""),
+            ("AWS_ENDPOINT_URL", closed.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    // The empty variable is unset: the general endpoint is used, and answers nothing.
+    assert!(
+        stdout.contains("FAIL  example.com: provider corp-bind") && stdout.contains("127.0.0.1"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn weak_keys_are_warned_about_once_per_run() {
+    let dir = scratch();
+    write_private(&dir.path().join("tsig.key"), TSIG);
+    let path = dir.path().join("rotor.yaml");
+    let mut text = config(dir.path()).replace("keys: [rsa-2048]", "keys: [rsa-1024]");
+    for i in 0..5 {
+        text.push_str(&format!(
+            "  - {{name: d{i}.example.com, provider: corp-bind, signers: [mx1]}}\n"
+        ));
+    }
+    fs::write(&path, text).unwrap();
+    let out = rotor(&path, &["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("rsa-1024 is weak").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("6 domain(s) use it: example.com, d0.example.com, d1.example.com, …"),
+        "{stderr}"
+    );
 }

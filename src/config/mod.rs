@@ -1,8 +1,10 @@
 //! The YAML config: parsed into raw serde types (unknown keys refused, values checked where
 //! they stand so errors carry line and column), then resolved into per-domain [`Policy`].
 
+mod checks;
+mod locate;
+mod private;
 mod values;
-
 mod window;
 
 pub use values::{
@@ -21,6 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::keys::KeyAlgorithm;
 use crate::notify::NotifyConfig;
+use locate::Step;
 use values::{Declared, KeyList, ProviderRef, SignerRef};
 
 /// A config error: the file, line, column and field, and what is wrong.
@@ -205,9 +208,9 @@ pub struct TsigKeyFile(pub TsigKey);
 impl<'de> Deserialize<'de> for TsigKeyFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         values::parse_scalar(deserializer, |path| {
-            TsigKey::from_file(Path::new(path))
-                .map(Self)
-                .map_err(|err| err.to_string())
+            let key = TsigKey::from_file(Path::new(path)).map_err(|err| err.to_string())?;
+            private::check(Path::new(path), "the TSIG key file")?;
+            Ok(Self(key))
         })
     }
 }
@@ -305,6 +308,21 @@ struct RawDomain {
     revoke_for: Option<Interval>,
     activate_window: Option<ActivationWindow>,
     timezone: Option<TimeZoneName>,
+}
+
+impl RawPolicy {
+    /// What is wrong with this layer's selectors, if anything.
+    fn selectors_error(&self) -> Option<&'static str> {
+        match (&self.selector, &self.selectors) {
+            (Some(_), Some(_)) => {
+                Some("set `selector:` (a template) or `selectors:` (a ring), not both")
+            }
+            (_, Some(ring)) if ring.is_empty() => {
+                Some("an empty ring: list at least two names, or remove it to use `selector:`")
+            }
+            _ => None,
+        }
+    }
 }
 
 impl RawDomain {
@@ -502,6 +520,7 @@ impl Config {
             .scope(|| serde_yaml::from_str(text))
             .map_err(yaml_error)?;
 
+        let checker = checks::Checker { text, path };
         for (name, provider) in &raw.providers {
             if let Err(message) = provider.validate() {
                 let at = find_line(text, |line| line.starts_with(&format!("{name}:")));
@@ -511,6 +530,7 @@ impl Config {
                     format!("providers.{name}: {message}"),
                 ));
             }
+            checker.provider(name, provider)?;
         }
         for (name, signer) in &raw.signers {
             if let Err(message) = signer.validate() {
@@ -522,6 +542,22 @@ impl Config {
                 ));
             }
         }
+        checker.paths(
+            &raw.state_dir,
+            &raw.key_dir,
+            raw.metrics_file.as_deref(),
+            &raw.signers,
+        )?;
+        checker.notify(&raw.notify)?;
+        if let Some(message) = raw.defaults.selectors_error() {
+            let at = locate::locate(text, &[Step::Key("defaults"), Step::Key("selectors")]);
+            return Err(ConfigError::new(
+                path,
+                at,
+                format!("defaults.selectors: {message}"),
+            ));
+        }
+        let mut weak = Vec::new();
         let mut seen = BTreeSet::new();
         let mut domains = Vec::with_capacity(raw.domains.len());
         for (index, domain) in raw.domains.into_iter().enumerate() {
@@ -539,6 +575,27 @@ impl Config {
             if domain.signers.is_empty() {
                 return Err(error("signers", "list at least one signer".into()));
             }
+            for (position, signer) in domain.signers.iter().enumerate() {
+                if domain.signers[..position].contains(signer) {
+                    let at = locate::locate(
+                        text,
+                        &[
+                            Step::Key("domains"),
+                            Step::Index(index),
+                            Step::Key("signers"),
+                            Step::Index(position),
+                        ],
+                    );
+                    return Err(ConfigError::new(
+                        path,
+                        at.or(domain_line(text, name.as_str())),
+                        format!(
+                            "domains[{index}].signers[{position}]: signer {:?} is listed twice",
+                            signer.0
+                        ),
+                    ));
+                }
+            }
             if let Some(zone) = domain
                 .zone
                 .as_ref()
@@ -549,7 +606,24 @@ impl Config {
             let provider = domain.provider.0.clone();
             let signers: Vec<String> = domain.signers.iter().map(|s| s.0.clone()).collect();
             let zone = domain.zone.clone();
-            let policy = Policy::resolve([&raw.defaults, &domain.overrides()]);
+            let own = domain.overrides();
+            if let Some(message) = own.selectors_error() {
+                let at = locate::locate(
+                    text,
+                    &[
+                        Step::Key("domains"),
+                        Step::Index(index),
+                        Step::Key("selectors"),
+                    ],
+                );
+                return Err(ConfigError::new(
+                    path,
+                    at.or(domain_line(text, name.as_str())),
+                    format!("domains[{index}].selectors: {message}"),
+                ));
+            }
+            let policy = Policy::resolve([&raw.defaults, &own]);
+            checker.policy(index, name.as_str(), &raw.providers[&provider], &policy)?;
             let single = signers
                 .iter()
                 .find_map(|s| raw.signers[s].dual_signing().err().map(|why| (s, why)));
@@ -581,9 +655,7 @@ impl Config {
                 }
             }
             if policy.keys.contains(&KeyAlgorithm::Rsa1024) {
-                tracing::warn!(
-                    "{name}: rsa-1024 is weak (RFC 8301 says SHOULD use 2048 bits or more)"
-                );
+                weak.push(name.to_string());
             }
             domains.push(DomainConfig {
                 name,
@@ -592,6 +664,14 @@ impl Config {
                 zone,
                 policy,
             });
+        }
+        if !weak.is_empty() {
+            let more = if weak.len() > 3 { ", …" } else { "" };
+            tracing::warn!(
+                "rsa-1024 is weak (RFC 8301 says SHOULD use 2048 bits or more); {} domain(s) use it: {}{more}",
+                weak.len(),
+                weak[..weak.len().min(3)].join(", ")
+            );
         }
         Ok(Self {
             path: path.to_owned(),
@@ -638,8 +718,22 @@ mod tests {
             format!("key \"rotor-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n"),
         )
         .unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        // The example's users and groups (_rspamd, Debian-exim …) need not exist here.
         let text = include_str!("../../examples/rotor.yaml")
-            .replace("/etc/rotor/tsig.key", &key.display().to_string());
+            .replace("/etc/rotor/tsig.key", &key.display().to_string())
+            .lines()
+            .map(|line| {
+                let trimmed = line.trim_start();
+                let indent = &line[..line.len() - trimmed.len()];
+                match trimmed.split_once(": ") {
+                    Some((key @ ("user" | "group"), _)) => format!("{indent}{key}: root"),
+                    _ => line.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         let config = Config::parse(&text, Path::new("examples/rotor.yaml")).unwrap();
         (dir, config)
     }

@@ -46,23 +46,37 @@ macro_rules! deserialize_from_str {
     };
 }
 
-/// A duration written as `90d`, `4h`, `5m` or `30s` (combinations like `1h30m` too).
+/// A duration written as `90d`, `4h`, `5m` or `30s` (combinations like `1h30m` too), at most
+/// [`Interval::MAX_YEARS`] years (so that adding it to a time cannot overflow).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Interval(pub Duration);
 
 impl FromStr for Interval {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        humantime::parse_duration(text.trim())
-            .map(Interval)
-            .map_err(|err| {
-                format!("invalid duration {text:?} ({err}): write e.g. 90d, 4h, 5m or 30s")
-            })
+        let duration = humantime::parse_duration(text.trim()).map_err(|err| {
+            format!("invalid duration {text:?} ({err}): write e.g. 90d, 4h, 5m or 30s")
+        })?;
+        if duration > Duration::from_secs(Interval::MAX_YEARS * 365 * 86400) {
+            return Err(format!(
+                "invalid duration {text:?}: at most {} years",
+                Interval::MAX_YEARS
+            ));
+        }
+        Ok(Interval(duration))
     }
 }
 deserialize_from_str!(Interval);
 
 impl Interval {
+    /// The longest duration accepted.
+    pub const MAX_YEARS: u64 = 100;
+
+    /// Whether it is zero.
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+
     /// Whole seconds.
     pub fn secs(self) -> u64 {
         self.0.as_secs()
@@ -135,16 +149,29 @@ pub struct ServerAddr(pub SocketAddr);
 impl FromStr for ServerAddr {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(Self(addr));
+        let addr = match text.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => text
+                .parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+                .map_err(|_| {
+                    format!(
+                        "invalid server address {text:?}: write an IP address, optionally with :port"
+                    )
+                })?,
+        };
+        if addr.port() == 0 {
+            return Err(format!(
+                "invalid server address {text:?}: port 0 reaches no server"
+            ));
         }
-        text.parse::<IpAddr>()
-            .map(|ip| Self(SocketAddr::new(ip, 53)))
-            .map_err(|_| {
-                format!(
-                    "invalid server address {text:?}: write an IP address, optionally with :port"
-                )
-            })
+        if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return Err(format!(
+                "invalid server address {text:?}: {} is not the address of one server",
+                addr.ip()
+            ));
+        }
+        Ok(Self(addr))
     }
 }
 deserialize_from_str!(ServerAddr);
@@ -210,20 +237,38 @@ impl FromStr for SelectorTemplate {
         let valid = !rest.is_empty()
             && rest.len() <= 50
             && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !rest.starts_with('-');
-        if valid {
-            Ok(Self(text.to_string()))
-        } else {
-            Err(format!(
-                "invalid selector template {text:?}: use letters, digits, hyphens and {}",
+            && !rest.starts_with('-')
+            && !rest.ends_with('-');
+        if !valid {
+            return Err(format!(
+                "invalid selector template {text:?}: use letters, digits, hyphens (not first or last) and {}",
                 PLACEHOLDERS.join(" ")
-            ))
+            ));
         }
+        let template = Self(text.to_string());
+        let widest = template.widest();
+        if widest.len() > 63 {
+            return Err(format!(
+                "selector template {text:?} can render {} characters ({widest}): a DNS label has at most 63",
+                widest.len()
+            ));
+        }
+        Ok(template)
     }
 }
 deserialize_from_str!(SelectorTemplate);
 
+/// The widest suffix rotor appends to a selector whose name is taken (`-2`, `-3`, …), as
+/// allowed for in length checks.
+pub const SUFFIX: &str = "-99";
+
 impl SelectorTemplate {
+    /// The widest selector the template renders (every placeholder at its widest: `{alg}` as
+    /// `rsa`), without a suffix.
+    pub fn widest(&self) -> String {
+        self.render("9999-99-99T99:99:99Z", KeyAlgorithm::Rsa2048)
+    }
+
     /// The selector for a key of `algorithm` made at `rfc3339` (`YYYY-MM-DDTHH:MM:SSZ`).
     pub fn render(&self, rfc3339: &str, algorithm: KeyAlgorithm) -> String {
         let part = |range: std::ops::Range<usize>| rfc3339.get(range).unwrap_or("0");

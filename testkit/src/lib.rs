@@ -25,6 +25,20 @@ pub const DOMAIN: &str = "example.com";
 /// The zones the servers serve (the same contents, relative names).
 pub const ZONES: [&str; 2] = ["example.com", "example.org"];
 
+/// Writes a secret (a TSIG key, an API token) as an operator would: mode 0600 from the start.
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    file.write_all(contents.as_ref()).unwrap();
+}
+
 /// A port free on 127.0.0.1 for both UDP and TCP, never handed out twice by this process (tests
 /// run in parallel threads, and a server may take a moment to bind the port it was given).
 pub fn free_port() -> u16 {
@@ -279,9 +293,9 @@ impl Bind {
                 .output();
             out.unwrap().stdout
         };
-        fs::write(&tsig_file, keygen("rotor-key")).unwrap();
+        write_private(&tsig_file, keygen("rotor-key"));
         // A key the servers know but whose updates the zone's policy does not grant.
-        fs::write(dir.join("stranger.key"), keygen("stranger-key")).unwrap();
+        write_private(&dir.join("stranger.key"), keygen("stranger-key"));
         let (port1, port2) = (free_port(), free_port());
 
         let primary_dir = dir.join("primary");

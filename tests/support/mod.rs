@@ -81,7 +81,7 @@ impl Rotor {
             ),
             Provider::Cloudflare(api) => {
                 let token = dir.join("cloudflare.token");
-                fs::write(&token, format!("{}\n", cloudflare::TOKEN)).unwrap();
+                write_private(&token, format!("{}\n", cloudflare::TOKEN));
                 format!(
                     "  bind:\n    type: cloudflare\n    api_url: {api}\n    api_token_file: {}",
                     token.display()
@@ -111,7 +111,7 @@ key_dir: {dir}/keys
 defaults:
   keys: [rsa-2048]
   selector: \"t{{yyyy}}{{mm}}{{dd}}\"
-  ttl: 60
+  ttl: 1
   propagation:
     authoritative: [\"127.0.0.1:{p1}\", \"127.0.0.1:{p2}\"]
     resolvers: [\"127.0.0.1:{p2}\"]

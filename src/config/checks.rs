@@ -1,0 +1,474 @@
+//! Checks made once the whole config is parsed, of what would otherwise fail only later (at
+//! the provider, the signer or the next rotation): each error names the line and column of the
+//! value concerned, found again in the text by [`locate`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Group, User};
+
+use super::locate::{Step, locate};
+use super::values::SUFFIX;
+use super::{Authoritative, ConfigError, Policy, ProviderConfig, RetireMode, SignerConfig};
+
+/// The text being checked, for locating errors.
+pub struct Checker<'a> {
+    /// The config's text.
+    pub text: &'a str,
+    /// Where it was read from.
+    pub path: &'a Path,
+}
+
+/// The longest TTL accepted: a week.
+const MAX_TTL: u32 = 7 * 86400;
+
+impl Checker<'_> {
+    /// An error at the value `steps` lead to (or, if it is not in the text, at `fallback`).
+    fn at(&self, steps: &[Step], fallback: Option<(usize, usize)>, message: String) -> ConfigError {
+        ConfigError::new(self.path, locate(self.text, steps).or(fallback), message)
+    }
+
+    /// Checks `domains[index]`'s resolved policy; a value that comes from `defaults:` is named
+    /// there (the message names the domain).
+    pub fn policy(
+        &self,
+        index: usize,
+        domain: &str,
+        provider: &ProviderConfig,
+        policy: &Policy,
+    ) -> Result<(), ConfigError> {
+        let domain_at = || super::domain_line(self.text, domain);
+        let error = |field: &[&str], message: String| {
+            let mut own = vec![Step::Key("domains"), Step::Index(index)];
+            own.extend(field.iter().map(|key| Step::Key(key)));
+            let mut defaults = vec![Step::Key("defaults")];
+            defaults.extend(field.iter().map(|key| Step::Key(key)));
+            let dotted = field.join(".");
+            let (at, name) = match (locate(self.text, &own), locate(self.text, &defaults)) {
+                (Some(at), _) => (Some(at), format!("domains[{index}].{dotted}")),
+                (None, Some(at)) => (Some(at), format!("defaults.{dotted} (for {domain})")),
+                (None, None) => (domain_at(), format!("domains[{index}].{dotted}")),
+            };
+            Err(ConfigError::new(
+                self.path,
+                at,
+                format!("{name}: {message}"),
+            ))
+        };
+        let ttl = policy.ttl;
+        if ttl == 0 || ttl > MAX_TTL {
+            return error(
+                &["ttl"],
+                format!("TTL {ttl} is out of range: use 1 to {MAX_TTL} seconds (a week)"),
+            );
+        }
+        if matches!(provider, ProviderConfig::Cloudflare { .. })
+            && ttl != 1
+            && !(30..=86400).contains(&ttl)
+        {
+            return error(
+                &["ttl"],
+                format!(
+                    "TTL {ttl} is refused by Cloudflare, which takes 1 (automatic) or 30 to 86400 seconds"
+                ),
+            );
+        }
+        if policy.grace.is_zero() || policy.grace.secs() < u64::from(ttl) {
+            return error(
+                &["grace"],
+                format!(
+                    "{} is shorter than the TTL ({ttl}s): mail in flight and resolvers' cached copies of the record need the replaced key at least that long",
+                    policy.grace
+                ),
+            );
+        }
+        if policy.rotate_every.is_zero() {
+            return error(
+                &["rotate_every"],
+                "0s would start a rotation on every pass: give the key's lifetime, like 90d".into(),
+            );
+        }
+        let propagation = &policy.propagation;
+        if propagation.poll_every.is_zero() {
+            return error(
+                &["propagation", "poll_every"],
+                "0s would ask the nameservers without pause: give the time between checks, like 5m"
+                    .into(),
+            );
+        }
+        if propagation.min_wait >= propagation.timeout {
+            return error(
+                &["propagation", "timeout"],
+                format!(
+                    "{} is not longer than min_wait ({}): every new key would fail before its first check",
+                    propagation.timeout, propagation.min_wait
+                ),
+            );
+        }
+        if policy.retire == RetireMode::Revoke && policy.revoke_for.is_zero() {
+            return error(
+                &["revoke_for"],
+                "0s with `retire: revoke` would remove the revoked record at once: give how long the empty p= stays published, like 7d".into(),
+            );
+        }
+        let no_authoritative = match &propagation.authoritative {
+            Authoritative::None => true,
+            Authoritative::List(servers) => servers.is_empty(),
+            Authoritative::Auto => false,
+        };
+        if no_authoritative && propagation.resolvers.is_empty() {
+            return error(
+                &["propagation", "authoritative"],
+                "with no authoritative servers and no resolvers, nothing can confirm a record is visible: list resolvers, or authoritative servers (or `auto`)".into(),
+            );
+        }
+        let record = |selector: &str| format!("{selector}._domainkey.{domain}");
+        if policy.selector_ring.is_empty() {
+            let widest = format!("{}{SUFFIX}", policy.selector.widest());
+            if widest.len() > 63 {
+                return error(
+                    &["selector"],
+                    format!(
+                        "the template can render {} characters ({widest}, with the suffix rotor appends when a name is taken): a DNS label has at most 63",
+                        widest.len()
+                    ),
+                );
+            }
+            if record(&widest).len() > 253 {
+                return error(
+                    &["selector"],
+                    format!(
+                        "the record name can reach {} characters ({}): a DNS name has at most 253",
+                        record(&widest).len(),
+                        record(&widest)
+                    ),
+                );
+            }
+        }
+        for (position, selector) in policy.selector_ring.iter().enumerate() {
+            let name = record(&selector.widest());
+            if name.len() > 253 {
+                return Err(ConfigError::new(
+                    self.path,
+                    locate(
+                        self.text,
+                        &[
+                            Step::Key("domains"),
+                            Step::Index(index),
+                            Step::Key("selectors"),
+                        ],
+                    )
+                    .or_else(|| locate(self.text, &[Step::Key("defaults"), Step::Key("selectors")]))
+                    .or_else(domain_at),
+                    format!(
+                        "domains[{index}].selectors[{position}]: the record name can reach {} characters ({name}): a DNS name has at most 253",
+                        name.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a provider's settings that serde cannot.
+    pub fn provider(&self, name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+        let error = |field: &str, message: String| {
+            Err(self.at(
+                &[Step::Key("providers"), Step::Key(name), Step::Key(field)],
+                None,
+                format!("providers.{name}.{field}: {message}"),
+            ))
+        };
+        let blank = |value: &Option<String>| value.as_ref().is_some_and(|v| v.trim().is_empty());
+        match provider {
+            ProviderConfig::Rfc2136 { timeout, .. } => {
+                if timeout.is_some_and(|t| t.is_zero()) {
+                    return error("timeout", "0s gives the server no time to answer".into());
+                }
+            }
+            ProviderConfig::Route53 {
+                profile,
+                region,
+                zone_id,
+                ..
+            } => {
+                for (field, value) in [
+                    ("profile", profile),
+                    ("region", region),
+                    ("zone_id", zone_id),
+                ] {
+                    if blank(value) {
+                        return error(field, "is empty: remove it or give a value".into());
+                    }
+                }
+            }
+            ProviderConfig::Cloudflare {
+                api_token_env,
+                api_token_file,
+                zone_id,
+                api_url,
+            } => {
+                for (field, value) in [("api_token_env", api_token_env), ("zone_id", zone_id)] {
+                    if blank(value) {
+                        return error(field, "is empty: remove it or give a value".into());
+                    }
+                }
+                if let Some(url) = api_url
+                    && let Err(why) = secure_url(url)
+                {
+                    return error("api_url", format!("{why} (it carries the API token)"));
+                }
+                if let Some(file) = api_token_file
+                    && let Err(why) = super::private::check(file, "the API token file")
+                {
+                    return error("api_token_file", why);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the notify settings (the webhook's URL is a secret: never shown).
+    pub fn notify(&self, notify: &crate::notify::NotifyConfig) -> Result<(), ConfigError> {
+        let error = |field: &str, message: String| {
+            Err(self.at(
+                &[Step::Key("notify"), Step::Key(field)],
+                None,
+                format!("notify.{field}: {message}"),
+            ))
+        };
+        if let Some(url) = &notify.webhook
+            && let Err(why) = secure_url(url)
+        {
+            return error(
+                "webhook",
+                format!("{why} (the URL is not shown: it is a secret)"),
+            );
+        }
+        if notify.command.as_ref().is_some_and(|c| c.trim().is_empty()) {
+            return error("command", "is empty: remove it or give a command".into());
+        }
+        Ok(())
+    }
+
+    /// Checks the directories and files rotor and its signers write: absolute paths, none
+    /// shared (one would overwrite or remove the other's files), no blank command.
+    pub fn paths(
+        &self,
+        state_dir: &Path,
+        key_dir: &Path,
+        metrics_file: Option<&Path>,
+        signers: &BTreeMap<String, SignerConfig>,
+    ) -> Result<(), ConfigError> {
+        let mut owned: Vec<(Vec<Step>, String, PathBuf)> = vec![
+            (
+                vec![Step::Key("state_dir")],
+                "state_dir".into(),
+                state_dir.into(),
+            ),
+            (vec![Step::Key("key_dir")], "key_dir".into(), key_dir.into()),
+        ];
+        if let Some(file) = metrics_file {
+            owned.push((
+                vec![Step::Key("metrics_file")],
+                "metrics_file".into(),
+                file.into(),
+            ));
+        }
+        for (name, signer) in signers {
+            let base = [Step::Key("signers"), Step::Key(name)];
+            for (field, path) in signer_paths(signer) {
+                let (steps, label) = match field {
+                    Field::Key(key) => (
+                        [&base[..], &[Step::Key(key)]].concat(),
+                        format!("signers.{name}.{key}"),
+                    ),
+                    Field::File(index) => (
+                        [
+                            &base[..],
+                            &[Step::Key("files"), Step::Index(index), Step::Key("path")],
+                        ]
+                        .concat(),
+                        format!("signers.{name}.files[{index}].path"),
+                    ),
+                };
+                owned.push((steps, label, path));
+            }
+            let (user, group) = signer_owner(signer);
+            let missing = [
+                (
+                    "user",
+                    user,
+                    user.is_some_and(|n| User::from_name(n).ok().flatten().is_none()),
+                ),
+                (
+                    "group",
+                    group,
+                    group.is_some_and(|n| Group::from_name(n).ok().flatten().is_none()),
+                ),
+            ];
+            if let Some((field, Some(owner), _)) = missing.into_iter().find(|(_, _, gone)| *gone) {
+                return Err(self.at(
+                    &[&base[..], &[Step::Key(field)]].concat(),
+                    None,
+                    format!(
+                        "signers.{name}.{field}: no {field} {owner:?} on this machine (the key files are given to it)"
+                    ),
+                ));
+            }
+            for (field, command) in signer_commands(signer) {
+                if command.is_some_and(|c| c.trim().is_empty()) {
+                    return Err(self.at(
+                        &[&base[..], &[Step::Key(field)]].concat(),
+                        None,
+                        format!("signers.{name}.{field}: is empty: remove it or give a command"),
+                    ));
+                }
+            }
+        }
+        let mut seen: BTreeMap<PathBuf, &str> = BTreeMap::new();
+        for (steps, label, path) in &owned {
+            if !path.is_absolute() {
+                return Err(self.at(
+                    steps,
+                    None,
+                    format!(
+                        "{label}: {} is relative: write an absolute path (rotor runs from cron, systemd or a shell, each in its own directory)",
+                        path.display()
+                    ),
+                ));
+            }
+            if let Some(first) = seen.insert(normal(path), label) {
+                return Err(self.at(
+                    steps,
+                    None,
+                    format!(
+                        "{label}: {} is also {first}: each needs its own (one would overwrite or remove the other's files)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A path compared with others: resolved if it exists (links followed), else as written
+/// without `.` components or trailing slashes.
+fn normal(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.components().collect())
+}
+
+/// A field of a signer's settings that holds a path.
+enum Field {
+    /// A key of the signer's entry.
+    Key(&'static str),
+    /// `files[N].path` of a `type: files` signer.
+    File(usize),
+}
+
+/// The directories and files a signer's adapter writes.
+fn signer_paths(signer: &SignerConfig) -> Vec<(Field, PathBuf)> {
+    let key = |field, path: &PathBuf| (Field::Key(field), path.clone());
+    match signer {
+        SignerConfig::Opendkim(c) => vec![
+            key("key_dir", &c.key_dir),
+            key("key_table", &c.key_table),
+            key("signing_table", &c.signing_table),
+        ],
+        SignerConfig::Rspamd(c) => {
+            let mut paths = vec![
+                key("key_dir", &c.key_dir),
+                key("selector_map", &c.selector_map),
+            ];
+            paths.extend(c.domains_file.iter().map(|file| key("domains_file", file)));
+            paths
+        }
+        SignerConfig::Exim(c) => vec![key("key_dir", &c.key_dir), key("table", &c.table)],
+        SignerConfig::Kumomta(c) => {
+            vec![key("key_dir", &c.key_dir), key("data_file", &c.data_file)]
+        }
+        SignerConfig::Files(c) => {
+            let mut paths = vec![key("key_dir", &c.key_dir)];
+            paths.extend(
+                (c.files.iter().enumerate()).map(|(i, f)| (Field::File(i), PathBuf::from(&f.path))),
+            );
+            paths
+        }
+    }
+}
+
+/// The `user` and `group` a signer's key files are given.
+fn signer_owner(signer: &SignerConfig) -> (Option<&String>, Option<&String>) {
+    match signer {
+        SignerConfig::Opendkim(c) => (c.user.as_ref(), c.group.as_ref()),
+        SignerConfig::Rspamd(c) => (c.user.as_ref(), c.group.as_ref()),
+        SignerConfig::Exim(c) => (c.user.as_ref(), c.group.as_ref()),
+        SignerConfig::Kumomta(c) => (c.user.as_ref(), c.group.as_ref()),
+        SignerConfig::Files(c) => (c.user.as_ref(), c.group.as_ref()),
+    }
+}
+
+/// The commands a signer's adapter runs.
+fn signer_commands(signer: &SignerConfig) -> Vec<(&'static str, Option<&String>)> {
+    match signer {
+        SignerConfig::Opendkim(c) => vec![("reload", c.reload.as_ref())],
+        SignerConfig::Rspamd(c) => vec![
+            ("reload", c.reload.as_ref()),
+            ("configtest", c.configtest.as_ref()),
+        ],
+        SignerConfig::Exim(c) => vec![("reload", c.reload.as_ref())],
+        SignerConfig::Kumomta(c) => vec![("reload", c.reload.as_ref())],
+        SignerConfig::Files(c) => {
+            vec![("reload", c.reload.as_ref()), ("verify", c.verify.as_ref())]
+        }
+    }
+}
+
+/// Whether `url` may carry a secret: `https://`, or `http://` only to this machine.
+fn secure_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|err| format!("not a URL ({err})"))?;
+    let loopback = parsed.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(
+            "plain http:// would send it unencrypted: use https://, or http:// only to this machine (127.0.0.1, ::1, localhost)"
+                .into(),
+        ),
+        other => Err(format!("the scheme {other}: is not https:")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_go_over_https_or_to_this_machine() {
+        for fine in [
+            "https://api.cloudflare.com/client/v4",
+            "http://127.0.0.1:8080/x",
+            "http://127.1.2.3/",
+            "http://[::1]:99/",
+            "http://LOCALHOST/",
+        ] {
+            assert_eq!(secure_url(fine), Ok(()), "{fine}");
+        }
+        for bad in [
+            "http://hooks.example.com/x",
+            "http://10.0.0.1/",
+            "http://[::2]/",
+            "ftp://x/",
+            "hooks.example.com",
+        ] {
+            assert!(secure_url(bad).is_err(), "{bad}");
+        }
+    }
+}
