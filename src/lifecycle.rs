@@ -379,7 +379,7 @@ mod tests {
     use rotor_state::{Check, ServerCheck};
 
     fn policy() -> Policy {
-        let yaml = "state_dir: /s\nkey_dir: /k\ndefaults:\n  rotate_every: 100s\n  grace: 50s\n  propagation: {min_wait: 10s, poll_every: 5s, timeout: 60s}\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: opendkim, key_table: /kt, signing_table: /st, key_dir: /kd, reload: 'true'}\ndomains:\n  - {name: example.com, provider: p, signers: [s]}\n";
+        let yaml = "state_dir: /s\nkey_dir: /k\ndefaults:\n  rotate_every: 100s\n  ttl: 30\n  grace: 50s\n  propagation: {min_wait: 10s, poll_every: 5s, timeout: 60s}\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: opendkim, key_table: /kt, signing_table: /st, key_dir: /kd, reload: 'true'}\ndomains:\n  - {name: example.com, provider: p, signers: [s]}\n";
         Config::parse(yaml, std::path::Path::new("t.yaml"))
             .unwrap()
             .domains[0]

@@ -11,13 +11,15 @@ use support::{Bind, Rotor, Secondary, Setup, scratch, wait_for};
 const REVOKED: &str = "v=DKIM1; k=rsa; h=sha256; p=";
 
 /// A rotor whose example.com signs with an active key, and whose gates are then set long:
-/// `min_wait` and `grace` of one hour, so only the emergency path can move within the test.
+/// `min_wait` and `grace` of one hour (and a `timeout` after min_wait), so only the emergency
+/// path can move within the test.
 fn active_with_long_gates(dir: &std::path::Path, bind: &Bind) -> (Rotor, String) {
     let rotor = Rotor::new(dir, bind, Setup::default());
     rotor.run_until("first key active", |r| r.selector_in("active").is_some());
     let config = fs::read_to_string(&rotor.config).unwrap();
     let config = config
         .replace("min_wait: 1s", "min_wait: 1h")
+        .replace("timeout: 5m", "timeout: 2h")
         .replace("grace: 2s", "grace: 1h");
     fs::write(&rotor.config, config).unwrap();
     let active = rotor.selector_in("active").unwrap();

@@ -206,7 +206,9 @@ impl World {
         let names: Vec<String> = (1..=signers).map(|n| format!("mx{n}")).collect();
         let signer_yaml: String = names
             .iter()
-            .map(|name| format!("  {name}: {{type: exim, table: /t, key_dir: /kd}}\n"))
+            .map(|name| {
+                format!("  {name}: {{type: exim, table: /t-{name}, key_dir: /kd-{name}}}\n")
+            })
             .collect();
         let yaml = format!(
             "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  keys: {keys}\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\nproviders:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n{signer_yaml}domains:\n  - {{name: example.com, provider: dns, signers: [{}]}}\n",
