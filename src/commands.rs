@@ -152,7 +152,9 @@ pub async fn pass(
         seen.insert(name, store.history(name)?.len());
     }
     let last_pass = store.last_pass()?.map(|pass| pass.at);
-    let mut engine = Engine::new(config, &store, &SystemClock, parts).after_pass(last_pass);
+    let mut engine = Engine::new(config, &store, &SystemClock, parts)
+        .after_pass(last_pass)
+        .deadline(config.passes.timeout.0);
     if let Some(stop) = stop {
         engine = engine.stop_on(stop);
     }

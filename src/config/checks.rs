@@ -228,6 +228,34 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Checks the `passes:` limits: none zero, and the warning before the critical one.
+    pub fn passes(&self, passes: &super::Passes) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("timeout", passes.timeout),
+            ("warn_after", passes.warn_after),
+            ("critical_after", passes.critical_after),
+        ] {
+            if value.secs() == 0 {
+                return Err(self.at(
+                    &[Step::Key("passes"), Step::Key(field)],
+                    None,
+                    format!("passes.{field}: must be longer than 0s"),
+                ));
+            }
+        }
+        if passes.warn_after.secs() >= passes.critical_after.secs() {
+            return Err(self.at(
+                &[Step::Key("passes"), Step::Key("warn_after")],
+                None,
+                format!(
+                    "passes.warn_after: {} must be shorter than passes.critical_after ({})",
+                    passes.warn_after, passes.critical_after
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the notify settings (the webhook's URL is a secret: never shown).
     pub fn notify(&self, notify: &crate::notify::NotifyConfig) -> Result<(), ConfigError> {
         let error = |field: &str, message: String| {

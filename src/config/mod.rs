@@ -68,6 +68,45 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// When `rotor daemon` runs a pass.
     pub schedule: Schedule,
+    /// Limits on passes: how long one may take, how long `status` accepts without one.
+    pub passes: Passes,
+}
+
+/// The `passes:` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Passes {
+    /// A pass takes no new step after this long (default 1h); the next pass goes on.
+    #[serde(default = "Passes::default_timeout")]
+    pub timeout: Interval,
+    /// `rotor status` warns when no pass ran for this long (default 2h).
+    #[serde(default = "Passes::default_warn_after")]
+    pub warn_after: Interval,
+    /// `rotor status` is critical when no pass ran for this long (default 12h).
+    #[serde(default = "Passes::default_critical_after")]
+    pub critical_after: Interval,
+}
+
+impl Passes {
+    fn default_timeout() -> Interval {
+        interval(None, "1h")
+    }
+    fn default_warn_after() -> Interval {
+        interval(None, "2h")
+    }
+    fn default_critical_after() -> Interval {
+        interval(None, "12h")
+    }
+}
+
+impl Default for Passes {
+    fn default() -> Self {
+        Self {
+            timeout: Self::default_timeout(),
+            warn_after: Self::default_warn_after(),
+            critical_after: Self::default_critical_after(),
+        }
+    }
 }
 
 /// One domain, with its policy resolved from `defaults` and its own overrides.
@@ -358,6 +397,8 @@ struct RawConfig {
     notify: NotifyConfig,
     metrics_file: Option<PathBuf>,
     schedule: Option<Schedule>,
+    #[serde(default)]
+    passes: Passes,
 }
 
 /// The names under `providers:` and `signers:`, read first so domains can be checked against them.
@@ -549,6 +590,7 @@ impl Config {
             &raw.signers,
         )?;
         checker.notify(&raw.notify)?;
+        checker.passes(&raw.passes)?;
         if let Some(message) = raw.defaults.selectors_error() {
             let at = locate::locate(text, &[Step::Key("defaults"), Step::Key("selectors")]);
             return Err(ConfigError::new(
@@ -685,13 +727,17 @@ impl Config {
             schedule: raw
                 .schedule
                 .unwrap_or_else(|| Schedule("0 */15 * * * *".into())),
+            passes: raw.passes,
         })
     }
 
     /// How long `rotor status` accepts without a pass before it warns, then goes critical
     /// (seconds).
     pub fn pass_limits(&self) -> (u64, u64) {
-        (2 * 3600, 12 * 3600)
+        (
+            self.passes.warn_after.secs(),
+            self.passes.critical_after.secs(),
+        )
     }
 
     /// The domain named `name`.
