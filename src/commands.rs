@@ -481,7 +481,7 @@ pub async fn check(config: &Config) -> Result<Code> {
     report(format!("config {}", config.path.display()), Ok(()));
     report(
         format!("key_dir {}", config.key_dir.display()),
-        fsutil::ensure_private_dir(&config.key_dir),
+        fsutil::ensure_own_private_dir(&config.key_dir),
     );
     for domain in &config.domains {
         let settings = &config.providers[&domain.provider];

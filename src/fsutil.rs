@@ -3,7 +3,7 @@
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -32,6 +32,31 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
             "{} is open to group or others (mode {:o}): private keys need a 0700 directory; run chmod 700 {}",
             dir.display(),
             mode & 0o777,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// [`ensure_private_dir`] for a directory of rotor's own (its key directories): besides being
+/// closed to group and others, it must be a real directory, not a link, and owned by the user
+/// rotor runs as, so nobody else can have placed or swapped a key in it.
+pub fn ensure_own_private_dir(dir: &Path) -> Result<()> {
+    ensure_private_dir(dir)?;
+    let meta =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "{} is a link, not a directory: rotor keeps private keys only in a directory of its own",
+            dir.display()
+        );
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        bail!(
+            "{} belongs to uid {}, not to rotor's user (uid {me}): another user could have placed a key there; run chown {me} {}",
+            dir.display(),
+            meta.uid(),
             dir.display()
         );
     }

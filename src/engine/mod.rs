@@ -725,8 +725,8 @@ impl<'a> Engine<'a> {
             .key_file
             .parent()
             .context("a key file has a directory")?;
-        fsutil::ensure_private_dir(&self.config.key_dir)?;
-        fsutil::ensure_private_dir(dir)?;
+        fsutil::ensure_own_private_dir(&self.config.key_dir)?;
+        fsutil::ensure_own_private_dir(dir)?;
         // Always a fresh key: a file already at this path (from a run that died before it
         // recorded the key, or planted there) is never trusted; the key is not published yet,
         // so replacing it is safe either way.

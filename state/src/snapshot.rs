@@ -112,12 +112,24 @@ impl Snapshot {
     /// ([`StoreError::Busy`] after that). Like [`Store::open`], creates a store in a missing
     /// `dir`: check first.
     pub fn read(dir: &Path, timeout: Duration) -> Result<Self, StoreError> {
-        let store = match Store::open_to_read(dir) {
-            Err(StoreError::Busy { .. }) => match Self::load(&snapshot_dir(dir)) {
-                Some(snapshot) => return Ok(snapshot),
-                None => Store::wait_for(dir, timeout, || {}, Store::open_to_read)?,
-            },
-            other => other?,
+        let deadline = std::time::Instant::now() + timeout;
+        let store = loop {
+            match Store::open_to_read(dir) {
+                // A writer holds the store: what it published, as soon as there is something
+                // (a writer that just opened the store publishes it a moment later).
+                Err(StoreError::Busy { .. }) => {
+                    if let Some(snapshot) = Self::load(&snapshot_dir(dir)) {
+                        return Ok(snapshot);
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Busy {
+                            path: dir.to_owned(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
         };
         let snapshot = store.snapshot()?;
         store.close()?;

@@ -280,6 +280,19 @@ impl Store {
         if self.stale.load(Ordering::SeqCst) {
             self.publish_all()?;
         }
+        let db_file = self.path.join("db");
+        drop(self);
+        // sled's background threads let go of the database (and its lock) a moment after the
+        // last handle is dropped: wait for that, briefly, so the caller's next step (a backup,
+        // another open) finds the store free.
+        if let Ok(file) = std::fs::File::open(&db_file) {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
         Ok(())
     }
 
