@@ -158,3 +158,38 @@ fn tables_keep_their_owner_group_and_mode_through_a_switch_and_a_rollback() {
     assert_eq!(rotor.signing_selector(), Some(first));
     kept("after a rollback");
 }
+
+#[test]
+fn a_hard_link_planted_for_a_key_file_is_replaced_and_its_other_name_untouched() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let reload = reload_line(&rotor);
+    edit_config(&rotor, &reload, &format!("{reload}    user: nobody\n"));
+    let nobody = id_of("passwd", "nobody");
+    rotor.run_until("a key active", |r| r.selector_in("active").is_some());
+    let first = rotor.selector_in("active").unwrap();
+    let key_file = rotor.signer_key_file(&first).unwrap();
+
+    // The key file gets a second name elsewhere (a hard link), then is made to look like the
+    // file rotor would write, but owned by root: whatever rotor does with it must not reach the
+    // other name.
+    let other_name = dir.path().join("elsewhere.pem");
+    fs::hard_link(&key_file, &other_name).unwrap();
+    std::os::unix::fs::chown(&other_name, Some(0), Some(0)).unwrap();
+    let before = fs::read(&other_name).unwrap();
+
+    rotor.ok(&["rotate", "example.com"]);
+    rotor.run_until("a second key active", |r| {
+        r.selector_in("active").is_some_and(|s| s != first)
+    });
+    assert_eq!(owner(&other_name), (0, 0), "the other name keeps its owner");
+    assert_eq!(fs::read(&other_name).unwrap(), before);
+    let meta = fs::symlink_metadata(&key_file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::nlink(&meta),
+        1,
+        "rotor's file has one name again"
+    );
+    assert_eq!(owner(&key_file).0, nobody);
+}

@@ -95,14 +95,30 @@ fn with_authoritative_auto_a_nameserver_without_an_address_fails_the_check() {
     assert!(bind.dkim_records().iter().all(|(s, _)| s == "other"));
 }
 
-/// Runs, readers and a forced rotation all at once on one state directory, as a timer, a
-/// monitoring check and an operator would: exactly one run acts at a time (the others exit 75
+/// Runs, readers, a daemon and a forced rotation all at once on one state directory, as a
+/// timer, a monitoring check and an operator would: exactly one run acts at a time (the others exit 75
 /// and do nothing), no reader ever fails or makes a run fail, and each step happens once.
 #[test]
 fn runs_and_readers_at_once_never_fail_and_never_act_twice() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let mut config = fs::read_to_string(&rotor.config).unwrap();
+    config.push_str("schedule: \"* * * * * *\"\n");
+    fs::write(&rotor.config, config).unwrap();
+    // A daemon passing every second beside the timer's runs and the readers.
+    // (Killed and waited for on drop if the test fails first.)
+    let log = dir.path().join("daemon.log");
+    let mut daemon = support::Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_rotor"))
+            .arg("--config")
+            .arg(&rotor.config)
+            .arg("daemon")
+            .env_remove("RUST_LOG")
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let rotor = &rotor;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let retired = || {
@@ -167,6 +183,18 @@ fn runs_and_readers_at_once_never_fail_and_never_act_twice() {
             "some runs found the lock held: the test raced as intended"
         );
     });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = daemon.0.wait().unwrap();
+    let stderr = fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the daemon ended well: {stderr}");
+    assert!(
+        !stderr.contains("ERROR"),
+        "no pass of the daemon failed: {stderr}"
+    );
     assert!(retired(), "two rotations finished: {:?}", rotor.phases());
     // Every transition of every key is in the history exactly once.
     let out = rotor.cmd(&["history", "example.com", "--json"]);

@@ -13,7 +13,7 @@ use rotor_providers::cloudflare::{self, Cloudflare, CloudflareConfig, Pace};
 use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
 use rotor_providers::route53::{Route53, Route53Config};
 use rotor_providers::{Change, DnsProvider, Listing, TxtValue, Zone};
-use rotor_state::{Action, Event, KeyRecord, Phase, Store};
+use rotor_state::{Action, Check, Event, KeyRecord, Phase, Store};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, DomainConfig, ProviderConfig};
@@ -823,26 +823,7 @@ impl<'a> Engine<'a> {
             if !activating || fresh {
                 continue;
             }
-            let record = old
-                .record
-                .as_deref()
-                .and_then(DkimRecord::parse)
-                .context("a propagated key has a record")?;
-            let zone = old.zone.clone().unwrap_or_else(|| domain.name.to_string());
-            let check = self
-                .parts
-                .visibility
-                .check(
-                    RecordNames {
-                        selector: &old.selector_name(),
-                        record: &old.record_name(),
-                        zone: &zone,
-                    },
-                    &record,
-                    &domain.policy.propagation,
-                    now,
-                )
-                .await;
+            let check = self.visible(domain, old).await?;
             if !check.passed() {
                 let missing: Vec<String> = check
                     .servers
@@ -861,6 +842,28 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// Asks every server whether `key`'s record is visible (see [`Visibility::check`]).
+    async fn visible(&self, domain: &DomainConfig, key: &KeyRecord) -> Result<Check> {
+        let record = key
+            .record
+            .as_deref()
+            .and_then(DkimRecord::parse)
+            .context("a published key has a record")?;
+        let zone = key.zone.clone().unwrap_or_else(|| domain.name.to_string());
+        let names = RecordNames {
+            selector: &key.selector_name(),
+            record: &key.record_name(),
+            zone: &zone,
+        };
+        let check = self.parts.visibility.check(
+            names,
+            &record,
+            &domain.policy.propagation,
+            self.clock.now(),
+        );
+        Ok(check.await)
+    }
+
     async fn check_propagation(
         &self,
         domain: &DomainConfig,
@@ -868,26 +871,7 @@ impl<'a> Engine<'a> {
         keys: &[KeyRecord],
         mut after: Vec<KeyRecord>,
     ) -> Result<()> {
-        let record = key
-            .record
-            .as_deref()
-            .and_then(DkimRecord::parse)
-            .context("a published key has a record")?;
-        let zone = key.zone.clone().unwrap_or_else(|| domain.name.to_string());
-        let check = self
-            .parts
-            .visibility
-            .check(
-                RecordNames {
-                    selector: &key.selector_name(),
-                    record: &key.record_name(),
-                    zone: &zone,
-                },
-                &record,
-                &domain.policy.propagation,
-                self.clock.now(),
-            )
-            .await;
+        let check = self.visible(domain, key).await?;
         let summary: Vec<String> = check
             .servers
             .iter()

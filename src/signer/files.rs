@@ -185,7 +185,8 @@ impl KeyFiles {
         Ok(())
     }
 
-    /// Whether `path` is a regular file (not a link) holding `bytes` with this mode and owner.
+    /// Whether `path` is a regular file (not a link, no other name) holding `bytes` with this
+    /// mode and owner.
     fn installed(&self, path: &Path, bytes: &[u8], mode: u32, (uid, gid): (Uid, Gid)) -> bool {
         let Ok(Some(mut file)) = fsutil::open_no_follow(path) else {
             return false;
@@ -193,7 +194,12 @@ impl KeyFiles {
         let Ok(meta) = file.metadata() else {
             return false;
         };
-        if meta.mode() & 0o7777 != mode || meta.uid() != uid.as_raw() || meta.gid() != gid.as_raw()
+        // A file with another name somewhere (a hard link someone made) is replaced, never
+        // kept: rotor's copy has one name.
+        if meta.mode() & 0o7777 != mode
+            || meta.uid() != uid.as_raw()
+            || meta.gid() != gid.as_raw()
+            || meta.nlink() != 1
         {
             return false;
         }
