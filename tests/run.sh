@@ -13,6 +13,7 @@ command -v named >/dev/null || missing+=(bind9)
 command -v dig >/dev/null || missing+=(bind9-dnsutils)
 command -v opendkim >/dev/null || missing+=(opendkim)
 command -v miltertest >/dev/null || missing+=(miltertest)
+command -v strace >/dev/null || missing+=(strace)   # the store's fsync-order test
 command -v exim4 >/dev/null || command -v exim >/dev/null || missing+=(exim4-daemon-light)
 # rspamd without its Recommends (redis-server): the tests run it without Redis.
 command -v rspamd >/dev/null || norecommends+=(rspamd)
