@@ -7,6 +7,7 @@ mod support;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use support::{
@@ -30,6 +31,28 @@ fn run_until_said(rotor: &Rotor, needle: &str) -> String {
         },
     );
     said
+}
+
+/// A rotor whose OpenDKIM signer runs as nobody (who gets the key files), with a first key
+/// active: the rotor, nobody's uid, the key's selector and the key file nobody holds.
+fn signing_as_nobody(dir: &std::path::Path, bind: &Bind) -> (Rotor, u32, String, PathBuf) {
+    let rotor = Rotor::new(dir, bind, Setup::default());
+    let reload = reload_line(&rotor);
+    edit_config(&rotor, &reload, &format!("{reload}    user: nobody\n"));
+    let nobody = id_of("passwd", "nobody");
+    rotor.run_until("a key active", |r| r.selector_in("active").is_some());
+    let first = rotor.selector_in("active").unwrap();
+    let key_file = rotor.signer_key_file(&first).unwrap();
+    (rotor, nobody, first, key_file)
+}
+
+/// A forced rotation, run until a key other than `first` is active (the switch installs the
+/// replaced key again, kept through its grace window).
+fn next_key_active(rotor: &Rotor, first: &str) {
+    rotor.ok(&["rotate", "example.com"]);
+    rotor.run_until("a second key active", |r| {
+        r.selector_in("active").is_some_and(|s| s != first)
+    });
 }
 
 #[test]
@@ -62,14 +85,7 @@ fn a_key_directory_everybody_can_write_is_refused_by_run() {
 fn a_link_planted_for_a_key_file_is_replaced_not_followed() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
-    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
-    // The signer runs as nobody, who gets the key files.
-    let reload = reload_line(&rotor);
-    edit_config(&rotor, &reload, &format!("{reload}    user: nobody\n"));
-    let nobody = id_of("passwd", "nobody");
-    rotor.run_until("a key active", |r| r.selector_in("active").is_some());
-    let first = rotor.selector_in("active").unwrap();
-    let key_file = rotor.signer_key_file(&first).unwrap();
+    let (rotor, nobody, first, key_file) = signing_as_nobody(dir.path(), &bind);
     assert_eq!(owner(&key_file).0, nobody);
 
     // nobody swaps its key file for a link to a root file with the same bytes and mode.
@@ -80,10 +96,7 @@ fn a_link_planted_for_a_key_file_is_replaced_not_followed() {
     symlink(&victim, &key_file).unwrap();
 
     // The next switch installs the old key again (kept through its grace window).
-    rotor.ok(&["rotate", "example.com"]);
-    rotor.run_until("a second key active", |r| {
-        r.selector_in("active").is_some_and(|s| s != first)
-    });
+    next_key_active(&rotor, &first);
     assert_eq!(owner(&victim), (0, 0), "the link's target keeps its owner");
     assert_eq!(mode(&victim), 0o600);
     let meta = fs::symlink_metadata(&key_file).unwrap();
@@ -163,13 +176,7 @@ fn tables_keep_their_owner_group_and_mode_through_a_switch_and_a_rollback() {
 fn a_hard_link_planted_for_a_key_file_is_replaced_and_its_other_name_untouched() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
-    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
-    let reload = reload_line(&rotor);
-    edit_config(&rotor, &reload, &format!("{reload}    user: nobody\n"));
-    let nobody = id_of("passwd", "nobody");
-    rotor.run_until("a key active", |r| r.selector_in("active").is_some());
-    let first = rotor.selector_in("active").unwrap();
-    let key_file = rotor.signer_key_file(&first).unwrap();
+    let (rotor, nobody, first, key_file) = signing_as_nobody(dir.path(), &bind);
 
     // The key file gets a second name elsewhere (a hard link), then is made to look like the
     // file rotor would write, but owned by root: whatever rotor does with it must not reach the
@@ -179,10 +186,7 @@ fn a_hard_link_planted_for_a_key_file_is_replaced_and_its_other_name_untouched()
     std::os::unix::fs::chown(&other_name, Some(0), Some(0)).unwrap();
     let before = fs::read(&other_name).unwrap();
 
-    rotor.ok(&["rotate", "example.com"]);
-    rotor.run_until("a second key active", |r| {
-        r.selector_in("active").is_some_and(|s| s != first)
-    });
+    next_key_active(&rotor, &first);
     assert_eq!(owner(&other_name), (0, 0), "the other name keeps its owner");
     assert_eq!(fs::read(&other_name).unwrap(), before);
     let meta = fs::symlink_metadata(&key_file).unwrap();

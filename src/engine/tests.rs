@@ -623,6 +623,20 @@ fn a_selector_ring_reuses_a_name_once_its_key_is_retired() {
     );
 }
 
+/// One pass publishes the first key, the next (after `min_wait`) activates it.
+fn first_key_active(w: &World) {
+    w.run(false);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+}
+
+/// A forced rotation, then (after `min_wait`) the pass that switches to the new key.
+fn next_key_active(w: &World) {
+    w.run(true);
+    w.clock.advance(4 * HOUR);
+    w.run(false);
+}
+
 /// Marks `selector` leaked, as `rotor revoke` does.
 fn compromise(w: &World, selector: &str, force: bool) {
     let keys = w.store.keys().unwrap();
@@ -649,9 +663,7 @@ fn signed_with(w: &World) -> (Vec<String>, Vec<String>) {
 #[test]
 fn a_leaked_key_whose_activation_was_under_way_is_never_activated() {
     let w = World::new();
-    w.run(false);
-    w.clock.advance(4 * HOUR);
-    w.run(false);
+    first_key_active(&w);
     let good = w.selectors()[0].clone();
     w.run(true);
     w.clock.advance(4 * HOUR);
@@ -726,9 +738,7 @@ fn a_leaked_key_under_publication_or_generation_is_revoked_not_published() {
 #[test]
 fn a_leaked_key_is_not_kept_in_the_signers_once_replaced() {
     let w = World::new();
-    w.run(false);
-    w.clock.advance(4 * HOUR);
-    w.run(false);
+    first_key_active(&w);
     let leaked = w.selectors()[0].clone();
     compromise(&w, &leaked, false);
     w.run(false);
@@ -786,12 +796,8 @@ fn a_replaced_private_key_is_never_given_to_a_signer() {
 #[test]
 fn a_provider_that_claims_a_removal_it_did_not_make_does_not_retire_the_key() {
     let w = World::new();
-    w.run(false);
-    w.clock.advance(4 * HOUR);
-    w.run(false);
-    w.run(true);
-    w.clock.advance(4 * HOUR);
-    w.run(false);
+    first_key_active(&w);
+    next_key_active(&w);
     assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
     w.dns.ignore_deletes.store(true, Ordering::SeqCst);
     w.clock.advance(7 * DAY);
@@ -879,12 +885,8 @@ fn a_signer_taken_out_of_the_domain_still_has_the_old_key_removed() {
 #[test]
 fn a_clock_that_jumps_holds_the_end_of_grace_windows() {
     let w = World::new();
-    w.run(false);
-    w.clock.advance(4 * HOUR);
-    w.run(false);
-    w.run(true);
-    w.clock.advance(4 * HOUR);
-    w.run(false);
+    first_key_active(&w);
+    next_key_active(&w);
     assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
     let switched = w.clock.now();
 

@@ -1,6 +1,8 @@
 //! A damaged store is never run on guesses: it opens with every record intact, or it is
 //! refused with `StoreError::Damaged`, naming the backup to restore.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use rotor_state::{Event, KeyRecord, Phase, Store, StoreError};
@@ -53,24 +55,11 @@ fn pristine() -> Pristine {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Copies the pristine store, damages the copy with `damage`, and checks the outcome.
 fn check(pristine: &Pristine, what: &str, damage: impl FnOnce(&Path)) {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    copy_tree(&pristine.dir, &dir);
+    common::copy_tree(&pristine.dir, &dir);
     damage(&dir);
     let opened = std::panic::catch_unwind(|| match Store::open(&dir) {
         Ok(store) => {
@@ -155,7 +144,7 @@ fn a_deleted_counts_file_does_not_hide_dropped_records() {
     let err = {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().join("store");
-        copy_tree(&pristine.dir, &dir);
+        common::copy_tree(&pristine.dir, &dir);
         std::fs::remove_file(dir.join("rotor-counts")).unwrap();
         Store::open(&dir)
             .err()

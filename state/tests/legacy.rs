@@ -1,6 +1,8 @@
 //! A store written by the first rotor (records without `zone_id`, `target`, `signers` and
 //! `compromised`, no `meta` tree) is read and written by this one.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use rotor_state::{Event, KeyRecord, Phase, Store};
@@ -65,24 +67,11 @@ fn generate_fixture() {
     std::fs::write(dir.join("rotor-counts"), "2 3\n").unwrap();
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_store_of_the_first_rotor_is_read_and_a_key_moves_on() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    copy_tree(&fixture(), &dir);
+    common::copy_tree(&fixture(), &dir);
 
     let store = Store::open(&dir).unwrap();
     let keys = store.keys().unwrap();
