@@ -21,7 +21,7 @@ use crate::keys::{DkimRecord, KeyAlgorithm, PrivateKey};
 use crate::lifecycle::{self, Next};
 use crate::metrics::{CallCount, Metered};
 use crate::propagation::{DnsVisibility, RecordNames, Visibility};
-use crate::signer::{self, Signer, SignerPlan};
+use crate::signer::{self, Signer, SignerKey, SignerPlan};
 use crate::{crashpoint, fsutil};
 
 /// Where the time comes from (injectable for tests).
@@ -914,27 +914,21 @@ impl<'a> Engine<'a> {
         after: &mut [KeyRecord],
         removed: &[&KeyRecord],
     ) -> Result<()> {
-        // A leaked key that is not the active one any more leaves every signer at once (never
-        // kept, not even with OpenDKIM's `overlap`).
-        let leaked: Vec<KeyRecord> = after
+        let plan = SignerPlan::from_keys(domain.name.as_str(), after, removed);
+        let holds =
+            |keys: &[SignerKey], key: &KeyRecord| keys.iter().any(|k| k.selector == key.selector);
+        for key in after
             .iter()
-            .filter(|k| k.compromised.is_some() && k.phase != Phase::Active)
-            .filter(|k| !removed.iter().any(|r| r.selector == k.selector))
-            .cloned()
-            .collect();
-        let kept: Vec<KeyRecord> = after
-            .iter()
-            .filter(|k| !leaked.iter().any(|l| l.selector == k.selector))
-            .cloned()
-            .collect();
-        let removed: Vec<&KeyRecord> = removed.iter().copied().chain(&leaked).collect();
-        let plan = SignerPlan::from_keys(domain.name.as_str(), &kept, &removed);
-        for key in kept
-            .iter()
-            .filter(|k| matches!(k.phase, Phase::Active | Phase::Retiring))
+            .filter(|k| holds(&plan.signing, k) || holds(&plan.kept, k))
         {
             matches_its_record(key)?;
         }
+        // The keys leaving the signers (those asked for, and any leaked key the plan drops).
+        let leaving: Vec<KeyRecord> = after
+            .iter()
+            .filter(|k| holds(&plan.removed, k))
+            .cloned()
+            .collect();
         let signers: Vec<(&String, &dyn Signer)> = domain
             .signers
             .iter()
@@ -964,7 +958,7 @@ impl<'a> Engine<'a> {
             let current = self.key(key)?;
             let mut noted = current.clone();
             for (name, state) in &states {
-                let done = if removed.is_empty() {
+                let done = if plan.removed.is_empty() {
                     "signing"
                 } else {
                     "removed"
@@ -981,11 +975,11 @@ impl<'a> Engine<'a> {
                 .clean(&plan)
                 .with_context(|| format!("signer {name}: deleting old key files"))?;
         }
-        self.clean_departed(domain, &removed)?;
+        self.clean_departed(domain, &leaving.iter().collect::<Vec<_>>())?;
         // Every key records which signers hold it, so that its retirement reaches each of them,
         // even one taken out of the domain's `signers:` since.
         for record in after.iter_mut() {
-            let state = if removed.iter().any(|r| r.selector == record.selector) {
+            let state = if holds(&plan.removed, record) {
                 "removed"
             } else if plan.signing.iter().any(|k| k.selector == record.selector) {
                 "signing"

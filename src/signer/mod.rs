@@ -63,22 +63,30 @@ pub struct SignerPlan {
 
 impl SignerPlan {
     /// The plan for `domain` once its keys are as in `after`; `removed` are keys leaving the
-    /// signer in this step.
+    /// signer in this step (with every leaked key not active any more).
     pub fn from_keys(domain: &str, after: &[KeyRecord], removed: &[&KeyRecord]) -> Self {
+        // A leaked key that is no longer the active one leaves the signer at once: never kept,
+        // not even for signers that sign with kept keys (OpenDKIM's `overlap`).
+        let leaving = |key: &KeyRecord| key.compromised.is_some() && key.phase != Phase::Active;
         let with_phase = |phase: Phase| {
             after
                 .iter()
-                .filter(|key| key.phase == phase)
+                .filter(|key| key.phase == phase && !leaving(key))
                 .map(SignerKey::from_record)
                 .collect()
         };
+        let leaked = after
+            .iter()
+            .filter(|key| leaving(key) && !removed.iter().any(|r| r.selector == key.selector));
         Self {
             domain: domain.to_string(),
             signing: with_phase(Phase::Active),
             kept: with_phase(Phase::Retiring),
             removed: removed
                 .iter()
-                .map(|key| SignerKey::from_record(key))
+                .copied()
+                .chain(leaked)
+                .map(SignerKey::from_record)
                 .collect(),
         }
     }
