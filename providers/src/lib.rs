@@ -4,6 +4,7 @@
 //! batch of exact additions and deletions. It never touches a record it was not asked to, and it
 //! deletes only by exact value. Rotor's lifecycle decides *what* to change; adapters only execute.
 
+pub mod adapter;
 pub mod cloudflare;
 pub mod dns;
 mod error;

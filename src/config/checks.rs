@@ -219,7 +219,7 @@ impl Checker<'_> {
                     return error("api_url", format!("{why} (it carries the API token)"));
                 }
                 if let Some(file) = api_token_file
-                    && let Err(why) = super::private::check(file, "the API token file")
+                    && let Err(why) = rotor_common::secret::check(file, "the API token file")
                 {
                     return error("api_token_file", why);
                 }

@@ -3,7 +3,6 @@
 
 mod checks;
 mod locate;
-mod private;
 mod values;
 mod window;
 
@@ -246,9 +245,9 @@ pub struct TsigKeyFile(pub TsigKey);
 
 impl<'de> Deserialize<'de> for TsigKeyFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        values::parse_scalar(deserializer, |path| {
+        rotor_common::parse_scalar(deserializer, |path| {
             let key = TsigKey::from_file(Path::new(path)).map_err(|err| err.to_string())?;
-            private::check(Path::new(path), "the TSIG key file")?;
+            rotor_common::secret::check(Path::new(path), "the TSIG key file")?;
             Ok(Self(key))
         })
     }

@@ -1,10 +1,12 @@
-//! Files that hold secrets (TSIG keys, API tokens), checked when the config is read: one that
-//! another user could read or replace is refused before rotor uses it.
+//! Secrets (TSIG keys, API tokens, passwords): files checked when the config is read, so one
+//! that another user could read or replace is refused before rotor uses it, and tokens read
+//! from such a file or from the environment only when needed.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use nix::unistd::{Uid, User};
+use zeroize::Zeroizing;
 
 /// Checks that `path` (`what` it holds) is a regular file owned by the running user or root,
 /// that neither its group nor other users may read or write; the error says how to fix it.
@@ -33,6 +35,31 @@ pub fn check(path: &Path, what: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A token from `file` (checked with [`check`]; surrounding whitespace trimmed), else from the
+/// environment variable `env` (or `default_env`). Read when needed, so that commands that call
+/// no API (`rotor status`) work without it.
+pub fn read_token(
+    default_env: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Zeroizing<String>, String> {
+    if let Some(file) = file {
+        check(file, "the API token file")?;
+        let token =
+            Zeroizing::new(std::fs::read_to_string(file).map_err(|err| {
+                format!("cannot read the API token file {}: {err}", file.display())
+            })?);
+        return Ok(Zeroizing::new(token.trim().to_string()));
+    }
+    let name = env.unwrap_or(default_env);
+    match std::env::var(name) {
+        Ok(token) if !token.trim().is_empty() => Ok(Zeroizing::new(token.trim().to_string())),
+        _ => Err(format!(
+            "the environment variable {name} holding the API token is not set (or set `api_token_file:`)"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,9 @@
+//! Values shared by rotor's crates: the scalars of its config (durations, server addresses,
+//! file modes), the key types, and secret files that nobody else may read.
+
+mod algorithm;
+pub mod secret;
+mod values;
+
+pub use algorithm::KeyAlgorithm;
+pub use values::{FileMode, Interval, ServerAddr, parse_scalar};
