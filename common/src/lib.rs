@@ -2,8 +2,10 @@
 //! file modes), the key types, and secret files that nobody else may read.
 
 mod algorithm;
+mod kind;
 pub mod secret;
 mod values;
 
 pub use algorithm::KeyAlgorithm;
+pub use kind::ErrorKind;
 pub use values::{FileMode, Interval, ServerAddr, parse_scalar};
