@@ -8,12 +8,13 @@ mod daemon;
 mod engine;
 mod fsutil;
 mod keys;
-mod lifecycle;
 mod metrics;
 mod notify;
+mod plan;
 mod propagation;
 mod signer;
 mod status;
+mod time;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};

@@ -11,8 +11,8 @@ use rotor_state::Event;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Interval;
-use crate::engine::rfc3339;
 use crate::signer::command;
+use crate::time::rfc3339;
 
 /// The `notify:` settings.
 #[derive(Clone, Deserialize, Default)]

@@ -41,8 +41,7 @@ impl SignerKey {
     fn from_record(key: &KeyRecord) -> Self {
         Self {
             selector: key.selector.clone(),
-            // The store holds only algorithms rotor wrote; RSA-2048 is the safe reading.
-            algorithm: key.algorithm.parse().unwrap_or(KeyAlgorithm::Rsa2048),
+            algorithm: key.algorithm,
             source: key.key_file.clone(),
         }
     }
