@@ -7,11 +7,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use rotor_common::ErrorKind;
 use rotor_providers::Zone;
 use rotor_state::{Compromise, Event, KeyRecord, Phase, Snapshot, Store, StoreError};
 
 use crate::config::{Authoritative, Config, DomainConfig};
-use crate::engine::{self, Clock, Engine, Parts, PassReport, SystemClock};
+use crate::engine::{self, Clock, Engine, Failure, Parts, PassReport, SystemClock};
 use crate::metrics::{self, PassMetrics};
 use crate::notify::{self, Notice};
 use crate::plan::{Plan, When, lifecycle};
@@ -126,10 +127,25 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
     for warning in &report.warnings {
         eprintln!("rotor: warning: {warning}");
     }
-    for (domain, error) in &report.failed {
-        eprintln!("rotor: {domain}: {error}");
+    for failure in &report.failed {
+        eprintln!(
+            "rotor: {}: {} ({})",
+            failure.domain, failure.error, failure.kind
+        );
     }
-    Ok(if report.failed.is_empty() { 0 } else { 1 })
+    Ok(failed_code(&report.failed))
+}
+
+/// The exit code of a pass with `failed` domains: 0 for none, 1 when one needs the operator,
+/// 75 when every failure is one the next pass retries as it is (transient, or a conflict).
+fn failed_code(failed: &[Failure]) -> Code {
+    if failed.is_empty() {
+        0
+    } else if failed.iter().any(|f| f.kind == ErrorKind::NeedsOperator) {
+        1
+    } else {
+        75
+    }
 }
 
 /// One pass of the engine (the caller holds the lock), then what follows every pass: the
@@ -169,7 +185,7 @@ pub async fn pass(
         report
             .failed
             .iter()
-            .map(|(domain, error)| Notice::failure(domain, error, end)),
+            .map(|f| Notice::failure(&f.domain, f.kind, &f.error, end)),
     );
     store.record_pass(end, report.failed.is_empty())?;
     store.close()?;
@@ -178,6 +194,10 @@ pub async fn pass(
             now: end,
             seconds: started.elapsed().as_secs_f64(),
             success: report.failed.is_empty(),
+            failures: report.failed.iter().fold(BTreeMap::new(), |mut counts, f| {
+                *counts.entry(f.kind).or_default() += 1;
+                counts
+            }),
             calls: &calls,
         };
         if let Err(err) = metrics::write(path, &metrics::render(config, &keys, &measured)) {
@@ -356,11 +376,18 @@ pub async fn revoke(
         "{}",
         status::table(&status::rows(&domains, &keys, true, SystemClock.now()))
     );
-    let failed: Vec<_> = report.failed.iter().filter(|(d, _)| *d == domain).collect();
-    for (domain, error) in &failed {
-        eprintln!("rotor: {domain}: {error}");
+    let failed: Vec<Failure> = report
+        .failed
+        .into_iter()
+        .filter(|f| f.domain == domain)
+        .collect();
+    for failure in &failed {
+        eprintln!(
+            "rotor: {}: {} ({})",
+            failure.domain, failure.error, failure.kind
+        );
     }
-    Ok(if failed.is_empty() { 0 } else { 1 })
+    Ok(failed_code(&failed))
 }
 
 /// `rotor history`.

@@ -159,8 +159,8 @@ async fn one_pass(config: &Config, stop: &AtomicBool) {
             for warning in &report.warnings {
                 tracing::warn!("{warning}");
             }
-            for (domain, error) in &report.failed {
-                tracing::error!("{domain}: {error}");
+            for failure in &report.failed {
+                tracing::error!(kind = %failure.kind, "{}: {}", failure.domain, failure.error);
             }
         }
         Err(err) => tracing::error!("{err:#}"),

@@ -11,6 +11,8 @@ use anyhow::Result;
 use rotor_providers::{Change, DnsProvider, Listing, ProviderError, TxtValue, Zone, async_trait};
 use rotor_state::{KeyRecord, Phase};
 
+use rotor_common::ErrorKind;
+
 use crate::config::Config;
 use crate::fsutil;
 
@@ -99,6 +101,8 @@ pub struct PassMetrics<'a> {
     pub seconds: f64,
     /// Whether every domain went through without error.
     pub success: bool,
+    /// The domains that failed, by kind of failure.
+    pub failures: BTreeMap<ErrorKind, usize>,
     /// Provider calls, by provider name.
     pub calls: &'a BTreeMap<String, Arc<CallCount>>,
 }
@@ -189,6 +193,22 @@ pub fn render(config: &Config, keys: &[KeyRecord], pass: &PassMetrics) -> String
         "1 if the last pass went through without error.",
         "gauge",
         vec![(String::new(), u8::from(pass.success).to_string())],
+    );
+    family(
+        "rotor_last_pass_failures",
+        "Domains whose step failed in the last pass, by kind: transient (retried as it is), needs-operator, conflict.",
+        "gauge",
+        [
+            ErrorKind::Transient,
+            ErrorKind::NeedsOperator,
+            ErrorKind::Conflict,
+        ]
+        .into_iter()
+        .map(|kind| {
+            let count = pass.failures.get(&kind).copied().unwrap_or(0);
+            (format!("{{kind=\"{kind}\"}}"), count.to_string())
+        })
+        .collect(),
     );
     family(
         "rotor_last_pass_timestamp_seconds",

@@ -10,6 +10,8 @@ use futures_util::StreamExt;
 use rotor_state::Event;
 use serde::{Deserialize, Serialize};
 
+use rotor_common::ErrorKind;
+
 use crate::config::Interval;
 use crate::signer::command;
 use crate::time::rfc3339;
@@ -53,6 +55,8 @@ pub struct Notice {
     pub detail: Option<String>,
     /// The error, for a failure.
     pub error: Option<String>,
+    /// The kind of failure: `transient` (retried next pass), `needs-operator`, `conflict`.
+    pub kind: Option<ErrorKind>,
     /// When (RFC 3339).
     pub at: String,
 }
@@ -70,19 +74,21 @@ impl Notice {
             phase: Some(event.phase.to_string()),
             detail: Some(event.detail.clone()),
             error: None,
+            kind: None,
             at: rfc3339(event.at),
         }
     }
 
     /// A domain's failed step.
-    pub fn failure(domain: &str, error: &str, at: u64) -> Self {
+    pub fn failure(domain: &str, kind: ErrorKind, error: &str, at: u64) -> Self {
         Self {
-            text: format!("rotor: {domain} failed: {error}"),
+            text: format!("rotor: {domain} failed ({kind}): {error}"),
             domain: domain.to_string(),
             selector: None,
             phase: None,
             detail: None,
             error: Some(error.to_string()),
+            kind: Some(kind),
             at: rfc3339(at),
         }
     }
@@ -175,21 +181,24 @@ mod tests {
     fn a_command_gets_the_event_on_stdin() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("event.json");
-        let notice = Notice::failure("example.com", "SERVFAIL", 0);
+        let notice = Notice::failure("example.com", ErrorKind::Transient, "SERVFAIL", 0);
         let timeout = command::DEFAULT_TIMEOUT;
         run_command(&format!("cat > {}", out.display()), &notice, timeout).unwrap();
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
         assert_eq!(json["domain"], "example.com");
         assert_eq!(json["error"], "SERVFAIL");
-        assert_eq!(json["text"], "rotor: example.com failed: SERVFAIL");
+        assert_eq!(
+            json["text"],
+            "rotor: example.com failed (transient): SERVFAIL"
+        );
         let err = run_command("exit 3", &notice, timeout).unwrap_err();
         assert_eq!(err.to_string(), "notify.command: exited with status 3");
     }
 
     #[test]
     fn a_hanging_command_times_out() {
-        let notice = Notice::failure("example.com", "SERVFAIL", 0);
+        let notice = Notice::failure("example.com", ErrorKind::Transient, "SERVFAIL", 0);
         let err = run_command("sleep 1000", &notice, Duration::from_secs(1)).unwrap_err();
         assert_eq!(err.to_string(), "notify.command: timed out after 1s");
     }

@@ -357,12 +357,18 @@ async fn nameservers(
     Ok(addresses)
 }
 
+/// The system's resolvers, as `/etc/resolv.conf` names them, read by hickory's own reader
+/// (options, IPv6 and `search` lines included); none if it cannot be read.
 fn system_resolvers() -> Vec<SocketAddr> {
-    std::fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("nameserver"))
-        .filter_map(|addr| addr.trim().parse::<IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .collect()
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok((config, _)) => config
+            .name_servers()
+            .iter()
+            .map(|server| SocketAddr::new(server.ip, 53))
+            .collect(),
+        Err(err) => {
+            tracing::warn!("cannot read the system's resolvers: {err}");
+            Vec::new()
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use rotor_common::ErrorKind;
 use rotor_state::{KeyAlgorithm, KeyRecord, PassRecord, Phase, ServerCheck};
 use serde::Serialize;
 
@@ -32,6 +33,8 @@ pub struct KeyStatus {
     pub gate: Option<Gate>,
     /// The last error.
     pub error: Option<String>,
+    /// Its kind: `transient` (retried as it is), `needs-operator`, `conflict`.
+    pub error_kind: Option<ErrorKind>,
     /// When the last propagation check ran (RFC 3339).
     pub checked_at: Option<String>,
     /// The last propagation check, server by server.
@@ -82,6 +85,7 @@ impl KeyStatus {
             waiting_for,
             gate,
             error: key.error.clone(),
+            error_kind: key.error.as_ref().and(key.error_kind),
             checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
             servers: key
                 .last_check
@@ -104,6 +108,7 @@ impl KeyStatus {
             waiting_for: Some("first rotation on the next run".into()),
             gate: None,
             error: None,
+            error_kind: None,
             checked_at: None,
             servers: Vec::new(),
             signers: BTreeMap::new(),
@@ -165,6 +170,7 @@ pub fn orphans(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<KeyStatus> {
             waiting_for: Some(ORPHAN.to_string()),
             gate: None,
             error: key.error.clone(),
+            error_kind: key.error.as_ref().and(key.error_kind),
             checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
             servers: Vec::new(),
             signers: key.signers.clone(),
@@ -223,7 +229,8 @@ pub fn health(domains: &[&DomainConfig], keys: &[KeyRecord], now: u64) -> (Healt
             let error = row.error.as_deref().unwrap_or("failed");
             findings.push((Health::Critical, format!("{what} failed: {error}")));
         } else if let Some(error) = &row.error {
-            findings.push((Health::Warning, format!("{what} ({phase}): {error}")));
+            let kind = row.error_kind.map(|k| format!(", {k}")).unwrap_or_default();
+            findings.push((Health::Warning, format!("{what} ({phase}{kind}): {error}")));
         }
     }
     for domain in domains {
@@ -345,7 +352,8 @@ pub fn table(rows: &[KeyStatus]) -> String {
     for row in rows {
         let mut waiting = row.waiting_for.clone().unwrap_or_else(dash);
         if let Some(error) = &row.error {
-            waiting = format!("{waiting} (error: {error})");
+            let kind = row.error_kind.map(|k| format!(", {k}")).unwrap_or_default();
+            waiting = format!("{waiting} (error{kind}: {error})");
         }
         let mut selector = row.selector.clone().unwrap_or_else(dash);
         if let (Some(name), Some(record)) = (&row.selector, &row.record_name)
@@ -406,11 +414,12 @@ pub fn plan_text(plan: &Plan) -> String {
     for domain in &plan.domains {
         for rotation in &domain.rotations {
             if rotation.step.action().is_some() {
+                let chain: Vec<String> = rotation.then.iter().map(step).collect();
                 out.push_str(&format!(
-                    "{} (new {} key): reserve a new selector{}\n",
+                    "{} -: start a rotation: new {} key, then {}\n",
                     domain.domain,
                     rotation.algorithm,
-                    then(&rotation.then)
+                    chain.join(" → ")
                 ));
             }
         }
@@ -419,7 +428,7 @@ pub fn plan_text(plan: &Plan) -> String {
                 continue;
             };
             out.push_str(&format!(
-                "{} {} ({}, {}): {action}",
+                "{} {}: {action} ({}, {})",
                 domain.domain, key.selector, key.algorithm, key.phase
             ));
             for change in &key.dns {

@@ -1,7 +1,9 @@
 //! The kinds of failure, which decide what rotor does next and who is told.
 
 /// What kind of failure an error is: status, exit codes, metrics and notifications use it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// Worth retrying as it is: a timeout, a server or API that did not answer, a throttle.

@@ -89,8 +89,8 @@ const PAST_DEADLINE: &str = "pass_timeout reached";
 /// The outcome of one pass.
 #[derive(Debug, Default)]
 pub struct PassReport {
-    /// Domains whose step failed, with the error.
-    pub failed: Vec<(String, String)>,
+    /// Domains whose step failed, with the error and its kind.
+    pub failed: Vec<Failure>,
     /// Steps held back, with why (a clock in doubt).
     pub warnings: Vec<String>,
 }
@@ -98,7 +98,7 @@ pub struct PassReport {
 impl PassReport {
     /// Records that `domain` failed: it takes no further step in this pass.
     fn fail(&mut self, domain: String, err: anyhow::Error) {
-        self.failed.push((domain, format!("{err:#}")));
+        self.failed.push(Failure::new(domain, &err));
     }
 
     /// The domains of `all` that have not failed in this pass.
@@ -109,7 +109,7 @@ impl PassReport {
                 !self
                     .failed
                     .iter()
-                    .any(|(name, _)| name == domain.name.as_str())
+                    .any(|failure| failure.domain == domain.name.as_str())
             })
             .collect()
     }
@@ -334,10 +334,10 @@ impl<'a> Engine<'a> {
             .zip(&intended)
             .collect();
         if let Err(err) = self.store.commit(&changes, &[]) {
-            let message = format!("{err:#}");
+            let err = &anyhow::Error::from(err);
             failures.extend(
                 jobs.iter()
-                    .map(|(d, _)| (d.name.to_string(), anyhow!("{message}"))),
+                    .map(|(d, _)| (d.name.to_string(), failure::copy(err))),
             );
             return failures;
         }
@@ -392,10 +392,10 @@ impl<'a> Engine<'a> {
         match self.store.commit(&changes, &events) {
             Ok(()) => crashpoint::hit(Action::GenerateKey.id(), "applied"),
             Err(err) => {
-                let message = format!("{err:#}");
+                let err = &anyhow::Error::from(err);
                 failures.extend(
                     done.iter()
-                        .map(|(k, _)| (k.domain.clone(), anyhow!("{message}"))),
+                        .map(|(k, _)| (k.domain.clone(), failure::copy(err))),
                 );
             }
         }
@@ -485,6 +485,7 @@ impl<'a> Engine<'a> {
         let current = self.key(key)?;
         let failed = KeyRecord {
             error: Some(format!("{err:#}")),
+            error_kind: Some(failure::kind_of(err)),
             ..current.clone()
         };
         self.store.commit(&[(Some(&current), &failed)], &[])?;
@@ -774,14 +775,18 @@ impl<'a> Engine<'a> {
         for change in changes {
             let there = values.iter().any(|v| v == change.value());
             match change {
-                DnsChange::Delete { .. } if there => bail!(
-                    "provider {} reported the change done, but {name} still holds the record; will try again",
-                    domain.provider
-                ),
-                DnsChange::Add { value, .. } if !there => bail!(
-                    "provider {} reported the change done, but {name} does not hold {value:?}; will try again",
-                    domain.provider
-                ),
+                DnsChange::Delete { .. } if there => {
+                    return Err(failure::transient(format!(
+                        "provider {} reported the change done, but {name} still holds the record; will try again",
+                        domain.provider
+                    )));
+                }
+                DnsChange::Add { value, .. } if !there => {
+                    return Err(failure::transient(format!(
+                        "provider {} reported the change done, but {name} does not hold {value:?}; will try again",
+                        domain.provider
+                    )));
+                }
                 _ => {}
             }
         }
@@ -813,11 +818,11 @@ impl<'a> Engine<'a> {
                     .filter(|s| !s.ok)
                     .map(|s| format!("{} {}: {}", s.role, s.server, s.detail))
                     .collect();
-                bail!(
+                return Err(failure::transient(format!(
                     "{} is no longer visible everywhere ({}); not activated",
                     old.selector,
                     missing.join("; ")
-                );
+                )));
             }
             new.last_check = Some(check);
         }
@@ -1053,7 +1058,10 @@ fn matches_its_record(key: &KeyRecord) -> Result<()> {
     Ok(())
 }
 
+mod failure;
 mod publish;
 mod rotation;
+
+pub use failure::Failure;
 #[cfg(test)]
 mod tests;

@@ -61,9 +61,9 @@ impl Engine<'_> {
                     (domain, err)
                 })),
                 Err(err) => {
-                    let message = format!("{err:#}");
+                    let err = &err;
                     for (domain, key) in &members {
-                        failures.push(self.failed(domain, key, anyhow!("{message}")));
+                        failures.push(self.failed(domain, key, super::failure::copy(err)));
                     }
                 }
             }

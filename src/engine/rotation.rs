@@ -125,8 +125,8 @@ impl Engine<'_> {
                 .map(|p| p.domain.name.to_string())
                 .collect();
             if let Err(err) = self.reserve(&zone, proposals, &mut taken, now).await {
-                let message = format!("{err:#}");
-                failures.extend(domains.into_iter().map(|d| (d, anyhow!("{message}"))));
+                let err = &err;
+                failures.extend(domains.into_iter().map(|d| (d, super::failure::copy(err))));
             }
         }
         failures

@@ -280,7 +280,11 @@ impl World {
             Engine::new(&self.config, &self.store, &self.clock, parts).after_pass(last_pass);
         let report = runtime.block_on(engine.run(&forced));
         *self.warnings.lock().unwrap() = report.warnings;
-        report.failed
+        report
+            .failed
+            .into_iter()
+            .map(|f| (f.domain, f.error))
+            .collect()
     }
 
     fn phases(&self) -> Vec<Phase> {

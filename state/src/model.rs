@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use rotor_common::KeyAlgorithm;
+pub use rotor_common::{ErrorKind, KeyAlgorithm};
 use serde::{Deserialize, Serialize};
 
 /// Where a key is in its life.
@@ -207,6 +207,9 @@ pub struct KeyRecord {
     pub last_check: Option<Check>,
     /// The last error, cleared by the next success.
     pub error: Option<String>,
+    /// What kind of failure the last error was (read only while `error` is set).
+    #[serde(default)]
+    pub error_kind: Option<ErrorKind>,
     /// Each signer's state after the last switch that concerned this key (`signing`,
     /// `removed`, or why it failed).
     #[serde(default)]
@@ -242,6 +245,7 @@ impl KeyRecord {
             intent: None,
             last_check: None,
             error: None,
+            error_kind: None,
             signers: BTreeMap::new(),
             compromised: None,
         }
