@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rotor_providers::Zone;
+use rotor_providers::adapter::ProviderSettings;
 use rotor_state::{Compromise, Event, KeyRecord, Phase, Snapshot, Store, StoreError};
 use serde::Serialize;
 
@@ -485,7 +486,7 @@ pub async fn check(config: &Config) -> Result<Code> {
     );
     for domain in &config.domains {
         let settings = &config.providers[&domain.provider];
-        let provider = match engine::provider(&domain.provider, settings).await {
+        let provider = match settings.build(&domain.provider).await {
             Ok(provider) => provider,
             Err(err) => {
                 report(
