@@ -104,3 +104,32 @@ fn the_readme_provider_table_is_the_catalogue() {
         .unwrap();
     assert_eq!(route53["feature"], "route53");
 }
+
+/// A provider compiled out (`--no-default-features` leaves Route53 out) still parses, and the
+/// config is refused at its entry with the feature to build with; with the feature it loads.
+#[test]
+fn a_provider_left_out_of_the_build_names_its_feature() {
+    let dir = scratch();
+    let config = dir.path().join("rotor.yaml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir: {0}/state\nkey_dir: {0}/keys\nproviders:\n  aws:\n    type: route53\n    region: eu-west-1\nsigners: {{}}\ndomains: []\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = rotor(&["--config", &config.display().to_string(), "check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "route53") {
+        assert!(out.status.success(), "{stderr}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(
+                "rotor.yaml:4:3: providers.aws: rotor was built without the cargo feature \"route53\""
+            ),
+            "{stderr}"
+        );
+    }
+}
