@@ -38,6 +38,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How `rotor providers` prints the catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogueFormat {
+    /// Aligned columns for a terminal.
+    Text,
+    /// A JSON array, one object per provider.
+    Json,
+    /// A Markdown table.
+    Markdown,
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -108,6 +119,16 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// List the DNS providers rotor supports: the `type:` that selects each, what it can do,
+    /// what proves it works, its cargo feature (needs no config).
+    Providers {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// A Markdown table (the README's provider table is this output).
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
     },
     /// Write a commented starter config to the --config path (never over an existing file).
     Init,

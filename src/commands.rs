@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rotor_common::ErrorKind;
 use rotor_providers::Zone;
+use rotor_providers::adapter::ProviderSettings;
 use rotor_state::{Compromise, Event, KeyRecord, Phase, Snapshot, Store, StoreError};
 
+use crate::cli::CatalogueFormat;
 use crate::config::{Authoritative, Config, DomainConfig};
-use crate::engine::{self, Clock, Engine, Failure, Parts, PassReport, SystemClock};
+use crate::engine::{Clock, Engine, Failure, Parts, PassReport, SystemClock};
 use crate::metrics::{self, PassMetrics};
 use crate::notify::{self, Notice};
 use crate::plan::{Plan, When, lifecycle};
@@ -433,6 +435,72 @@ pub fn init(path: &Path) -> Result<Code> {
     Ok(0)
 }
 
+/// `rotor providers`: the catalogue of DNS providers, from the registry.
+pub fn providers(format: CatalogueFormat) -> Result<Code> {
+    let catalogue = rotor_providers::registry::catalogue();
+    match format {
+        CatalogueFormat::Json => println!("{}", serde_json::to_string_pretty(&catalogue)?),
+        CatalogueFormat::Markdown => print!("{}", catalogue_markdown(&catalogue)),
+        CatalogueFormat::Text => {
+            for info in &catalogue {
+                let can = [
+                    (info.exact_delete, "exact-value delete"),
+                    (info.lists_values, "lists values"),
+                    (info.batched, "batched"),
+                ]
+                .iter()
+                .filter(|(has, _)| *has)
+                .map(|(_, what)| *what)
+                .collect::<Vec<_>>()
+                .join(", ");
+                let feature = info
+                    .feature
+                    .map(|f| format!(" (cargo feature `{f}`)"))
+                    .unwrap_or_default();
+                println!("type: {}  {}{feature}", info.config_type, info.name);
+                println!("    can:       {can}");
+                println!("    proven by: {}", proof(info.proven_by));
+                println!("    notes:     {}", info.notes);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// What proves a provider works, in words.
+fn proof(proof: rotor_providers::adapter::Proof) -> String {
+    use rotor_providers::adapter::Proof;
+    match proof {
+        Proof::RealServer(server) => format!("real server in the suite ({server})"),
+        Proof::ContractDouble(double) => format!("contract double ({double})"),
+        Proof::LibraryOnly => "library only".into(),
+    }
+}
+
+/// The catalogue as the README's Markdown table.
+fn catalogue_markdown(catalogue: &[rotor_providers::adapter::ProviderInfo]) -> String {
+    let cell = |text: &str| text.replace('|', "\\|");
+    let yes = |has: bool| if has { "yes" } else { "no" };
+    let mut table = String::from(
+        "| `type:` | provider | exact-value delete | lists values | batched | proven by | feature | notes |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for info in catalogue {
+        table.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |\n",
+            info.config_type,
+            cell(info.name),
+            yes(info.exact_delete),
+            yes(info.lists_values),
+            yes(info.batched),
+            cell(&proof(info.proven_by)),
+            info.feature.map_or("—".into(), |f| format!("`{f}`")),
+            cell(info.notes),
+        ));
+    }
+    table
+}
+
 /// The starter config `rotor init` writes: the commented example.
 const STARTER: &str = include_str!("../examples/rotor.yaml");
 
@@ -469,7 +537,7 @@ pub async fn check(config: &Config) -> Result<Code> {
     );
     for domain in &config.domains {
         let settings = &config.providers[&domain.provider];
-        let provider = match engine::provider(&domain.provider, settings).await {
+        let provider = match settings.build(&domain.provider).await {
             Ok(provider) => provider,
             Err(err) => {
                 report(

@@ -112,6 +112,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {
     // The commands that need no config.
     match cli.command {
         Command::Init => return commands::init(&cli.config),
+        Command::Providers { json, markdown } => {
+            let format = match (json, markdown) {
+                (true, _) => cli::CatalogueFormat::Json,
+                (_, true) => cli::CatalogueFormat::Markdown,
+                _ => cli::CatalogueFormat::Text,
+            };
+            return commands::providers(format);
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rotor", &mut std::io::stdout());
             return Ok(0);
@@ -152,6 +160,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {
             &selector,
             commands::Emergency { reason, now, force },
         )),
-        Command::Init | Command::Completions { .. } => unreachable!("handled above"),
+        Command::Init | Command::Providers { .. } | Command::Completions { .. } => {
+            unreachable!("handled above")
+        }
     }
 }

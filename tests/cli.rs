@@ -1,4 +1,5 @@
-//! The commands that need no rotation: `init` and `completions`, and `--help` on every command.
+//! The commands that need no rotation: `init`, `completions` and `providers`, and `--help` on
+//! every command.
 
 mod support;
 
@@ -56,10 +57,79 @@ fn completions_and_help_for_every_command() {
         "revoke",
         "history",
         "init",
+        "providers",
         "completions",
     ] {
         let help = rotor(&[command, "--help"]);
         assert!(help.status.success(), "{command} --help");
         assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: rotor"));
+    }
+}
+
+/// The README's provider table is `rotor providers --markdown`, so it cannot drift from the
+/// registry; `--json` says the same, one object per provider.
+#[test]
+fn the_readme_provider_table_is_the_catalogue() {
+    let out = rotor(&["providers", "--markdown"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let readme = include_str!("../README.md");
+    let begin = "<!-- providers:begin (generated: rotor providers --markdown) -->\n";
+    let end = "<!-- providers:end -->";
+    let start = readme
+        .find(begin)
+        .expect("README.md has the providers:begin marker")
+        + begin.len();
+    let stop = start
+        + readme[start..]
+            .find(end)
+            .expect("README.md has the providers:end marker");
+    assert!(
+        readme[start..stop] == table,
+        "README.md's provider table is stale: replace the lines between its providers markers by the output of `cargo run -- providers --markdown`"
+    );
+    let out = rotor(&["providers", "--json"]);
+    let catalogue: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let types: Vec<&str> = catalogue
+        .iter()
+        .map(|info| info["config_type"].as_str().unwrap())
+        .collect();
+    for known in ["rfc2136", "route53", "cloudflare"] {
+        assert!(types.contains(&known), "{types:?}");
+        assert!(table.contains(&format!("| `{known}` |")), "{table}");
+    }
+    let route53 = catalogue
+        .iter()
+        .find(|i| i["config_type"] == "route53")
+        .unwrap();
+    assert_eq!(route53["feature"], "route53");
+}
+
+/// A provider compiled out (`--no-default-features` leaves Route53 out) still parses, and the
+/// config is refused at its entry with the feature to build with; with the feature it loads.
+#[test]
+fn a_provider_left_out_of_the_build_names_its_feature() {
+    let dir = scratch();
+    let config = dir.path().join("rotor.yaml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir: {0}/state\nkey_dir: {0}/keys\nproviders:\n  aws:\n    type: route53\n    region: eu-west-1\nsigners: {{}}\ndomains: []\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = rotor(&["--config", &config.display().to_string(), "check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "route53") {
+        assert!(out.status.success(), "{stderr}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(
+                "rotor.yaml:4:3: providers.aws: rotor was built without the cargo feature \"route53\""
+            ),
+            "{stderr}"
+        );
     }
 }

@@ -13,7 +13,9 @@ use std::process::Command;
 use support::cloudflare::CloudflareDouble;
 use support::faults::{FaultProxy, FaultStats, Upstream};
 use support::route53::MotoRoute53;
-use support::{Bind, Provider, Rotor, Secondary, Setup, join_quoted, scratch};
+use support::{
+    Bind, ProviderUnderTest, Rotor, Secondary, Setup, cloudflare, join_quoted, route53, scratch,
+};
 
 const DOMAINS: [&str; 5] = [
     "d0.example.com",
@@ -184,7 +186,7 @@ fn two_rotations(dir: &std::path::Path, bind: &Bind, rotor: &Rotor, proxy: &Faul
     )
 }
 
-fn setup(provider: Provider) -> Setup {
+fn setup(provider: Option<ProviderUnderTest>) -> Setup {
     Setup {
         min_wait: "1s",
         grace: "1s",
@@ -200,7 +202,11 @@ fn rotations_complete_through_cloudflare_faults() {
     let double = CloudflareDouble::start(&["example.com"], Some(&bind));
     let proxy = FaultProxy::start(Upstream::Cloudflare, double.port, RATE, seed(1), dir.path());
     let api = format!("{}/client/v4", proxy.url());
-    let rotor = Rotor::new(dir.path(), &bind, setup(Provider::Cloudflare(api)));
+    let rotor = Rotor::new(
+        dir.path(),
+        &bind,
+        setup(Some(cloudflare::provider(&api, dir.path()))),
+    );
     let figures = two_rotations(dir.path(), &bind, &rotor, &proxy);
     println!("cloudflare, fault rate {RATE}: {figures}");
     assert_eq!(
@@ -217,7 +223,11 @@ fn rotations_complete_through_route53_faults() {
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let moto = MotoRoute53::start(&["example.com"], Some(&bind));
     let proxy = FaultProxy::start(Upstream::Aws, moto.port, RATE, seed(2), dir.path());
-    let rotor = Rotor::new(dir.path(), &bind, setup(Provider::Route53(proxy.url())));
+    let rotor = Rotor::new(
+        dir.path(),
+        &bind,
+        setup(Some(route53::provider(&proxy.url()))),
+    );
     let figures = two_rotations(dir.path(), &bind, &rotor, &proxy);
     println!("route53, fault rate {RATE}: {figures}");
     assert!(proxy.stats().injected() > 0);
@@ -228,7 +238,7 @@ fn rotations_complete_through_rfc2136_faults() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let proxy = FaultProxy::start(Upstream::Dns, bind.primary.port, RATE, seed(3), dir.path());
-    let rotor = Rotor::new(dir.path(), &bind, setup(Provider::Rfc2136));
+    let rotor = Rotor::new(dir.path(), &bind, setup(Some(bind.provider())));
     let primary = format!("server: 127.0.0.1:{}\n", bind.primary.port);
     rotor.edit_config(|config| {
         config.replacen(

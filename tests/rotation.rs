@@ -7,7 +7,10 @@ use std::fs;
 
 use support::cloudflare::CloudflareDouble;
 use support::route53::MotoRoute53;
-use support::{Bind, Provider, Rotor, Secondary, Setup, dkimpy_verifies, mode, scratch};
+use support::{
+    Bind, ProviderUnderTest, Rotor, Secondary, Setup, cloudflare, dkimpy_verifies, mode, route53,
+    scratch,
+};
 
 fn row(rotor: &Rotor, selector: &str) -> serde_json::Value {
     rotor
@@ -21,7 +24,7 @@ fn row(rotor: &Rotor, selector: &str) -> serde_json::Value {
 fn two_full_rotations_on_real_bind() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
-    two_full_rotations(&dir, &bind, Provider::Rfc2136);
+    two_full_rotations(&dir, &bind, Some(bind.provider()));
 }
 
 /// The same through Cloudflare's API (the schema-checked double), whose records are served by
@@ -31,7 +34,11 @@ fn two_full_rotations_through_cloudflare() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let double = CloudflareDouble::start(&["example.com"], Some(&bind));
-    two_full_rotations(&dir, &bind, Provider::Cloudflare(double.api_url()));
+    two_full_rotations(
+        &dir,
+        &bind,
+        Some(cloudflare::provider(&double.api_url(), dir.path())),
+    );
     let records = double.records("example.com");
     assert_eq!(
         records.len(),
@@ -49,10 +56,10 @@ fn two_full_rotations_through_route53() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let moto = MotoRoute53::start(&["example.com"], Some(&bind));
-    two_full_rotations(&dir, &bind, Provider::Route53(moto.url()));
+    two_full_rotations(&dir, &bind, Some(route53::provider(&moto.url())));
 }
 
-fn two_full_rotations(dir: &tempfile::TempDir, bind: &Bind, provider: Provider) {
+fn two_full_rotations(dir: &tempfile::TempDir, bind: &Bind, provider: Option<ProviderUnderTest>) {
     // min_wait of 3 s: long enough that the first run cannot also activate the key.
     let setup = Setup {
         min_wait: "3s",

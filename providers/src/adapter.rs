@@ -43,9 +43,18 @@ pub trait ProviderSettings {
     /// What the adapter is and can do.
     fn info(&self) -> ProviderInfo;
 
-    /// Checks what serde cannot (settings that depend on each other, what the adapter refuses);
-    /// the message names the field.
+    /// Checks what serde cannot (settings that depend on each other, what the adapter refuses),
+    /// when the config is loaded. A message about one field starts with its key and a colon
+    /// (`api_url: plain http:// ...`), so the error points at that line; any other message is
+    /// shown at the provider's entry.
     fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Checks that the provider accepts records with this TTL (seconds); the message says
+    /// which TTLs it takes.
+    fn check_ttl(&self, ttl: u32) -> Result<(), String> {
+        let _ = ttl;
         Ok(())
     }
 
@@ -55,4 +64,63 @@ pub trait ProviderSettings {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Box<dyn DnsProvider>, ProviderError>> + Send;
+}
+
+/// Whether `url` may carry a secret (an API token, a password): `https://`, or `http://` only to
+/// this machine (proxies and tests).
+pub fn secure_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|err| format!("not a URL ({err})"))?;
+    let loopback = parsed.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(
+            "plain http:// would send it unencrypted: use https://, or http:// only to this machine (127.0.0.1, ::1, localhost)"
+                .into(),
+        ),
+        other => Err(format!("the scheme {other}: is not https:")),
+    }
+}
+
+/// The error of a setting left empty (`key: ""`), if `value` is.
+pub fn not_blank(field: &str, value: Option<&str>) -> Result<(), String> {
+    match value {
+        Some(value) if value.trim().is_empty() => {
+            Err(format!("{field}: is empty: remove it or give a value"))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_go_over_https_or_to_this_machine() {
+        for fine in [
+            "https://api.cloudflare.com/client/v4",
+            "http://127.0.0.1:8080/x",
+            "http://127.1.2.3/",
+            "http://[::1]:99/",
+            "http://LOCALHOST/",
+        ] {
+            assert_eq!(secure_url(fine), Ok(()), "{fine}");
+        }
+        for bad in [
+            "http://hooks.example.com/x",
+            "http://10.0.0.1/",
+            "http://[::2]/",
+            "ftp://x/",
+            "hooks.example.com",
+        ] {
+            assert!(secure_url(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use rotor_common::ErrorKind;
+
 /// What went wrong talking to a DNS provider.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -68,6 +70,15 @@ pub enum ProviderError {
         /// How long the provider asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
+    /// The provider's settings cannot be used as they are (a secret missing, a feature not
+    /// compiled in); found when the adapter is built.
+    #[error("providers.{provider}: {detail}")]
+    Settings {
+        /// The provider's name in the config.
+        provider: String,
+        /// What is wrong, and what to do.
+        detail: String,
+    },
     /// The provider's answer made no sense, or the request was malformed.
     #[error("{provider}: {detail}")]
     Protocol {
@@ -81,6 +92,22 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether the same call may succeed later without any change on the user's side.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::Temporary { .. })
+        self.kind() == ErrorKind::Transient
+    }
+
+    /// What kind of failure it is: a provider that did not answer or asked to slow down is
+    /// transient; records changed by someone else in between are a conflict; anything else
+    /// (credentials, permissions, a zone or record rotor does not own, an answer it cannot use)
+    /// waits for the operator.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unreachable { .. } | Self::Temporary { .. } => ErrorKind::Transient,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::Auth { .. }
+            | Self::ZoneNotFound { .. }
+            | Self::Refused { .. }
+            | Self::Settings { .. }
+            | Self::Protocol { .. } => ErrorKind::NeedsOperator,
+        }
     }
 }

@@ -8,8 +8,8 @@ pub mod adapter;
 pub mod cloudflare;
 pub mod dns;
 mod error;
+pub mod registry;
 pub mod rfc2136;
-#[cfg(feature = "route53")]
 pub mod route53;
 pub mod txt;
 

@@ -1,12 +1,11 @@
 //! One suite, every adapter: what rotor relies on from a DNS provider, checked the same way
-//! against RFC 2136 on a real BIND and Cloudflare on its schema-checked double.
+//! against each backend of the table at the end (RFC 2136 on a real BIND, Cloudflare on its
+//! schema-checked double, Route53 on moto): one line per provider.
 
 mod common;
 
 use common::Backend;
-use common::bind::BindBackend;
-use common::cloudflare::CloudflareBackend;
-use common::route53::Route53Backend;
+use rotor_providers::adapter::Proof;
 use rotor_providers::{Change, ProviderError, TxtValue, Zone};
 
 const NAME: &str = "sel._domainkey.example.com";
@@ -279,16 +278,22 @@ async fn failures_are_named(backend: &dyn Backend) {
     backend.adapter().check(&zone).await.unwrap();
 }
 
+/// Runs every case against each backend of the table (`module: "config type" => start,`), each
+/// case a test of its own, and checks the table against the registry's catalogue.
 macro_rules! conformance {
-    ($backend:ident, $start:expr) => {
-        mod $backend {
-            use super::*;
-            conformance!(@cases $start;
-                creates_and_reads_back, a_second_run_changes_nothing, neighbours_survive,
-                deletes_exactly, swaps_in_one_batch, a_4096_bit_record_round_trips,
-                many_changes_in_one_apply, applies_on_a_current_listing, finds_zones,
-                failures_are_named);
-        }
+    ($($backend:ident: $config_type:literal => $start:expr,)*) => {
+        /// The config types the suite runs against.
+        const SUITE: &[&str] = &[$($config_type),*];
+        $(
+            mod $backend {
+                use super::*;
+                conformance!(@cases $start;
+                    creates_and_reads_back, a_second_run_changes_nothing, neighbours_survive,
+                    deletes_exactly, swaps_in_one_batch, a_4096_bit_record_round_trips,
+                    many_changes_in_one_apply, applies_on_a_current_listing, finds_zones,
+                    failures_are_named);
+            }
+        )*
     };
     (@cases $start:expr; $($case:ident),*) => {
         $(
@@ -302,6 +307,35 @@ macro_rules! conformance {
     };
 }
 
-conformance!(rfc2136_bind, BindBackend::start());
-conformance!(cloudflare_double, CloudflareBackend::start());
-conformance!(route53_moto, Route53Backend::start().await);
+conformance! {
+    rfc2136_bind: "rfc2136" => common::bind::BindBackend::start(),
+    cloudflare_double: "cloudflare" => common::cloudflare::CloudflareBackend::start(),
+    route53_moto: "route53" => common::route53::Route53Backend::start().await,
+}
+
+/// What `rotor providers` and the README say proves a provider is this suite: every provider the
+/// catalogue calls proven by a real server or a contract double has a line in the table above,
+/// and every line is a provider of the catalogue.
+#[test]
+fn the_table_runs_every_provider_the_catalogue_calls_proven() {
+    let catalogue = rotor_providers::registry::catalogue();
+    for info in &catalogue {
+        let proven = !matches!(info.proven_by, Proof::LibraryOnly);
+        assert_eq!(
+            SUITE.contains(&info.config_type),
+            proven,
+            "{}: proven by {:?}, so it {} a line in the conformance table",
+            info.config_type,
+            info.proven_by,
+            if proven { "needs" } else { "must not have" }
+        );
+    }
+    for config_type in SUITE {
+        assert!(
+            catalogue
+                .iter()
+                .any(|info| info.config_type == *config_type),
+            "{config_type} is not in the registry's catalogue"
+        );
+    }
+}

@@ -9,7 +9,10 @@ use nix::unistd::{Group, User};
 
 use super::locate::{Step, locate};
 use super::values::SUFFIX;
-use super::{Authoritative, ConfigError, Policy, ProviderConfig, RetireMode, SignerConfig};
+use rotor_providers::adapter::{ProviderSettings, secure_url};
+use rotor_providers::registry::ProviderConfig;
+
+use super::{Authoritative, ConfigError, Policy, RetireMode, SignerConfig};
 
 /// The text being checked, for locating errors.
 pub struct Checker<'a> {
@@ -62,16 +65,8 @@ impl Checker<'_> {
                 format!("TTL {ttl} is out of range: use 1 to {MAX_TTL} seconds (a week)"),
             );
         }
-        if matches!(provider, ProviderConfig::Cloudflare { .. })
-            && ttl != 1
-            && !(30..=86400).contains(&ttl)
-        {
-            return error(
-                &["ttl"],
-                format!(
-                    "TTL {ttl} is refused by Cloudflare, which takes 1 (automatic) or 30 to 86400 seconds"
-                ),
-            );
+        if let Err(message) = provider.check_ttl(ttl) {
+            return error(&["ttl"], message);
         }
         if policy.grace.is_zero() || policy.grace.secs() < u64::from(ttl) {
             return error(
@@ -170,62 +165,33 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Checks a provider's settings that serde cannot.
+    /// Checks a provider's settings that serde cannot (through its adapter's
+    /// [`ProviderSettings::validate`]): an error about one field is shown at that field, any
+    /// other at the provider's entry.
     pub fn provider(&self, name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
-        let error = |field: &str, message: String| {
-            Err(self.at(
-                &[Step::Key("providers"), Step::Key(name), Step::Key(field)],
-                None,
-                format!("providers.{name}.{field}: {message}"),
-            ))
+        let Err(message) = provider.validate() else {
+            return Ok(());
         };
-        let blank = |value: &Option<String>| value.as_ref().is_some_and(|v| v.trim().is_empty());
-        match provider {
-            ProviderConfig::Rfc2136 { timeout, .. } => {
-                if timeout.is_some_and(|t| t.is_zero()) {
-                    return error("timeout", "0s gives the server no time to answer".into());
-                }
-            }
-            ProviderConfig::Route53 {
-                profile,
-                region,
-                zone_id,
-                ..
-            } => {
-                for (field, value) in [
-                    ("profile", profile),
-                    ("region", region),
-                    ("zone_id", zone_id),
-                ] {
-                    if blank(value) {
-                        return error(field, "is empty: remove it or give a value".into());
-                    }
-                }
-            }
-            ProviderConfig::Cloudflare {
-                api_token_env,
-                api_token_file,
-                zone_id,
-                api_url,
-            } => {
-                for (field, value) in [("api_token_env", api_token_env), ("zone_id", zone_id)] {
-                    if blank(value) {
-                        return error(field, "is empty: remove it or give a value".into());
-                    }
-                }
-                if let Some(url) = api_url
-                    && let Err(why) = secure_url(url)
-                {
-                    return error("api_url", format!("{why} (it carries the API token)"));
-                }
-                if let Some(file) = api_token_file
-                    && let Err(why) = rotor_common::secret::check(file, "the API token file")
-                {
-                    return error("api_token_file", why);
-                }
-            }
+        let entry = [Step::Key("providers"), Step::Key(name)];
+        if let Some((field, rest)) = message.split_once(": ")
+            && !field.is_empty()
+            && field
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && let Some(at) = locate(self.text, &[&entry[..], &[Step::Key(field)]].concat())
+        {
+            return Err(ConfigError::new(
+                self.path,
+                Some(at),
+                format!("providers.{name}.{field}: {rest}"),
+            ));
         }
-        Ok(())
+        let at = super::find_line(self.text, |line| line.starts_with(&format!("{name}:")));
+        Err(ConfigError::new(
+            self.path,
+            at,
+            format!("providers.{name}: {message}"),
+        ))
     }
 
     /// Checks the `passes:` limits: none zero, and the warning before the critical one.
@@ -449,54 +415,6 @@ fn signer_commands(signer: &SignerConfig) -> Vec<(&'static str, Option<&String>)
         SignerConfig::Kumomta(c) => vec![("reload", c.reload.as_ref())],
         SignerConfig::Files(c) => {
             vec![("reload", c.reload.as_ref()), ("verify", c.verify.as_ref())]
-        }
-    }
-}
-
-/// Whether `url` may carry a secret: `https://`, or `http://` only to this machine.
-fn secure_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url.trim()).map_err(|err| format!("not a URL ({err})"))?;
-    let loopback = parsed.host_str().is_some_and(|host| {
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
-    match parsed.scheme() {
-        "https" if parsed.host().is_some() => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => Err(
-            "plain http:// would send it unencrypted: use https://, or http:// only to this machine (127.0.0.1, ::1, localhost)"
-                .into(),
-        ),
-        other => Err(format!("the scheme {other}: is not https:")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_go_over_https_or_to_this_machine() {
-        for fine in [
-            "https://api.cloudflare.com/client/v4",
-            "http://127.0.0.1:8080/x",
-            "http://127.1.2.3/",
-            "http://[::1]:99/",
-            "http://LOCALHOST/",
-        ] {
-            assert_eq!(secure_url(fine), Ok(()), "{fine}");
-        }
-        for bad in [
-            "http://hooks.example.com/x",
-            "http://10.0.0.1/",
-            "http://[::2]/",
-            "ftp://x/",
-            "hooks.example.com",
-        ] {
-            assert!(secure_url(bad).is_err(), "{bad}");
         }
     }
 }

@@ -15,10 +15,9 @@ pub use window::ActivationWindow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use rotor_providers::rfc2136::TsigKey;
+use rotor_providers::registry::ProviderConfig;
 use serde::Deserialize;
-use serde::de::{self, Deserializer};
-use zeroize::Zeroizing;
+use serde::de;
 
 use crate::keys::KeyAlgorithm;
 use crate::notify::NotifyConfig;
@@ -164,93 +163,6 @@ pub struct Propagation {
     pub poll_every: Interval,
     /// Give up (the key fails; the old one keeps signing) after this.
     pub timeout: Interval,
-}
-
-/// A DNS provider's settings.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ProviderConfig {
-    /// RFC 2136 dynamic update.
-    Rfc2136 {
-        /// The primary that accepts updates, ip[:port].
-        server: ServerAddr,
-        /// TSIG key in BIND's format.
-        tsig_key_file: Option<TsigKeyFile>,
-        /// How long to wait for the server (default 10s).
-        timeout: Option<Interval>,
-    },
-    /// AWS Route53, with the standard AWS credential chain (env, profile, SSO, instance role).
-    Route53 {
-        /// The profile of `~/.aws/config` to use.
-        profile: Option<String>,
-        /// The region requests are signed for (default: the environment's, else us-east-1).
-        region: Option<String>,
-        /// The hosted zone's id (otherwise found by name).
-        zone_id: Option<String>,
-        /// Whether zone discovery may pick a private hosted zone (default no).
-        #[serde(default)]
-        private_zones: bool,
-    },
-    /// Cloudflare's API.
-    Cloudflare {
-        /// The environment variable holding the API token (default `CLOUDFLARE_API_TOKEN`).
-        api_token_env: Option<String>,
-        /// A file holding the API token (instead of the environment).
-        api_token_file: Option<PathBuf>,
-        /// The zone's id (otherwise found by name).
-        zone_id: Option<String>,
-        /// The API's base URL (default Cloudflare's; for proxies and tests).
-        api_url: Option<String>,
-    },
-}
-
-impl ProviderConfig {
-    /// Checks what serde cannot: settings that depend on each other.
-    fn validate(&self) -> Result<(), String> {
-        match self {
-            Self::Cloudflare {
-                api_token_env: Some(_),
-                api_token_file: Some(_),
-                ..
-            } => Err("set `api_token_env:` or `api_token_file:`, not both".into()),
-            _ => Ok(()),
-        }
-    }
-
-    /// The Cloudflare API token, from its file or the environment (read when needed, so that
-    /// `rotor status` works without it).
-    pub fn cloudflare_token(
-        env: Option<&str>,
-        file: Option<&Path>,
-    ) -> Result<Zeroizing<String>, String> {
-        if let Some(file) = file {
-            let token = Zeroizing::new(std::fs::read_to_string(file).map_err(|err| {
-                format!("cannot read the API token file {}: {err}", file.display())
-            })?);
-            return Ok(Zeroizing::new(token.trim().to_string()));
-        }
-        let name = env.unwrap_or("CLOUDFLARE_API_TOKEN");
-        match std::env::var(name) {
-            Ok(token) if !token.trim().is_empty() => Ok(Zeroizing::new(token.trim().to_string())),
-            _ => Err(format!(
-                "the environment variable {name} holding the API token is not set (or set `api_token_file:`)"
-            )),
-        }
-    }
-}
-
-/// A TSIG key file, read and checked while the config is parsed.
-#[derive(Clone, Debug)]
-pub struct TsigKeyFile(pub TsigKey);
-
-impl<'de> Deserialize<'de> for TsigKeyFile {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        rotor_common::parse_scalar(deserializer, |path| {
-            let key = TsigKey::from_file(Path::new(path)).map_err(|err| err.to_string())?;
-            rotor_common::secret::check(Path::new(path), "the TSIG key file")?;
-            Ok(Self(key))
-        })
-    }
 }
 
 /// A mail signer's settings.
@@ -562,14 +474,6 @@ impl Config {
 
         let checker = checks::Checker { text, path };
         for (name, provider) in &raw.providers {
-            if let Err(message) = provider.validate() {
-                let at = find_line(text, |line| line.starts_with(&format!("{name}:")));
-                return Err(ConfigError::new(
-                    path,
-                    at,
-                    format!("providers.{name}: {message}"),
-                ));
-            }
             checker.provider(name, provider)?;
         }
         for (name, signer) in &raw.signers {
@@ -828,28 +732,24 @@ mod tests {
     }
 
     #[test]
-    fn a_cloudflare_token_comes_from_one_place() {
-        let both = "state_dir: /s\nkey_dir: /k\nproviders:\n  cf:\n    type: cloudflare\n    api_token_env: CF\n    api_token_file: /t\nsigners: {}\ndomains: []\n";
-        let err = Config::parse(both, Path::new("t.yaml"))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "t.yaml:4:3: providers.cf: set `api_token_env:` or `api_token_file:`, not both"
-        );
-        let err =
-            ProviderConfig::cloudflare_token(Some("ROTOR_TEST_UNSET_TOKEN"), None).unwrap_err();
-        assert!(
-            err.contains("ROTOR_TEST_UNSET_TOKEN") && err.contains("api_token_file"),
-            "{err}"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("token");
-        std::fs::write(&file, "secret-token\n").unwrap();
-        assert_eq!(
-            *ProviderConfig::cloudflare_token(None, Some(&file)).unwrap(),
-            "secret-token"
-        );
+    fn provider_errors_point_at_the_entry_or_the_field() {
+        let base = "state_dir: /s\nkey_dir: /k\nproviders:\n  cf:\n    type: cloudflare\n";
+        for (extra, expected) in [
+            (
+                "    api_token_env: CF\n    api_token_file: /t\n",
+                "t.yaml:4:3: providers.cf: set `api_token_env:` or `api_token_file:`, not both",
+            ),
+            (
+                "    api_url: http://api.example.com\n",
+                "t.yaml:6:14: providers.cf.api_url: plain http:// would send it unencrypted",
+            ),
+        ] {
+            let text = format!("{base}{extra}signers: {{}}\ndomains: []\n");
+            let err = Config::parse(&text, Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(expected), "{err}");
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
                 return Some(kinded.kind);
             }
             if let Some(provider) = cause.downcast_ref::<ProviderError>() {
-                return Some(provider_kind(provider));
+                return Some(provider.kind());
             }
             if let Some(store) = cause.downcast_ref::<StoreError>() {
                 return match store {
@@ -86,14 +86,6 @@ pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
             }
         })
         .unwrap_or(ErrorKind::NeedsOperator)
-}
-
-fn provider_kind(err: &ProviderError) -> ErrorKind {
-    match err {
-        ProviderError::Unreachable { .. } | ProviderError::Temporary { .. } => ErrorKind::Transient,
-        ProviderError::Conflict { .. } => ErrorKind::Conflict,
-        _ => ErrorKind::NeedsOperator,
-    }
 }
 
 #[cfg(test)]

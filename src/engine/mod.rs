@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
-use rotor_providers::cloudflare::{self, Cloudflare, CloudflareConfig, Pace};
-use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config};
-use rotor_providers::route53::{Route53, Route53Config};
+use rotor_providers::adapter::ProviderSettings;
 use rotor_providers::{Change, DnsProvider, Listing, TxtValue, Zone};
 use rotor_state::{Action, Check, Event, KeyRecord, Phase, Store};
 use zeroize::Zeroizing;
 
-use crate::config::{Config, DomainConfig, ProviderConfig};
+use crate::config::{Config, DomainConfig};
 use crate::keys::{DkimRecord, PrivateKey};
 use crate::metrics::{CallCount, Metered};
 use crate::plan::{self, DnsChange, DomainPlan, Gate, When, lifecycle};
@@ -26,62 +24,6 @@ use crate::time::rfc3339;
 use crate::{crashpoint, fsutil};
 
 pub use crate::time::{Clock, SystemClock};
-
-/// Builds the adapter for a configured provider; an error says what is missing (exit code 2).
-pub async fn provider(name: &str, config: &ProviderConfig) -> Result<Box<dyn DnsProvider>, String> {
-    Ok(match config {
-        ProviderConfig::Rfc2136 {
-            server,
-            tsig_key_file,
-            timeout,
-        } => Box::new(Rfc2136::new(Rfc2136Config {
-            name: name.to_string(),
-            server: server.0,
-            tsig: tsig_key_file.as_ref().map(|file| file.0.clone()),
-            timeout: timeout.map_or(Duration::from_secs(10), |t| t.0),
-        })),
-        ProviderConfig::Route53 {
-            profile,
-            region,
-            zone_id,
-            private_zones,
-        } => {
-            let adapter = Route53::new(Route53Config {
-                profile: profile.clone(),
-                region: region.clone(),
-                zone_id: zone_id.clone(),
-                private_zones: *private_zones,
-                ..Route53Config::new(name)
-            })
-            .await
-            .map_err(|err| err.to_string())?;
-            Box::new(adapter)
-        }
-        ProviderConfig::Cloudflare {
-            api_token_env,
-            api_token_file,
-            zone_id,
-            api_url,
-        } => {
-            let token = ProviderConfig::cloudflare_token(
-                api_token_env.as_deref(),
-                api_token_file.as_deref(),
-            )
-            .map_err(|err| format!("providers.{name}: {err}"))?;
-            let adapter = Cloudflare::new(CloudflareConfig {
-                name: name.to_string(),
-                token,
-                zone_id: zone_id.clone(),
-                api_url: api_url
-                    .clone()
-                    .unwrap_or_else(|| cloudflare::API_URL.to_string()),
-                pace: Pace::default(),
-            })
-            .map_err(|err| err.to_string())?;
-            Box::new(adapter)
-        }
-    })
-}
 
 /// How the pass-deadline warning starts.
 const PAST_DEADLINE: &str = "pass_timeout reached";
@@ -152,7 +94,8 @@ impl Parts {
         for (name, settings) in &config.providers {
             if used.contains(name.as_str()) {
                 let count = Arc::new(CallCount::default());
-                let metered = Metered::new(provider(name, settings).await?, count.clone());
+                let adapter = settings.build(name).await.map_err(|err| err.to_string())?;
+                let metered = Metered::new(adapter, count.clone());
                 providers.insert(name.clone(), Box::new(metered));
                 calls.insert(name.clone(), count);
             }

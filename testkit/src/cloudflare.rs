@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::{Bind, Running, free_port, spawn_ready};
+use crate::{Bind, ProviderUnderTest, Running, free_port, spawn_ready, write_private};
 
 /// The one token the double accepts.
 pub const TOKEN: &str = "test-token-0123456789";
@@ -106,4 +106,14 @@ impl CloudflareDouble {
     pub fn calls(&self) -> Value {
         self.control("GET", "/__calls", None)
     }
+}
+
+/// Cloudflare's API at `api_url` (the double, or a proxy in front of it), its token in a file
+/// written in `dir` (0600).
+pub fn provider(api_url: &str, dir: &Path) -> ProviderUnderTest {
+    let token = dir.join("cloudflare.token");
+    write_private(&token, format!("{TOKEN}\n"));
+    ProviderUnderTest::new("cloudflare")
+        .set("api_url", api_url)
+        .set("api_token_file", token.display())
 }

@@ -7,8 +7,11 @@ pub mod cloudflare;
 pub mod exim;
 pub mod faults;
 pub mod http;
+pub mod provider;
 pub mod route53;
 pub mod rspamd;
+
+pub use provider::ProviderUnderTest;
 
 use std::collections::BTreeSet;
 use std::fs;

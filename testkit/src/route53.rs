@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{Bind, Running, free_port, spawn_ready};
+use crate::{Bind, ProviderUnderTest, Running, free_port, spawn_ready};
 
 /// A running moto server, stopped when dropped.
 pub struct MotoRoute53 {
@@ -44,4 +44,16 @@ impl MotoRoute53 {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
+
+/// Route53's API at `endpoint` (moto, or a proxy in front of it), through the standard AWS
+/// variables: the SDK's credential chain and endpoint override, and no profile files.
+pub fn provider(endpoint: &str) -> ProviderUnderTest {
+    ProviderUnderTest::new("route53")
+        .env("AWS_ENDPOINT_URL_ROUTE_53", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 }

@@ -22,16 +22,6 @@ pub struct Rotor {
     pub env: Vec<(String, String)>,
 }
 
-/// The DNS provider the generated config names `bind`, whichever API reaches the BIND zones.
-pub enum Provider {
-    /// RFC 2136 updates to the primary.
-    Rfc2136,
-    /// Cloudflare's API at this URL (the double, mirrored to BIND).
-    Cloudflare(String),
-    /// Route53's API at this endpoint (moto, mirrored to BIND).
-    Route53(String),
-}
-
 /// Settings a test may change in the generated config.
 pub struct Setup {
     pub min_wait: &'static str,
@@ -39,8 +29,9 @@ pub struct Setup {
     pub retire: &'static str,
     pub revoke_for: &'static str,
     pub timeout: &'static str,
-    /// Which API rotor writes through.
-    pub provider: Provider,
+    /// The provider the config names `bind`, whichever API reaches the BIND zones (none: RFC
+    /// 2136 to the primary, [`Bind::provider`]).
+    pub provider: Option<ProviderUnderTest>,
 }
 
 impl Default for Setup {
@@ -51,7 +42,7 @@ impl Default for Setup {
             retire: "delete",
             revoke_for: "2s",
             timeout: "5m",
-            provider: Provider::Rfc2136,
+            provider: None,
         }
     }
 }
@@ -72,36 +63,7 @@ impl Rotor {
             "sel._domainkey.other.org other.org:sel:/etc/dkimkeys/other.pem\n",
         )
         .unwrap();
-        let mut env = Vec::new();
-        let provider = match &setup.provider {
-            Provider::Rfc2136 => format!(
-                "  bind:\n    type: rfc2136\n    server: 127.0.0.1:{}\n    tsig_key_file: {}",
-                bind.primary.port,
-                bind.tsig_file.display()
-            ),
-            Provider::Cloudflare(api) => {
-                let token = dir.join("cloudflare.token");
-                write_private(&token, format!("{}\n", cloudflare::TOKEN));
-                format!(
-                    "  bind:\n    type: cloudflare\n    api_url: {api}\n    api_token_file: {}",
-                    token.display()
-                )
-            }
-            Provider::Route53(endpoint) => {
-                // The standard AWS variables: the SDK's credential chain and endpoint override.
-                env = [
-                    ("AWS_ENDPOINT_URL_ROUTE_53", endpoint.as_str()),
-                    ("AWS_ACCESS_KEY_ID", "testing"),
-                    ("AWS_SECRET_ACCESS_KEY", "testing"),
-                    ("AWS_EC2_METADATA_DISABLED", "true"),
-                    ("AWS_CONFIG_FILE", "/dev/null"),
-                    ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-                ]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .to_vec();
-                "  bind:\n    type: route53".to_string()
-            }
-        };
+        let provider = setup.provider.unwrap_or_else(|| bind.provider());
         let config = dir.join("rotor.yaml");
         fs::write(
             &config,
@@ -138,7 +100,7 @@ domains:
                 dir = dir.display(),
                 p1 = bind.primary.port,
                 p2 = bind.secondary.port,
-                provider = provider,
+                provider = provider.entry("bind"),
                 signer = signer.display(),
                 min_wait = setup.min_wait,
                 grace = setup.grace,
@@ -151,7 +113,7 @@ domains:
         Self {
             dir: dir.to_owned(),
             config,
-            env,
+            env: provider.env,
         }
     }
 

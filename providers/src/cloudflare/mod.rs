@@ -7,9 +7,11 @@
 
 mod client;
 mod content;
+pub mod settings;
 mod types;
 
 pub use client::Pace;
+pub use settings::Settings;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

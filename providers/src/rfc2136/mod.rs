@@ -6,8 +6,10 @@
 //! exactly the values read, or does not exist if none were, so a concurrent change by someone else
 //! makes the server refuse the whole message (NXRRSET, YXRRSET) instead of rotor writing blindly.
 
+pub mod settings;
 mod tsig;
 
+pub use settings::Settings;
 pub use tsig::{TsigKey, TsigKeyError};
 
 use std::net::SocketAddr;
