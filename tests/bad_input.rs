@@ -495,12 +495,14 @@ fn an_unreachable_server_is_an_error_that_loses_nothing() {
     )
     .unwrap();
     let out = rotor(&path, &["run"]);
-    assert_eq!(out.status.code(), Some(1));
+    // A server that does not answer is transient: exit 75, the next pass retries it.
+    assert_eq!(out.status.code(), Some(75));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("corp-bind: 127.0.0.1:{port} did not answer")),
         "{stderr}"
     );
+    assert!(stderr.contains("(transient)"), "{stderr}");
     let out = rotor(&path, &["check"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  example.com: provider corp-bind"));
