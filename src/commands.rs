@@ -17,7 +17,7 @@ use crate::lifecycle::{self, Next};
 use crate::metrics::{self, PassMetrics};
 use crate::notify::{self, Notice};
 use crate::propagation::{DnsVisibility, Visibility};
-use crate::{fsutil, signer, status};
+use crate::{fsutil, status};
 
 /// An error with its own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -481,7 +481,7 @@ pub async fn check(config: &Config) -> Result<Code> {
     report(format!("config {}", config.path.display()), Ok(()));
     report(
         format!("key_dir {}", config.key_dir.display()),
-        fsutil::ensure_own_private_dir(&config.key_dir),
+        fsutil::ensure_own_private_dir(&config.key_dir).map_err(anyhow::Error::from),
     );
     for domain in &config.domains {
         let settings = &config.providers[&domain.provider];
@@ -580,7 +580,7 @@ pub async fn check(config: &Config) -> Result<Code> {
     for (name, signer_config) in &config.signers {
         report(
             format!("signer {name}"),
-            signer::build(signer_config).check(),
+            signer_config.build().check().map_err(anyhow::Error::from),
         );
     }
     Ok(if failed == 0 { 0 } else { 1 })

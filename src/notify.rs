@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Interval;
 use crate::engine::rfc3339;
-use crate::signer::command;
+use rotor_signers::command;
 
 /// The `notify:` settings.
 #[derive(Clone, Deserialize, Default)]
@@ -150,7 +150,7 @@ async fn post(client: &reqwest::Client, url: &str, notice: &Notice) {
 /// Runs the notify command with `notice` as JSON on its stdin.
 fn run_command(line: &str, notice: &Notice, timeout: Duration) -> anyhow::Result<()> {
     let json = serde_json::to_vec(notice)?;
-    command::run("notify.command", line, timeout, Some(&json))
+    Ok(command::run("notify.command", line, timeout, Some(&json))?)
 }
 
 #[cfg(test)]

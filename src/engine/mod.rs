@@ -21,8 +21,9 @@ use crate::keys::{DkimRecord, KeyAlgorithm, PrivateKey};
 use crate::lifecycle::{self, Next};
 use crate::metrics::{CallCount, Metered};
 use crate::propagation::{DnsVisibility, RecordNames, Visibility};
-use crate::signer::{self, Signer, SignerKey, SignerPlan};
+use crate::signer_plan;
 use crate::{crashpoint, fsutil};
+use rotor_signers::{Signer, SignerKey};
 
 /// Where the time comes from (injectable for tests).
 pub trait Clock {
@@ -183,7 +184,7 @@ impl Parts {
             signers: config
                 .signers
                 .iter()
-                .map(|(name, c)| (name.clone(), signer::build(c)))
+                .map(|(name, c)| (name.clone(), c.build()))
                 .collect(),
             visibility: Box::new(DnsVisibility {
                 timeout: Duration::from_secs(5),
@@ -914,7 +915,7 @@ impl<'a> Engine<'a> {
         after: &mut [KeyRecord],
         removed: &[&KeyRecord],
     ) -> Result<()> {
-        let plan = SignerPlan::from_keys(domain.name.as_str(), after, removed);
+        let plan = signer_plan::from_keys(domain.name.as_str(), after, removed);
         let holds =
             |keys: &[SignerKey], key: &KeyRecord| keys.iter().any(|k| k.selector == key.selector);
         for key in after
@@ -1022,7 +1023,7 @@ impl<'a> Engine<'a> {
                         .join(", ")
                 );
             };
-            let plan = SignerPlan::from_keys(domain.name.as_str(), &[], keys.as_slice());
+            let plan = signer_plan::from_keys(domain.name.as_str(), &[], keys.as_slice());
             signer
                 .switch(&plan)
                 .and_then(|()| signer.clean(&plan))
