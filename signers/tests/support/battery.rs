@@ -28,9 +28,6 @@ use super::{Backend, Seen, seen};
 const COM: &str = "example.com";
 const ORG: &str = "example.org";
 
-/// A file's owner, group and mode (`None`: no file).
-type Owner = Option<(u32, u32, u32)>;
-
 /// How long a signer may take to pick up a switch (OpenDKIM after its signal, rspamd's map
 /// watcher).
 const PICK_UP: Duration = Duration::from_secs(30);
@@ -80,7 +77,7 @@ impl<B: Backend> Battery<'_, B> {
         signer.switch(&first).expect("switch");
         signer.clean(&first).expect("clean");
         self.eventually_signs("switch", COM, &com1);
-        self.give_tables_to_the_operator();
+        let given = self.give_tables_to_the_operator();
         self.rows_kept("switch", &operator_rows);
 
         // 3. two domains never share a file
@@ -108,11 +105,13 @@ impl<B: Backend> Battery<'_, B> {
             );
         }
 
+        self.owners_kept("two domains never share a file", &given);
+        let given = self.give_tables_to_the_operator();
+
         // 4. other domains untouched
         let com2 = self.key(COM, "s2");
         let org_before = self.snapshot(std::slice::from_ref(&org_file));
         let org_tables = self.snapshot(&self.own_tables(ORG));
-        let owners = self.owners();
         let rotate = plan(COM, &[&com2], &[&com1], &[]);
         apply(&*signer, &rotate).expect("a rotation");
         self.eventually_signs("switch", COM, &com2);
@@ -128,11 +127,7 @@ impl<B: Backend> Battery<'_, B> {
             "other domains untouched: {ORG}'s own files changed"
         );
         self.rows_kept("other domains untouched", &operator_rows);
-        assert_eq!(
-            self.owners(),
-            owners,
-            "switch: the tables keep the owner, group and mode the operator gave them"
-        );
+        self.owners_kept("switch", &given);
 
         // 5. a failed reload restores everything
         let com3 = self.key(COM, "s3");
@@ -207,6 +202,7 @@ impl<B: Backend> Battery<'_, B> {
             "clean removes only what rotor put there: the operator's file in the key directory"
         );
         self.rows_kept("clean removes only what rotor put there", &operator_rows);
+        self.owners_kept("clean removes only what rotor put there", &given);
         self.eventually_signs("clean removes only what rotor put there", COM, &com3);
         self.eventually_signs("clean removes only what rotor put there", ORG, &org1);
     }
@@ -308,24 +304,34 @@ impl<B: Backend> Battery<'_, B> {
             .collect()
     }
 
-    /// The operator gives every table the group the signer reads it through, mode 0640.
-    fn give_tables_to_the_operator(&self) {
-        for table in self.all_tables().iter().filter(|t| t.exists()) {
+    /// The operator gives every table the group the signer reads it through, mode 0640; the
+    /// tables given.
+    fn give_tables_to_the_operator(&self) -> Vec<PathBuf> {
+        let tables: Vec<PathBuf> = self
+            .all_tables()
+            .into_iter()
+            .filter(|t| t.exists())
+            .collect();
+        for table in &tables {
             std::os::unix::fs::chown(table, Some(0), Some(self.backend.table_group())).unwrap();
             fs::set_permissions(table, std::os::unix::fs::PermissionsExt::from_mode(0o640))
                 .unwrap();
         }
+        tables
     }
 
-    /// The owner, group and mode of every table.
-    fn owners(&self) -> Vec<(PathBuf, Owner)> {
-        self.all_tables()
-            .into_iter()
-            .map(|table| {
-                let meta = seen(&table).map(|(_, uid, gid, mode, _)| (uid, gid, mode));
-                (table, meta)
-            })
-            .collect()
+    /// Checks each of the `given` tables keeps the owner, group and mode the operator gave it.
+    fn owners_kept(&self, check: &str, given: &[PathBuf]) {
+        let want = Some((0, self.backend.table_group(), 0o640));
+        for table in given {
+            let meta = seen(table).map(|(_, uid, gid, mode, _)| (uid, gid, mode));
+            if meta != want {
+                panic!(
+                    "{check}: {} keeps the owner, group and mode the operator gave it: {meta:?}, not {want:?}",
+                    table.display()
+                );
+            }
+        }
     }
 
     /// Checks `key`'s file of `domain` is in place: a plain file with one name, with the key
