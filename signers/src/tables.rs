@@ -20,13 +20,13 @@ struct Saved {
 
 impl Saved {
     /// Reads `path` without following a link (a link there is refused: rotor replaces the file
-    /// by rename, so it would no longer be one).
-    fn read(path: &Path) -> Result<Self> {
+    /// by rename, so it would no longer be one); a missing file is created with `new_mode`.
+    fn read(path: &Path, new_mode: u32) -> Result<Self> {
         let Some(mut file) = fsutil::open_no_follow(path)? else {
             return Ok(Self {
                 path: path.to_owned(),
                 text: None,
-                mode: 0o644,
+                mode: new_mode,
                 owner: None,
             });
         };
@@ -69,13 +69,19 @@ impl Saved {
 pub struct FileSet(Vec<Saved>);
 
 impl FileSet {
-    /// Reads `paths` (a missing file reads as empty and is removed again on undo; a link is
-    /// refused).
+    /// Reads `paths` (a missing file reads as empty, is created 0644 and removed again on
+    /// undo; a link is refused).
     pub fn read(paths: &[&Path]) -> Result<Self> {
+        let files: Vec<(&Path, u32)> = paths.iter().map(|path| (*path, 0o644)).collect();
+        Self::read_with_modes(&files)
+    }
+
+    /// [`FileSet::read`], each missing file to be created with its own mode.
+    pub fn read_with_modes(files: &[(&Path, u32)]) -> Result<Self> {
         Ok(Self(
-            paths
+            files
                 .iter()
-                .map(|path| Saved::read(path))
+                .map(|(path, mode)| Saved::read(path, *mode))
                 .collect::<Result<_>>()?,
         ))
     }

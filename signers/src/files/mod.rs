@@ -97,16 +97,16 @@ impl Signer for Files {
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
         let rendered = self.render(plan)?;
-        let paths: Vec<&Path> = rendered.iter().map(|(path, ..)| path.as_path()).collect();
-        for (path, _, mode) in &rendered {
+        for (path, ..) in &rendered {
             if let Some(dir) = path.parent().filter(|dir| !dir.exists()) {
                 std::fs::create_dir_all(dir).map_err(|err| SignerError::at("create", dir, err))?;
             }
-            if !path.exists() {
-                fsutil::write_atomic(path, b"", *mode)?;
-            }
         }
-        let files = FileSet::read(&paths)?;
+        // A file not there yet is created with its mode, and removed again if the switch fails.
+        let paths: Vec<(&Path, u32)> = (rendered.iter())
+            .map(|(path, _, mode)| (path.as_path(), *mode))
+            .collect();
+        let files = FileSet::read_with_modes(&paths)?;
         let texts: Vec<String> = rendered.into_iter().map(|(_, text, _)| text).collect();
         let timeout = command::timeout(self.config.timeout);
         files.switch_verified(

@@ -27,6 +27,7 @@ use super::{Backend, Seen, seen};
 
 const COM: &str = "example.com";
 const ORG: &str = "example.org";
+const NET: &str = "example.net";
 
 /// How long a signer may take to pick up a switch (OpenDKIM after its signal, rspamd's map
 /// watcher).
@@ -158,6 +159,20 @@ impl<B: Backend> Battery<'_, B> {
                 path.display()
             );
         }
+        // A domain the signer never signed: nothing of it is left in the tables.
+        let new = plan(NET, &[&self.key(NET, "s1")], &[], &[]);
+        let mut tables = self.all_tables();
+        tables.extend(self.backend.tables(NET));
+        let before = self.snapshot(&tables);
+        failing.stage(&new).expect("stage of a new domain");
+        failing
+            .switch(&new)
+            .expect_err("a failed reload restores everything: the switch of a new domain fails");
+        assert_eq!(
+            self.snapshot(&tables),
+            before,
+            "a failed reload restores everything: a new domain's failed switch leaves its tables as they were"
+        );
         self.eventually_signs("a failed reload restores everything", COM, &com2);
         self.eventually_signs("a failed reload restores everything", ORG, &org1);
         apply(&*signer, &next).expect("the switch after a failed one");
