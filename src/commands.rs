@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rotor_providers::Zone;
 use rotor_state::{Compromise, Event, KeyRecord, Phase, Snapshot, Store, StoreError};
-use serde::Serialize;
 
 use crate::config::{Authoritative, Config, DomainConfig};
 use crate::engine::{self, Clock, Engine, Parts, PassReport, SystemClock};
-use crate::lifecycle::{self, Next};
 use crate::metrics::{self, PassMetrics};
 use crate::notify::{self, Notice};
+use crate::plan::{Plan, When, lifecycle};
 use crate::propagation::{DnsVisibility, Visibility};
 use crate::{fsutil, status};
 
@@ -378,7 +377,7 @@ pub fn history(config: &Config, domain: &str, json: bool) -> Result<Code> {
     for event in &events {
         println!(
             "{}  {}  {}  {}",
-            engine::rfc3339(event.at),
+            crate::time::rfc3339(event.at),
             event.selector,
             event.phase,
             event.detail
@@ -410,60 +409,18 @@ pub fn init(path: &Path) -> Result<Code> {
 /// The starter config `rotor init` writes: the commented example.
 const STARTER: &str = include_str!("../examples/rotor.yaml");
 
-/// One step `rotor run` would take now.
-#[derive(Serialize)]
-struct Planned {
-    domain: String,
-    selector: Option<String>,
-    action: String,
-}
-
-/// `rotor plan`.
+/// `rotor plan`: the plan of a pass computed now, the same value `rotor run` would apply.
 pub fn plan(config: &Config, json: bool) -> Result<Code> {
-    let stored = stored_keys(config)?;
-    let now = SystemClock.now();
-    let mut planned = Vec::new();
-    for domain in &config.domains {
-        let keys: Vec<KeyRecord> = stored
-            .iter()
-            .filter(|k| k.domain == domain.name.as_str())
-            .cloned()
-            .collect();
-        for &algorithm in &domain.policy.keys {
-            if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, now, false)
-            {
-                planned.push(Planned {
-                    domain: domain.name.to_string(),
-                    selector: None,
-                    action: format!(
-                        "start a rotation: new {algorithm} key, then as far as the gates allow"
-                    ),
-                });
-            }
-        }
-        for key in &keys {
-            if let Next::Act(action) = lifecycle::next_among(key, &keys, &domain.policy, now) {
-                planned.push(Planned {
-                    domain: domain.name.to_string(),
-                    selector: Some(key.selector.clone()),
-                    action: action.to_string(),
-                });
-            }
-        }
-    }
+    let (keys, last_pass) = read_store(config, |s| (s.keys(), s.last_pass()))?;
+    let when = When {
+        now: SystemClock.now(),
+        last_pass: last_pass.map(|pass| pass.at),
+    };
+    let plan = Plan::compute(&config.domains, &keys, when, &BTreeSet::new());
     if json {
-        println!("{}", serde_json::to_string_pretty(&planned)?);
-    } else if planned.is_empty() {
-        println!("nothing to do now");
+        println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        for step in &planned {
-            println!(
-                "{} {}: {}",
-                step.domain,
-                step.selector.as_deref().unwrap_or("-"),
-                step.action
-            );
-        }
+        print!("{}", status::plan_text(&plan));
     }
     Ok(0)
 }

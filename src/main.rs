@@ -5,12 +5,13 @@ mod commands;
 mod config;
 mod daemon;
 mod engine;
-mod lifecycle;
 mod metrics;
 mod notify;
+mod plan;
 mod propagation;
 mod signer_plan;
 mod status;
+mod time;
 
 // Shared with the signers (key files need them): the same paths as when they lived here.
 use rotor_keys as keys;

@@ -154,7 +154,7 @@ pub fn render(config: &Config, keys: &[KeyRecord], pass: &PassMetrics) -> String
                     format!(
                         "{{domain=\"{}\",algorithm=\"{}\",selector=\"{}\"}}",
                         escape(&k.domain),
-                        escape(&k.algorithm),
+                        escape(&k.algorithm.to_string()),
                         escape(&k.selector)
                     ),
                     pass.now

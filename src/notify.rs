@@ -11,7 +11,7 @@ use rotor_state::Event;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Interval;
-use crate::engine::rfc3339;
+use crate::time::rfc3339;
 use rotor_signers::command;
 
 /// The `notify:` settings.

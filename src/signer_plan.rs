@@ -4,14 +4,11 @@
 use rotor_signers::{SignerKey, SignerPlan};
 use rotor_state::{KeyRecord, Phase};
 
-use crate::keys::KeyAlgorithm;
-
 /// A key as a signer needs it.
 fn signer_key(key: &KeyRecord) -> SignerKey {
     SignerKey {
         selector: key.selector.clone(),
-        // The store holds only algorithms rotor wrote; RSA-2048 is the safe reading.
-        algorithm: key.algorithm.parse().unwrap_or(KeyAlgorithm::Rsa2048),
+        algorithm: key.algorithm,
         source: key.key_file.clone(),
     }
 }

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use rotor_state::{KeyRecord, PassRecord, Phase, ServerCheck};
+use rotor_state::{KeyAlgorithm, KeyRecord, PassRecord, Phase, ServerCheck};
 use serde::Serialize;
 
 use crate::config::DomainConfig;
-use crate::engine::rfc3339;
-use crate::lifecycle::{self, Next};
+use crate::plan::{DnsChange, DomainPlan, Gate, Plan, Step, When};
+use crate::time::rfc3339;
 
 /// One row of `rotor status`: a key, or a domain that has none yet.
 #[derive(Debug, Serialize)]
@@ -19,7 +19,7 @@ pub struct KeyStatus {
     /// Where its record lives: the selector's name, or the end of its alias chain.
     pub record_name: Option<String>,
     /// The key's algorithm.
-    pub algorithm: Option<String>,
+    pub algorithm: Option<KeyAlgorithm>,
     /// The key's phase.
     pub phase: Option<String>,
     /// Since when (RFC 3339).
@@ -28,6 +28,8 @@ pub struct KeyStatus {
     pub next_at: Option<String>,
     /// What the key waits for, or the step it takes on the next run.
     pub waiting_for: Option<String>,
+    /// The gate that holds it, if one does.
+    pub gate: Option<Gate>,
     /// The last error.
     pub error: Option<String>,
     /// When the last propagation check ran (RFC 3339).
@@ -39,34 +41,46 @@ pub struct KeyStatus {
 }
 
 impl KeyStatus {
-    fn new(domain: &DomainConfig, key: &KeyRecord, keys: &[KeyRecord], now: u64) -> Self {
-        let next = match key.phase {
-            // A failed key's domain waits for the retry of its rotation.
-            Phase::Failed => key
-                .algorithm
-                .parse()
-                .map(|alg| lifecycle::rotation(keys, alg, &domain.policy, now, false))
-                .unwrap_or(Next::Done),
-            _ => lifecycle::next_among(key, keys, &domain.policy, now),
-        };
-        let (next_at, waiting_for) = match next {
-            Next::Act(action) if key.phase == Phase::Failed => (
+    /// The row of `key`, whose domain's plan is `plan`: its step, or what holds it. A failed
+    /// key shows its domain's next rotation of its type (the retry).
+    fn new(key: &KeyRecord, plan: &DomainPlan, now: u64) -> Self {
+        let step = match key.phase {
+            Phase::Failed => plan
+                .rotations
+                .iter()
+                .find(|r| r.algorithm.dkim_k() == key.algorithm.dkim_k())
+                .map(|r| r.step.clone()),
+            _ => plan
+                .keys
+                .iter()
+                .find(|k| k.selector == key.selector)
+                .map(|k| k.step.clone()),
+        }
+        .unwrap_or(Step::Done);
+        let (next_at, waiting_for, gate) = match step {
+            Step::Act { action } if key.phase == Phase::Failed => (
                 Some(rfc3339(now)),
                 Some(format!("next run: retry the rotation ({action})")),
+                None,
             ),
-            Next::Act(action) => (Some(rfc3339(now)), Some(format!("next run: {action}"))),
-            Next::Wait { until, reason } => (until.map(rfc3339), Some(reason)),
-            Next::Done => (None, None),
+            Step::Act { action } => (
+                Some(rfc3339(now)),
+                Some(format!("next run: {action}")),
+                None,
+            ),
+            Step::Wait { until, gate } => (until.map(rfc3339), Some(gate.to_string()), Some(gate)),
+            Step::Done => (None, None, None),
         };
         Self {
             domain: key.domain.clone(),
             selector: Some(key.selector.clone()),
             record_name: Some(key.record_name()),
-            algorithm: Some(key.algorithm.clone()),
+            algorithm: Some(key.algorithm),
             phase: Some(key.phase.to_string()),
             since: Some(rfc3339(key.since)),
             next_at,
             waiting_for,
+            gate,
             error: key.error.clone(),
             checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
             servers: key
@@ -88,6 +102,7 @@ impl KeyStatus {
             since: None,
             next_at: None,
             waiting_for: Some("first rotation on the next run".into()),
+            gate: None,
             error: None,
             checked_at: None,
             servers: Vec::new(),
@@ -120,11 +135,12 @@ pub fn rows(domains: &[&DomainConfig], keys: &[KeyRecord], all: bool, now: u64) 
         if shown.is_empty() {
             rows.push(KeyStatus::without_keys(domain));
         }
-        rows.extend(
-            shown
-                .into_iter()
-                .map(|key| KeyStatus::new(domain, key, &theirs, now)),
-        );
+        let when = When {
+            now,
+            last_pass: None,
+        };
+        let plan = DomainPlan::compute(domain, &theirs, when, false);
+        rows.extend(shown.into_iter().map(|key| KeyStatus::new(key, &plan, now)));
     }
     rows
 }
@@ -142,11 +158,12 @@ pub fn orphans(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<KeyStatus> {
             domain: key.domain.clone(),
             selector: Some(key.selector.clone()),
             record_name: Some(key.record_name()),
-            algorithm: Some(key.algorithm.clone()),
+            algorithm: Some(key.algorithm),
             phase: Some(key.phase.to_string()),
             since: Some(rfc3339(key.since)),
             next_at: None,
             waiting_for: Some(ORPHAN.to_string()),
+            gate: None,
             error: key.error.clone(),
             checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
             servers: Vec::new(),
@@ -339,7 +356,7 @@ pub fn table(rows: &[KeyStatus]) -> String {
         lines.push([
             row.domain.clone(),
             selector,
-            row.algorithm.clone().unwrap_or_else(dash),
+            row.algorithm.map_or_else(dash, |a| a.to_string()),
             row.phase.clone().unwrap_or_else(dash),
             row.since.clone().unwrap_or_else(dash),
             row.next_at.clone().unwrap_or_else(dash),
@@ -365,6 +382,69 @@ pub fn table(rows: &[KeyStatus]) -> String {
     out
 }
 
+/// `rotor plan` as text: each step taken now, with its DNS changes, the signers it switches and
+/// the steps that follow; "nothing to do now" when there is none.
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let step = |step: &Step| match step {
+        Step::Act { action } => action.to_string(),
+        Step::Wait {
+            until: Some(until),
+            gate,
+        } => format!("wait: {gate} (until {})", rfc3339(*until)),
+        Step::Wait { until: None, gate } => format!("wait: {gate}"),
+        Step::Done => "done".to_string(),
+    };
+    let then = |steps: &[Step]| {
+        let rest: Vec<String> = steps.iter().skip(1).map(step).collect();
+        if rest.is_empty() {
+            String::new()
+        } else {
+            format!("\n    then: {}", rest.join(" → "))
+        }
+    };
+    for domain in &plan.domains {
+        for rotation in &domain.rotations {
+            if rotation.step.action().is_some() {
+                out.push_str(&format!(
+                    "{} (new {} key): reserve a new selector{}\n",
+                    domain.domain,
+                    rotation.algorithm,
+                    then(&rotation.then)
+                ));
+            }
+        }
+        for key in &domain.keys {
+            let Some(action) = key.step.action() else {
+                continue;
+            };
+            out.push_str(&format!(
+                "{} {} ({}, {}): {action}",
+                domain.domain, key.selector, key.algorithm, key.phase
+            ));
+            for change in &key.dns {
+                match change {
+                    DnsChange::Add { name, value, ttl } => {
+                        out.push_str(&format!("\n    add TXT {name} (ttl {ttl}) {value:.60}"));
+                    }
+                    DnsChange::Delete { name, value } => {
+                        out.push_str(&format!("\n    delete TXT {name} {value:.60}"));
+                    }
+                }
+            }
+            if !key.signers.is_empty() {
+                out.push_str(&format!("\n    signers: {}", key.signers.join(", ")));
+            }
+            out.push_str(&then(&key.then));
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        out.push_str("nothing to do now\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -383,7 +463,13 @@ mod tests {
         KeyRecord {
             phase,
             activated_at: Some(since),
-            ..KeyRecord::reserved("example.com", selector, "rsa-2048", "/k/x".into(), since)
+            ..KeyRecord::reserved(
+                "example.com",
+                selector,
+                KeyAlgorithm::Rsa2048,
+                "/k/x".into(),
+                since,
+            )
         }
     }
 

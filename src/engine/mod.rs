@@ -17,36 +17,16 @@ use rotor_state::{Action, Check, Event, KeyRecord, Phase, Store};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, DomainConfig, ProviderConfig};
-use crate::keys::{DkimRecord, KeyAlgorithm, PrivateKey};
-use crate::lifecycle::{self, Next};
+use crate::keys::{DkimRecord, PrivateKey};
 use crate::metrics::{CallCount, Metered};
+use crate::plan::{self, DnsChange, DomainPlan, Gate, When, lifecycle};
 use crate::propagation::{DnsVisibility, RecordNames, Visibility};
 use crate::signer_plan;
+use crate::time::rfc3339;
 use crate::{crashpoint, fsutil};
 use rotor_signers::{Signer, SignerKey};
 
-/// Where the time comes from (injectable for tests).
-pub trait Clock {
-    /// Now, in Unix seconds.
-    fn now(&self) -> u64;
-}
-
-/// The system clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default()
-    }
-}
-
-/// Formats Unix seconds as RFC 3339 (UTC).
-pub fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
+pub use crate::time::{Clock, SystemClock};
 
 /// Builds the adapter for a configured provider; an error says what is missing (exit code 2).
 pub async fn provider(name: &str, config: &ProviderConfig) -> Result<Box<dyn DnsProvider>, String> {
@@ -321,19 +301,21 @@ impl<'a> Engine<'a> {
     /// intents are recorded in one commit before any key is written, and the results in one
     /// commit after (two store flushes per pass, not two per key).
     async fn generate_all(&self, domains: &[&DomainConfig]) -> Vec<(String, anyhow::Error)> {
-        let now = self.clock.now();
         let mut jobs = Vec::new();
         let mut failures = Vec::new();
         for &domain in domains {
             match self.store.domain_keys(domain.name.as_str()) {
-                Ok(keys) => jobs.extend(
-                    keys.into_iter()
-                        .filter(|key| {
-                            lifecycle::next(key, &domain.policy, now)
-                                == Next::Act(Action::GenerateKey)
-                        })
-                        .map(|key| (domain, key)),
-                ),
+                Ok(keys) => {
+                    let plan = self.plan_of(domain, &keys);
+                    jobs.extend(
+                        keys.iter()
+                            .filter(|key| {
+                                plan.taking(Action::GenerateKey)
+                                    .any(|k| k.selector == key.selector)
+                            })
+                            .map(|key| (domain, key.clone())),
+                    );
+                }
                 Err(err) => failures.push((domain.name.to_string(), err.into())),
             }
         }
@@ -431,29 +413,27 @@ impl<'a> Engine<'a> {
                 return Ok(());
             }
             let keys = self.store.domain_keys(name)?;
-            let now = self.clock.now();
-            let doubt = self.clock_doubt(domain, now);
-            let step = keys.iter().find_map(|key| {
-                match lifecycle::next_among(key, &keys, &domain.policy, now) {
-                    Next::Act(action) if removes_on_time(key, action) && doubt.is_some() => {
-                        let doubt = doubt.as_deref().unwrap_or_default();
-                        self.warn(format!(
-                            "{name} {}: {action} held for this pass: {doubt}",
-                            key.selector
-                        ));
-                        None
-                    }
-                    Next::Act(action) => Some((key.clone(), action)),
-                    _ => None,
+            let plan = self.plan_of(domain, &keys);
+            for held in &plan.keys {
+                if let plan::Step::Wait {
+                    gate: gate @ Gate::ClockInDoubt { .. },
+                    ..
+                } = &held.step
+                {
+                    self.warn(format!("{name} {}: {gate}", held.selector));
                 }
+            }
+            let step = plan.next_step().and_then(|(planned, action)| {
+                let key = keys.iter().find(|k| k.selector == planned.selector)?;
+                Some((key.clone(), action, planned.dns.clone()))
             });
-            let Some((key, action)) = step else {
+            let Some((key, action, dns)) = step else {
                 if abandoned.is_empty() {
                     return Ok(());
                 }
                 bail!("rotation failed: {}", abandoned.join("; "));
             };
-            if let Err(err) = self.perform(domain, &key, action).await {
+            if let Err(err) = self.perform(domain, &key, action, &dns).await {
                 let err = err.context(format!("{} {}: {}", name, key.selector, action));
                 self.record_error(&key, &err)?;
                 return Err(err);
@@ -466,32 +446,23 @@ impl<'a> Engine<'a> {
         bail!("{name}: the pass did not settle (this is a bug)")
     }
 
-    /// Why the clock cannot be trusted to end `domain`'s grace windows in this pass, if it
-    /// cannot: it is behind the last pass (it went back), or ahead of it by more than the grace
-    /// window (a jump, or a long stop: either way the window is not ended by one reading). The
-    /// next pass, with a clock that moves as it should, goes on.
-    fn clock_doubt(&self, domain: &DomainConfig, now: u64) -> Option<String> {
-        let last = self.last_pass?;
-        if now < last {
-            return Some(format!(
-                "the clock ({}) is behind the last pass ({}); check NTP",
-                rfc3339(now),
-                rfc3339(last)
-            ));
+    /// What the time is, for the plan.
+    fn when(&self, now: u64) -> When {
+        When {
+            now,
+            last_pass: self.last_pass,
         }
-        let grace = domain.policy.grace.secs();
-        (now - last > grace).then(|| {
-            format!(
-                "the clock moved {}s since the last pass ({}), more than the grace window ({}): a jump would end grace windows at once",
-                now - last,
-                rfc3339(last),
-                domain.policy.grace
-            )
-        })
+    }
+
+    /// `domain`'s plan now, from its stored `keys`.
+    fn plan_of(&self, domain: &DomainConfig, keys: &[KeyRecord]) -> DomainPlan {
+        DomainPlan::compute(domain, keys, self.when(self.clock.now()), false)
     }
 
     fn warn(&self, warning: String) {
-        if let Ok(mut warnings) = self.warnings.lock() {
+        if let Ok(mut warnings) = self.warnings.lock()
+            && !warnings.contains(&warning)
+        {
             warnings.push(warning);
         }
     }
@@ -577,7 +548,14 @@ impl<'a> Engine<'a> {
         Ok(intended)
     }
 
-    async fn perform(&self, domain: &DomainConfig, key: &KeyRecord, action: Action) -> Result<()> {
+    /// Performs `action` on `key`, with the exact DNS changes the plan gave it.
+    async fn perform(
+        &self,
+        domain: &DomainConfig,
+        key: &KeyRecord,
+        action: Action,
+        dns: &[DnsChange],
+    ) -> Result<()> {
         if action == Action::Publish {
             let zone = self.key_zone(domain, key).await?;
             let refused = self.publish(&zone, &[(domain, key.clone())]).await?;
@@ -621,14 +599,11 @@ impl<'a> Engine<'a> {
             }
             Action::Retire | Action::Revoke => {
                 self.apply_signers(domain, &key, &mut after, &[&key])?;
-                // A leaked key may be revoked before it was ever published: then no record.
-                if let Some(record) = key.record.clone() {
+                // A leaked key may be revoked before it was ever published: then no change.
+                if !dns.is_empty() {
                     let zone = self.key_zone(domain, &key).await?;
-                    let revoked = revoked_record(&key)?;
-                    let add = (action == Action::Revoke).then_some(revoked.as_str());
                     crashpoint::hit(action.id(), "signers_done");
-                    self.replace_exact(domain, &zone, &key.record_name(), &record, add)
-                        .await?;
+                    self.replace_exact(domain, &zone, dns).await?;
                     crashpoint::hit(action.id(), "dns_done");
                 }
                 fsutil::remove_file(&key.key_file)?;
@@ -640,16 +615,13 @@ impl<'a> Engine<'a> {
             }
             Action::RemoveRevoked => {
                 let zone = self.key_zone(domain, &key).await?;
-                let revoked = revoked_record(&key)?;
-                self.replace_exact(domain, &zone, &key.record_name(), &revoked, None)
-                    .await?;
+                self.replace_exact(domain, &zone, dns).await?;
                 "revoked record removed".to_string()
             }
             Action::Abandon => {
-                if let Some(record) = &key.record {
+                if !dns.is_empty() {
                     let zone = self.key_zone(domain, &key).await?;
-                    self.replace_exact(domain, &zone, &key.record_name(), record, None)
-                        .await?;
+                    self.replace_exact(domain, &zone, dns).await?;
                 }
                 fsutil::remove_file(&key.key_file)?;
                 let reason = format!(
@@ -721,7 +693,7 @@ impl<'a> Engine<'a> {
     }
 
     async fn generate(&self, key: &KeyRecord) -> Result<String> {
-        let algorithm: KeyAlgorithm = key.algorithm.parse().map_err(anyhow::Error::msg)?;
+        let algorithm = key.algorithm;
         let dir = key
             .key_file
             .parent()
@@ -738,52 +710,60 @@ impl<'a> Engine<'a> {
         Ok(private.record()?.to_string())
     }
 
-    /// Deletes exactly `gone` at `name` (if it is there) and adds `add` (if given and not there
-    /// yet), in one change made only if the name still holds what was just listed, then lists
-    /// again to confirm (see [`Engine::confirm`]). Every other value at the name stays.
+    /// Makes the plan's `changes` (all at one name) where still needed: deletes exactly the
+    /// values to delete that are there, adds those not there yet, in one change made only if
+    /// the name still holds what was just listed; then lists again to confirm (see
+    /// [`Engine::confirm`]). Every other value at the name stays.
     async fn replace_exact(
         &self,
         domain: &DomainConfig,
         zone: &Zone,
-        name: &str,
-        gone: &str,
-        add: Option<&str>,
+        changes: &[DnsChange],
     ) -> Result<()> {
+        let Some(name) = changes.first().map(DnsChange::name) else {
+            return Ok(());
+        };
         let values = self.provider(domain).list_txt(zone, name).await?;
-        let mut changes: Vec<Change> = values
-            .iter()
-            .filter(|v| v.joined() == gone)
-            .map(|value| Change::Delete {
-                name: name.to_string(),
-                value: value.clone(),
-            })
-            .collect();
-        if let Some(add) = add.filter(|add| !values.iter().any(|v| v.joined() == *add)) {
-            changes.push(Change::Add {
-                name: name.to_string(),
-                value: TxtValue::from_value(add),
-                ttl: domain.policy.ttl,
-            });
+        let holds = |value: &str| values.iter().any(|v| v.joined() == value);
+        let mut needed = Vec::new();
+        for change in changes {
+            match change {
+                DnsChange::Delete { name, value } => {
+                    needed.extend(values.iter().filter(|v| v.joined() == *value).map(|found| {
+                        Change::Delete {
+                            name: name.clone(),
+                            value: found.clone(),
+                        }
+                    }))
+                }
+                DnsChange::Add { name, value, ttl } if !holds(value) => {
+                    needed.push(Change::Add {
+                        name: name.clone(),
+                        value: TxtValue::from_value(value),
+                        ttl: *ttl,
+                    });
+                }
+                DnsChange::Add { .. } => {}
+            }
         }
-        if !changes.is_empty() {
+        if !needed.is_empty() {
             let read = Listing::from([(name.to_string(), values)]);
             self.provider(domain)
-                .apply_if_unchanged(zone, &changes, &read)
+                .apply_if_unchanged(zone, &needed, &read)
                 .await?;
         }
-        self.confirm(domain, zone, name, gone, add).await
+        self.confirm(domain, zone, name, changes).await
     }
 
-    /// Lists `name` again after a change and checks that `gone` is no longer there (and that
-    /// `present`, if any, is): a provider that answered success without doing it is caught
+    /// Lists `name` again after a change and checks that every value deleted is gone and every
+    /// value added is there: a provider that answered success without doing it is caught
     /// before the key is marked retired.
     async fn confirm(
         &self,
         domain: &DomainConfig,
         zone: &Zone,
         name: &str,
-        gone: &str,
-        present: Option<&str>,
+        changes: &[DnsChange],
     ) -> Result<()> {
         let values: Vec<String> = self
             .provider(domain)
@@ -792,17 +772,19 @@ impl<'a> Engine<'a> {
             .iter()
             .map(TxtValue::joined)
             .collect();
-        if values.iter().any(|v| v == gone) {
-            bail!(
-                "provider {} reported the change done, but {name} still holds the record; will try again",
-                domain.provider
-            );
-        }
-        if let Some(wanted) = present.filter(|wanted| !values.iter().any(|v| v == *wanted)) {
-            bail!(
-                "provider {} reported the change done, but {name} does not hold {wanted:?}; will try again",
-                domain.provider
-            );
+        for change in changes {
+            let there = values.iter().any(|v| v == change.value());
+            match change {
+                DnsChange::Delete { .. } if there => bail!(
+                    "provider {} reported the change done, but {name} still holds the record; will try again",
+                    domain.provider
+                ),
+                DnsChange::Add { value, .. } if !there => bail!(
+                    "provider {} reported the change done, but {name} does not hold {value:?}; will try again",
+                    domain.provider
+                ),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -1038,17 +1020,6 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// Whether `action` on `key` ends a grace or revocation window by the clock (held when the
-/// clock is in doubt). A leaked key's revocation is never held.
-fn removes_on_time(key: &KeyRecord, action: Action) -> bool {
-    key.compromised.is_none()
-        && matches!(
-            action,
-            Action::Retire | Action::Revoke | Action::RemoveRevoked
-        )
-        && key.intent.is_none()
-}
-
 /// `key`'s record among `keys`.
 fn this<'k>(keys: &'k mut [KeyRecord], key: &KeyRecord) -> &'k mut KeyRecord {
     keys.iter_mut()
@@ -1059,7 +1030,7 @@ fn this<'k>(keys: &'k mut [KeyRecord], key: &KeyRecord) -> &'k mut KeyRecord {
 /// Checks that rotor's private key file of `key` is the key whose record was published: a file
 /// replaced since (by someone with access to rotor's key directory) is never handed to a signer.
 fn matches_its_record(key: &KeyRecord) -> Result<()> {
-    let algorithm: KeyAlgorithm = key.algorithm.parse().map_err(anyhow::Error::msg)?;
+    let algorithm = key.algorithm;
     let pem = fsutil::read_optional(&key.key_file)?.with_context(|| {
         format!(
             "{} {}: private key {} is missing",
@@ -1081,11 +1052,6 @@ fn matches_its_record(key: &KeyRecord) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn revoked_record(key: &KeyRecord) -> Result<String> {
-    let algorithm: KeyAlgorithm = key.algorithm.parse().map_err(anyhow::Error::msg)?;
-    Ok(DkimRecord::revoked(algorithm).to_string())
 }
 
 mod publish;

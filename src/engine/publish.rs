@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use rotor_providers::{Change, TxtValue, Zone};
 use rotor_state::{Action, KeyRecord};
 
@@ -11,7 +11,7 @@ use super::Engine;
 use crate::config::DomainConfig;
 use crate::crashpoint;
 use crate::keys::DkimRecord;
-use crate::lifecycle::{self, Next};
+use crate::plan::{DnsChange, dns, lifecycle};
 
 /// A key to publish, with its domain.
 pub(super) type Member<'d> = (&'d DomainConfig, KeyRecord);
@@ -23,7 +23,6 @@ impl Engine<'_> {
         &self,
         domains: &[&DomainConfig],
     ) -> Vec<(String, anyhow::Error)> {
-        let now = self.clock.now();
         let mut failures = Vec::new();
         let mut groups: BTreeMap<(String, String), (Zone, Vec<Member>)> = BTreeMap::new();
         for &domain in domains {
@@ -34,8 +33,12 @@ impl Engine<'_> {
                     continue;
                 }
             };
+            let plan = self.plan_of(domain, &keys);
             for key in keys {
-                if lifecycle::next(&key, &domain.policy, now) != Next::Act(Action::Publish) {
+                if !plan
+                    .taking(Action::Publish)
+                    .any(|k| k.selector == key.selector)
+                {
                     continue;
                 }
                 match self.key_zone(domain, &key).await {
@@ -120,13 +123,17 @@ impl Engine<'_> {
         let mut adds = Vec::new();
         let mut refused = Vec::new();
         for (index, ((domain, _), key)) in members.iter().zip(&intended).enumerate() {
-            let record = key
-                .record
-                .as_deref()
-                .context("a key to publish has a record")?;
-            let name = key.record_name();
+            let Some(DnsChange::Add { name, value, ttl }) =
+                dns::changes(key, Action::Publish, domain.policy.ttl).pop()
+            else {
+                bail!(
+                    "{} {}: a key to publish has a record",
+                    key.domain,
+                    key.selector
+                );
+            };
             let values = found.get(&name).map(Vec::as_slice).unwrap_or_default();
-            if values.iter().any(|v| v.joined() == record) {
+            if values.iter().any(|v| v.joined() == value) {
                 continue;
             }
             if let Some(other) = values
@@ -145,8 +152,8 @@ impl Engine<'_> {
             }
             adds.push(Change::Add {
                 name,
-                value: TxtValue::from_value(record),
-                ttl: domain.policy.ttl,
+                value: TxtValue::from_value(&value),
+                ttl,
             });
         }
         // Only if nobody changed these names since they were listed (atomically, where the

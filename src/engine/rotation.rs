@@ -13,7 +13,7 @@ use rotor_state::{KeyRecord, Phase};
 use super::{Engine, rfc3339};
 use crate::config::DomainConfig;
 use crate::keys::KeyAlgorithm;
-use crate::lifecycle::{self, Next};
+use crate::plan::{DomainPlan, lifecycle};
 
 /// A key to start: its domain, algorithm, proposed selector and where its record would go.
 struct Proposal<'d> {
@@ -151,9 +151,10 @@ impl Engine<'_> {
                 .collect()
         });
         let mut proposals = Vec::new();
-        for &algorithm in &domain.policy.keys {
-            if let Next::Act(_) = lifecycle::rotation(&keys, algorithm, &domain.policy, now, forced)
-            {
+        let plan = DomainPlan::compute(domain, &keys, self.when(now), forced);
+        for rotation in &plan.rotations {
+            let algorithm = rotation.algorithm;
+            if rotation.step.action().is_some() {
                 let stamp = rfc3339(now);
                 let names: Vec<String> = ring.iter().map(|t| t.render(&stamp, algorithm)).collect();
                 let mut proposal = Proposal {
@@ -277,13 +278,7 @@ impl Engine<'_> {
                     zone: Some(zone.name.clone()),
                     zone_id: zone.id.clone(),
                     target: p.target.clone(),
-                    ..KeyRecord::reserved(
-                        name,
-                        &p.selector,
-                        &p.algorithm.to_string(),
-                        key_file,
-                        now,
-                    )
+                    ..KeyRecord::reserved(name, &p.selector, p.algorithm, key_file, now)
                 }
             })
             .collect();

@@ -646,7 +646,7 @@ fn compromise(w: &World, selector: &str, force: bool) {
         at: w.clock.now(),
         skip_min_wait: false,
     };
-    let marked = crate::lifecycle::mark_compromised(key, compromise, force, w.clock.now());
+    let marked = crate::plan::lifecycle::mark_compromised(key, compromise, force, w.clock.now());
     w.store.commit(&[(Some(key), &marked)], &[]).unwrap();
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use rotor_common::KeyAlgorithm;
 use serde::{Deserialize, Serialize};
 
 /// Where a key is in its life.
@@ -175,8 +176,8 @@ pub struct KeyRecord {
     pub domain: String,
     /// Its selector, unique for the domain and never reused.
     pub selector: String,
-    /// Its algorithm (`rsa-2048`, `ed25519`, …).
-    pub algorithm: String,
+    /// Its algorithm (stored as `rsa-2048`, `ed25519`, …).
+    pub algorithm: KeyAlgorithm,
     /// Where it is in its life.
     pub phase: Phase,
     /// When it entered `phase`.
@@ -220,14 +221,14 @@ impl KeyRecord {
     pub fn reserved(
         domain: &str,
         selector: &str,
-        algorithm: &str,
+        algorithm: KeyAlgorithm,
         key_file: PathBuf,
         now: u64,
     ) -> Self {
         Self {
             domain: domain.to_string(),
             selector: selector.to_string(),
-            algorithm: algorithm.to_string(),
+            algorithm,
             phase: Phase::Generated,
             since: now,
             created_at: now,

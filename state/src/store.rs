@@ -605,7 +605,13 @@ mod tests {
     fn key(selector: &str, phase: Phase) -> KeyRecord {
         KeyRecord {
             phase,
-            ..KeyRecord::reserved("example.com", selector, "rsa-2048", "/k".into(), 10)
+            ..KeyRecord::reserved(
+                "example.com",
+                selector,
+                crate::KeyAlgorithm::Rsa2048,
+                "/k".into(),
+                10,
+            )
         }
     }
 
@@ -737,7 +743,13 @@ mod layout_tests {
     use crate::model::Phase;
 
     fn key(selector: &str) -> KeyRecord {
-        KeyRecord::reserved("example.com", selector, "rsa-2048", "/k".into(), 10)
+        KeyRecord::reserved(
+            "example.com",
+            selector,
+            crate::KeyAlgorithm::Rsa2048,
+            "/k".into(),
+            10,
+        )
     }
 
     /// `record`'s JSON with its fields in reverse order.

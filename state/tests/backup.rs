@@ -5,7 +5,13 @@ use std::path::{Path, PathBuf};
 use rotor_state::{KeyRecord, Store, StoreError};
 
 fn key(selector: &str) -> KeyRecord {
-    KeyRecord::reserved("example.com", selector, "ed25519", "/k".into(), 10)
+    KeyRecord::reserved(
+        "example.com",
+        selector,
+        rotor_state::KeyAlgorithm::Ed25519,
+        "/k".into(),
+        10,
+    )
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {

@@ -21,7 +21,13 @@ fn pristine() -> Pristine {
     let store = Store::open(&dir).unwrap();
     for n in 0..6u64 {
         let selector = format!("s{n}");
-        let generated = KeyRecord::reserved("example.com", &selector, "ed25519", "/k".into(), n);
+        let generated = KeyRecord::reserved(
+            "example.com",
+            &selector,
+            rotor_state::KeyAlgorithm::Ed25519,
+            "/k".into(),
+            n,
+        );
         let event = |phase| Event {
             at: 100 + n,
             domain: "example.com".into(),

@@ -19,7 +19,13 @@ fn child_commits_and_backs_up() {
     let dir = Path::new(&dir);
     for selector in ["a", "b"] {
         let store = Store::open(dir).unwrap();
-        let key = KeyRecord::reserved("example.com", selector, "ed25519", "/k".into(), 10);
+        let key = KeyRecord::reserved(
+            "example.com",
+            selector,
+            rotor_state::KeyAlgorithm::Ed25519,
+            "/k".into(),
+            10,
+        );
         store.commit(&[(None, &key)], &[]).unwrap();
         store.close().unwrap();
         Store::back_up(dir).unwrap();

@@ -6,7 +6,13 @@ use std::time::Duration;
 use rotor_state::{Event, KeyRecord, Phase, Snapshot, Store, StoreError};
 
 fn key(domain: &str, selector: &str) -> KeyRecord {
-    KeyRecord::reserved(domain, selector, "ed25519", "/k".into(), 10)
+    KeyRecord::reserved(
+        domain,
+        selector,
+        rotor_state::KeyAlgorithm::Ed25519,
+        "/k".into(),
+        10,
+    )
 }
 
 fn event(domain: &str, selector: &str, phase: Phase) -> Event {

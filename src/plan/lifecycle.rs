@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use rotor_state::{Action, Compromise, KeyRecord, Phase};
 
+use super::gate::Gate;
 use crate::config::{Policy, RetireMode};
 use crate::keys::KeyAlgorithm;
 
@@ -13,21 +14,21 @@ use crate::keys::KeyAlgorithm;
 pub enum Next {
     /// Perform this action now.
     Act(Action),
-    /// Nothing to do until `until` (if known), for `reason`.
+    /// Nothing to do until `until` (if known), held by `gate`.
     Wait {
         /// When the gate opens, Unix seconds.
         until: Option<u64>,
         /// What the key waits for.
-        reason: String,
+        gate: Gate,
     },
     /// The key's life is over.
     Done,
 }
 
-fn wait(until: u64, reason: impl Into<String>) -> Next {
+fn wait(until: u64, gate: Gate) -> Next {
     Next::Wait {
         until: Some(until),
-        reason: reason.into(),
+        gate,
     }
 }
 
@@ -61,22 +62,22 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
             let published = key.published_at.unwrap_or(key.since);
             let ready = published + prop.min_wait.secs();
             if now < ready {
-                return wait(ready, "min_wait after publishing");
+                return wait(ready, Gate::MinWait);
             }
             if now >= published + prop.timeout.secs() {
                 return Next::Act(Action::Abandon);
             }
             match &key.last_check {
                 Some(check) if check.at >= ready && now < check.at + prop.poll_every.secs() => {
-                    let missing: Vec<&str> = check
+                    let missing = check
                         .servers
                         .iter()
                         .filter(|server| !server.ok)
-                        .map(|server| server.server.as_str())
+                        .map(|server| server.server.clone())
                         .collect();
                     wait(
                         check.at + prop.poll_every.secs(),
-                        format!("propagation: not yet at {}", missing.join(", ")),
+                        Gate::Propagation { missing },
                     )
                 }
                 _ => Next::Act(Action::CheckPropagation),
@@ -90,24 +91,24 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
             match closed {
                 Some((window, opens)) => wait(
                     opens,
-                    format!("waiting for window {window} ({})", policy.timezone.0),
+                    Gate::Window {
+                        window: window.to_string(),
+                        timezone: policy.timezone.0.to_string(),
+                    },
                 ),
                 None => Next::Act(Action::Activate),
             }
         }
         Phase::Active => wait(
             key.activated_at.unwrap_or(key.since) + policy.rotate_every.secs(),
-            "next rotation",
+            Gate::NextRotation,
         ),
         // A leaked key gets no grace window: it is revoked as soon as it is replaced.
         Phase::Retiring if key.compromised.is_some() => Next::Act(Action::Revoke),
         Phase::Retiring => {
             let end = key.since + policy.grace.secs();
             if now < end {
-                wait(
-                    end,
-                    "grace window (mail signed with it may still be in flight)",
-                )
+                wait(end, Gate::Grace)
             } else if policy.retire == RetireMode::Revoke {
                 Next::Act(Action::Revoke)
             } else {
@@ -117,7 +118,7 @@ pub fn next(key: &KeyRecord, policy: &Policy, now: u64) -> Next {
         Phase::Revoked => {
             let end = key.since + policy.revoke_for.secs();
             if now < end {
-                wait(end, "revoke_for (empty p= stays published)")
+                wait(end, Gate::RevokeFor)
             } else {
                 Next::Act(Action::RemoveRevoked)
             }
@@ -203,10 +204,11 @@ pub fn next_among(key: &KeyRecord, keys: &[KeyRecord], policy: &Policy, now: u64
     match on_its_way {
         Some(other) => Next::Wait {
             until: None,
-            reason: format!(
-                "switching together with {} ({}), which is {}",
-                other.selector, other.algorithm, other.phase
-            ),
+            gate: Gate::SwitchTogether {
+                selector: other.selector.clone(),
+                algorithm: other.algorithm,
+                phase: other.phase,
+            },
         },
         None => step,
     }
@@ -215,12 +217,8 @@ pub fn next_among(key: &KeyRecord, keys: &[KeyRecord], policy: &Policy, now: u64
 /// The signing slot a key fills: every RSA size shares one (a domain signs with one RSA key),
 /// Ed25519 has its own. A new key replaces the active key of its slot, so changing `rsa-2048`
 /// to `rsa-3072` in the config rotates the old size out.
-fn slot(algorithm: &str) -> &str {
-    if algorithm.starts_with("rsa") {
-        "rsa"
-    } else {
-        algorithm
-    }
+fn slot(algorithm: KeyAlgorithm) -> &'static str {
+    algorithm.dkim_k()
 }
 
 /// Whether a new key of `algorithm` should be started for a domain whose keys are `keys`.
@@ -232,10 +230,9 @@ pub fn rotation(
     now: u64,
     forced: bool,
 ) -> Next {
-    let algorithm = algorithm.to_string();
     let of_algorithm = || {
         keys.iter()
-            .filter(|key| slot(&key.algorithm) == slot(&algorithm))
+            .filter(|key| slot(key.algorithm) == slot(algorithm))
     };
     if let Some(pending) = of_algorithm().find(|key| {
         matches!(
@@ -245,10 +242,10 @@ pub fn rotation(
     }) {
         return Next::Wait {
             until: None,
-            reason: format!(
-                "rotation under way ({} is {})",
-                pending.selector, pending.phase
-            ),
+            gate: Gate::RotationUnderWay {
+                selector: pending.selector.clone(),
+                phase: pending.phase,
+            },
         };
     }
     if forced {
@@ -264,7 +261,9 @@ pub fn rotation(
         if !newer_active && now < retry {
             return wait(
                 retry,
-                format!("retry after failed rotation ({})", failed.selector),
+                Gate::RetryAfterFailure {
+                    selector: failed.selector.clone(),
+                },
             );
         }
     }
@@ -279,7 +278,7 @@ pub fn rotation(
         Some(key) => {
             let due = key.activated_at.unwrap_or(key.since) + policy.rotate_every.secs();
             if now < due {
-                wait(due, "next rotation")
+                wait(due, Gate::NextRotation)
             } else {
                 Next::Act(Action::GenerateKey)
             }
@@ -336,8 +335,8 @@ pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -
     let slots: BTreeSet<&str> = keys
         .iter()
         .filter(|other| activated(other))
-        .map(|other| slot(&other.algorithm))
-        .chain([slot(&key.algorithm)])
+        .map(|other| slot(other.algorithm))
+        .chain([slot(key.algorithm)])
         .collect();
     keys.iter()
         .map(|other| {
@@ -362,7 +361,7 @@ pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -
                 }
             } else if action == Action::Activate
                 && other.phase == Phase::Active
-                && slots.contains(slot(&other.algorithm))
+                && slots.contains(slot(other.algorithm))
             {
                 next.phase = Phase::Retiring;
                 next.since = now;
@@ -391,7 +390,7 @@ mod tests {
         let reserved = KeyRecord::reserved(
             "example.com",
             selector,
-            "rsa-2048",
+            KeyAlgorithm::Rsa2048,
             format!("/k/{selector}").into(),
             since,
         );
@@ -439,11 +438,11 @@ mod tests {
         ));
         assert_eq!(next(&k, &p, 110), Next::Act(Action::CheckPropagation));
         k.last_check = check(111, false);
-        let Next::Wait { until, reason } = next(&k, &p, 113) else {
+        let Next::Wait { until, gate } = next(&k, &p, 113) else {
             panic!()
         };
         assert_eq!(until, Some(116));
-        assert!(reason.contains("127.0.0.1:5302"), "{reason}");
+        assert!(gate.to_string().contains("127.0.0.1:5302"), "{gate}");
         assert_eq!(next(&k, &p, 116), Next::Act(Action::CheckPropagation));
         assert_eq!(
             next(&k, &p, 160),
@@ -542,7 +541,7 @@ mod tests {
             Next::Act(Action::GenerateKey)
         );
         let new = KeyRecord {
-            algorithm: "rsa-3072".into(),
+            algorithm: KeyAlgorithm::Rsa3072,
             ..key("b", Phase::Propagated, 150)
         };
         let after = complete(&[active, new.clone()], &new, Action::Activate, 160);
@@ -609,7 +608,13 @@ mod tests {
         let key = key("a", Phase::Propagated, saturday - 60);
         assert_eq!(
             next(&key, &policy, saturday),
-            wait(monday_4am, "waiting for window Mon-Fri 04:00-06:00 (UTC)")
+            wait(
+                monday_4am,
+                Gate::Window {
+                    window: "Mon-Fri 04:00-06:00".into(),
+                    timezone: "UTC".into()
+                }
+            )
         );
         assert_eq!(next(&key, &policy, monday_4am), Next::Act(Action::Activate));
         // A step already under way when the window closed is finished.
