@@ -19,7 +19,7 @@ use crate::metrics::{self, PassMetrics};
 use crate::notify::{self, Notice};
 use crate::plan::{Plan, When, lifecycle};
 use crate::propagation::{DnsVisibility, Visibility};
-use crate::{fsutil, signer, status};
+use crate::{fsutil, status};
 
 /// An error with its own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -533,7 +533,7 @@ pub async fn check(config: &Config) -> Result<Code> {
     report(format!("config {}", config.path.display()), Ok(()));
     report(
         format!("key_dir {}", config.key_dir.display()),
-        fsutil::ensure_own_private_dir(&config.key_dir),
+        fsutil::ensure_own_private_dir(&config.key_dir).map_err(anyhow::Error::from),
     );
     for domain in &config.domains {
         let settings = &config.providers[&domain.provider];
@@ -632,7 +632,7 @@ pub async fn check(config: &Config) -> Result<Code> {
     for (name, signer_config) in &config.signers {
         report(
             format!("signer {name}"),
-            signer::build(signer_config).check(),
+            signer_config.build().check().map_err(anyhow::Error::from),
         );
     }
     Ok(if failed == 0 { 0 } else { 1 })

@@ -3,18 +3,19 @@
 mod cli;
 mod commands;
 mod config;
-mod crashpoint;
 mod daemon;
 mod engine;
-mod fsutil;
-mod keys;
 mod metrics;
 mod notify;
 mod plan;
 mod propagation;
-mod signer;
+mod signer_plan;
 mod status;
 mod time;
+
+// Shared with the signers (key files need them): the same paths as when they lived here.
+use rotor_keys as keys;
+use rotor_signers::{crashpoint, fs as fsutil};
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};

@@ -251,5 +251,5 @@ pub fn render(config: &Config, keys: &[KeyRecord], pass: &PassMetrics) -> String
 
 /// Writes the metrics file atomically (world-readable: it holds no secret).
 pub fn write(path: &Path, text: &str) -> Result<()> {
-    fsutil::write_atomic(path, text.as_bytes(), 0o644)
+    Ok(fsutil::write_atomic(path, text.as_bytes(), 0o644)?)
 }

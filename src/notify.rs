@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use rotor_common::ErrorKind;
 
 use crate::config::Interval;
-use crate::signer::command;
 use crate::time::rfc3339;
+use rotor_signers::command;
 
 /// The `notify:` settings.
 #[derive(Clone, Deserialize, Default)]
@@ -156,7 +156,7 @@ async fn post(client: &reqwest::Client, url: &str, notice: &Notice) {
 /// Runs the notify command with `notice` as JSON on its stdin.
 fn run_command(line: &str, notice: &Notice, timeout: Duration) -> anyhow::Result<()> {
     let json = serde_json::to_vec(notice)?;
-    command::run("notify.command", line, timeout, Some(&json))
+    Ok(command::run("notify.command", line, timeout, Some(&json))?)
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ use super::locate::{Step, locate};
 use super::values::SUFFIX;
 use rotor_providers::adapter::{ProviderSettings, secure_url};
 use rotor_providers::registry::ProviderConfig;
+use rotor_signers::SignerSettings;
+use rotor_signers::registry::PathSetting;
 
-use super::{Authoritative, ConfigError, Policy, RetireMode, SignerConfig};
+use super::{Authoritative, ConfigError, Policy, RetireMode};
 
 /// The text being checked, for locating errors.
 pub struct Checker<'a> {
@@ -252,7 +254,7 @@ impl Checker<'_> {
         state_dir: &Path,
         key_dir: &Path,
         metrics_file: Option<&Path>,
-        signers: &BTreeMap<String, SignerConfig>,
+        signers: &BTreeMap<String, SignerSettings>,
     ) -> Result<(), ConfigError> {
         let mut owned: Vec<(Vec<Step>, String, PathBuf)> = vec![
             (
@@ -271,13 +273,13 @@ impl Checker<'_> {
         }
         for (name, signer) in signers {
             let base = [Step::Key("signers"), Step::Key(name)];
-            for (field, path) in signer_paths(signer) {
+            for (field, path) in signer.paths() {
                 let (steps, label) = match field {
-                    Field::Key(key) => (
+                    PathSetting::Key(key) => (
                         [&base[..], &[Step::Key(key)]].concat(),
                         format!("signers.{name}.{key}"),
                     ),
-                    Field::File(index) => (
+                    PathSetting::File(index) => (
                         [
                             &base[..],
                             &[Step::Key("files"), Step::Index(index), Step::Key("path")],
@@ -288,7 +290,7 @@ impl Checker<'_> {
                 };
                 owned.push((steps, label, path));
             }
-            let (user, group) = signer_owner(signer);
+            let (user, group) = signer.owner();
             let missing = [
                 (
                     "user",
@@ -310,7 +312,7 @@ impl Checker<'_> {
                     ),
                 ));
             }
-            for (field, command) in signer_commands(signer) {
+            for (field, command) in signer.commands() {
                 if command.is_some_and(|c| c.trim().is_empty()) {
                     return Err(self.at(
                         &[&base[..], &[Step::Key(field)]].concat(),
@@ -351,70 +353,4 @@ impl Checker<'_> {
 /// without `.` components or trailing slashes.
 fn normal(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.components().collect())
-}
-
-/// A field of a signer's settings that holds a path.
-enum Field {
-    /// A key of the signer's entry.
-    Key(&'static str),
-    /// `files[N].path` of a `type: files` signer.
-    File(usize),
-}
-
-/// The directories and files a signer's adapter writes.
-fn signer_paths(signer: &SignerConfig) -> Vec<(Field, PathBuf)> {
-    let key = |field, path: &PathBuf| (Field::Key(field), path.clone());
-    match signer {
-        SignerConfig::Opendkim(c) => vec![
-            key("key_dir", &c.key_dir),
-            key("key_table", &c.key_table),
-            key("signing_table", &c.signing_table),
-        ],
-        SignerConfig::Rspamd(c) => {
-            let mut paths = vec![
-                key("key_dir", &c.key_dir),
-                key("selector_map", &c.selector_map),
-            ];
-            paths.extend(c.domains_file.iter().map(|file| key("domains_file", file)));
-            paths
-        }
-        SignerConfig::Exim(c) => vec![key("key_dir", &c.key_dir), key("table", &c.table)],
-        SignerConfig::Kumomta(c) => {
-            vec![key("key_dir", &c.key_dir), key("data_file", &c.data_file)]
-        }
-        SignerConfig::Files(c) => {
-            let mut paths = vec![key("key_dir", &c.key_dir)];
-            paths.extend(
-                (c.files.iter().enumerate()).map(|(i, f)| (Field::File(i), PathBuf::from(&f.path))),
-            );
-            paths
-        }
-    }
-}
-
-/// The `user` and `group` a signer's key files are given.
-fn signer_owner(signer: &SignerConfig) -> (Option<&String>, Option<&String>) {
-    match signer {
-        SignerConfig::Opendkim(c) => (c.user.as_ref(), c.group.as_ref()),
-        SignerConfig::Rspamd(c) => (c.user.as_ref(), c.group.as_ref()),
-        SignerConfig::Exim(c) => (c.user.as_ref(), c.group.as_ref()),
-        SignerConfig::Kumomta(c) => (c.user.as_ref(), c.group.as_ref()),
-        SignerConfig::Files(c) => (c.user.as_ref(), c.group.as_ref()),
-    }
-}
-
-/// The commands a signer's adapter runs.
-fn signer_commands(signer: &SignerConfig) -> Vec<(&'static str, Option<&String>)> {
-    match signer {
-        SignerConfig::Opendkim(c) => vec![("reload", c.reload.as_ref())],
-        SignerConfig::Rspamd(c) => vec![
-            ("reload", c.reload.as_ref()),
-            ("configtest", c.configtest.as_ref()),
-        ],
-        SignerConfig::Exim(c) => vec![("reload", c.reload.as_ref())],
-        SignerConfig::Kumomta(c) => vec![("reload", c.reload.as_ref())],
-        SignerConfig::Files(c) => {
-            vec![("reload", c.reload.as_ref()), ("verify", c.verify.as_ref())]
-        }
-    }
 }

@@ -7,8 +7,8 @@ mod values;
 mod window;
 
 pub use values::{
-    Authoritative, DomainName, FileMode, Interval, RetireMode, Schedule, SelectorTemplate,
-    ServerAddr, TimeZoneName,
+    Authoritative, DomainName, Interval, RetireMode, Schedule, SelectorTemplate, ServerAddr,
+    TimeZoneName,
 };
 pub use window::ActivationWindow;
 
@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rotor_providers::registry::ProviderConfig;
+use rotor_signers::SignerSettings;
 use serde::Deserialize;
 use serde::de;
 
@@ -57,7 +58,7 @@ pub struct Config {
     /// DNS providers by name.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Mail signers by name.
-    pub signers: BTreeMap<String, SignerConfig>,
+    pub signers: BTreeMap<String, SignerSettings>,
     /// The domains, in file order.
     pub domains: Vec<DomainConfig>,
     /// Where notifications of phase changes and failures go.
@@ -165,52 +166,6 @@ pub struct Propagation {
     pub timeout: Interval,
 }
 
-/// A mail signer's settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SignerConfig {
-    /// OpenDKIM with KeyTable and SigningTable files.
-    Opendkim(crate::signer::opendkim::OpendkimConfig),
-    /// rspamd's dkim_signing module: a selector map, and a domains file for dual signing.
-    Rspamd(crate::signer::rspamd::RspamdConfig),
-    /// Exim's smtp transport, through an lsearch file.
-    Exim(crate::signer::exim::EximConfig),
-    /// KumoMTA's DKIM helper data file.
-    Kumomta(crate::signer::kumomta::KumomtaConfig),
-    /// Any other signer: files rendered from templates, a reload and a verify command.
-    Files(crate::signer::generic::FilesConfig),
-}
-
-impl SignerConfig {
-    /// Checks what serde cannot: settings that depend on each other.
-    fn validate(&self) -> Result<(), String> {
-        match self {
-            Self::Opendkim(config) => config.reload().map(drop),
-            Self::Rspamd(config) => config.validate(),
-            Self::Files(config) => config.validate(),
-            Self::Exim(_) | Self::Kumomta(_) => Ok(()),
-        }
-    }
-
-    /// Whether the signer can sign each message twice (RSA and Ed25519), or why not.
-    pub fn dual_signing(&self) -> Result<(), &'static str> {
-        match self {
-            // Debian's OpenDKIM has one global SignatureAlgorithm.
-            Self::Opendkim(_) => Err("OpenDKIM signs with one algorithm for all keys"),
-            Self::Rspamd(config) if config.domains_file.is_none() => {
-                Err("rspamd signs twice only through `domains_file:`")
-            }
-            Self::Files(config) if !config.dual_signing => {
-                Err("set `dual_signing: true` if its templates sign with every key")
-            }
-            Self::Kumomta(_) => Err(
-                "KumoMTA's DKIM helper signs a domain once (its additional_signatures apply to every message); sign twice with your own policy and a `type: files` signer",
-            ),
-            Self::Rspamd(_) | Self::Exim(_) | Self::Files(_) => Ok(()),
-        }
-    }
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPropagation {
@@ -302,7 +257,7 @@ struct RawConfig {
     defaults: RawPolicy,
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
-    signers: BTreeMap<String, SignerConfig>,
+    signers: BTreeMap<String, SignerSettings>,
     domains: Vec<RawDomain>,
     #[serde(default)]
     notify: NotifyConfig,

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-pub use rotor_common::{FileMode, Interval, ServerAddr};
+pub use rotor_common::{Interval, ServerAddr};
 use rotor_common::{deserialize_from_str, parse_scalar};
 
 use crate::keys::KeyAlgorithm;
@@ -378,6 +378,7 @@ mod tests {
 
     #[test]
     fn file_modes_are_octal_and_never_open_to_others() {
+        use rotor_common::FileMode;
         assert_eq!("0640".parse::<FileMode>().unwrap(), FileMode(0o640));
         assert_eq!("600".parse::<FileMode>().unwrap(), FileMode(0o600));
         assert!(

@@ -19,9 +19,10 @@ use crate::keys::{DkimRecord, PrivateKey};
 use crate::metrics::{CallCount, Metered};
 use crate::plan::{self, DnsChange, DomainPlan, Gate, When, lifecycle};
 use crate::propagation::{DnsVisibility, RecordNames, Visibility};
-use crate::signer::{self, Signer, SignerKey, SignerPlan};
+use crate::signer_plan;
 use crate::time::rfc3339;
 use crate::{crashpoint, fsutil};
+use rotor_signers::{Signer, SignerKey};
 
 pub use crate::time::{Clock, SystemClock};
 
@@ -106,7 +107,7 @@ impl Parts {
             signers: config
                 .signers
                 .iter()
-                .map(|(name, c)| (name.clone(), signer::build(c)))
+                .map(|(name, c)| (name.clone(), c.build()))
                 .collect(),
             visibility: Box::new(DnsVisibility {
                 timeout: Duration::from_secs(5),
@@ -844,7 +845,7 @@ impl<'a> Engine<'a> {
         after: &mut [KeyRecord],
         removed: &[&KeyRecord],
     ) -> Result<()> {
-        let plan = SignerPlan::from_keys(domain.name.as_str(), after, removed);
+        let plan = signer_plan::from_keys(domain.name.as_str(), after, removed);
         let holds =
             |keys: &[SignerKey], key: &KeyRecord| keys.iter().any(|k| k.selector == key.selector);
         for key in after
@@ -952,7 +953,7 @@ impl<'a> Engine<'a> {
                         .join(", ")
                 );
             };
-            let plan = SignerPlan::from_keys(domain.name.as_str(), &[], keys.as_slice());
+            let plan = signer_plan::from_keys(domain.name.as_str(), &[], keys.as_slice());
             signer
                 .switch(&plan)
                 .and_then(|()| signer.clean(&plan))

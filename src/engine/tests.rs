@@ -13,7 +13,7 @@ use super::{Clock, Engine, Parts};
 use crate::config::{Config, Propagation};
 use crate::keys::DkimRecord;
 use crate::propagation::{RecordNames, Visibility};
-use crate::signer::{Signer, SignerPlan};
+use rotor_signers::{Signer, SignerError, SignerPlan};
 
 struct ManualClock(AtomicU64);
 
@@ -116,15 +116,15 @@ struct Recorder {
 struct SharedSigner(Arc<Recorder>);
 
 impl Signer for SharedSigner {
-    fn switch(&self, plan: &SignerPlan) -> anyhow::Result<()> {
+    fn switch(&self, plan: &SignerPlan) -> rotor_signers::Result<()> {
         if self.0.fail.swap(false, Ordering::SeqCst) {
-            anyhow::bail!("reload failed");
+            return Err(SignerError::Setting("reload failed".into()));
         }
         self.0.plans.lock().unwrap().push(plan.clone());
         Ok(())
     }
 
-    fn check(&self) -> anyhow::Result<()> {
+    fn check(&self) -> rotor_signers::Result<()> {
         Ok(())
     }
 }
@@ -658,7 +658,7 @@ fn compromise(w: &World, selector: &str, force: bool) {
 fn signed_with(w: &World) -> (Vec<String>, Vec<String>) {
     let plan = w.last_plan();
     let names =
-        |keys: &[crate::signer::SignerKey]| keys.iter().map(|k| k.selector.clone()).collect();
+        |keys: &[rotor_signers::SignerKey]| keys.iter().map(|k| k.selector.clone()).collect();
     (names(&plan.signing), names(&plan.kept))
 }
 

@@ -15,39 +15,22 @@
 //! KumoMTA may keep using a cached signer for up to 300 seconds; each key has its own file, kept
 //! until the key is retired, days later.
 
-use std::path::{Path, PathBuf};
+mod settings;
 
-use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+pub use settings::KumomtaSettings;
+
+use std::path::Path;
+
 use toml_edit::{DocumentMut, Item, Table, value};
 
-use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable};
-use super::{Signer, SignerKey, SignerPlan, command};
-use crate::config::{FileMode, Interval};
-
-/// The `type: kumomta` signer's settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KumomtaConfig {
-    /// The DKIM data file (`dkim_data.toml`).
-    pub data_file: PathBuf,
-    /// Where KumoMTA reads keys.
-    pub key_dir: PathBuf,
-    /// A command run after the data file changed (none needed: the helper re-reads it).
-    pub reload: Option<String>,
-    /// How long `reload` may run before it is killed (default 60s).
-    pub timeout: Option<Interval>,
-    /// Owner of the key files (default: the owner of `key_dir`).
-    pub user: Option<String>,
-    /// Group of the key files (default: the group of `key_dir`).
-    pub group: Option<String>,
-    /// Mode of the key files (default 0600).
-    pub mode: Option<FileMode>,
-}
+use crate::error::{Result, SignerError};
+use crate::key_files::{KeyFiles, KeyFormat};
+use crate::tables::{FileSet, check_writable};
+use crate::{Signer, SignerKey, SignerPlan, command};
 
 /// The KumoMTA adapter.
 pub struct Kumomta {
-    config: KumomtaConfig,
+    config: KumomtaSettings,
     keys: KeyFiles,
 }
 
@@ -61,11 +44,10 @@ fn algo(key: &SignerKey) -> &'static str {
 
 impl Kumomta {
     /// An adapter for `config`.
-    pub fn new(config: KumomtaConfig) -> Self {
-        let ownership = Ownership::new(&config.user, &config.group, config.mode);
+    pub fn new(config: KumomtaSettings) -> Self {
         let keys = KeyFiles::new(
             config.key_dir.clone(),
-            ownership,
+            config.ownership(),
             0o600,
             "pem",
             KeyFormat::Pem,
@@ -77,13 +59,24 @@ impl Kumomta {
     /// in the block besides the key (headers, policy…) stays.
     fn data(&self, plan: &SignerPlan, current: &str) -> Result<String> {
         let domain = plan.domain.as_str();
-        let mut doc: DocumentMut = current
-            .parse()
-            .with_context(|| format!("{} is not valid TOML", self.config.data_file.display()))?;
+        let mut doc: DocumentMut = current.parse().map_err(|err| {
+            SignerError::Setting(format!(
+                "{} is not valid TOML: {err}",
+                self.config.data_file.display()
+            ))
+        })?;
         let key = match plan.signing.as_slice() {
             [key] => key,
-            [] => bail!("{domain}: no key to sign with"),
-            _ => bail!("{domain}: KumoMTA's DKIM helper signs a domain with one key"),
+            [] => {
+                return Err(SignerError::Setting(format!(
+                    "{domain}: no key to sign with"
+                )));
+            }
+            _ => {
+                return Err(SignerError::Setting(format!(
+                    "{domain}: KumoMTA's DKIM helper signs a domain with one key"
+                )));
+            }
         };
         if !doc.contains_key("domain") {
             let mut table = Table::new();
@@ -109,14 +102,15 @@ impl Signer for Kumomta {
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
-        let files = FileSet::read(&[&self.config.data_file])?;
-        let data = self.data(plan, files.text(0))?;
-        files
-            .switch(&[data], || {
+        let switch = || {
+            let files = FileSet::read(&[&self.config.data_file])?;
+            let data = self.data(plan, files.text(0))?;
+            files.switch(&[data], || {
                 let timeout = command::timeout(self.config.timeout);
                 command::run_optional("reload", self.config.reload.as_ref(), timeout)
             })
-            .context("KumoMTA")
+        };
+        switch().map_err(|err| err.within("KumoMTA"))
     }
 
     fn table_files(&self) -> Vec<&Path> {
@@ -135,10 +129,11 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
+    use rotor_common::KeyAlgorithm;
+    use rotor_keys::PrivateKey;
+
     use super::*;
-    use crate::fsutil;
-    use crate::keys::{KeyAlgorithm, PrivateKey};
-    use crate::signer::SignerKey;
+    use crate::{SignerKey, fs as fsutil};
 
     #[test]
     fn writes_the_documented_format_and_keeps_the_rest() {
@@ -150,7 +145,7 @@ mod tests {
             "# operator's comment\n[base]\nheaders = [\"From\", \"To\", \"Subject\"]\n\n[domain.\"other.org\"]\nselector = \"s\"\n\n[domain.\"example.com\"]\nselector = \"old\"\npolicy = \"TempFailIfNotInDNS\"\n",
         )
         .unwrap();
-        let kumo = Kumomta::new(KumomtaConfig {
+        let kumo = Kumomta::new(KumomtaSettings {
             data_file: data.clone(),
             key_dir: dir.path().join("keys"),
             reload: None,
@@ -187,8 +182,8 @@ mod tests {
             )
         );
         // KumoMTA's documented format, as its helper reads it.
-        let checker =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/helpers/kumo_dkim_data_check.py");
+        let checker = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testkit/helpers/kumo_dkim_data_check.py");
         let out = Command::new("python3")
             .arg(checker)
             .arg(&data)

@@ -8,186 +8,40 @@
 //! of the first key to sign with, for signers that take one. Block tags alone on their line leave
 //! no blank line (`trim_blocks` and `lstrip_blocks`).
 
+mod settings;
+mod template;
+
+pub use settings::{FilesSettings, KeyFormatName, TemplateFile};
+
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use minijinja::Environment;
-use serde::{Deserialize, Serialize};
-
-use super::files::{FileSet, KeyFiles, KeyFormat, Ownership};
-use super::{Signer, SignerKey, SignerPlan, command};
-use crate::config::{FileMode, Interval};
-use crate::fsutil;
-
-/// One file the signer reads, rendered per domain.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TemplateFile {
-    /// Where it is written; a template too, which must give each domain its own file (e.g.
-    /// with `{{ domain }}` in it).
-    pub path: String,
-    /// The file's contents, as a template.
-    pub template: String,
-    /// Mode of the written file (default 0644; it holds paths, not keys).
-    pub mode: Option<String>,
-}
-
-/// The `type: files` signer's settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilesConfig {
-    /// Where the signer reads keys; files are named `<domain>.<selector>.<extension>`.
-    pub key_dir: PathBuf,
-    /// How keys are written: `pem` (default) or `ed25519_seed` (base64 seed for Ed25519).
-    #[serde(default)]
-    pub key_format: KeyFormatName,
-    /// The files rendered for each domain.
-    pub files: Vec<TemplateFile>,
-    /// A command that makes the signer read them (none: it notices by itself).
-    pub reload: Option<String>,
-    /// A command run after the reload; if it fails, the previous files are restored (and the
-    /// reload run again).
-    pub verify: Option<String>,
-    /// How long `reload` and `verify` may each run before they are killed (default 60s).
-    pub timeout: Option<Interval>,
-    /// Owner of the key files (default: the owner of `key_dir`).
-    pub user: Option<String>,
-    /// Group of the key files (default: the group of `key_dir`).
-    pub group: Option<String>,
-    /// Mode of the key files (default 0600).
-    pub mode: Option<FileMode>,
-    /// Whether the signer can sign with an RSA and an Ed25519 key at once.
-    #[serde(default)]
-    pub dual_signing: bool,
-}
-
-/// The names `key_format:` takes.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyFormatName {
-    /// PKCS#8 PEM.
-    #[default]
-    Pem,
-    /// PEM for RSA, base64 of the 32-byte seed for Ed25519.
-    Ed25519Seed,
-}
-
-impl From<KeyFormatName> for KeyFormat {
-    fn from(name: KeyFormatName) -> Self {
-        match name {
-            KeyFormatName::Pem => KeyFormat::Pem,
-            KeyFormatName::Ed25519Seed => KeyFormat::Ed25519Seed,
-        }
-    }
-}
-
-impl FilesConfig {
-    /// Checks the templates (syntax, and a per-domain path) and modes.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.files.is_empty() {
-            return Err("list at least one file under `files:`".into());
-        }
-        let env = environment();
-        for (index, file) in self.files.iter().enumerate() {
-            env.template_from_str(&file.path)
-                .and_then(|_| env.template_from_str(&file.template))
-                .map_err(|err| format!("files[{index}]: {err}"))?;
-            let [one, other] = sample_paths(&env, &file.path)
-                .map_err(|err| format!("files[{index}].path: {err}"))?;
-            if one == other {
-                return Err(format!(
-                    "files[{index}].path gives {one} for both {} and {}: two domains would overwrite each other's file; put {{{{ domain }}}} in it",
-                    SAMPLE_DOMAINS[0], SAMPLE_DOMAINS[1]
-                ));
-            }
-            file_mode(file).map_err(|err| format!("files[{index}].mode: {err}"))?;
-        }
-        Ok(())
-    }
-}
-
-/// Two domains a path template is rendered for, to see it gives each its own file.
-const SAMPLE_DOMAINS: [&str; 2] = ["example.com", "example.org"];
-
-/// `path` rendered for each of [`SAMPLE_DOMAINS`], with one RSA key.
-fn sample_paths(env: &Environment<'_>, path: &str) -> Result<[String; 2], String> {
-    let render = |domain: &str| {
-        let key = KeyView {
-            selector: "rotor1".into(),
-            algorithm: "rsa-2048".into(),
-            k: "rsa",
-            key_path: format!("/keys/{domain}.rotor1.pem"),
-        };
-        let view = View {
-            domain: domain.into(),
-            selector: Some(key.selector.clone()),
-            algorithm: Some(key.algorithm.clone()),
-            k: Some(key.k),
-            key_path: Some(key.key_path.clone()),
-            keys: vec![key],
-            kept: Vec::new(),
-        };
-        env.render_str(path, &view).map_err(|err| err.to_string())
-    };
-    Ok([render(SAMPLE_DOMAINS[0])?, render(SAMPLE_DOMAINS[1])?])
-}
-
-fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    // A line holding only a block tag (`{% for … %}`) leaves no blank line behind.
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    env
-}
-
-fn file_mode(file: &TemplateFile) -> Result<u32, String> {
-    match &file.mode {
-        None => Ok(0o644),
-        Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|mode| *mode <= 0o777)
-            .ok_or_else(|| format!("invalid file mode {text:?}: write it in octal, like \"0644\"")),
-    }
-}
-
-/// A key as templates see it.
-#[derive(Serialize)]
-struct KeyView {
-    selector: String,
-    algorithm: String,
-    k: &'static str,
-    key_path: String,
-}
-
-/// Everything a template sees.
-#[derive(Serialize)]
-struct View {
-    domain: String,
-    keys: Vec<KeyView>,
-    kept: Vec<KeyView>,
-    selector: Option<String>,
-    algorithm: Option<String>,
-    k: Option<&'static str>,
-    key_path: Option<String>,
-}
+use crate::error::{Result, SignerError};
+use crate::key_files::{KeyFiles, KeyFormat};
+use crate::tables::FileSet;
+use crate::{Signer, SignerKey, SignerPlan, command, fs as fsutil};
+use template::{KeyView, View, environment, file_mode, sample_paths};
 
 /// The generic adapter.
 pub struct Files {
-    config: FilesConfig,
+    config: FilesSettings,
     keys: KeyFiles,
 }
 
 impl Files {
     /// An adapter for `config`.
-    pub fn new(config: FilesConfig) -> Self {
-        let ownership = Ownership::new(&config.user, &config.group, config.mode);
-        let (extension, format) = match config.key_format {
-            KeyFormatName::Pem => ("pem", KeyFormat::Pem),
-            KeyFormatName::Ed25519Seed => ("key", KeyFormat::Ed25519Seed),
+    pub fn new(config: FilesSettings) -> Self {
+        let format = KeyFormat::from(config.key_format);
+        let extension = match format {
+            KeyFormat::Pem => "pem",
+            KeyFormat::Ed25519Seed => "key",
         };
-        let keys = KeyFiles::new(config.key_dir.clone(), ownership, 0o600, extension, format);
+        let keys = KeyFiles::new(
+            config.key_dir.clone(),
+            config.ownership(),
+            0o600,
+            extension,
+            format,
+        );
         Self { config, keys }
     }
 
@@ -221,10 +75,11 @@ impl Files {
             .enumerate()
             .map(|(index, file)| {
                 let render = |text: &str| {
-                    env.render_str(text, &view)
-                        .with_context(|| format!("files[{index}] of the files signer"))
+                    env.render_str(text, &view).map_err(|err| {
+                        SignerError::Setting(format!("files[{index}] of the files signer: {err}"))
+                    })
                 };
-                let mode = file_mode(file).map_err(anyhow::Error::msg)?;
+                let mode = file_mode(file).map_err(SignerError::Setting)?;
                 Ok((
                     PathBuf::from(render(&file.path)?),
                     render(&file.template)?,
@@ -242,17 +97,16 @@ impl Signer for Files {
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
         let rendered = self.render(plan)?;
-        let paths: Vec<&Path> = rendered.iter().map(|(path, ..)| path.as_path()).collect();
-        for (path, _, mode) in &rendered {
+        for (path, ..) in &rendered {
             if let Some(dir) = path.parent().filter(|dir| !dir.exists()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            if !path.exists() {
-                fsutil::write_atomic(path, b"", *mode)?;
+                std::fs::create_dir_all(dir).map_err(|err| SignerError::at("create", dir, err))?;
             }
         }
-        let files = FileSet::read(&paths)?;
+        // A file not there yet is created with its mode, and removed again if the switch fails.
+        let paths: Vec<(&Path, u32)> = (rendered.iter())
+            .map(|(path, _, mode)| (path.as_path(), *mode))
+            .collect();
+        let files = FileSet::read_with_modes(&paths)?;
         let texts: Vec<String> = rendered.into_iter().map(|(_, text, _)| text).collect();
         let timeout = command::timeout(self.config.timeout);
         files.switch_verified(
@@ -264,7 +118,7 @@ impl Signer for Files {
 
     fn check(&self) -> Result<()> {
         self.keys.check()?;
-        self.config.validate().map_err(anyhow::Error::msg)
+        self.config.validate().map_err(SignerError::Setting)
     }
 
     /// The key directory, and each file's directory when it is the same for every domain.
@@ -289,9 +143,10 @@ impl Signer for Files {
 mod tests {
     use std::fs;
 
+    use rotor_common::KeyAlgorithm;
+
     use super::*;
-    use crate::keys::KeyAlgorithm;
-    use crate::signer::test_key;
+    use crate::test_key;
 
     fn signer(dir: &Path, verify: &str) -> Files {
         fsutil::create_dir(&dir.join("keys")).unwrap();
@@ -309,7 +164,7 @@ dual_signing: true
 ",
             d = dir.display()
         );
-        let config: FilesConfig = serde_yaml::from_str(&yaml).unwrap();
+        let config: FilesSettings = serde_yaml::from_str(&yaml).unwrap();
         config.validate().unwrap();
         Files::new(config)
     }
@@ -372,12 +227,12 @@ dual_signing: true
 
     #[test]
     fn a_template_error_is_named() {
-        let config: FilesConfig = serde_yaml::from_str(
+        let config: FilesSettings = serde_yaml::from_str(
             "key_dir: /k\nfiles:\n  - path: /x/{{ domain }}\n    template: \"{% for %}\"\n",
         )
         .unwrap();
         assert!(config.validate().unwrap_err().starts_with("files[0]: "));
-        let config: FilesConfig =
+        let config: FilesSettings =
             serde_yaml::from_str("key_dir: /k\nfiles:\n  - path: /x/one\n    template: x\n")
                 .unwrap();
         assert!(config.validate().unwrap_err().contains("{{ domain }}"));
@@ -391,14 +246,14 @@ dual_signing: true
             "/x/{{ k }}.conf",
         ] {
             let yaml = format!("key_dir: /k\nfiles:\n  - path: \"{path}\"\n    template: x\n");
-            let config: FilesConfig = serde_yaml::from_str(&yaml).unwrap();
+            let config: FilesSettings = serde_yaml::from_str(&yaml).unwrap();
             let err = config.validate().unwrap_err();
             assert!(
                 err.contains("two domains would overwrite each other"),
                 "{path}: {err}"
             );
         }
-        let config: FilesConfig = serde_yaml::from_str(
+        let config: FilesSettings = serde_yaml::from_str(
             "key_dir: /k\nfiles:\n  - path: \"/etc/x/{{ domain | upper }}.conf\"\n    template: x\n",
         )
         .unwrap();

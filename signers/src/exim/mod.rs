@@ -18,48 +18,29 @@
 //! Exim reads keys as its own user, so key files are group-readable (0640) by default: give
 //! them the group Exim runs as (`group: Debian-exim` on Debian).
 
-use std::path::{Path, PathBuf};
+mod settings;
 
-use anyhow::{Context, Result};
-use serde::Deserialize;
+pub use settings::EximSettings;
 
-use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Signer, SignerPlan, command};
-use crate::config::{FileMode, Interval};
+use std::path::Path;
 
-/// The `type: exim` signer's settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EximConfig {
-    /// The lsearch file the transport looks up.
-    pub table: PathBuf,
-    /// Where Exim reads keys.
-    pub key_dir: PathBuf,
-    /// A command run after the table changed (none needed: Exim reads it per delivery).
-    pub reload: Option<String>,
-    /// How long `reload` may run before it is killed (default 60s).
-    pub timeout: Option<Interval>,
-    /// Owner of the key files (default: the owner of `key_dir`).
-    pub user: Option<String>,
-    /// Group of the key files (default: the group of `key_dir`), the group Exim runs as.
-    pub group: Option<String>,
-    /// Mode of the key files (default 0640).
-    pub mode: Option<FileMode>,
-}
+use crate::error::Result;
+use crate::key_files::{KeyFiles, KeyFormat};
+use crate::tables::{FileSet, check_writable, rewrite};
+use crate::{Signer, SignerPlan, command};
 
 /// The Exim adapter.
 pub struct Exim {
-    config: EximConfig,
+    config: EximSettings,
     keys: KeyFiles,
 }
 
 impl Exim {
     /// An adapter for `config`.
-    pub fn new(config: EximConfig) -> Self {
-        let ownership = Ownership::new(&config.user, &config.group, config.mode);
+    pub fn new(config: EximSettings) -> Self {
         let keys = KeyFiles::new(
             config.key_dir.clone(),
-            ownership,
+            config.ownership(),
             0o640,
             "pem",
             KeyFormat::Pem,
@@ -96,14 +77,15 @@ impl Signer for Exim {
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
-        let files = FileSet::read(&[&self.config.table])?;
-        let table = self.table(plan, files.text(0));
-        files
-            .switch(&[table], || {
+        let switch = || {
+            let files = FileSet::read(&[&self.config.table])?;
+            let table = self.table(plan, files.text(0));
+            files.switch(&[table], || {
                 let timeout = command::timeout(self.config.timeout);
                 command::run_optional("reload", self.config.reload.as_ref(), timeout)
             })
-            .context("Exim")
+        };
+        switch().map_err(|err| err.within("Exim"))
     }
 
     fn table_files(&self) -> Vec<&Path> {
@@ -120,16 +102,16 @@ impl Signer for Exim {
 mod tests {
     use std::fs;
 
+    use rotor_common::KeyAlgorithm;
+
     use super::*;
-    use crate::fsutil;
-    use crate::keys::KeyAlgorithm;
-    use crate::signer::test_key;
+    use crate::{fs as fsutil, test_key};
 
     #[test]
     fn the_table_lists_selectors_and_key_files_and_keeps_other_rows() {
         let dir = tempfile::tempdir().unwrap();
         fsutil::create_dir(&dir.path().join("keys")).unwrap();
-        let exim = Exim::new(EximConfig {
+        let exim = Exim::new(EximSettings {
             table: dir.path().join("dkim"),
             key_dir: dir.path().join("keys"),
             reload: None,

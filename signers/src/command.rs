@@ -11,13 +11,14 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{PidfdFlags, pidfd_open};
 
-use crate::config::Interval;
+use rotor_common::Interval;
+
+use crate::error::{Result, SignerError};
 
 /// How long a command may run when its `timeout:` is not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,34 +38,47 @@ pub fn run(setting: &str, line: &str, timeout: Duration, stdin: Option<&[u8]>) -
     // holding its output open, cannot block rotor.
     let input = match stdin {
         Some(bytes) => {
-            let mut file = tempfile::tempfile().context("cannot create a temporary file")?;
+            let mut file = tempfile::tempfile()
+                .map_err(|err| SignerError::io("cannot create a temporary file", err))?;
             file.write_all(bytes)
                 .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
-                .context("cannot write a temporary file")?;
+                .map_err(|err| SignerError::io("cannot write a temporary file", err))?;
             Stdio::from(file)
         }
         None => Stdio::null(),
     };
-    let mut stdout = tempfile::tempfile().context("cannot create a temporary file")?;
-    let mut stderr = tempfile::tempfile().context("cannot create a temporary file")?;
+    let temporary = || {
+        tempfile::tempfile().map_err(|err| SignerError::io("cannot create a temporary file", err))
+    };
+    let (mut stdout, mut stderr) = (temporary()?, temporary()?);
+    let clone = |file: &std::fs::File| {
+        file.try_clone()
+            .map_err(|err| SignerError::io("cannot open a temporary file", err))
+    };
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(line)
         .stdin(input)
-        .stdout(stdout.try_clone()?)
-        .stderr(stderr.try_clone()?)
+        .stdout(clone(&stdout)?)
+        .stderr(clone(&stderr)?)
         .process_group(0)
         .spawn()
-        .map_err(|err| anyhow!("{setting}: cannot start sh: {err}"))?;
+        .map_err(|err| SignerError::io(format!("{setting}: cannot start sh"), err))?;
     let status = match wait(&mut child, timeout) {
         Ok(Some(status)) => status,
         Ok(None) => {
             kill_group(&mut child);
-            bail!("{setting}: timed out after {}", seconds(timeout));
+            return Err(SignerError::TimedOut {
+                setting: setting.into(),
+                after: seconds(timeout),
+            });
         }
         Err(err) => {
             kill_group(&mut child);
-            bail!("{setting}: cannot wait for it: {err}");
+            return Err(SignerError::io(
+                format!("{setting}: cannot wait for it"),
+                err,
+            ));
         }
     };
     if status.success() {
@@ -80,11 +94,17 @@ pub fn run(setting: &str, line: &str, timeout: Duration, stdin: Option<&[u8]>) -
             break;
         }
     }
+    let transient = status.code().is_none();
     let status = describe(status);
-    if said.is_empty() {
-        bail!("{setting}: {status}");
-    }
-    bail!("{setting}: {status}: {said}")
+    Err(SignerError::Command {
+        setting: setting.into(),
+        outcome: if said.is_empty() {
+            status
+        } else {
+            format!("{status}: {said}")
+        },
+        transient,
+    })
 }
 
 /// Runs `line` if the `setting` is configured; nothing to run is a success.
@@ -339,10 +359,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("sleep.pid");
         let line = format!("sleep 1000 & echo $! > {}; wait", pid_file.display());
-        let err = run("verify", &line, Duration::from_secs(1), None)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, "verify: timed out after 1s");
+        let err = run("verify", &line, Duration::from_secs(1), None).unwrap_err();
+        assert_eq!(err.kind(), rotor_common::ErrorKind::Transient);
+        assert_eq!(err.to_string(), "verify: timed out after 1s");
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let stat = format!("/proc/{}/stat", pid.trim());
         // SIGKILL is final, but the dead process is reaped by its new parent when that runs.

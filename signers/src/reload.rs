@@ -14,11 +14,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
-use super::command;
-use crate::fsutil;
+use crate::error::{Result, SignerError};
+use crate::{command, fs as fsutil};
 
 /// How a signer is reloaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,12 +61,13 @@ impl PidFile {
     /// Sends the signal to the signer process, once [`PidFile::target`] found it.
     pub fn send(&self) -> Result<()> {
         let (pid, pidfd) = self.target()?;
-        pidfd_send_signal(&pidfd, self.signal).with_context(|| {
-            format!(
+        pidfd_send_signal(&pidfd, self.signal).map_err(|err| {
+            let what = format!(
                 "cannot send signal {} to process {pid} (from {})",
                 self.signal.as_raw(),
                 self.path.display()
-            )
+            );
+            SignerError::io(what, err)
         })
     }
 
@@ -75,56 +75,63 @@ impl PidFile {
     fn target(&self) -> Result<(i32, OwnedFd)> {
         let show = self.path.display();
         let (pid, file) = self.read()?;
+        let refuse = |message: String| Err(SignerError::Unsafe(message));
         if pid <= 1 {
-            bail!(
+            return refuse(format!(
                 "pid file {show} holds pid {pid}: refusing to signal it (0, -1 and 1 mean rotor's process group, every process, or init)"
-            );
+            ));
         }
         if u32::try_from(pid).ok() == Some(std::process::id()) {
-            bail!("pid file {show} holds rotor's own pid {pid}: refusing to signal it");
+            return refuse(format!(
+                "pid file {show} holds rotor's own pid {pid}: refusing to signal it"
+            ));
         }
-        let raw = Pid::from_raw(pid).context("a pid above 1 is a pid")?;
+        let raw = Pid::from_raw(pid)
+            .ok_or_else(|| SignerError::Unsafe(format!("pid file {show} holds no pid above 1")))?;
         let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(|err| {
             if err == rustix::io::Errno::SRCH {
-                anyhow::anyhow!("pid file {show}: process {pid} is not running (a stale pid file?)")
+                SignerError::NotRunning(format!(
+                    "pid file {show}: process {pid} is not running (a stale pid file?)"
+                ))
             } else {
-                anyhow::anyhow!("pid file {show}: cannot open process {pid}: {err}")
+                SignerError::io(format!("pid file {show}: cannot open process {pid}"), err)
             }
         })?;
         // From here on, `/proc/PID` is the process of the pidfd, or a newer one the pidfd does
         // not reach: checking a newer one can only refuse, or signal nothing.
         let proc_dir = Path::new("/proc").join(pid.to_string());
-        let (uids, gids) = ids(&proc_dir)
-            .with_context(|| format!("pid file {show}: cannot read process {pid}"))?;
+        let (uids, gids) = ids(&proc_dir).map_err(|err| {
+            SignerError::io(format!("pid file {show}: cannot read process {pid}"), err)
+        })?;
         let (owner, group, mode) = (file.uid(), file.gid(), file.mode());
         let euid = nix::unistd::geteuid().as_raw();
         if owner != 0 && owner != euid && !uids.contains(&owner) {
-            bail!(
+            return refuse(format!(
                 "pid file {show} is owned by uid {owner}, neither root, rotor nor the user process {pid} runs as: refusing to trust it"
-            );
+            ));
         }
         if mode & 0o002 != 0 {
-            bail!(
+            return refuse(format!(
                 "pid file {show} is writable by others (mode {:o}): refusing to trust it; run chmod o-w {show}",
                 mode & 0o777
-            );
+            ));
         }
         // OpenDKIM's `UMask 007` leaves its pid file writable by its own group.
         if mode & 0o020 != 0 && !gids.contains(&group) {
-            bail!(
+            return refuse(format!(
                 "pid file {show} is writable by group {group}, not the group process {pid} runs as (mode {:o}): refusing to trust it; run chmod g-w {show}",
                 mode & 0o777
-            );
+            ));
         }
         let names = names(&proc_dir);
         if !names.iter().any(|name| self.is_process(name)) {
-            bail!(
+            return refuse(format!(
                 "pid file {show}: process {pid} is {}, not {:?} (a stale pid file? set `process:` if the signer's executable has another name)",
                 names
                     .first()
                     .map_or("unnamed".to_string(), |name| format!("{name:?}")),
                 self.process
-            );
+            ));
         }
         Ok((pid, pidfd))
     }
@@ -133,20 +140,26 @@ impl PidFile {
     fn read(&self) -> Result<(i32, fs::Metadata)> {
         let show = self.path.display();
         let mut file = fsutil::open_no_follow(&self.path)
-            .with_context(|| format!("pid file {show}"))?
-            .with_context(|| format!("pid file {show} does not exist: is the signer running?"))?;
-        let meta = file
-            .metadata()
-            .with_context(|| format!("cannot read pid file {show}"))?;
+            .map_err(|err| match err {
+                SignerError::Unsafe(why) => SignerError::Unsafe(format!("pid file {show}: {why}")),
+                other => other,
+            })?
+            .ok_or_else(|| {
+                SignerError::NotRunning(format!(
+                    "pid file {show} does not exist: is the signer running?"
+                ))
+            })?;
+        let unreadable = |err| SignerError::io(format!("cannot read pid file {show}"), err);
+        let meta = file.metadata().map_err(unreadable)?;
         let mut text = String::new();
         Read::by_ref(&mut file)
             .take(64)
             .read_to_string(&mut text)
-            .with_context(|| format!("cannot read pid file {show}"))?;
+            .map_err(unreadable)?;
         let pid = text
             .trim()
             .parse()
-            .with_context(|| format!("pid file {show} does not hold a pid"))?;
+            .map_err(|_| SignerError::Unsafe(format!("pid file {show} does not hold a pid")))?;
         Ok((pid, meta))
     }
 

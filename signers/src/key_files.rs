@@ -1,21 +1,19 @@
-//! What every signer adapter does with files: key files installed with the signer's owner,
-//! group and mode, and a signer's maps or tables switched as one set, all put back if the reload
-//! or the check that follows fails.
+//! Key files: each key of a plan installed where the signer reads keys, in the form it reads,
+//! with its owner, group and mode from the start; deleted again when the key leaves.
 
-use std::cell::Cell;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use nix::unistd::{Gid, Group, Uid, User};
 use zeroize::Zeroizing;
 
-use super::{SignerKey, SignerPlan};
-use crate::config::FileMode;
-use crate::fsutil;
-use crate::keys::PrivateKey;
+use rotor_common::FileMode;
+use rotor_keys::PrivateKey;
+
+use crate::error::{Result, SignerError};
+use crate::{SignerKey, SignerPlan, fs as fsutil};
 
 /// Who owns the key files a signer reads, and their mode: the settings every adapter takes.
 #[derive(Clone, Debug, Default)]
@@ -110,18 +108,24 @@ impl KeyFiles {
 
     /// The signer's user and group, as configured (`None`: not configured).
     fn configured(&self) -> Result<(Option<Uid>, Option<Gid>)> {
+        let lookup = |what: &str, name: &str, err: nix::Error| {
+            SignerError::io(format!("cannot look up the {what} {name:?}"), err)
+        };
+        let missing = |what: &str, name: &str| SignerError::Setting(format!("no {what} {name:?}"));
         let uid = match &self.ownership.user {
             Some(name) => Some(
-                User::from_name(name)?
-                    .with_context(|| format!("no user {name:?}"))?
+                User::from_name(name)
+                    .map_err(|err| lookup("user", name, err))?
+                    .ok_or_else(|| missing("user", name))?
                     .uid,
             ),
             None => None,
         };
         let gid = match &self.ownership.group {
             Some(name) => Some(
-                Group::from_name(name)?
-                    .with_context(|| format!("no group {name:?}"))?
+                Group::from_name(name)
+                    .map_err(|err| lookup("group", name, err))?
+                    .ok_or_else(|| missing("group", name))?
                     .gid,
             ),
             None => None,
@@ -133,18 +137,21 @@ impl KeyFiles {
     /// directory is found safe: only rotor, root and the signer can write in it.
     fn owner(&self) -> Result<(Uid, Gid)> {
         let dir = fs::metadata(&self.dir)
-            .with_context(|| format!("key directory {}", self.dir.display()))?;
+            .map_err(|err| SignerError::io(format!("key directory {}", self.dir.display()), err))?;
         if !dir.is_dir() {
-            bail!("key directory {} is not a directory", self.dir.display());
+            return Err(SignerError::Unsafe(format!(
+                "key directory {} is not a directory",
+                self.dir.display()
+            )));
         }
         let (user, group) = self.configured()?;
         let show = self.dir.display();
         let mode = dir.mode() & 0o7777;
         if mode & 0o007 != 0 {
-            bail!(
+            return Err(SignerError::Unsafe(format!(
                 "key directory {show} is open to others (mode {:o}): run chmod o-rwx {show}",
                 mode & 0o777,
-            );
+            )));
         }
         let owner = Uid::from_raw(dir.uid());
         // Without `user:`, the directory's owner is the signer's user (its keys are given to it).
@@ -154,20 +161,20 @@ impl KeyFiles {
             user.or(Some(owner)),
         ];
         if !trusted.contains(&Some(owner)) {
-            bail!(
+            return Err(SignerError::Unsafe(format!(
                 "key directory {show} is owned by uid {owner}, neither rotor, root nor the signer's user{}: run chown root {show} (or set `user:` to the signer's user)",
                 self.ownership
                     .user
                     .as_ref()
                     .map(|name| format!(" ({name})"))
                     .unwrap_or_default()
-            );
+            )));
         }
         let dir_group = Gid::from_raw(dir.gid());
         if mode & 0o020 != 0 && group != Some(dir_group) {
-            bail!(
+            return Err(SignerError::Unsafe(format!(
                 "key directory {show} is writable by its group (gid {dir_group}), which is not the signer's `group:`: run chmod g-w {show} (or set `group:` to that group if only the signer is in it)"
-            );
+            )));
         }
         Ok((user.unwrap_or(owner), group.unwrap_or(dir_group)))
     }
@@ -221,181 +228,18 @@ impl KeyFiles {
 fn contents(key: &SignerKey, format: KeyFormat) -> Result<Zeroizing<Vec<u8>>> {
     let pem = Zeroizing::new(
         fs::read_to_string(&key.source)
-            .with_context(|| format!("cannot read private key {}", key.source.display()))?,
+            .map_err(|err| SignerError::at("read private key", &key.source, err))?,
     );
     if format == KeyFormat::Ed25519Seed && !key.algorithm.is_rsa() {
-        let private = PrivateKey::from_pem(key.algorithm, pem)
-            .with_context(|| format!("private key {}", key.source.display()))?;
-        return Ok(Zeroizing::new(
-            format!("{}\n", private.ed25519_seed_base64()?.as_str()).into_bytes(),
-        ));
+        let unreadable = |error| SignerError::Key {
+            path: key.source.display().to_string(),
+            error,
+        };
+        let private = PrivateKey::from_pem(key.algorithm, pem).map_err(unreadable)?;
+        let seed = private.ed25519_seed_base64().map_err(unreadable)?;
+        return Ok(Zeroizing::new(format!("{}\n", seed.as_str()).into_bytes()));
     }
     Ok(Zeroizing::new(pem.as_bytes().to_vec()))
-}
-
-/// A file's contents, mode, owner and group before rotor changed it.
-struct Saved {
-    path: PathBuf,
-    text: Option<String>,
-    mode: u32,
-    /// Its owner and group (`None`: it did not exist).
-    owner: Option<(u32, u32)>,
-}
-
-impl Saved {
-    /// Reads `path` without following a link (a link there is refused: rotor replaces the file
-    /// by rename, so it would no longer be one).
-    fn read(path: &Path) -> Result<Self> {
-        let Some(mut file) = fsutil::open_no_follow(path)? else {
-            return Ok(Self {
-                path: path.to_owned(),
-                text: None,
-                mode: 0o644,
-                owner: None,
-            });
-        };
-        let mut read = || -> std::io::Result<_> {
-            let meta = file.metadata()?;
-            let mut text = String::new();
-            file.read_to_string(&mut text)?;
-            Ok((text, meta))
-        };
-        let (text, meta) = read().with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(Self {
-            path: path.to_owned(),
-            text: Some(text),
-            mode: meta.mode() & 0o7777,
-            owner: Some((meta.uid(), meta.gid())),
-        })
-    }
-
-    /// Writes `text` (if it changed) with the file's mode, owner and group.
-    fn write(&self, text: &str) -> Result<()> {
-        if self.text.as_deref() != Some(text) {
-            fsutil::write_atomic_owned(&self.path, text.as_bytes(), self.mode, self.owner)?;
-        }
-        Ok(())
-    }
-
-    /// Puts the file back as it was, mode, owner and group included.
-    fn restore(&self) -> Result<()> {
-        match &self.text {
-            Some(text) => {
-                fsutil::write_atomic_owned(&self.path, text.as_bytes(), self.mode, self.owner)
-            }
-            None => fsutil::remove_file(&self.path),
-        }
-    }
-}
-
-/// The files a signer reads, read once so that an update can be computed from their current
-/// text and undone.
-pub struct FileSet(Vec<Saved>);
-
-impl FileSet {
-    /// Reads `paths` (a missing file reads as empty and is removed again on undo; a link is
-    /// refused).
-    pub fn read(paths: &[&Path]) -> Result<Self> {
-        Ok(Self(
-            paths
-                .iter()
-                .map(|path| Saved::read(path))
-                .collect::<Result<_>>()?,
-        ))
-    }
-
-    /// The directories the files are in (where a run that died may have left temporary files).
-    pub fn dirs(paths: &[&Path]) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = paths
-            .iter()
-            .map(|path| {
-                path.parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."))
-                    .to_owned()
-            })
-            .collect();
-        dirs.sort();
-        dirs.dedup();
-        dirs
-    }
-
-    /// The current text of the `index`th file.
-    pub fn text(&self, index: usize) -> &str {
-        self.0[index].text.as_deref().unwrap_or_default()
-    }
-
-    /// Writes `texts` (one per file, in order; each atomically), then runs `activate` (the
-    /// reload and its check). If anything fails, every file is put back as it was and the
-    /// error says so.
-    pub fn switch(&self, texts: &[String], activate: impl FnOnce() -> Result<()>) -> Result<()> {
-        let written = self
-            .0
-            .iter()
-            .zip(texts)
-            .try_for_each(|(saved, text)| saved.write(text));
-        let Err(err) = written.and_then(|()| activate()) else {
-            return Ok(());
-        };
-        let restored = self.0.iter().try_for_each(Saved::restore);
-        if let Err(restore) = restored {
-            bail!("{err:#}; restoring the previous files failed too: {restore:#}");
-        }
-        Err(err.context("the signer was not switched; its previous files are restored"))
-    }
-
-    /// [`FileSet::switch`] with `reload` then `verify` as the activation. If either fails
-    /// once the reload has run, the signer is reloaded again once the previous files are back,
-    /// so it reads them.
-    pub fn switch_verified(
-        &self,
-        texts: &[String],
-        reload: impl Fn() -> Result<()>,
-        verify: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
-        let reloaded = Cell::new(false);
-        let result = self.switch(texts, || {
-            reloaded.set(true);
-            reload()?;
-            verify()
-        });
-        match result {
-            Err(failed) if reloaded.get() => match reload() {
-                Ok(()) => Err(failed),
-                Err(err) => bail!("{failed:#}; reloading the restored files failed too: {err:#}"),
-            },
-            result => result,
-        }
-    }
-}
-
-/// Checks that rotor can replace `file` (by writing a temporary file beside it).
-pub fn check_writable(file: &Path) -> Result<()> {
-    let dir = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
-        .with_context(|| format!("cannot write in {} (for {})", dir.display(), file.display()))
-}
-
-/// A table's lines without those `drop` rejects (comments and blank lines always stay),
-/// followed by `add`.
-pub fn rewrite(table: &str, drop: impl Fn(&[&str]) -> bool, add: &[String]) -> String {
-    let mut out = String::new();
-    for line in table.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let comment = fields.first().is_none_or(|f| f.starts_with('#'));
-        if comment || !drop(&fields) {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    for line in add {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -403,31 +247,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failed_activation_puts_every_file_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        fs::write(&a, "old a\n").unwrap();
-        let set = FileSet::read(&[&a, &b]).unwrap();
-        let err = set
-            .switch(&["new a\n".into(), "new b\n".into()], || {
-                assert_eq!(fs::read_to_string(&b).unwrap(), "new b\n");
-                bail!("reload failed")
-            })
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("previous files are restored"));
-        assert_eq!(fs::read_to_string(&a).unwrap(), "old a\n");
-        assert!(!b.exists(), "a file that did not exist is removed again");
-    }
-
-    #[test]
     fn ed25519_keys_can_be_written_as_their_seed() {
         let dir = tempfile::tempdir().unwrap();
-        let key = PrivateKey::generate(crate::keys::KeyAlgorithm::Ed25519).unwrap();
+        let key = PrivateKey::generate(rotor_common::KeyAlgorithm::Ed25519).unwrap();
         let source = dir.path().join("k.pem");
         fs::write(&source, key.pem()).unwrap();
         let signer_key = SignerKey {
             selector: "s".into(),
-            algorithm: crate::keys::KeyAlgorithm::Ed25519,
+            algorithm: rotor_common::KeyAlgorithm::Ed25519,
             source,
         };
         let seed = contents(&signer_key, KeyFormat::Ed25519Seed).unwrap();
@@ -445,10 +272,10 @@ mod tests {
     fn plan(dir: &Path) -> SignerPlan {
         SignerPlan {
             domain: "example.com".into(),
-            signing: vec![crate::signer::test_key(
+            signing: vec![crate::test_key(
                 dir,
                 "s1",
-                crate::keys::KeyAlgorithm::Rsa2048,
+                rotor_common::KeyAlgorithm::Rsa2048,
             )],
             kept: vec![],
             removed: vec![],
@@ -514,40 +341,5 @@ mod tests {
             (meta.uid(), meta.gid(), meta.mode() & 0o777),
             (65534, 65534, 0o600)
         );
-    }
-
-    #[test]
-    fn a_rewrite_and_a_restore_keep_owner_group_and_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let table = dir.path().join("table");
-        fs::write(&table, "old\n").unwrap();
-        std::os::unix::fs::chown(&table, Some(0), Some(65534)).unwrap();
-        chmod(&table, 0o640);
-        let kept = || {
-            let meta = fs::metadata(&table).unwrap();
-            (meta.uid(), meta.gid(), meta.mode() & 0o777)
-        };
-        FileSet::read(&[&table])
-            .unwrap()
-            .switch(&["new\n".into()], || Ok(()))
-            .unwrap();
-        assert_eq!(kept(), (0, 65534, 0o640));
-        FileSet::read(&[&table])
-            .unwrap()
-            .switch(&["newer\n".into()], || bail!("reload failed"))
-            .unwrap_err();
-        assert_eq!(fs::read_to_string(&table).unwrap(), "new\n");
-        assert_eq!(kept(), (0, 65534, 0o640));
-    }
-
-    #[test]
-    fn a_table_that_is_a_link_is_not_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        fs::write(&secret, "SECRET").unwrap();
-        let table = dir.path().join("table");
-        std::os::unix::fs::symlink(&secret, &table).unwrap();
-        let err = FileSet::read(&[&table]).err().unwrap();
-        assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 }

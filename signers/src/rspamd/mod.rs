@@ -8,58 +8,20 @@
 //! Ed25519 keys are written as the base64 of their seed, the form rspamd 3.4 reads (it skips a
 //! PEM Ed25519 key).
 
-use std::path::{Path, PathBuf};
+mod settings;
 
-use anyhow::{Context, Result};
-use serde::Deserialize;
+pub use settings::RspamdSettings;
 
-use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{Signer, SignerPlan, command};
-use crate::config::{FileMode, Interval};
+use std::path::Path;
 
-/// The `type: rspamd` signer's settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RspamdConfig {
-    /// Where rspamd reads keys (`path = "<key_dir>/$domain.$selector.key"` in
-    /// dkim_signing.conf).
-    pub key_dir: PathBuf,
-    /// The selector map (`selector_map = "…"` in dkim_signing.conf).
-    pub selector_map: PathBuf,
-    /// The file of domains that sign twice, included from dkim_signing.conf (needed for
-    /// `keys: [rsa-…, ed25519]`).
-    pub domains_file: Option<PathBuf>,
-    /// A command that reloads rspamd (needed with `domains_file`; maps need none).
-    pub reload: Option<String>,
-    /// A command that checks rspamd's configuration before the reload, e.g.
-    /// `rspamadm configtest`; if it fails, the previous files are restored.
-    pub configtest: Option<String>,
-    /// How long `configtest` and `reload` may each run before they are killed (default 60s).
-    pub timeout: Option<Interval>,
-    /// Owner of the key files (default: the owner of `key_dir`).
-    pub user: Option<String>,
-    /// Group of the key files (default: the group of `key_dir`).
-    pub group: Option<String>,
-    /// Mode of the key files (default 0600).
-    pub mode: Option<FileMode>,
-}
-
-impl RspamdConfig {
-    /// Checks settings that depend on each other.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.domains_file.is_some() && self.reload.is_none() {
-            return Err(
-                "`domains_file:` changes need a reload: set `reload:` (e.g. `systemctl reload rspamd`)"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-}
+use crate::error::{Result, SignerError};
+use crate::key_files::{KeyFiles, KeyFormat};
+use crate::tables::{FileSet, check_writable, rewrite};
+use crate::{Signer, SignerPlan, command};
 
 /// The rspamd adapter.
 pub struct Rspamd {
-    config: RspamdConfig,
+    config: RspamdSettings,
     keys: KeyFiles,
 }
 
@@ -71,11 +33,10 @@ domain {
 
 impl Rspamd {
     /// An adapter for `config`.
-    pub fn new(config: RspamdConfig) -> Self {
-        let ownership = Ownership::new(&config.user, &config.group, config.mode);
+    pub fn new(config: RspamdSettings) -> Self {
         let keys = KeyFiles::new(
             config.key_dir.clone(),
-            ownership,
+            config.ownership(),
             0o600,
             "key",
             KeyFormat::Ed25519Seed,
@@ -135,20 +96,23 @@ impl Signer for Rspamd {
         if let Some(domains) = &self.config.domains_file {
             paths.push(domains);
         } else if twice {
-            anyhow::bail!("rspamd signs a domain twice only through `domains_file:`");
+            return Err(SignerError::Setting(
+                "rspamd signs a domain twice only through `domains_file:`".into(),
+            ));
         }
-        let files = FileSet::read(&paths)?;
-        let mut texts = vec![self.map(plan, files.text(0), twice)];
-        if self.config.domains_file.is_some() {
-            texts.push(self.domains(plan, files.text(1), twice));
-        }
-        files
-            .switch(&texts, || {
+        let switch = || {
+            let files = FileSet::read(&paths)?;
+            let mut texts = vec![self.map(plan, files.text(0), twice)];
+            if self.config.domains_file.is_some() {
+                texts.push(self.domains(plan, files.text(1), twice));
+            }
+            files.switch(&texts, || {
                 let timeout = command::timeout(self.config.timeout);
                 command::run_optional("configtest", self.config.configtest.as_ref(), timeout)?;
                 command::run_optional("reload", self.config.reload.as_ref(), timeout)
             })
-            .context("rspamd")
+        };
+        switch().map_err(|err| err.within("rspamd"))
     }
 
     fn table_files(&self) -> Vec<&Path> {
@@ -158,7 +122,7 @@ impl Signer for Rspamd {
     }
 
     fn check(&self) -> Result<()> {
-        self.config.validate().map_err(anyhow::Error::msg)?;
+        self.config.validate().map_err(SignerError::Setting)?;
         self.keys.check()?;
         check_writable(&self.config.selector_map)?;
         if let Some(domains) = &self.config.domains_file {
@@ -172,14 +136,14 @@ impl Signer for Rspamd {
 mod tests {
     use std::fs;
 
+    use rotor_common::KeyAlgorithm;
+
     use super::*;
-    use crate::fsutil;
-    use crate::keys::KeyAlgorithm;
-    use crate::signer::test_key;
+    use crate::{fs as fsutil, test_key};
 
     fn rspamd(dir: &Path) -> Rspamd {
         fsutil::create_dir(&dir.join("keys")).unwrap();
-        Rspamd::new(RspamdConfig {
+        Rspamd::new(RspamdSettings {
             key_dir: dir.join("keys"),
             selector_map: dir.join("selectors.map"),
             domains_file: Some(dir.join("domains.inc")),

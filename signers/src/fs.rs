@@ -7,8 +7,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use nix::libc;
+
+use crate::crashpoint;
+use crate::error::{Result, SignerError};
 
 /// Creates `dir` (and its parents) with mode 0700 if missing.
 pub fn create_dir(dir: &Path) -> Result<()> {
@@ -16,7 +18,7 @@ pub fn create_dir(dir: &Path) -> Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))
+        .map_err(|err| SignerError::at("create directory", dir, err))
 }
 
 /// Creates `dir` (and its parents) with mode 0700 if missing; refuses an existing one that group
@@ -24,16 +26,16 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     create_dir(dir)?;
     let mode = fs::metadata(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
+        .map_err(|err| SignerError::at("read", dir, err))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        bail!(
+        return Err(SignerError::Unsafe(format!(
             "{} is open to group or others (mode {:o}): private keys need a 0700 directory; run chmod 700 {}",
             dir.display(),
             mode & 0o777,
             dir.display()
-        );
+        )));
     }
     Ok(())
 }
@@ -43,22 +45,21 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 /// rotor runs as, so nobody else can have placed or swapped a key in it.
 pub fn ensure_own_private_dir(dir: &Path) -> Result<()> {
     ensure_private_dir(dir)?;
-    let meta =
-        fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let meta = fs::symlink_metadata(dir).map_err(|err| SignerError::at("read", dir, err))?;
     if !meta.is_dir() {
-        bail!(
+        return Err(SignerError::Unsafe(format!(
             "{} is a link, not a directory: rotor keeps private keys only in a directory of its own",
             dir.display()
-        );
+        )));
     }
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
-        bail!(
+        return Err(SignerError::Unsafe(format!(
             "{} belongs to uid {}, not to rotor's user (uid {me}): another user could have placed a key there; run chown {me} {}",
             dir.display(),
             meta.uid(),
             dir.display()
-        );
+        )));
     }
     Ok(())
 }
@@ -81,7 +82,9 @@ pub fn write_atomic_owned(
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
     let dir = parent(path);
-    let name = path.file_name().context("a file path has a file name")?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| SignerError::Setting(format!("{} names no file", path.display())))?;
     let temp = dir.join(format!(
         ".{}{TEMP_MARK}{}",
         name.to_string_lossy(),
@@ -104,16 +107,16 @@ pub fn write_atomic_owned(
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        crate::crashpoint::hit("write", "temp");
+        crashpoint::hit("write", "temp");
         fs::rename(&temp, path)?;
-        crate::crashpoint::hit("write", "renamed");
+        crashpoint::hit("write", "renamed");
         fs::File::open(dir)?.sync_all()
     };
     write()
         .inspect_err(|_| {
             let _ = fs::remove_file(&temp);
         })
-        .with_context(|| format!("cannot write {}", path.display()))
+        .map_err(|err| SignerError::at("write", path, err))
 }
 
 /// What names rotor's temporary files: `.<name>.rotor-tmp-<pid>`.
@@ -132,11 +135,11 @@ pub fn sweep_temp_files(dir: &Path) -> Result<usize> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+        Err(err) => return Err(SignerError::at("read", dir, err)),
     };
     let mut removed = 0;
     for entry in entries {
-        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let entry = entry.map_err(|err| SignerError::at("read", dir, err))?;
         let name = entry.file_name();
         let Some(pid) = temp_pid(&name.to_string_lossy()) else {
             continue;
@@ -195,17 +198,22 @@ pub fn open_no_follow(path: &Path) -> Result<Option<fs::File>> {
     let file = match opened {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => bail!(
-            "{} is a symbolic link: rotor does not follow links where it writes; name the real file",
-            path.display()
-        ),
-        Err(err) => return Err(err).with_context(|| format!("cannot open {}", path.display())),
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(SignerError::Unsafe(format!(
+                "{} is a symbolic link: rotor does not follow links where it writes; name the real file",
+                path.display()
+            )));
+        }
+        Err(err) => return Err(SignerError::at("open", path, err)),
     };
     let meta = file
         .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .map_err(|err| SignerError::at("read", path, err))?;
     if !meta.file_type().is_file() {
-        bail!("{} is not a regular file", path.display());
+        return Err(SignerError::Unsafe(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
     }
     Ok(Some(file))
 }
@@ -214,7 +222,7 @@ pub fn open_no_follow(path: &Path) -> Result<Option<fs::File>> {
 pub fn remove_file(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(err).with_context(|| format!("cannot remove {}", path.display()))
+            Err(SignerError::at("remove", path, err))
         }
         _ => Ok(()),
     }
@@ -225,7 +233,7 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        Err(err) => Err(SignerError::at("read", path, err)),
     }
 }
 

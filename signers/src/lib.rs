@@ -1,30 +1,41 @@
 //! Mail signers: each adapter makes one signer sign a domain with the keys rotor gives it.
 //!
-//! A [`SignerPlan`] is the whole desired state of one domain in a signer, derived from the
-//! store, so applying it twice is harmless and a run that died midway simply applies it again.
-//! A switch has three steps, so that several signers move together: every signer is given the
-//! new key files first ([`Signer::stage`]), then each switches ([`Signer::switch`]), and only
+//! A [`SignerPlan`] is the whole desired state of one domain in a signer (the binary derives it
+//! from the store), so applying it twice is harmless and a run that died midway simply applies it
+//! again. A switch has three steps, so that several signers move together: every signer is given
+//! the new key files first ([`Signer::stage`]), then each switches ([`Signer::switch`]), and only
 //! when all have switched are old key files deleted ([`Signer::clean`]).
+//!
+//! One folder per adapter (`opendkim/`, `rspamd/`, `exim/`, `kumomta/`, `files/`), each with its
+//! settings (`settings.rs`) and the adapter; [`registry`] turns a `type:`-tagged entry of the
+//! config into an adapter. Shared: [`key_files`] (key files with owner and mode), [`tables`]
+//! (maps and tables rewritten as one set, restored on failure), [`command`] (every command the
+//! signers run), [`reload`] (a command, or a signal to a checked process), [`fs`] (atomic owned
+//! writes, private directories, the sweep of leftover temporary files), [`SignerError`].
 
 pub mod command;
+pub mod crashpoint;
+mod error;
 pub mod exim;
 pub mod files;
-pub mod generic;
+pub mod fs;
+pub mod key_files;
 pub mod kumomta;
 pub mod opendkim;
-mod reload;
+pub mod registry;
+pub mod reload;
 pub mod rspamd;
+pub mod tables;
 
+pub use error::{Result, SignerError};
+pub use registry::SignerSettings;
 pub use reload::{PidFile, Reload};
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use rotor_state::{KeyRecord, Phase};
+use rotor_common::KeyAlgorithm;
 
-use crate::config::SignerConfig;
-use crate::keys::KeyAlgorithm;
-use files::KeyFiles;
+use key_files::KeyFiles;
 
 /// A key as a signer needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,16 +46,6 @@ pub struct SignerKey {
     pub algorithm: KeyAlgorithm,
     /// Rotor's private key file, which the adapter copies where the signer reads keys.
     pub source: PathBuf,
-}
-
-impl SignerKey {
-    fn from_record(key: &KeyRecord) -> Self {
-        Self {
-            selector: key.selector.clone(),
-            algorithm: key.algorithm,
-            source: key.key_file.clone(),
-        }
-    }
 }
 
 /// What one domain should look like in a signer.
@@ -61,41 +62,15 @@ pub struct SignerPlan {
 }
 
 impl SignerPlan {
-    /// The plan for `domain` once its keys are as in `after`; `removed` are keys leaving the
-    /// signer in this step (with every leaked key not active any more).
-    pub fn from_keys(domain: &str, after: &[KeyRecord], removed: &[&KeyRecord]) -> Self {
-        // A leaked key that is no longer the active one leaves the signer at once: never kept,
-        // not even for signers that sign with kept keys (OpenDKIM's `overlap`).
-        let leaving = |key: &KeyRecord| key.compromised.is_some() && key.phase != Phase::Active;
-        let with_phase = |phase: Phase| {
-            after
-                .iter()
-                .filter(|key| key.phase == phase && !leaving(key))
-                .map(SignerKey::from_record)
-                .collect()
-        };
-        let leaked = after
-            .iter()
-            .filter(|key| leaving(key) && !removed.iter().any(|r| r.selector == key.selector));
-        Self {
-            domain: domain.to_string(),
-            signing: with_phase(Phase::Active),
-            kept: with_phase(Phase::Retiring),
-            removed: removed
-                .iter()
-                .copied()
-                .chain(leaked)
-                .map(SignerKey::from_record)
-                .collect(),
-        }
-    }
-}
-
-impl SignerPlan {
     /// Every key the signer should hold a file for: signing and kept.
     pub fn installed(&self) -> impl Iterator<Item = &SignerKey> {
         self.signing.iter().chain(&self.kept)
     }
+}
+
+/// `selector._domainkey.domain`, the name of a key's record (and of its OpenDKIM KeyTable row).
+pub fn selector_name(selector: &str, domain: &str) -> String {
+    format!("{selector}._domainkey.{domain}")
 }
 
 /// What every signer adapter does.
@@ -136,29 +111,18 @@ pub trait Signer {
         if let Some(keys) = self.key_files() {
             keys.sweep()?;
         }
-        for dir in files::FileSet::dirs(&self.table_files()) {
-            crate::fsutil::sweep_temp_files(&dir)?;
+        for dir in tables::FileSet::dirs(&self.table_files()) {
+            fs::sweep_temp_files(&dir)?;
         }
         Ok(())
     }
 }
 
-/// The adapter for a configured signer.
-pub fn build(config: &SignerConfig) -> Box<dyn Signer> {
-    match config {
-        SignerConfig::Opendkim(config) => Box::new(opendkim::Opendkim::new(config.clone())),
-        SignerConfig::Rspamd(config) => Box::new(rspamd::Rspamd::new(config.clone())),
-        SignerConfig::Exim(config) => Box::new(exim::Exim::new(config.clone())),
-        SignerConfig::Kumomta(config) => Box::new(kumomta::Kumomta::new(config.clone())),
-        SignerConfig::Files(config) => Box::new(generic::Files::new(config.clone())),
-    }
-}
-
 /// A key for the adapters' tests: its source file holds a real private key of `algorithm`.
 #[cfg(test)]
-pub fn test_key(dir: &std::path::Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
+pub(crate) fn test_key(dir: &Path, selector: &str, algorithm: KeyAlgorithm) -> SignerKey {
     let source = dir.join(format!("{selector}.src.pem"));
-    let key = crate::keys::PrivateKey::generate(algorithm).unwrap();
+    let key = rotor_keys::PrivateKey::generate(algorithm).unwrap();
     std::fs::write(&source, key.pem()).unwrap();
     SignerKey {
         selector: selector.into(),

@@ -6,81 +6,29 @@
 //! With `overlap: true` (and `MultipleSignatures yes` in opendkim.conf), a replaced key keeps its
 //! signing row through its grace window, so mail is signed with the old and the new key.
 
-use std::path::{Path, PathBuf};
+mod settings;
 
-use anyhow::{Context, Result};
-use rotor_state::selector_name;
-use rustix::process::Signal;
-use serde::Deserialize;
+pub use settings::OpendkimSettings;
 
-use super::files::{FileSet, KeyFiles, KeyFormat, Ownership, check_writable, rewrite};
-use super::{PidFile, Reload, Signer, SignerKey, SignerPlan, command};
-use crate::config::{FileMode, Interval};
-use crate::fsutil;
+use std::path::Path;
 
-/// The `type: opendkim` signer's settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpendkimConfig {
-    /// The `KeyTable` file (`file:` table).
-    pub key_table: PathBuf,
-    /// The `SigningTable` file (`refile:` table).
-    pub signing_table: PathBuf,
-    /// Where OpenDKIM reads keys (0700; keys are written 0600).
-    pub key_dir: PathBuf,
-    /// A command that reloads OpenDKIM, e.g. `systemctl reload opendkim`.
-    pub reload: Option<String>,
-    /// OpenDKIM's pid file: rotor sends SIGUSR1 to reload.
-    pub pid_file: Option<PathBuf>,
-    /// The name of the process in `pid_file` (its executable's file name or its command name):
-    /// any other process there is not signalled (default `opendkim`).
-    pub process: Option<String>,
-    /// A command run after the reload (e.g. a test message through the milter); if it fails,
-    /// the previous tables are restored and OpenDKIM reloaded again.
-    pub verify: Option<String>,
-    /// How long `reload` and `verify` may each run before they are killed (default 60s).
-    pub timeout: Option<Interval>,
-    /// Owner of the key files (default: the owner of `key_dir`).
-    pub user: Option<String>,
-    /// Group of the key files (default: the group of `key_dir`).
-    pub group: Option<String>,
-    /// Mode of the key files (default 0600; OpenDKIM refuses keys others can read).
-    pub mode: Option<FileMode>,
-    /// Keep signing with a replaced key through its grace window, beside the new one (needs
-    /// `MultipleSignatures yes`).
-    #[serde(default)]
-    pub overlap: bool,
-}
-
-impl OpendkimConfig {
-    /// How to reload, or why the config cannot say.
-    pub fn reload(&self) -> Result<Reload, String> {
-        match (&self.reload, &self.pid_file) {
-            (Some(line), None) => Ok(Reload::Command(line.clone(), command::timeout(self.timeout))),
-            (None, Some(pid_file)) => Ok(Reload::Signal(PidFile {
-                path: pid_file.clone(),
-                signal: Signal::USR1,
-                process: self.process.clone().unwrap_or_else(|| "opendkim".into()),
-            })),
-            (Some(_), Some(_)) => Err("set `reload:` or `pid_file:`, not both".into()),
-            (None, None) => Err("set `reload:` (a command) or `pid_file:` (SIGUSR1), so OpenDKIM re-reads its tables".into()),
-        }
-    }
-}
+use crate::error::{Result, SignerError};
+use crate::key_files::{KeyFiles, KeyFormat};
+use crate::tables::{FileSet, check_writable, rewrite};
+use crate::{Signer, SignerKey, SignerPlan, command, fs as fsutil, selector_name};
 
 /// The OpenDKIM adapter.
 pub struct Opendkim {
-    config: OpendkimConfig,
+    config: OpendkimSettings,
     keys: KeyFiles,
 }
 
 impl Opendkim {
     /// An adapter for the OpenDKIM in `config`.
-    pub fn new(config: OpendkimConfig) -> Self {
-        let ownership = Ownership::new(&config.user, &config.group, config.mode);
+    pub fn new(config: OpendkimSettings) -> Self {
         let keys = KeyFiles::new(
             config.key_dir.clone(),
-            ownership,
+            config.ownership(),
             0o600,
             "pem",
             KeyFormat::Pem,
@@ -140,17 +88,18 @@ impl Signer for Opendkim {
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
-        let reload = self.config.reload().map_err(anyhow::Error::msg)?;
-        let files = FileSet::read(&[&self.config.key_table, &self.config.signing_table])?;
-        let tables = self.tables(plan, files.text(0), files.text(1));
-        let timeout = command::timeout(self.config.timeout);
-        files
-            .switch_verified(
+        let switch = || {
+            let reload = self.config.reload().map_err(SignerError::Setting)?;
+            let files = FileSet::read(&[&self.config.key_table, &self.config.signing_table])?;
+            let tables = self.tables(plan, files.text(0), files.text(1));
+            let timeout = command::timeout(self.config.timeout);
+            files.switch_verified(
                 &tables,
                 || reload.run(),
                 || command::run_optional("verify", self.config.verify.as_ref(), timeout),
             )
-            .context("OpenDKIM")
+        };
+        switch().map_err(|err| err.within("OpenDKIM"))
     }
 
     fn table_files(&self) -> Vec<&Path> {
@@ -158,8 +107,9 @@ impl Signer for Opendkim {
     }
 
     fn check(&self) -> Result<()> {
-        let reload = self.config.reload().map_err(anyhow::Error::msg)?;
-        fsutil::ensure_private_dir(&self.config.key_dir).context("OpenDKIM key_dir")?;
+        let reload = self.config.reload().map_err(SignerError::Setting)?;
+        fsutil::ensure_private_dir(&self.config.key_dir)
+            .map_err(|err| err.within("OpenDKIM key_dir"))?;
         self.keys.check()?;
         check_writable(&self.config.key_table)?;
         check_writable(&self.config.signing_table)?;
@@ -170,16 +120,16 @@ impl Signer for Opendkim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signer::test_key;
+    use crate::test_key;
 
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    use crate::keys::KeyAlgorithm;
+    use rotor_common::KeyAlgorithm;
 
-    fn config(dir: &Path, reload: &str) -> OpendkimConfig {
-        OpendkimConfig {
+    fn config(dir: &Path, reload: &str) -> OpendkimSettings {
+        OpendkimSettings {
             key_table: dir.join("KeyTable"),
             signing_table: dir.join("SigningTable"),
             key_dir: dir.join("keys"),
@@ -296,7 +246,7 @@ mod tests {
     fn with_overlap_a_kept_key_keeps_signing() {
         let dir = tempfile::tempdir().unwrap();
         fsutil::ensure_private_dir(&dir.path().join("keys")).unwrap();
-        let signer = Opendkim::new(OpendkimConfig {
+        let signer = Opendkim::new(OpendkimSettings {
             overlap: true,
             ..config(dir.path(), "true")
         });
@@ -328,7 +278,7 @@ mod tests {
         let (dir, _) = setup();
         let before = fs::read_to_string(dir.path().join("SigningTable")).unwrap();
         let reloads = dir.path().join("reloads");
-        let signer = Opendkim::new(OpendkimConfig {
+        let signer = Opendkim::new(OpendkimSettings {
             verify: Some("echo unsigned >&2; exit 1".into()),
             ..config(dir.path(), &format!("echo reload >> {}", reloads.display()))
         });
@@ -355,7 +305,7 @@ mod tests {
     fn a_hanging_reload_times_out_and_the_tables_are_restored() {
         let (dir, _) = setup();
         let before = fs::read_to_string(dir.path().join("SigningTable")).unwrap();
-        let signer = Opendkim::new(OpendkimConfig {
+        let signer = Opendkim::new(OpendkimSettings {
             timeout: Some("1s".parse().unwrap()),
             ..config(dir.path(), "sleep 1000")
         });

@@ -1,0 +1,49 @@
+//! The `type: kumomta` signer's settings.
+
+use std::path::PathBuf;
+
+use rotor_common::{FileMode, Interval};
+use serde::Deserialize;
+
+use crate::key_files::Ownership;
+use crate::registry::PathSetting;
+
+/// The `type: kumomta` signer's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KumomtaSettings {
+    /// The DKIM data file (`dkim_data.toml`).
+    pub data_file: PathBuf,
+    /// Where KumoMTA reads keys.
+    pub key_dir: PathBuf,
+    /// A command run after the data file changed (none needed: the helper re-reads it).
+    pub reload: Option<String>,
+    /// How long `reload` may run before it is killed (default 60s).
+    pub timeout: Option<Interval>,
+    /// Owner of the key files (default: the owner of `key_dir`).
+    pub user: Option<String>,
+    /// Group of the key files (default: the group of `key_dir`).
+    pub group: Option<String>,
+    /// Mode of the key files (default 0600).
+    pub mode: Option<FileMode>,
+}
+
+impl KumomtaSettings {
+    /// The files and directories the adapter writes, by setting.
+    pub fn paths(&self) -> Vec<(PathSetting, PathBuf)> {
+        vec![
+            (PathSetting::Key("key_dir"), self.key_dir.clone()),
+            (PathSetting::Key("data_file"), self.data_file.clone()),
+        ]
+    }
+
+    /// The commands it runs, by setting.
+    pub fn commands(&self) -> Vec<(&'static str, Option<&String>)> {
+        vec![("reload", self.reload.as_ref())]
+    }
+
+    /// Who gets the key files.
+    pub fn ownership(&self) -> Ownership {
+        Ownership::new(&self.user, &self.group, self.mode)
+    }
+}
