@@ -1,9 +1,10 @@
 //! What kind of failure a step's error is ([`ErrorKind`]): read off the typed errors in its
-//! chain (the providers', the store's, the engine's own), so that status, exit codes, metrics
+//! chain (the providers', the signers', the store's, the engine's own), so that status, exit codes, metrics
 //! and notifications say whether the next pass retries it or the operator must act.
 
 use rotor_common::ErrorKind;
 use rotor_providers::ProviderError;
+use rotor_signers::SignerError;
 use rotor_state::StoreError;
 use serde::Serialize;
 
@@ -69,6 +70,9 @@ pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
             }
             if let Some(provider) = cause.downcast_ref::<ProviderError>() {
                 return Some(provider.kind());
+            }
+            if let Some(signer) = cause.downcast_ref::<SignerError>() {
+                return Some(signer.kind());
             }
             if let Some(store) = cause.downcast_ref::<StoreError>() {
                 return match store {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use rotor_providers::adapter::ProviderSettings;
 use rotor_providers::{Change, DnsProvider, Listing, TxtValue, Zone};
+use rotor_common::ErrorKind;
 use rotor_state::{Action, Check, Event, KeyRecord, Phase, Store};
 use zeroize::Zeroizing;
 
@@ -875,10 +876,12 @@ impl<'a> Engine<'a> {
         crashpoint::hit(step, "staged");
         let mut states = BTreeMap::new();
         let mut failures = Vec::new();
+        let mut kinds = BTreeSet::new();
         for (name, signer) in &signers {
             let state = match signer.switch(&plan) {
                 Ok(()) => None,
                 Err(err) => {
+                    kinds.insert(err.kind());
                     failures.push(format!("signer {name}: {err:#}"));
                     Some(format!("failed, kept its previous keys: {err:#}"))
                 }
@@ -898,7 +901,13 @@ impl<'a> Engine<'a> {
                 noted.signers.insert(name.clone(), state);
             }
             self.store.commit(&[(Some(&current), &noted)], &[])?;
-            bail!("{}", failures.join("; "));
+            // Worth retrying as it is only if every signer's failure is.
+            let kind = kinds.into_iter().max().unwrap_or(ErrorKind::NeedsOperator);
+            return Err(failure::Kinded {
+                kind,
+                message: failures.join("; "),
+            }
+            .into());
         }
         crashpoint::hit(step, "switched");
         for (name, signer) in &signers {
