@@ -1,11 +1,14 @@
 //! One suite, every adapter: what rotor relies on from a DNS provider, checked the same way
-//! against RFC 2136 on a real BIND and Cloudflare on its schema-checked double.
+//! against RFC 2136 on a real BIND and a real Knot, Cloudflare on its schema-checked double,
+//! Route53 on moto, and PowerDNS (through the `dns-update` family) on a real server.
 
 mod common;
 
 use common::Backend;
 use common::bind::BindBackend;
 use common::cloudflare::CloudflareBackend;
+use common::knot::KnotBackend;
+use common::pdns::PdnsBackend;
 use common::route53::Route53Backend;
 use rotor_providers::{Change, ProviderError, TxtValue, Zone};
 
@@ -305,3 +308,27 @@ macro_rules! conformance {
 conformance!(rfc2136_bind, BindBackend::start());
 conformance!(cloudflare_double, CloudflareBackend::start());
 conformance!(route53_moto, Route53Backend::start().await);
+conformance!(powerdns_dns_update, PdnsBackend::start());
+conformance!(rfc2136_knot, KnotBackend::start());
+
+/// A host with no conditional write (PowerDNS through `dns-update`) lists again before a
+/// conditional change: a value someone else added after rotor's listing stops the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn powerdns_refuses_changes_decided_on_a_stale_listing() {
+    let backend = PdnsBackend::start();
+    let zone = zone(&backend).await;
+    let names = [NAME.to_string()];
+    let read = backend
+        .adapter()
+        .list_txt_many(&zone, &names)
+        .await
+        .unwrap();
+    backend.plant(NAME, "v=DKIM1; p=someone-else");
+    let err = backend
+        .adapter()
+        .apply_if_unchanged(&zone, &[add(NAME, &dkim(2048))], &read)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Conflict { .. }), "{err}");
+    assert_eq!(backend.stored(NAME), ["v=DKIM1; p=someone-else"]);
+}
