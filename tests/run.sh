@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs rotor's whole test suite. Installs what the tests use when it is missing (BIND 9 and dig
-# for real DNS; OpenDKIM, rspamd and Exim as real signers; dkimpy + dnspython + pynacl as the
-# independent DKIM check; moto's Route53 emulation), then runs cargo test.
+# Runs rotor's whole test suite. Installs what the tests use when it is missing (BIND 9 and dig,
+# PowerDNS and Knot for real DNS; OpenDKIM, rspamd and Exim as real signers; dkimpy + dnspython +
+# pynacl as the independent DKIM check; moto's Route53 emulation), then runs cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH=$PATH:/usr/sbin:/sbin:$HOME/.local/bin
@@ -14,6 +14,12 @@ command -v dig >/dev/null || missing+=(bind9-dnsutils)
 command -v opendkim >/dev/null || missing+=(opendkim)
 command -v miltertest >/dev/null || missing+=(miltertest)
 command -v strace >/dev/null || missing+=(strace)   # the store's fsync-order test
+# PowerDNS (sqlite3 backend, its schema loaded with sqlite3) and Knot: DNS hosts of the suite.
+[ -x /usr/sbin/pdns_server ] || missing+=(pdns-server)
+[ -e /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || missing+=(pdns-backend-sqlite3)
+command -v sqlite3 >/dev/null || missing+=(sqlite3)
+[ -x /usr/sbin/knotd ] || missing+=(knot)
+command -v curl >/dev/null || missing+=(curl)
 command -v exim4 >/dev/null || command -v exim >/dev/null || missing+=(exim4-daemon-light)
 # rspamd without its Recommends (redis-server): the tests run it without Redis.
 command -v rspamd >/dev/null || norecommends+=(rspamd)
@@ -31,6 +37,11 @@ if [ ${#all[@]} -gt 0 ]; then
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
   [ ${#norecommends[@]} -eq 0 ] || apt_install --no-install-recommends "${norecommends[@]}"
   [ -z "$added_policy" ] || sudo_ rm -f "$policy"
+  # Where systemd runs, the packages' units are enabled for the next boot: the tests start their
+  # own PowerDNS and Knot on loopback, so keep Debian's off.
+  if [ -d /run/systemd/system ]; then
+    sudo_ systemctl disable --now pdns.service knot.service >/dev/null 2>&1 || true
+  fi
 fi
 if ! python3 -c 'import dkim, dns.resolver, jsonschema, nacl, cryptography' 2>/dev/null; then
   echo "tests/run.sh: installing dkimpy, dnspython, jsonschema, pynacl and cryptography" >&2

@@ -7,6 +7,7 @@
 pub mod adapter;
 pub mod cloudflare;
 pub mod dns;
+pub mod dnsupdate;
 mod error;
 pub mod registry;
 pub mod rfc2136;

@@ -58,6 +58,9 @@ registry! {
     Route53(crate::route53::Settings) => [crate::route53::settings::INFO],
     /// Cloudflare's API.
     Cloudflare(crate::cloudflare::Settings) => [crate::cloudflare::settings::INFO],
+    /// The hosts reached through the dns-update crate (cargo feature `dns-update`).
+    #[serde(rename = "dns-update")]
+    DnsUpdate(crate::dnsupdate::Settings) => crate::dnsupdate::hosts::catalogue(),
 }
 
 #[cfg(test)]

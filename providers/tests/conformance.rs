@@ -1,10 +1,11 @@
 //! One suite, every adapter: what rotor relies on from a DNS provider, checked the same way
-//! against each backend of the table at the end (RFC 2136 on a real BIND, Cloudflare on its
-//! schema-checked double, Route53 on moto): one line per provider.
+//! against RFC 2136 on a real BIND and a real Knot, Cloudflare on its schema-checked double,
+//! Route53 on moto, and PowerDNS (through the `dns-update` family) on a real server.
 
 mod common;
 
 use common::Backend;
+use common::pdns::PdnsBackend;
 use rotor_providers::adapter::Proof;
 use rotor_providers::{Change, ProviderError, TxtValue, Zone};
 
@@ -311,6 +312,8 @@ conformance! {
     rfc2136_bind: "rfc2136" => common::bind::BindBackend::start(),
     cloudflare_double: "cloudflare" => common::cloudflare::CloudflareBackend::start(),
     route53_moto: "route53" => common::route53::Route53Backend::start().await,
+    powerdns_dns_update: "dns-update/powerdns" => common::pdns::PdnsBackend::start(),
+    rfc2136_knot: "rfc2136" => common::knot::KnotBackend::start(),
 }
 
 /// What `rotor providers` and the README say proves a provider is this suite: every provider the
@@ -338,4 +341,26 @@ fn the_table_runs_every_provider_the_catalogue_calls_proven() {
             "{config_type} is not in the registry's catalogue"
         );
     }
+}
+
+/// A host with no conditional write (PowerDNS through `dns-update`) lists again before a
+/// conditional change: a value someone else added after rotor's listing stops the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn powerdns_refuses_changes_decided_on_a_stale_listing() {
+    let backend = PdnsBackend::start();
+    let zone = zone(&backend).await;
+    let names = [NAME.to_string()];
+    let read = backend
+        .adapter()
+        .list_txt_many(&zone, &names)
+        .await
+        .unwrap();
+    backend.plant(NAME, "v=DKIM1; p=someone-else");
+    let err = backend
+        .adapter()
+        .apply_if_unchanged(&zone, &[add(NAME, &dkim(2048))], &read)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Conflict { .. }), "{err}");
+    assert_eq!(backend.stored(NAME), ["v=DKIM1; p=someone-else"]);
 }

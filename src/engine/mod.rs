@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
+use rotor_common::ErrorKind;
 use rotor_providers::adapter::ProviderSettings;
 use rotor_providers::{Change, DnsProvider, Listing, TxtValue, Zone};
-use rotor_common::ErrorKind;
 use rotor_state::{Action, Check, Event, KeyRecord, Phase, Store};
 use zeroize::Zeroizing;
 

@@ -7,6 +7,8 @@ pub mod cloudflare;
 pub mod exim;
 pub mod faults;
 pub mod http;
+pub mod knot;
+pub mod pdns;
 pub mod provider;
 pub mod route53;
 pub mod rspamd;

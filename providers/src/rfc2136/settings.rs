@@ -17,7 +17,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     exact_delete: true,
     lists_values: true,
     batched: true,
-    proven_by: Proof::RealServer("BIND 9"),
+    proven_by: Proof::RealServer("BIND 9 and Knot DNS"),
     feature: None,
     notes: "TSIG-signed; one UPDATE per batch, with prerequisites on what was just listed",
 };

@@ -4,6 +4,8 @@
 
 pub mod bind;
 pub mod cloudflare;
+pub mod knot;
+pub mod pdns;
 pub mod route53;
 #[path = "../support/route53.rs"]
 pub mod route53_support;
