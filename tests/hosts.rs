@@ -112,7 +112,6 @@ fn rotations_on_knot_through_rfc2136() {
 }
 
 #[test]
-#[ignore = "needs `type: dns-update` in the providers' registry (the provreg branch): remove once it lands"]
 fn rotations_on_powerdns_through_dns_update() {
     let dir = scratch();
     let pdns = Pdns::start(&dir.path().join("pdns"));
