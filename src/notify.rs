@@ -10,11 +10,10 @@ use futures_util::StreamExt;
 use rotor_state::Event;
 use serde::{Deserialize, Serialize};
 
-use rotor_common::ErrorKind;
-
-use crate::config::Interval;
-use crate::time::rfc3339;
+use rotor_common::{ErrorKind, Interval};
 use rotor_signers::command;
+
+use crate::time::rfc3339;
 
 /// The `notify:` settings.
 #[derive(Clone, Deserialize, Default)]
