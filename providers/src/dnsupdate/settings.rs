@@ -46,24 +46,6 @@ pub(super) fn missing_feature() -> String {
     )
 }
 
-/// Whether `url` may carry an API key: `https://`, or `http://` only to this machine.
-fn secure_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url.trim()).map_err(|err| format!("not a URL ({err})"))?;
-    let loopback = parsed.host_str().is_some_and(|host| {
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
-    match parsed.scheme() {
-        "https" if parsed.host().is_some() => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => Err("plain http:// would send the API key unencrypted: use https://, or http:// only to this machine".into()),
-        other => Err(format!("the scheme {other}: is not https:")),
-    }
-}
-
 /// A zone as rotor writes names: lowercase, without the trailing dot.
 pub(super) fn zone_name(zone: &str) -> String {
     zone.trim().trim_end_matches('.').to_ascii_lowercase()
@@ -144,7 +126,7 @@ impl ProviderSettings for Settings {
                     .endpoint
                     .as_deref()
                     .ok_or("endpoint: PowerDNS needs the API's URL (e.g. http://127.0.0.1:8081)")?;
-                secure_url(endpoint).map_err(|why| format!("endpoint: {why}"))?;
+                crate::adapter::secure_url(endpoint).map_err(|why| format!("endpoint: {why}"))?;
                 if self
                     .server_id
                     .as_deref()
