@@ -79,7 +79,10 @@ fn drop_empty_variables() {
     for name in empty {
         // SAFETY: called first in `main`, before any other thread exists (no runtime, no
         // logger yet), so nothing reads or writes the environment at the same time.
-        unsafe { std::env::remove_var(name) };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::remove_var(name)
+        };
     }
 }
 

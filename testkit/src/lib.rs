@@ -66,6 +66,7 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The path of a system tool in the sbin or bin directories (or its bare name, for PATH).
 pub fn sbin(tool: &str) -> String {
     for dir in ["/usr/sbin", "/usr/bin", "/sbin"] {
         let path = format!("{dir}/{tool}");
@@ -119,7 +120,9 @@ pub fn spawn_ready(mut command: Command, hint: &str) -> Running {
 /// One `named` process, killed when dropped.
 pub struct Named {
     _child: Running,
+    /// Its DNS port on 127.0.0.1.
     pub port: u16,
+    /// Its rndc control port, when it has one.
     pub control: Option<u16>,
     dir: PathBuf,
 }
@@ -229,8 +232,11 @@ pub fn join_quoted(line: &str) -> String {
 
 /// A primary and a secondary BIND for example.com, on loopback.
 pub struct Bind {
+    /// The primary, which takes updates signed with the TSIG key.
     pub primary: Named,
+    /// The secondary, which follows the primary by NOTIFY and transfer.
     pub secondary: Named,
+    /// The TSIG key file (BIND's format) that signs updates.
     pub tsig_file: PathBuf,
 }
 

@@ -3,17 +3,20 @@
 //! Also: where does a selector's name lead? A CNAME (or a DNAME above it) delegates the record to
 //! another zone, and rotor writes at the end of that chain.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 use rotor_providers::{async_trait, dns};
 use rotor_state::{Check, ServerCheck};
 use tokio::task::JoinSet;
 
 use crate::config::{Authoritative, Propagation};
 use crate::keys::DkimRecord;
+use recursive::Recursive;
+
+mod recursive;
 
 const AUTHORITATIVE: &str = "authoritative";
 const RESOLVER: &str = "resolver";
@@ -151,6 +154,15 @@ async fn check(
     }
 }
 
+/// The addresses of `zone`'s nameservers, looked up through `resolvers` (or the system's).
+async fn nameservers(
+    zone: &str,
+    resolvers: &[SocketAddr],
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, String> {
+    Recursive::new(resolvers, timeout)?.nameservers(zone).await
+}
+
 /// Asks each of `servers` at once for the record at `fqdn`; the answers in their order.
 async fn ask_all(
     servers: &[(SocketAddr, &'static str)],
@@ -230,11 +242,14 @@ async fn cname(
     let resolvers: Vec<SocketAddr> = settings.resolvers.iter().map(|s| s.0).collect();
     let (servers, recursion) = match &settings.authoritative {
         Authoritative::List(list) => (list.iter().map(|s| s.0).collect(), false),
-        Authoritative::Auto => match enclosing_zone(name, &resolvers, timeout).await? {
-            Some(zone) => (nameservers(&zone, &resolvers, timeout).await?, false),
-            // No zone holds the name: nothing there, so no alias either.
-            None => return Ok(None),
-        },
+        Authoritative::Auto => {
+            let recursive = Recursive::new(&resolvers, timeout)?;
+            match recursive.enclosing_zone(name).await? {
+                Some(zone) => (recursive.nameservers(&zone).await?, false),
+                // No zone holds the name: nothing there, so no alias either.
+                None => return Ok(None),
+            }
+        }
         // Nothing is checked at the authoritative servers: ask the configured resolvers, and
         // nobody if there are none (the write itself fails at an alias).
         Authoritative::None if resolvers.is_empty() => return Ok(None),
@@ -268,107 +283,4 @@ async fn cname(
         return Ok((end != query).then(|| dns::plain(&end)));
     }
     Err(last)
-}
-
-/// The zone that holds `name`, found by asking `resolvers` for the SOA of its parent and up
-/// (never `name` itself: asking about a name before it exists would have the resolver cache
-/// its absence); `None` when no zone above it exists.
-async fn enclosing_zone(
-    name: &str,
-    resolvers: &[SocketAddr],
-    timeout: Duration,
-) -> Result<Option<String>, String> {
-    let resolver = first_resolver(resolvers)?;
-    let mut current = dns::fqdn(name)?;
-    while !current.is_root() {
-        current = current.base_name();
-        let response = dns::query(resolver, &current, RecordType::SOA, true, timeout)
-            .await
-            .map_err(|err| format!("{resolver}: {err}"))?;
-        let zone = response
-            .answers
-            .iter()
-            .chain(response.authorities.iter())
-            .find(|record| matches!(record.data, RData::SOA(_)))
-            .map(|record| dns::plain(&record.name));
-        if zone.is_some() {
-            return Ok(zone);
-        }
-    }
-    Ok(None)
-}
-
-fn first_resolver(resolvers: &[SocketAddr]) -> Result<SocketAddr, String> {
-    match resolvers.first() {
-        Some(resolver) => Ok(*resolver),
-        None => system_resolvers().first().copied().ok_or_else(|| {
-            "no resolver to look up nameservers: set propagation.resolvers or list authoritative servers".to_string()
-        }),
-    }
-}
-
-/// The addresses of `zone`'s nameservers, through `resolvers` (or the system's).
-async fn nameservers(
-    zone: &str,
-    resolvers: &[SocketAddr],
-    timeout: Duration,
-) -> Result<Vec<SocketAddr>, String> {
-    let resolver = first_resolver(resolvers)?;
-    let lookup = |name: String, record_type: RecordType| async move {
-        let name = dns::fqdn(&name)?;
-        let response = dns::query(resolver, &name, record_type, true, timeout)
-            .await
-            .map_err(|err| format!("{resolver}: {err}"))?;
-        Ok::<_, String>(
-            response
-                .answers
-                .iter()
-                .map(|record| record.data.clone())
-                .collect::<Vec<RData>>(),
-        )
-    };
-    let mut addresses = Vec::new();
-    for ns in lookup(zone.to_string(), RecordType::NS).await? {
-        let RData::NS(ns) = ns else { continue };
-        let host = dns::plain(&ns.0);
-        let before = addresses.len();
-        for record_type in [RecordType::A, RecordType::AAAA] {
-            for data in lookup(host.clone(), record_type).await? {
-                match data {
-                    RData::A(a) => addresses.push(SocketAddr::new(IpAddr::V4(a.0), 53)),
-                    RData::AAAA(aaaa) => addresses.push(SocketAddr::new(IpAddr::V6(aaaa.0), 53)),
-                    _ => {}
-                }
-            }
-        }
-        // "Every authoritative server" means every one: a nameserver that cannot be asked
-        // cannot say it serves the record, so the check fails with its name.
-        if addresses.len() == before {
-            return Err(format!(
-                "nameserver {host} of {zone} has no address ({resolver} returned no A or AAAA record): cannot ask it"
-            ));
-        }
-    }
-    if addresses.is_empty() {
-        return Err(format!(
-            "{resolver} returned no nameserver addresses for {zone}"
-        ));
-    }
-    Ok(addresses)
-}
-
-/// The system's resolvers, as `/etc/resolv.conf` names them, read by hickory's own reader
-/// (options, IPv6 and `search` lines included); none if it cannot be read.
-fn system_resolvers() -> Vec<SocketAddr> {
-    match hickory_resolver::system_conf::read_system_conf() {
-        Ok((config, _)) => config
-            .name_servers()
-            .iter()
-            .map(|server| SocketAddr::new(server.ip, 53))
-            .collect(),
-        Err(err) => {
-            tracing::warn!("cannot read the system's resolvers: {err}");
-            Vec::new()
-        }
-    }
 }
