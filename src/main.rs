@@ -8,6 +8,7 @@ mod engine;
 mod metrics;
 mod notify;
 mod plan;
+mod probe;
 mod propagation;
 mod signer_plan;
 mod status;

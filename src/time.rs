@@ -24,3 +24,12 @@ impl Clock for SystemClock {
 pub fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
+
+/// `secs` (Unix seconds) as an RFC 5322 date (`Tue, 1 Dec 2026 12:00:00 +0000`), for messages.
+pub fn rfc2822(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .unwrap_or_default()
+        .to_rfc2822()
+}

@@ -34,6 +34,40 @@ const EXCERPT: usize = 120;
 /// Runs `line` (the `setting` of the configuration) through `sh -c`, `stdin` on its standard
 /// input; fails if it does not exit 0 within `timeout`, after killing its process group.
 pub fn run(setting: &str, line: &str, timeout: Duration, stdin: Option<&[u8]>) -> Result<()> {
+    execute(setting, line, timeout, stdin, &[], 0).map(drop)
+}
+
+/// As [`run`], with `stdin` on its input and `env` added to its environment; what it printed on
+/// its standard output (at most `limit` bytes: more is an error).
+pub fn run_capturing(
+    setting: &str,
+    line: &str,
+    timeout: Duration,
+    stdin: &[u8],
+    env: &[(&str, String)],
+    limit: usize,
+) -> Result<Vec<u8>> {
+    let output = execute(setting, line, timeout, Some(stdin), env, limit)?;
+    if output.len() > limit {
+        return Err(SignerError::Command {
+            setting: setting.into(),
+            outcome: format!("printed more than {limit} bytes"),
+            transient: false,
+        });
+    }
+    Ok(output)
+}
+
+/// Runs the command; its standard output (up to `keep` bytes and one more, so that the caller
+/// can tell it printed too much).
+fn execute(
+    setting: &str,
+    line: &str,
+    timeout: Duration,
+    stdin: Option<&[u8]>,
+    env: &[(&str, String)],
+    keep: usize,
+) -> Result<Vec<u8>> {
     // Files, not pipes: a command that does not read its input, or a process it leaves behind
     // holding its output open, cannot block rotor.
     let input = match stdin {
@@ -58,6 +92,7 @@ pub fn run(setting: &str, line: &str, timeout: Duration, stdin: Option<&[u8]>) -
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(line)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(input)
         .stdout(clone(&stdout)?)
         .stderr(clone(&stderr)?)
@@ -82,7 +117,16 @@ pub fn run(setting: &str, line: &str, timeout: Duration, stdin: Option<&[u8]>) -
         }
     };
     if status.success() {
-        return Ok(());
+        let mut output = Vec::new();
+        if keep > 0 {
+            stdout
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| (&mut stdout).take(keep as u64 + 1).read_to_end(&mut output))
+                .map_err(|err| {
+                    SignerError::io(format!("{setting}: cannot read its output"), err)
+                })?;
+        }
+        return Ok(output);
     }
     let mut said = String::new();
     for file in [&mut stderr, &mut stdout] {

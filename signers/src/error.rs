@@ -71,6 +71,14 @@ pub enum SignerError {
         /// Why that failed.
         error: Box<SignerError>,
     },
+    /// The signer could not be asked to sign a probe message, or refused it.
+    #[error("{message}")]
+    Probe {
+        /// What happened, naming the socket or URL (never a command line).
+        message: String,
+        /// Whether retrying may help (no answer, a temporary failure).
+        transient: bool,
+    },
     /// An error of one adapter, named (`OpenDKIM: …`).
     #[error("{signer}: {error}")]
     In {
@@ -96,12 +104,15 @@ impl SignerError {
                 _ => ErrorKind::NeedsOperator,
             },
             Self::TimedOut { .. } | Self::NotRunning(_) => ErrorKind::Transient,
-            Self::Command { transient, .. } if *transient => ErrorKind::Transient,
+            Self::Command { transient, .. } | Self::Probe { transient, .. } if *transient => {
+                ErrorKind::Transient
+            }
             Self::Restored(error) | Self::In { error, .. } => error.kind(),
             Self::Unsafe(_)
             | Self::Setting(_)
             | Self::Key { .. }
             | Self::Command { .. }
+            | Self::Probe { .. }
             | Self::NotRestored { .. } => ErrorKind::NeedsOperator,
         }
     }

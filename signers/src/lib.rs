@@ -10,7 +10,8 @@
 //! settings (`settings.rs`) and the adapter; [`registry`] turns a `type:`-tagged entry of the
 //! config into an adapter. Shared: [`key_files`] (key files with owner and mode), [`tables`]
 //! (maps and tables rewritten as one set, restored on failure), [`command`] (every command the
-//! signers run), [`reload`] (a command, or a signal to a checked process), [`fs`] (atomic owned
+//! signers run), [`reload`] (a command, or a signal to a checked process), [`probe`] (a probe message signed
+//! through a milter, rspamd or a command), [`fs`] (atomic owned
 //! writes, private directories, the sweep of leftover temporary files), [`SignerError`].
 
 pub mod command;
@@ -22,6 +23,7 @@ pub mod fs;
 pub mod key_files;
 pub mod kumomta;
 pub mod opendkim;
+pub mod probe;
 pub mod registry;
 pub mod reload;
 pub mod rspamd;
@@ -97,6 +99,12 @@ pub trait Signer {
 
     /// Checks that the signer's files and directories are usable.
     fn check(&self) -> Result<()>;
+
+    /// How the signer is asked to sign a probe message after a switch (`None`: it is not, and
+    /// its switches are taken on trust).
+    fn probe(&self) -> Option<&probe::ProbeSettings> {
+        None
+    }
 
     /// The maps or tables rotor rewrites for this signer (whose directories [`Signer::sweep`]
     /// sweeps).

@@ -40,7 +40,17 @@ impl SignerSettings {
             Self::Rspamd(settings) => settings.validate(),
             Self::Files(settings) => settings.validate(),
             Self::Exim(_) | Self::Kumomta(_) => Ok(()),
-        }
+        }?;
+        let (probe, name, accepts): (_, _, &[&str]) = match self {
+            Self::Opendkim(s) => (&s.probe, "opendkim", &["milter"]),
+            Self::Rspamd(s) => (&s.probe, "rspamd", &["rspamd"]),
+            Self::Exim(s) => (&s.probe, "exim", &[]),
+            Self::Kumomta(s) => (&s.probe, "kumomta", &[]),
+            Self::Files(s) => (&s.probe, "files", &[]),
+        };
+        probe
+            .as_ref()
+            .map_or(Ok(()), |probe| probe.validate(name, accepts))
     }
 
     /// Whether the signer can sign each message twice (RSA and Ed25519), or why not.

@@ -149,6 +149,7 @@ struct RawDomain {
     revoke_for: Option<Interval>,
     activate_window: Option<ActivationWindow>,
     timezone: Option<TimeZoneName>,
+    probe_every: Option<Interval>,
 }
 
 impl RawDomain {
@@ -165,6 +166,7 @@ impl RawDomain {
             revoke_for: self.revoke_for,
             activate_window: self.activate_window,
             timezone: self.timezone,
+            probe_every: self.probe_every,
         }
     }
 }

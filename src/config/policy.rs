@@ -36,6 +36,8 @@ pub struct Policy {
     pub activate_window: Option<ActivationWindow>,
     /// The time zone of `activate_window`.
     pub timezone: TimeZoneName,
+    /// How often the signers of an active key sign a probe again (0: every pass).
+    pub probe_every: Interval,
 }
 
 /// How rotor decides a record is visible.
@@ -77,6 +79,7 @@ pub(super) struct RawPolicy {
     pub(super) revoke_for: Option<Interval>,
     pub(super) activate_window: Option<ActivationWindow>,
     pub(super) timezone: Option<TimeZoneName>,
+    pub(super) probe_every: Option<Interval>,
 }
 
 impl RawPolicy {
@@ -138,6 +141,7 @@ impl Policy {
             revoke_for: interval(layered(layers, |l| l.revoke_for), "7d"),
             activate_window: layered(layers, |l| l.activate_window.clone()),
             timezone: layered(layers, |l| l.timezone).unwrap_or(TimeZoneName(chrono_tz::Tz::UTC)),
+            probe_every: interval(layered(layers, |l| l.probe_every), "0s"),
         }
     }
 }

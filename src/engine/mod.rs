@@ -200,6 +200,14 @@ impl<'a> Engine<'a> {
                 report.fail(domain.name.to_string(), err);
             }
         }
+        for domain in report.healthy(&all) {
+            if self.stopping() {
+                break;
+            }
+            if let Err(err) = self.reprobe(domain).await {
+                report.fail(domain.name.to_string(), err);
+            }
+        }
         if let Ok(mut warnings) = self.warnings.lock() {
             report.warnings.append(&mut warnings);
         }
@@ -424,7 +432,8 @@ impl<'a> Engine<'a> {
                 }
                 self.recheck_before_activation(domain, &keys, &mut after)
                     .await?;
-                self.apply_signers(domain, &key, &mut after, &[])?;
+                self.apply_signers(domain, &key, &mut after, &[], true)
+                    .await?;
                 format!(
                     "signers {} now sign with {}",
                     domain.signers.join(", "),
@@ -432,7 +441,8 @@ impl<'a> Engine<'a> {
                 )
             }
             Action::Retire | Action::Revoke => {
-                self.apply_signers(domain, &key, &mut after, &[&key])?;
+                self.apply_signers(domain, &key, &mut after, &[&key], false)
+                    .await?;
                 // A leaked key may be revoked before it was ever published: then no change.
                 if !dns.is_empty() {
                     let zone = self.key_zone(domain, &key).await?;
@@ -537,6 +547,7 @@ fn this<'k>(keys: &'k mut [KeyRecord], key: &KeyRecord) -> &'k mut KeyRecord {
 mod dns;
 mod failure;
 mod generate;
+mod prove;
 mod publish;
 mod rotation;
 mod switch;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, Result, bail};
 use rotor_common::ErrorKind;
 use rotor_signers::{Signer, SignerKey};
-use rotor_state::{Action, KeyRecord};
+use rotor_state::{Action, KeyRecord, ProbeResult};
 use zeroize::Zeroizing;
 
 use super::{Engine, failure};
@@ -20,12 +20,17 @@ impl Engine<'_> {
     /// switched. A signer that fails is rolled back by its adapter and the others keep their new
     /// state (every key they may sign with is still published); the error names each failure,
     /// `key`'s record says where each signer stands, and the next run tries again.
-    pub(super) fn apply_signers(
+    ///
+    /// With `prove`, each switched signer that has a `probe:` must then sign a probe with the
+    /// keys it now signs with; one that does not is switched back to the keys it signed with
+    /// before (as the store holds them), and counts as failed.
+    pub(super) async fn apply_signers(
         &self,
         domain: &DomainConfig,
         key: &KeyRecord,
         after: &mut [KeyRecord],
         removed: &[&KeyRecord],
+        prove: bool,
     ) -> Result<()> {
         let plan = signer_plan::from_keys(domain.name.as_str(), after, removed);
         let holds =
@@ -55,16 +60,59 @@ impl Engine<'_> {
         // The step's name for the crash points (the intent is recorded by now).
         let step = key.intent.map_or("signers", Action::id);
         crashpoint::hit(step, "staged");
+        let previous = match prove {
+            true => {
+                let stored = self.store.domain_keys(&key.domain)?;
+                Some(signer_plan::from_keys(domain.name.as_str(), &stored, &[]))
+            }
+            false => None,
+        };
         let mut states = BTreeMap::new();
         let mut failures = Vec::new();
         let mut kinds = BTreeSet::new();
+        let mut probes = BTreeMap::new();
         for (name, signer) in &signers {
-            let state = match signer.switch(&plan) {
+            let mut outcome = signer
+                .switch(&plan)
+                .map_err(|err| (err.kind(), format!("{err:#}")));
+            if let (Ok(()), Some(previous)) = (&outcome, &previous) {
+                match self.prove(name, *signer, &plan, after).await {
+                    None => {}
+                    Some(Ok(result)) => {
+                        probes.insert(name.to_string(), result);
+                    }
+                    Some(Err(disproved)) => {
+                        probes.insert(
+                            name.to_string(),
+                            ProbeResult {
+                                at: self.clock.now(),
+                                ok: false,
+                                detail: disproved.detail.clone(),
+                            },
+                        );
+                        let back = signer
+                            .stage(previous)
+                            .and_then(|()| signer.switch(previous));
+                        let detail = match back {
+                            Ok(()) => format!(
+                                "{}; it was switched back to its previous keys",
+                                disproved.detail
+                            ),
+                            Err(err) => format!(
+                                "{}; switching it back to its previous keys failed too: {err:#}",
+                                disproved.detail
+                            ),
+                        };
+                        outcome = Err((disproved.kind, detail));
+                    }
+                }
+            }
+            let state = match outcome {
                 Ok(()) => None,
-                Err(err) => {
-                    kinds.insert(err.kind());
-                    failures.push(format!("signer {name}: {err:#}"));
-                    Some(format!("failed, kept its previous keys: {err:#}"))
+                Err((kind, err)) => {
+                    kinds.insert(kind);
+                    failures.push(format!("signer {name}: {err}"));
+                    Some(format!("failed, kept its previous keys: {err}"))
                 }
             };
             states.insert(name.to_string(), state);
@@ -72,6 +120,7 @@ impl Engine<'_> {
         if !failures.is_empty() {
             let current = self.key(key)?;
             let mut noted = current.clone();
+            Self::note_probes(&mut noted, &probes);
             for (name, state) in &states {
                 let done = if plan.removed.is_empty() {
                     "signing"
@@ -91,6 +140,9 @@ impl Engine<'_> {
             .into());
         }
         crashpoint::hit(step, "switched");
+        if let Some(switched) = after.iter_mut().find(|k| k.selector == key.selector) {
+            Self::note_probes(switched, &probes);
+        }
         for (name, signer) in &signers {
             signer
                 .clean(&plan)

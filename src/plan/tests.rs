@@ -32,6 +32,7 @@ fn policy(keys: &[KeyAlgorithm], retire: RetireMode) -> Policy {
         revoke_for: secs(40),
         activate_window: None,
         timezone: TimeZoneName(chrono_tz::UTC),
+        probe_every: Interval(Duration::ZERO),
     }
 }
 

@@ -15,8 +15,8 @@ mod store;
 
 pub use error::StoreError;
 pub use model::{
-    Action, Check, Compromise, Event, KeyAlgorithm, KeyRecord, PassRecord, Phase, ServerCheck,
-    selector_name,
+    Action, Check, Compromise, Event, KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult,
+    ServerCheck, selector_name,
 };
 pub use snapshot::Snapshot;
 pub use store::Store;

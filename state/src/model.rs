@@ -153,6 +153,17 @@ pub struct Compromise {
     pub skip_min_wait: bool,
 }
 
+/// A signer's last probe: a message it signed, verified against the key's record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// When it ran (Unix seconds).
+    pub at: u64,
+    /// Whether the signature was valid, with this key's selector.
+    pub ok: bool,
+    /// What the verifier said (`signed with s=…`), or why the signer could not be asked.
+    pub detail: String,
+}
+
 /// The last propagation check of a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
@@ -217,6 +228,9 @@ pub struct KeyRecord {
     /// Set when the key was reported leaked.
     #[serde(default)]
     pub compromised: Option<Compromise>,
+    /// Each signer's last probe with this key (by signer name).
+    #[serde(default)]
+    pub probes: BTreeMap<String, ProbeResult>,
 }
 
 impl KeyRecord {
@@ -248,6 +262,7 @@ impl KeyRecord {
             error_kind: None,
             signers: BTreeMap::new(),
             compromised: None,
+            probes: BTreeMap::new(),
         }
     }
 

@@ -26,6 +26,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::key_files::{KeyFiles, KeyFormat};
+use crate::probe::ProbeSettings;
 use crate::tables::{FileSet, check_writable, rewrite};
 use crate::{Signer, SignerPlan, command};
 
@@ -92,6 +93,10 @@ impl Signer for Exim {
         vec![&self.config.table]
     }
 
+    fn probe(&self) -> Option<&ProbeSettings> {
+        self.config.probe.as_ref()
+    }
+
     fn check(&self) -> Result<()> {
         self.keys.check()?;
         check_writable(&self.config.table)
@@ -119,6 +124,7 @@ mod tests {
             user: None,
             group: None,
             mode: None,
+            probe: None,
         });
         fs::write(
             dir.path().join("dkim"),

@@ -6,6 +6,7 @@ use rotor_common::{FileMode, Interval};
 use serde::Deserialize;
 
 use crate::key_files::Ownership;
+use crate::probe::ProbeSettings;
 use crate::registry::PathSetting;
 
 /// The `type: exim` signer's settings.
@@ -26,6 +27,9 @@ pub struct EximSettings {
     pub group: Option<String>,
     /// Mode of the key files (default 0640).
     pub mode: Option<FileMode>,
+    /// How rotor has the signer sign a probe message after each switch, and verifies it
+    /// (without it, a switch is taken on trust).
+    pub probe: Option<ProbeSettings>,
 }
 
 impl EximSettings {
@@ -39,7 +43,13 @@ impl EximSettings {
 
     /// The commands it runs, by setting.
     pub fn commands(&self) -> Vec<(&'static str, Option<&String>)> {
-        vec![("reload", self.reload.as_ref())]
+        vec![
+            ("reload", self.reload.as_ref()),
+            (
+                "probe.command",
+                self.probe.as_ref().and_then(|p| p.command.as_ref()),
+            ),
+        ]
     }
 
     /// Who gets the key files.

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, SignerError};
 use crate::key_files::{KeyFiles, KeyFormat};
+use crate::probe::ProbeSettings;
 use crate::tables::FileSet;
 use crate::{Signer, SignerKey, SignerPlan, command, fs as fsutil};
 use template::{KeyView, View, environment, file_mode, sample_paths};
@@ -114,6 +115,10 @@ impl Signer for Files {
             || command::run_optional("reload", self.config.reload.as_ref(), timeout),
             || command::run_optional("verify", self.config.verify.as_ref(), timeout),
         )
+    }
+
+    fn probe(&self) -> Option<&ProbeSettings> {
+        self.config.probe.as_ref()
     }
 
     fn check(&self) -> Result<()> {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::template::{SAMPLE_DOMAINS, environment, file_mode, sample_paths};
 use crate::key_files::{KeyFormat, Ownership};
+use crate::probe::ProbeSettings;
 use crate::registry::PathSetting;
 
 /// One file the signer reads, rendered per domain.
@@ -49,6 +50,9 @@ pub struct FilesSettings {
     /// Whether the signer can sign with an RSA and an Ed25519 key at once.
     #[serde(default)]
     pub dual_signing: bool,
+    /// How rotor has the signer sign a probe message after each switch, and verifies it
+    /// (without it, a switch is taken on trust).
+    pub probe: Option<ProbeSettings>,
 }
 
 /// The names `key_format:` takes.
@@ -111,6 +115,10 @@ impl FilesSettings {
         vec![
             ("reload", self.reload.as_ref()),
             ("verify", self.verify.as_ref()),
+            (
+                "probe.command",
+                self.probe.as_ref().and_then(|p| p.command.as_ref()),
+            ),
         ]
     }
 

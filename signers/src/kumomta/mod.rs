@@ -25,6 +25,7 @@ use toml_edit::{DocumentMut, Item, Table, value};
 
 use crate::error::{Result, SignerError};
 use crate::key_files::{KeyFiles, KeyFormat};
+use crate::probe::ProbeSettings;
 use crate::tables::{FileSet, check_writable};
 use crate::{Signer, SignerKey, SignerPlan, command};
 
@@ -117,6 +118,10 @@ impl Signer for Kumomta {
         vec![&self.config.data_file]
     }
 
+    fn probe(&self) -> Option<&ProbeSettings> {
+        self.config.probe.as_ref()
+    }
+
     fn check(&self) -> Result<()> {
         self.keys.check()?;
         check_writable(&self.config.data_file)
@@ -153,6 +158,7 @@ mod tests {
             user: None,
             group: None,
             mode: None,
+            probe: None,
         });
         let source = dir.path().join("new.pem");
         fs::write(

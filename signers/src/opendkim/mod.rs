@@ -14,6 +14,7 @@ use std::path::Path;
 
 use crate::error::{Result, SignerError};
 use crate::key_files::{KeyFiles, KeyFormat};
+use crate::probe::ProbeSettings;
 use crate::tables::{FileSet, check_writable, rewrite};
 use crate::{Signer, SignerKey, SignerPlan, command, fs as fsutil, selector_name};
 
@@ -106,6 +107,10 @@ impl Signer for Opendkim {
         vec![&self.config.key_table, &self.config.signing_table]
     }
 
+    fn probe(&self) -> Option<&ProbeSettings> {
+        self.config.probe.as_ref()
+    }
+
     fn check(&self) -> Result<()> {
         let reload = self.config.reload().map_err(SignerError::Setting)?;
         fsutil::ensure_private_dir(&self.config.key_dir)
@@ -142,6 +147,7 @@ mod tests {
             group: None,
             mode: None,
             overlap: false,
+            probe: None,
         }
     }
 

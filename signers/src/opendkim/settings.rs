@@ -7,6 +7,7 @@ use rustix::process::Signal;
 use serde::Deserialize;
 
 use crate::key_files::Ownership;
+use crate::probe::ProbeSettings;
 use crate::registry::PathSetting;
 use crate::{PidFile, Reload, command};
 
@@ -42,6 +43,9 @@ pub struct OpendkimSettings {
     /// `MultipleSignatures yes`).
     #[serde(default)]
     pub overlap: bool,
+    /// How rotor has the signer sign a probe message after each switch, and verifies it
+    /// (without it, a switch is taken on trust).
+    pub probe: Option<ProbeSettings>,
 }
 
 impl OpendkimSettings {
@@ -81,6 +85,10 @@ impl OpendkimSettings {
         vec![
             ("reload", self.reload.as_ref()),
             ("verify", self.verify.as_ref()),
+            (
+                "probe.command",
+                self.probe.as_ref().and_then(|p| p.command.as_ref()),
+            ),
         ]
     }
 

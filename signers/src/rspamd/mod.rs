@@ -16,6 +16,7 @@ use std::path::Path;
 
 use crate::error::{Result, SignerError};
 use crate::key_files::{KeyFiles, KeyFormat};
+use crate::probe::ProbeSettings;
 use crate::tables::{FileSet, check_writable, rewrite};
 use crate::{Signer, SignerPlan, command};
 
@@ -121,6 +122,10 @@ impl Signer for Rspamd {
         files
     }
 
+    fn probe(&self) -> Option<&ProbeSettings> {
+        self.config.probe.as_ref()
+    }
+
     fn check(&self) -> Result<()> {
         self.config.validate().map_err(SignerError::Setting)?;
         self.keys.check()?;
@@ -153,6 +158,7 @@ mod tests {
             user: None,
             group: None,
             mode: None,
+            probe: None,
         })
     }
 

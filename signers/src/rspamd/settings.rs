@@ -6,6 +6,7 @@ use rotor_common::{FileMode, Interval};
 use serde::Deserialize;
 
 use crate::key_files::Ownership;
+use crate::probe::ProbeSettings;
 use crate::registry::PathSetting;
 
 /// The `type: rspamd` signer's settings.
@@ -33,6 +34,9 @@ pub struct RspamdSettings {
     pub group: Option<String>,
     /// Mode of the key files (default 0600).
     pub mode: Option<FileMode>,
+    /// How rotor has the signer sign a probe message after each switch, and verifies it
+    /// (without it, a switch is taken on trust).
+    pub probe: Option<ProbeSettings>,
 }
 
 impl RspamdSettings {
@@ -64,6 +68,10 @@ impl RspamdSettings {
         vec![
             ("reload", self.reload.as_ref()),
             ("configtest", self.configtest.as_ref()),
+            (
+                "probe.command",
+                self.probe.as_ref().and_then(|p| p.command.as_ref()),
+            ),
         ]
     }
 
