@@ -189,6 +189,28 @@ pub fn render(config: &Config, keys: &[KeyRecord], pass: &PassMetrics) -> String
             .collect(),
     );
     family(
+        "rotor_signer_probe_ok",
+        "1 if the signer's last probe with the active key was signed with it and verified, 0 if not.",
+        "gauge",
+        keys.iter()
+            .filter(configured)
+            .filter(|k| k.phase == Phase::Active)
+            .flat_map(|k| {
+                k.probes.iter().map(move |(signer, probe)| {
+                    (
+                        format!(
+                            "{{domain=\"{}\",selector=\"{}\",signer=\"{}\"}}",
+                            escape(&k.domain),
+                            escape(&k.selector),
+                            escape(signer)
+                        ),
+                        u8::from(probe.ok).to_string(),
+                    )
+                })
+            })
+            .collect(),
+    );
+    family(
         "rotor_last_pass_success",
         "1 if the last pass went through without error.",
         "gauge",

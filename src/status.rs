@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use rotor_common::ErrorKind;
-use rotor_state::{KeyAlgorithm, KeyRecord, PassRecord, Phase, ServerCheck};
+use rotor_state::{KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult, ServerCheck};
 use serde::Serialize;
 
 use crate::config::DomainConfig;
@@ -41,6 +41,8 @@ pub struct KeyStatus {
     pub servers: Vec<ServerCheck>,
     /// Each signer's state after the last switch concerning this key.
     pub signers: BTreeMap<String, String>,
+    /// Each signer's last probe with this key: whether it signed a probe message validly.
+    pub probes: BTreeMap<String, ProbeResult>,
 }
 
 impl KeyStatus {
@@ -93,6 +95,7 @@ impl KeyStatus {
                 .map(|c| c.servers.clone())
                 .unwrap_or_default(),
             signers: key.signers.clone(),
+            probes: key.probes.clone(),
         }
     }
 
@@ -112,6 +115,7 @@ impl KeyStatus {
             checked_at: None,
             servers: Vec::new(),
             signers: BTreeMap::new(),
+            probes: BTreeMap::new(),
         }
     }
 }
@@ -174,6 +178,7 @@ pub fn orphans(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<KeyStatus> {
             checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
             servers: Vec::new(),
             signers: key.signers.clone(),
+            probes: key.probes.clone(),
         })
         .collect()
 }
@@ -231,6 +236,18 @@ pub fn health(domains: &[&DomainConfig], keys: &[KeyRecord], now: u64) -> (Healt
         } else if let Some(error) = &row.error {
             let kind = row.error_kind.map(|k| format!(", {k}")).unwrap_or_default();
             findings.push((Health::Warning, format!("{what} ({phase}{kind}): {error}")));
+        }
+        if phase == "active" {
+            for (signer, probe) in row.probes.iter().filter(|(_, p)| !p.ok) {
+                findings.push((
+                    Health::Warning,
+                    format!(
+                        "{what}: signer {signer}'s probe failed at {}: {}",
+                        rfc3339(probe.at),
+                        probe.detail
+                    ),
+                ));
+            }
         }
     }
     for domain in domains {
@@ -329,6 +346,12 @@ fn signers(row: &KeyStatus) -> String {
         .iter()
         .map(|(name, state)| {
             let word = state.split([',', ':']).next().unwrap_or_default();
+            // A signer whose last probe with this key passed has proven it signs with it.
+            let word = match row.probes.get(name) {
+                Some(probe) if word == "signing" && probe.ok => "proven",
+                Some(probe) if word == "signing" && !probe.ok => "probe-failed",
+                _ => word,
+            };
             format!("{name}:{word}")
         })
         .collect::<Vec<_>>()
