@@ -120,14 +120,21 @@ fn opendkim_and_rspamd_switch_together() {
     signing_table: {s}/SigningTable
     key_dir: {s}/keys
     pid_file: {pid}
+    probe:
+      milter: inet:{milter}@127.0.0.1
+      wait: 20s
   rspamd:
     type: rspamd
     key_dir: {rs}/keys
     selector_map: {rs}/selectors.map
+    probe:
+      rspamd: http://127.0.0.1:{rspamd_port}
+      wait: 30s
 ",
             s = signer.display(),
             pid = pid_file.display(),
-            rs = rs.display()
+            rs = rs.display(),
+            rspamd_port = rspamd.port,
         ),
         "  - name: example.com\n    provider: bind\n    signers: [mx1, rspamd]\n",
     );
@@ -161,6 +168,11 @@ fn opendkim_and_rspamd_switch_together() {
             .unwrap();
         assert_eq!(row["signers"]["mx1"], "signing");
         assert_eq!(row["signers"]["rspamd"], "signing");
+        // rotor proved each switch itself: both signed its probe with the new key.
+        for signer in ["mx1", "rspamd"] {
+            let probe = &row["probes"][signer];
+            assert_eq!(probe["ok"], true, "{signer}: {probe}");
+        }
         previous = Some(selector);
     }
 }
@@ -200,15 +212,28 @@ fn rsa_and_ed25519_on_rspamd_and_exim() {
     selector_map: {rs}/selectors.map
     domains_file: {domains}
     reload: \"kill -HUP {pid}\"
+    probe:
+      rspamd: http://127.0.0.1:{rspamd_port}
+      wait: 30s
   exim:
     type: exim
     table: {table}
     key_dir: {ex}/keys
     group: {group}
+    probe:
+      command: \"EXIM={exim_bin} EXIM_ARGS='-C {exim_conf}' {script} {sink}\"
+      wait: 20s
 ",
             rs = rs.display(),
             domains = domains.display(),
             pid = rspamd.pid(),
+            rspamd_port = rspamd.port,
+            exim_bin = exim::binary().display(),
+            exim_conf = exim.conf().display(),
+            script = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/probe/exim-probe.sh")
+                .display(),
+            sink = exim.sink_dir().display(),
             table = table.display(),
             ex = ex.display(),
             group = exim::EXIM_USER,
@@ -229,6 +254,18 @@ fn rsa_and_ed25519_on_rspamd_and_exim() {
             now.len() == 2 && now.iter().all(|s| !previous.contains(s))
         });
         let selectors = active(&rotor);
+        // Both switches were proven by rotor's own probe (dual signatures, each verified).
+        for selector in &selectors {
+            let row = rotor
+                .status()
+                .into_iter()
+                .find(|row| row["selector"] == selector.as_str())
+                .unwrap();
+            for signer in ["rspamd", "exim"] {
+                let probe = &row["probes"][signer];
+                assert_eq!(probe["ok"], true, "{signer} {selector}: {probe}");
+            }
+        }
         let by_rspamd = signed_with("rspamd", &selectors, bind.secondary.port, || {
             rspamd.try_sign(PROBE).ok()
         });

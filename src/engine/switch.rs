@@ -140,8 +140,9 @@ impl Engine<'_> {
             .into());
         }
         crashpoint::hit(step, "switched");
-        if let Some(switched) = after.iter_mut().find(|k| k.selector == key.selector) {
-            Self::note_probes(switched, &probes);
+        // The probes proved every key the signers now sign with (RSA and Ed25519 together).
+        for signing in after.iter_mut().filter(|k| holds(&plan.signing, k)) {
+            Self::note_probes(signing, &probes);
         }
         for (name, signer) in &signers {
             signer

@@ -299,6 +299,11 @@ begin retry
         (files.len() > before).then(|| fs::read_to_string(files.last().unwrap()).unwrap())
     }
 
+    /// Where the sink writes each message it receives (`NNNNNN.eml`).
+    pub fn sink_dir(&self) -> &Path {
+        &self.sink_dir
+    }
+
     /// Every message the sink received, oldest first.
     pub fn received(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = fs::read_dir(&self.sink_dir)
