@@ -304,3 +304,96 @@ fn rsa_and_ed25519_on_rspamd_and_exim() {
     assert_eq!(leftover.len(), 2, "{leftover:?}");
     assert!(Path::new(&table).exists());
 }
+
+/// A `type: files` signer whose probe is signed by dkimpy with the key file its conf names
+/// (`planted`: with that key instead, as a signer whose key is not the published one would).
+fn files_signer(rotor: &Rotor, planted: Option<&Path>) {
+    let d = rotor.dir.join("files-signer");
+    private_dir(&d.join("keys"));
+    fs::create_dir_all(d.join("conf")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sign_probe.py");
+    let planted = planted.map(|p| format!(" {}", p.display())).unwrap_or_default();
+    set_signers(
+        rotor,
+        &format!(
+            "  files1:
+    type: files
+    key_dir: {d}/keys
+    files:
+      - path: \"{d}/conf/{{{{ domain }}}}.conf\"
+        template: |
+          {{% for key in keys %}}
+          sign {{{{ domain }}}} {{{{ key.selector }}}} {{{{ key.key_path }}}}
+          {{% endfor %}}
+    probe:
+      command: \"python3 {script} {d}/conf{planted}\"
+      wait: 1s
+",
+            d = d.display(),
+            script = script.display(),
+        ),
+        "  - name: example.com\n    provider: bind\n    signers: [files1]\n",
+    );
+}
+
+#[test]
+fn a_probe_signed_with_a_key_that_is_not_the_published_one_fails_and_says_why() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    files_signer(&rotor, None);
+    rotor.ok(&["check"]);
+    rotor.run_until("first key active", |r| r.selector_in("active").is_some());
+    let first = rotor.selector_in("active").unwrap();
+    let row = rotor
+        .status()
+        .into_iter()
+        .find(|row| row["selector"] == first.as_str())
+        .unwrap();
+    assert_eq!(row["probes"]["files1"]["ok"], true, "{row}");
+
+    // The signer now signs with a key of its own under the new selector.
+    let planted = dir.path().join("planted.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&planted)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    files_signer(&rotor, Some(&planted));
+    rotor.ok(&["rotate", "example.com"]);
+    let mut failed = None;
+    wait_for("the switch to be tried", Duration::from_secs(60), || {
+        let out = rotor.cmd(&["run"]);
+        let done = !out.status.success();
+        failed = Some(out);
+        done
+    });
+    let out = failed.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let second = rotor.selector_in("propagated").expect("the new key waits");
+    assert!(
+        stderr.contains(&format!(
+            "signature s={second} does not verify against the published record"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(rotor.selector_in("active").as_deref(), Some(first.as_str()));
+    // Switched back: the signer's conf names the first key again.
+    let conf = fs::read_to_string(rotor.dir.join("files-signer/conf/example.com.conf")).unwrap();
+    assert!(conf.contains(&format!(" {first} ")), "{conf}");
+    assert!(!conf.contains(&second), "{conf}");
+    // The active key's own re-probe caught the same signer: status warns of both.
+    let status = rotor.cmd(&["status"]);
+    let warnings = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        warnings.contains(&format!("example.com {first}: signer files1's probe failed")),
+        "{warnings}"
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("files1:probe-failed"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+}
