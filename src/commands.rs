@@ -630,10 +630,16 @@ pub async fn check(config: &Config) -> Result<Code> {
         );
     }
     for (name, signer_config) in &config.signers {
+        let signer = signer_config.build();
         report(
             format!("signer {name}"),
-            signer_config.build().check().map_err(anyhow::Error::from),
+            signer.check().map_err(anyhow::Error::from),
         );
+        if signer.probe().is_none() {
+            println!(
+                "WARN  signer {name} has no `probe:`: rotor cannot prove its switches with a signature of its own checking, and takes them on trust"
+            );
+        }
     }
     Ok(if failed == 0 { 0 } else { 1 })
 }

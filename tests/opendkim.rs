@@ -108,8 +108,7 @@ fn probe_of(rotor: &Rotor, selector: &str) -> serde_json::Value {
 }
 
 #[test]
-fn each_switch_is_proven_by_a_probe_through_the_milter_and_a_reload_that_does_nothing_is_caught()
-{
+fn each_switch_is_proven_by_a_probe_through_the_milter_and_a_reload_that_does_nothing_is_caught() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
@@ -123,10 +122,9 @@ fn each_switch_is_proven_by_a_probe_through_the_milter_and_a_reload_that_does_no
     let proof = probe_of(&rotor, &first);
     assert_eq!(proof["ok"], true, "{proof}");
     assert!(
-        proof["detail"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("the milter at inet:{milter}@127.0.0.1 signed the probe with s={first}")),
+        proof["detail"].as_str().unwrap().contains(&format!(
+            "the milter at inet:{milter}@127.0.0.1 signed the probe with s={first}"
+        )),
         "{proof}"
     );
     assert!(rotor.ok(&["status"]).contains("mx1:proven"));
@@ -158,7 +156,10 @@ fn each_switch_is_proven_by_a_probe_through_the_milter_and_a_reload_that_does_no
         stderr.contains(&format!("signed with s={first}, not s=")),
         "{stderr}"
     );
-    assert!(stderr.contains("switched back to its previous keys"), "{stderr}");
+    assert!(
+        stderr.contains("switched back to its previous keys"),
+        "{stderr}"
+    );
     let second = rotor.selector_in("propagated").expect("the new key waits");
     assert_eq!(rotor.selector_in("active").as_deref(), Some(first.as_str()));
     let disproof = probe_of(&rotor, &second);

@@ -312,7 +312,9 @@ fn files_signer(rotor: &Rotor, planted: Option<&Path>) {
     private_dir(&d.join("keys"));
     fs::create_dir_all(d.join("conf")).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sign_probe.py");
-    let planted = planted.map(|p| format!(" {}", p.display())).unwrap_or_default();
+    let planted = planted
+        .map(|p| format!(" {}", p.display()))
+        .unwrap_or_default();
     set_signers(
         rotor,
         &format!(
@@ -355,7 +357,14 @@ fn a_probe_signed_with_a_key_that_is_not_the_published_one_fails_and_says_why() 
     // The signer now signs with a key of its own under the new selector.
     let planted = dir.path().join("planted.pem");
     let made = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&planted)
         .output()
         .unwrap();
@@ -388,7 +397,9 @@ fn a_probe_signed_with_a_key_that_is_not_the_published_one_fails_and_says_why() 
     let status = rotor.cmd(&["status"]);
     let warnings = String::from_utf8_lossy(&status.stderr);
     assert!(
-        warnings.contains(&format!("example.com {first}: signer files1's probe failed")),
+        warnings.contains(&format!(
+            "example.com {first}: signer files1's probe failed"
+        )),
         "{warnings}"
     );
     assert!(
