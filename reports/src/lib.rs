@@ -7,6 +7,7 @@
 
 pub mod dir;
 mod error;
+mod files;
 pub mod imap;
 pub mod maildir;
 pub mod parse;

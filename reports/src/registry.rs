@@ -21,7 +21,7 @@ impl SourceSettings {
     /// The source for these settings (secrets are read here, not when the config is loaded).
     pub fn build(&self) -> Result<Box<dyn Source>, ReportError> {
         match self {
-            Self::Imap(settings) => Ok(Box::new(imap::Imap::new(settings.clone())?)),
+            Self::Imap(settings) => imap::build(settings),
             Self::Maildir(settings) => Ok(Box::new(maildir::Maildir::new(settings.clone()))),
             Self::Dir(settings) => Ok(Box::new(dir::Dir::new(settings.clone()))),
         }

@@ -4,6 +4,7 @@
 //! Every server binds only to 127.0.0.1 and is stopped when dropped.
 
 pub mod cloudflare;
+pub mod dmarc;
 pub mod exim;
 pub mod faults;
 pub mod http;

@@ -4,3 +4,13 @@
 mod settings;
 
 pub use settings::ImapSettings;
+
+use crate::{ReportError, Source};
+
+/// The IMAP source for `settings`.
+pub fn build(settings: &ImapSettings) -> Result<Box<dyn Source>, ReportError> {
+    Err(ReportError::Setting(format!(
+        "reports: imap {}: the IMAP source is not available in this build",
+        settings.host
+    )))
+}
