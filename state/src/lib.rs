@@ -9,6 +9,7 @@
 mod backup;
 mod durable;
 mod error;
+mod evidence;
 mod model;
 mod snapshot;
 mod store;

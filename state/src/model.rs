@@ -164,6 +164,39 @@ pub struct ProbeResult {
     pub detail: String,
 }
 
+/// What DMARC aggregate reports said of one selector on one day (UTC): messages whose DKIM
+/// signature with it passed, failed, or had another result, and who reported them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimDay {
+    /// The signing domain (`d=`).
+    pub domain: String,
+    /// The selector (`s=`).
+    pub selector: String,
+    /// The day's start (Unix seconds, a multiple of 86400).
+    pub day: u64,
+    /// Messages that passed.
+    pub pass: u64,
+    /// Messages that failed.
+    pub fail: u64,
+    /// Messages with another result.
+    pub other: u64,
+    /// The reporting organisations.
+    pub orgs: std::collections::BTreeSet<String>,
+}
+
+/// An aggregate report that was counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenReport {
+    /// The reporting organisation.
+    pub org: String,
+    /// Its report id.
+    pub report_id: String,
+    /// When rotor counted it (Unix seconds).
+    pub at: u64,
+    /// Where it was read.
+    pub source: String,
+}
+
 /// The last propagation check of a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {

@@ -44,6 +44,9 @@ pub struct Store {
     keys: sled::Tree,
     history: sled::Tree,
     meta: sled::Tree,
+    /// DMARC evidence: the reports counted, and DKIM results per selector and day
+    /// (`evidence.rs`).
+    pub(crate) reports: sled::Tree,
     /// Set when publishing the readers' snapshot failed: closing publishes it whole (and
     /// reports the failure then).
     stale: AtomicBool,
@@ -92,6 +95,7 @@ impl Store {
             keys: open_tree("keys")?,
             history: open_tree("history")?,
             meta: open_tree("meta")?,
+            reports: open_tree("reports")?,
             db,
             stale: AtomicBool::new(false),
         };
@@ -241,6 +245,7 @@ impl Store {
         if let Some(bytes) = self.meta.get(LAST_PASS_KEY).map_err(|e| self.engine(e))? {
             self.decode_damaged::<PassRecord>(LAST_PASS_KEY, &bytes)?;
         }
+        self.verify_evidence()?;
         Ok(schema)
     }
 
@@ -315,7 +320,7 @@ impl Store {
         Self::back_up(&path)
     }
 
-    fn io(&self, err: impl std::fmt::Display) -> StoreError {
+    pub(crate) fn io(&self, err: impl std::fmt::Display) -> StoreError {
         StoreError::Io {
             path: self.path.clone(),
             detail: err.to_string(),
@@ -330,14 +335,17 @@ impl Store {
     }
 
     /// An engine error: damage where sled says so.
-    fn engine(&self, err: sled::Error) -> StoreError {
+    pub(crate) fn engine(&self, err: sled::Error) -> StoreError {
         match err {
             sled::Error::Corruption { .. } => self.damaged(err.to_string()),
             err => self.io(err),
         }
     }
 
-    fn finish<T>(&self, result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+    pub(crate) fn finish<T>(
+        &self,
+        result: Result<T, TransactionError<StoreError>>,
+    ) -> Result<T, StoreError> {
         match result {
             Ok(value) => Ok(value),
             Err(TransactionError::Abort(err)) => Err(err),
@@ -345,11 +353,11 @@ impl Store {
         }
     }
 
-    fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
         serde_json::to_vec(value).map_err(|err| self.io(err))
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(
         &self,
         key: &[u8],
         value: &[u8],
@@ -362,7 +370,7 @@ impl Store {
     }
 
     /// Decodes a record while opening: one that cannot be read makes the store damaged.
-    fn decode_damaged<T: serde::de::DeserializeOwned>(
+    pub(crate) fn decode_damaged<T: serde::de::DeserializeOwned>(
         &self,
         key: &[u8],
         value: &[u8],
