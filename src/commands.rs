@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::plan::evidence::Evidence;
 use anyhow::{Context, Result};
 use rotor_common::ErrorKind;
 use rotor_providers::Zone;
@@ -90,6 +91,15 @@ fn read_store<T: Default>(config: &Config, read: impl Fn(&Snapshot) -> T) -> Res
         Err(StoreError::Busy { .. }) => Err(Exit::Locked(dir.display().to_string()).into()),
         Err(err) => Err(err.into()),
     }
+}
+
+/// What DMARC reports said of the configured domains' selectors.
+fn evidence_of(config: &Config, snapshot: &Snapshot) -> Evidence {
+    config
+        .domains
+        .iter()
+        .map(|d| (d.name.to_string(), snapshot.dkim_days(d.name.as_str())))
+        .collect()
 }
 
 /// Every stored key.
@@ -259,15 +269,17 @@ pub fn status(
 ) -> Result<Code> {
     let whole = domain.is_none();
     let domains = selected(config, domain.as_slice())?;
-    let (keys, last_pass) = read_store(config, |s| (s.keys(), s.last_pass()))?;
+    let (keys, last_pass, evidence) = read_store(config, |s| {
+        (s.keys(), s.last_pass(), evidence_of(config, s))
+    })?;
     let now = SystemClock.now();
-    let (mut health, mut findings) = status::health(&domains, &keys, now);
+    let (mut health, mut findings) = status::health(&domains, &keys, &evidence, now);
     let (warn_after, critical_after) = config.pass_limits();
     if let Some((level, finding)) = status::passes(last_pass, now, warn_after, critical_after) {
         health = health.max(level);
         findings.insert(0, finding);
     }
-    let mut rows = status::rows(&domains, &keys, all, now);
+    let mut rows = status::rows(&domains, &keys, &evidence, all, now);
     if whole {
         let known: Vec<&DomainConfig> = config.domains.iter().collect();
         rows.extend(status::orphans(&known, &keys));
@@ -372,11 +384,17 @@ pub async fn revoke(
     store.commit(&[(Some(key), &marked)], std::slice::from_ref(&event))?;
     notify::send(&config.notify, &[Notice::event(&event)]).await;
     let report = pass(config, store, parts, &BTreeSet::new(), None).await?;
-    let keys = stored_keys(config)?;
+    let (keys, evidence) = read_store(config, |s| (s.keys(), evidence_of(config, s)))?;
     let domains = selected(config, std::slice::from_ref(&domain))?;
     print!(
         "{}",
-        status::table(&status::rows(&domains, &keys, true, SystemClock.now()))
+        status::table(&status::rows(
+            &domains,
+            &keys,
+            &evidence,
+            true,
+            SystemClock.now()
+        ))
     );
     let failed: Vec<Failure> = report
         .failed
@@ -506,12 +524,14 @@ const STARTER: &str = include_str!("../examples/rotor.yaml");
 
 /// `rotor plan`: the plan of a pass computed now, the same value `rotor run` would apply.
 pub fn plan(config: &Config, json: bool) -> Result<Code> {
-    let (keys, last_pass) = read_store(config, |s| (s.keys(), s.last_pass()))?;
+    let (keys, last_pass, evidence) = read_store(config, |s| {
+        (s.keys(), s.last_pass(), evidence_of(config, s))
+    })?;
     let when = When {
         now: SystemClock.now(),
         last_pass: last_pass.map(|pass| pass.at),
     };
-    let plan = Plan::compute(&config.domains, &keys, when, &BTreeSet::new());
+    let plan = Plan::compute(&config.domains, &keys, &evidence, when, &BTreeSet::new());
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

@@ -7,6 +7,7 @@ use rotor_state::{KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult, Serve
 use serde::Serialize;
 
 use crate::config::DomainConfig;
+use crate::plan::evidence::Evidence;
 use crate::plan::{DnsChange, DomainPlan, Gate, Plan, Step, When};
 use crate::time::rfc3339;
 
@@ -121,7 +122,13 @@ impl KeyStatus {
 }
 
 /// The status rows of `domains`, whose stored keys are `keys`.
-pub fn rows(domains: &[&DomainConfig], keys: &[KeyRecord], all: bool, now: u64) -> Vec<KeyStatus> {
+pub fn rows(
+    domains: &[&DomainConfig],
+    keys: &[KeyRecord],
+    evidence: &Evidence,
+    all: bool,
+    now: u64,
+) -> Vec<KeyStatus> {
     let mut rows = Vec::new();
     for domain in domains {
         let mut theirs: Vec<KeyRecord> = keys
@@ -148,7 +155,10 @@ pub fn rows(domains: &[&DomainConfig], keys: &[KeyRecord], all: bool, now: u64) 
             now,
             last_pass: None,
         };
-        let plan = DomainPlan::compute(domain, &theirs, when, false);
+        let days = evidence
+            .get(domain.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        let plan = DomainPlan::compute(domain, &theirs, days, when, false);
         rows.extend(shown.into_iter().map(|key| KeyStatus::new(key, &plan, now)));
     }
     rows
@@ -223,9 +233,14 @@ impl Health {
 /// What needs attention in `domains`' keys at `now`, worst first, with the overall health.
 /// Overdue means older than `rotate_every` plus `propagation.timeout` (a rotation that starts
 /// on time is done by then); stalled means in a transient phase longer than that margin.
-pub fn health(domains: &[&DomainConfig], keys: &[KeyRecord], now: u64) -> (Health, Vec<String>) {
+pub fn health(
+    domains: &[&DomainConfig],
+    keys: &[KeyRecord],
+    evidence: &Evidence,
+    now: u64,
+) -> (Health, Vec<String>) {
     let mut findings: Vec<(Health, String)> = Vec::new();
-    for row in rows(domains, keys, false, now) {
+    for row in rows(domains, keys, evidence, false, now) {
         let (Some(selector), Some(phase)) = (&row.selector, &row.phase) else {
             continue;
         };
@@ -251,6 +266,17 @@ pub fn health(domains: &[&DomainConfig], keys: &[KeyRecord], now: u64) -> (Healt
         }
     }
     for domain in domains {
+        let days = evidence
+            .get(domain.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        for key in keys.iter().filter(|k| k.domain == domain.name.as_str()) {
+            if let Some(alert) = crate::plan::evidence::failing(key, &domain.policy, days, now) {
+                findings.push((
+                    Health::Warning,
+                    format!("{} {}: {alert}", key.domain, key.selector),
+                ));
+            }
+        }
         let margin = domain.policy.propagation.timeout.secs();
         for key in keys.iter().filter(|k| k.domain == domain.name.as_str()) {
             let what = format!("{} {}", key.domain, key.selector);
@@ -511,15 +537,26 @@ mod tests {
         let domains: Vec<&DomainConfig> = config.domains.iter().collect();
         let active = key("a", Phase::Active, 0);
         assert_eq!(
-            health(&domains, std::slice::from_ref(&active), 31 * DAY).0,
+            health(
+                &domains,
+                std::slice::from_ref(&active),
+                &Evidence::new(),
+                31 * DAY
+            )
+            .0,
             Health::Ok
         );
-        let (health_now, findings) = health(&domains, std::slice::from_ref(&active), 33 * DAY);
+        let (health_now, findings) = health(
+            &domains,
+            std::slice::from_ref(&active),
+            &Evidence::new(),
+            33 * DAY,
+        );
         assert_eq!(health_now, Health::Warning);
         assert!(findings[0].contains("overdue"), "{findings:?}");
 
         let stuck = key("b", Phase::Propagated, 10 * DAY);
-        let (health_now, findings) = health(&domains, &[stuck], 13 * DAY);
+        let (health_now, findings) = health(&domains, &[stuck], &Evidence::new(), 13 * DAY);
         assert_eq!(health_now, Health::Warning);
         assert!(
             findings[0].contains("has been propagated since"),
@@ -530,7 +567,7 @@ mod tests {
             error: Some("not visible".into()),
             ..key("c", Phase::Failed, DAY)
         };
-        let (health_now, findings) = health(&domains, &[active, failed], 2 * DAY);
+        let (health_now, findings) = health(&domains, &[active, failed], &Evidence::new(), 2 * DAY);
         assert_eq!((health_now, health_now.code()), (Health::Critical, 2));
         assert_eq!(findings, ["example.com c failed: not visible"]);
     }
@@ -551,7 +588,7 @@ mod tests {
             .into(),
             ..key("a", Phase::Propagated, 0)
         };
-        let text = table(&rows(&domains, &[key], false, 60));
+        let text = table(&rows(&domains, &[key], &Evidence::new(), false, 60));
         let line = text.lines().nth(1).unwrap();
         assert!(line.contains("  mx1:signing,mx2:failed  "), "{text}");
         assert!(

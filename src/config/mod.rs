@@ -4,10 +4,14 @@
 mod checks;
 mod lines;
 mod locate;
+mod monitor;
 mod policy;
 mod values;
 mod window;
 
+pub use monitor::Monitor;
+#[cfg(test)]
+pub use monitor::Percent;
 pub use policy::{Policy, Propagation};
 pub use values::{
     Authoritative, DomainName, Interval, RetireMode, Schedule, SelectorTemplate, ServerAddr,
@@ -19,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rotor_providers::registry::ProviderConfig;
+use rotor_reports::SourceSettings;
 use rotor_signers::SignerSettings;
 use serde::Deserialize;
 use serde::de;
@@ -70,6 +75,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The Prometheus text file written after each pass.
     pub metrics_file: Option<PathBuf>,
+    /// Where DMARC aggregate reports are read, each pass.
+    pub reports: Vec<SourceSettings>,
     /// When `rotor daemon` runs a pass.
     pub schedule: Schedule,
     /// Limits on passes: how long one may take, how long `status` accepts without one.
@@ -150,6 +157,7 @@ struct RawDomain {
     activate_window: Option<ActivationWindow>,
     timezone: Option<TimeZoneName>,
     probe_every: Option<Interval>,
+    monitor: Option<monitor::RawMonitor>,
 }
 
 impl RawDomain {
@@ -167,6 +175,7 @@ impl RawDomain {
             activate_window: self.activate_window,
             timezone: self.timezone,
             probe_every: self.probe_every,
+            monitor: self.monitor,
         }
     }
 }
@@ -188,6 +197,8 @@ struct RawConfig {
     schedule: Option<Schedule>,
     #[serde(default)]
     passes: Passes,
+    #[serde(default)]
+    reports: Vec<SourceSettings>,
 }
 
 /// The names under `providers:` and `signers:`, read first so domains can be checked against them.
@@ -387,6 +398,7 @@ impl Config {
             domains,
             notify: raw.notify,
             metrics_file: raw.metrics_file,
+            reports: raw.reports,
             schedule: raw
                 .schedule
                 .unwrap_or_else(|| Schedule("0 */15 * * * *".into())),

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::monitor::{Monitor, RawMonitor};
 use super::values::KeyList;
 use super::{
     ActivationWindow, Authoritative, Interval, RetireMode, SelectorTemplate, ServerAddr,
@@ -38,6 +39,8 @@ pub struct Policy {
     pub timezone: TimeZoneName,
     /// How often the signers of an active key sign a probe again (0: every pass).
     pub probe_every: Interval,
+    /// How DMARC reports watch its rotations (none: timers alone decide).
+    pub monitor: Option<Monitor>,
 }
 
 /// How rotor decides a record is visible.
@@ -80,6 +83,7 @@ pub(super) struct RawPolicy {
     pub(super) activate_window: Option<ActivationWindow>,
     pub(super) timezone: Option<TimeZoneName>,
     pub(super) probe_every: Option<Interval>,
+    pub(super) monitor: Option<RawMonitor>,
 }
 
 impl RawPolicy {
@@ -142,6 +146,7 @@ impl Policy {
             activate_window: layered(layers, |l| l.activate_window.clone()),
             timezone: layered(layers, |l| l.timezone).unwrap_or(TimeZoneName(chrono_tz::Tz::UTC)),
             probe_every: interval(layered(layers, |l| l.probe_every), "0s"),
+            monitor: layered(layers, |l| l.monitor.as_ref().map(RawMonitor::resolve)),
         }
     }
 }

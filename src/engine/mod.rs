@@ -30,8 +30,10 @@ const PAST_DEADLINE: &str = "pass_timeout reached";
 pub struct PassReport {
     /// Domains whose step failed, with the error and its kind.
     pub failed: Vec<Failure>,
-    /// Steps held back, with why (a clock in doubt).
+    /// Steps held back, with why (a clock in doubt), and reports that could not be read.
     pub warnings: Vec<String>,
+    /// The DMARC reports this pass read.
+    pub reports: Ingested,
 }
 
 impl PassReport {
@@ -80,6 +82,8 @@ pub struct Parts {
     pub visibility: Box<dyn Visibility>,
     /// Each provider's API calls and errors, counted for the metrics.
     pub calls: BTreeMap<String, Arc<CallCount>>,
+    /// Where DMARC aggregate reports are read.
+    pub reports: Vec<Box<dyn rotor_reports::Source>>,
 }
 
 impl Parts {
@@ -108,6 +112,11 @@ impl Parts {
             visibility: Box::new(DnsVisibility {
                 timeout: Duration::from_secs(5),
             }),
+            reports: config
+                .reports
+                .iter()
+                .map(|source| source.build().map_err(|err| format!("reports: {err}")))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -176,6 +185,7 @@ impl<'a> Engine<'a> {
     pub async fn run(&self, forced: &BTreeSet<String>) -> PassReport {
         let mut report = PassReport::default();
         self.sweep();
+        report.reports = self.ingest().await;
         let all: Vec<&DomainConfig> = self.config.domains.iter().collect();
         for (domain, err) in self.start_rotations(&all, forced).await {
             report.fail(domain, err);
@@ -297,7 +307,22 @@ impl<'a> Engine<'a> {
 
     /// `domain`'s plan now, from its stored `keys`.
     fn plan_of(&self, domain: &DomainConfig, keys: &[KeyRecord]) -> DomainPlan {
-        DomainPlan::compute(domain, keys, self.when(self.clock.now()), false)
+        let days = self.days(domain);
+        DomainPlan::compute(domain, keys, &days, self.when(self.clock.now()), false)
+    }
+
+    /// What DMARC reports said of `domain`'s selectors. Unreadable: none, which holds every
+    /// retirement that waits for reports (the safe side), and warns.
+    fn days(&self, domain: &DomainConfig) -> Vec<rotor_state::DkimDay> {
+        self.store
+            .dkim_days(domain.name.as_str())
+            .unwrap_or_else(|err| {
+                self.warn(format!(
+                    "{}: cannot read the DMARC evidence: {err}",
+                    domain.name
+                ));
+                Vec::new()
+            })
     }
 
     fn warn(&self, warning: String) {
@@ -547,6 +572,7 @@ fn this<'k>(keys: &'k mut [KeyRecord], key: &KeyRecord) -> &'k mut KeyRecord {
 mod dns;
 mod failure;
 mod generate;
+mod ingest;
 mod prove;
 mod publish;
 mod rotation;
@@ -554,5 +580,6 @@ mod switch;
 mod visibility;
 
 pub use failure::Failure;
+pub use ingest::Ingested;
 #[cfg(test)]
 mod tests;

@@ -151,7 +151,8 @@ impl Engine<'_> {
                 .collect()
         });
         let mut proposals = Vec::new();
-        let plan = DomainPlan::compute(domain, &keys, self.when(now), forced);
+        let days = self.days(domain);
+        let plan = DomainPlan::compute(domain, &keys, &days, self.when(now), forced);
         for rotation in &plan.rotations {
             let algorithm = rotation.algorithm;
             if rotation.step.action().is_some() {

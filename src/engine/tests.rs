@@ -265,6 +265,7 @@ impl World {
                 lagging_k: self.lagging_k.clone(),
             }),
             calls: Default::default(),
+            reports: Vec::new(),
         };
         let forced = if forced {
             ["example.com".to_string()].into()
@@ -563,6 +564,7 @@ fn signers_switch_only_inside_the_activation_window() {
     let rows = crate::status::rows(
         &w.config.domains.iter().collect::<Vec<_>>(),
         &keys,
+        &Default::default(),
         false,
         w.clock.now(),
     );

@@ -53,6 +53,16 @@ pub enum Gate {
     Grace,
     /// The revoked record (empty `p=`) stays published for `revoke_for`.
     RevokeFor,
+    /// DMARC reports still show mail signed with the replaced key: it is retired once they
+    /// have shown none for `monitor.retire_when_silent` (or at `monitor.max_wait`).
+    StillSeen {
+        /// The end of the last day (Unix seconds) reports saw its selector.
+        last_seen: u64,
+    },
+    /// No DMARC report since the switch shows the replaced key silent yet: it is retired once
+    /// reports show the domain's mail without it for `monitor.retire_when_silent` (or at
+    /// `monitor.max_wait`).
+    AwaitingReports,
     /// The clock cannot be trusted to end a window in this pass (it went back, or jumped).
     ClockInDoubt {
         /// The step held.
@@ -89,6 +99,14 @@ impl fmt::Display for Gate {
             }
             Self::Grace => f.write_str("grace window (mail signed with it may still be in flight)"),
             Self::RevokeFor => f.write_str("revoke_for (empty p= stays published)"),
+            Self::StillSeen { last_seen } => write!(
+                f,
+                "DMARC reports still show mail signed with it (until {}): retired once they show none for monitor.retire_when_silent",
+                crate::time::rfc3339(*last_seen)
+            ),
+            Self::AwaitingReports => f.write_str(
+                "DMARC reports: none yet shows the domain's mail without it for monitor.retire_when_silent",
+            ),
             Self::ClockInDoubt { held, reason } => write!(f, "{held} held for this pass: {reason}"),
         }
     }

@@ -9,6 +9,7 @@
 //! succeeds).
 
 pub mod dns;
+pub mod evidence;
 mod gate;
 pub mod lifecycle;
 
@@ -19,7 +20,7 @@ pub use lifecycle::Next;
 use std::collections::BTreeSet;
 
 use rotor_common::KeyAlgorithm;
-use rotor_state::{Action, KeyRecord, Phase};
+use rotor_state::{Action, DkimDay, KeyRecord, Phase};
 use serde::Serialize;
 
 use crate::config::{DomainConfig, Policy};
@@ -138,6 +139,7 @@ impl Plan {
     pub fn compute(
         domains: &[DomainConfig],
         keys: &[KeyRecord],
+        evidence: &evidence::Evidence,
         when: When,
         forced: &BTreeSet<String>,
     ) -> Self {
@@ -152,7 +154,10 @@ impl Plan {
                         .cloned()
                         .collect();
                     let forced = forced.contains(domain.name.as_str());
-                    DomainPlan::compute(domain, &own, when, forced)
+                    let days = evidence
+                        .get(domain.name.as_str())
+                        .map_or(&[][..], Vec::as_slice);
+                    DomainPlan::compute(domain, &own, days, when, forced)
                 })
                 .collect(),
         }
@@ -160,8 +165,15 @@ impl Plan {
 }
 
 impl DomainPlan {
-    /// The plan of `domain`, whose stored keys are `keys`.
-    pub fn compute(domain: &DomainConfig, keys: &[KeyRecord], when: When, forced: bool) -> Self {
+    /// The plan of `domain`, whose stored keys are `keys`, with what DMARC reports said of its
+    /// selectors (`days`).
+    pub fn compute(
+        domain: &DomainConfig,
+        keys: &[KeyRecord],
+        days: &[DkimDay],
+        when: When,
+        forced: bool,
+    ) -> Self {
         let policy = &domain.policy;
         let doubt = clock_doubt(policy, when);
         let rotations = policy
@@ -180,7 +192,7 @@ impl DomainPlan {
                     );
                     let mut keys = keys.to_vec();
                     keys.push(reserved.clone());
-                    chain(domain, &keys, &reserved, when, doubt.as_deref())
+                    chain(domain, &keys, &reserved, days, when, doubt.as_deref())
                 } else {
                     Vec::new()
                 };
@@ -195,7 +207,7 @@ impl DomainPlan {
             .iter()
             .filter(|key| !key.phase.is_final())
             .map(|key| {
-                let step = key_step(key, keys, policy, when.now, doubt.as_deref());
+                let step = key_step(key, keys, policy, days, when.now, doubt.as_deref());
                 KeyPlan {
                     selector: key.selector.clone(),
                     algorithm: key.algorithm,
@@ -216,7 +228,7 @@ impl DomainPlan {
                         Some(action) => {
                             let after = project(keys, key, action, when.now);
                             let key = after.iter().find(|k| k.selector == key.selector);
-                            key.map(|key| chain(domain, &after, key, when, doubt.as_deref()))
+                            key.map(|key| chain(domain, &after, key, days, when, doubt.as_deref()))
                                 .unwrap_or_default()
                         }
                         None => Vec::new(),
@@ -255,10 +267,12 @@ fn key_step(
     key: &KeyRecord,
     keys: &[KeyRecord],
     policy: &Policy,
+    days: &[DkimDay],
     now: u64,
     doubt: Option<&str>,
 ) -> Step {
-    match lifecycle::next_among(key, keys, policy, now) {
+    let next = lifecycle::next_among(key, keys, policy, now);
+    match evidence::hold(key, policy, days, now, next) {
         Next::Act(action) if removes_on_time(key, action) && doubt.is_some() => Step::Wait {
             until: None,
             gate: Gate::ClockInDoubt {
@@ -325,6 +339,7 @@ fn chain(
     domain: &DomainConfig,
     keys: &[KeyRecord],
     key: &KeyRecord,
+    days: &[DkimDay],
     when: When,
     doubt: Option<&str>,
 ) -> Vec<Step> {
@@ -332,7 +347,7 @@ fn chain(
     let mut key = key.clone();
     let mut steps = Vec::new();
     for _ in 0..20 {
-        let step = key_step(&key, &keys, &domain.policy, when.now, doubt);
+        let step = key_step(&key, &keys, &domain.policy, days, when.now, doubt);
         let action = step.action();
         steps.push(step);
         let Some(action) = action else { break };

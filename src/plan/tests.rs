@@ -13,7 +13,7 @@ fn secs(n: u64) -> Interval {
     Interval(Duration::from_secs(n))
 }
 
-fn policy(keys: &[KeyAlgorithm], retire: RetireMode) -> Policy {
+pub(crate) fn policy(keys: &[KeyAlgorithm], retire: RetireMode) -> Policy {
     Policy {
         keys: keys.to_vec(),
         selector: "rotor{yyyy}{mm}{dd}".parse().unwrap(),
@@ -33,6 +33,7 @@ fn policy(keys: &[KeyAlgorithm], retire: RetireMode) -> Policy {
         activate_window: None,
         timezone: TimeZoneName(chrono_tz::UTC),
         probe_every: Interval(Duration::ZERO),
+        monitor: None,
     }
 }
 
@@ -83,7 +84,7 @@ const ED: KeyAlgorithm = KeyAlgorithm::Ed25519;
 #[test]
 fn a_domain_without_keys_starts_a_rotation_per_key_type_and_chains_to_min_wait() {
     let d = domain(policy(&[RSA, ED], RetireMode::Delete));
-    let plan = DomainPlan::compute(&d, &[], at(100), false);
+    let plan = DomainPlan::compute(&d, &[], &[], at(100), false);
     assert_eq!(plan.rotations.len(), 2);
     for rotation in &plan.rotations {
         assert_eq!(
@@ -117,7 +118,7 @@ fn rsa_and_ed25519_switch_together() {
         key("new-rsa", RSA, Phase::Propagated, 1000),
         key("new-ed", ED, Phase::Published, 1000),
     ];
-    let plan = DomainPlan::compute(&d, &keys, at(1020), false);
+    let plan = DomainPlan::compute(&d, &keys, &[], at(1020), false);
     assert_eq!(
         step_of(&plan, "new-rsa").step,
         Step::Wait {
@@ -132,7 +133,7 @@ fn rsa_and_ed25519_switch_together() {
     // Once both are propagated, one activation switches both, and both old keys retire.
     let mut keys = keys;
     keys[3].phase = Phase::Propagated;
-    let plan = DomainPlan::compute(&d, &keys, at(1020), false);
+    let plan = DomainPlan::compute(&d, &keys, &[], at(1020), false);
     let (first, action) = plan.next_step().unwrap();
     assert_eq!(action, Action::Activate);
     assert_eq!(first.signers, ["a", "b"]);
@@ -157,7 +158,7 @@ fn retirement_deletes_exactly_the_published_value_after_grace() {
         key("old", RSA, Phase::Retiring, 1000),
         key("new", RSA, Phase::Active, 1000),
     ];
-    let plan = DomainPlan::compute(&d, &keys, at(1049), false);
+    let plan = DomainPlan::compute(&d, &keys, &[], at(1049), false);
     assert_eq!(
         step_of(&plan, "old").step,
         Step::Wait {
@@ -165,7 +166,7 @@ fn retirement_deletes_exactly_the_published_value_after_grace() {
             gate: Gate::Grace
         }
     );
-    let plan = DomainPlan::compute(&d, &keys, at(1050), false);
+    let plan = DomainPlan::compute(&d, &keys, &[], at(1050), false);
     let old = step_of(&plan, "old");
     assert_eq!(old.step.action(), Some(Action::Retire));
     assert_eq!(
@@ -182,7 +183,7 @@ fn retirement_deletes_exactly_the_published_value_after_grace() {
 fn revoke_mode_replaces_the_record_with_an_empty_key_then_removes_it() {
     let d = domain(policy(&[RSA], RetireMode::Revoke));
     let keys = [key("old", RSA, Phase::Retiring, 1000)];
-    let plan = DomainPlan::compute(&d, &keys, at(1050), false);
+    let plan = DomainPlan::compute(&d, &keys, &[], at(1050), false);
     let old = step_of(&plan, "old");
     assert_eq!(old.step.action(), Some(Action::Revoke));
     let name = "old._domainkey.example.com".to_string();
@@ -209,7 +210,7 @@ fn revoke_mode_replaces_the_record_with_an_empty_key_then_removes_it() {
         })
     );
     let revoked = [key("old", RSA, Phase::Revoked, 1050)];
-    let plan = DomainPlan::compute(&d, &revoked, at(1090), false);
+    let plan = DomainPlan::compute(&d, &revoked, &[], at(1090), false);
     assert_eq!(
         step_of(&plan, "old").dns,
         [DnsChange::Delete {
@@ -234,14 +235,14 @@ fn a_leaked_key_is_replaced_at_once_and_revoked_without_grace() {
         ..key("leaked", RSA, Phase::Active, 0)
     };
     // The active leaked key keeps signing until its replacement is active, which starts now.
-    let plan = DomainPlan::compute(&d, std::slice::from_ref(&active), at(500), false);
+    let plan = DomainPlan::compute(&d, std::slice::from_ref(&active), &[], at(500), false);
     assert_eq!(plan.rotations[0].step.action(), Some(Action::GenerateKey));
     // Its replacement skips min_wait and the closed window.
     let new = KeyRecord {
         last_check: None,
         ..key("new", RSA, Phase::Published, 500)
     };
-    let plan = DomainPlan::compute(&d, &[active.clone(), new.clone()], at(500), false);
+    let plan = DomainPlan::compute(&d, &[active.clone(), new.clone()], &[], at(500), false);
     assert_eq!(
         step_of(&plan, "new").step.action(),
         Some(Action::CheckPropagation)
@@ -250,7 +251,13 @@ fn a_leaked_key_is_replaced_at_once_and_revoked_without_grace() {
         phase: Phase::Propagated,
         ..new
     };
-    let plan = DomainPlan::compute(&d, &[active.clone(), propagated.clone()], at(500), false);
+    let plan = DomainPlan::compute(
+        &d,
+        &[active.clone(), propagated.clone()],
+        &[],
+        at(500),
+        false,
+    );
     assert_eq!(step_of(&plan, "new").step.action(), Some(Action::Activate));
     // Once replaced, the leaked key is revoked at once, whatever `retire:` says.
     let after = lifecycle::complete(
@@ -259,7 +266,7 @@ fn a_leaked_key_is_replaced_at_once_and_revoked_without_grace() {
         Action::Activate,
         501,
     );
-    let plan = DomainPlan::compute(&d, &after, at(501), false);
+    let plan = DomainPlan::compute(&d, &after, &[], at(501), false);
     let leaked = step_of(&plan, "leaked");
     assert_eq!(leaked.step.action(), Some(Action::Revoke));
     assert_eq!(leaked.dns.len(), 2, "{leaked:#?}");
@@ -277,7 +284,7 @@ fn a_leaked_key_never_published_is_revoked_without_dns_changes() {
         }),
         ..key("leaked", RSA, Phase::Generated, 0)
     };
-    let plan = DomainPlan::compute(&d, &[unpublished], at(10), false);
+    let plan = DomainPlan::compute(&d, &[unpublished], &[], at(10), false);
     let leaked = step_of(&plan, "leaked");
     assert_eq!(leaked.step.action(), Some(Action::Revoke));
     assert!(leaked.dns.is_empty());
@@ -290,7 +297,7 @@ fn an_invisible_record_is_abandoned_by_its_exact_value() {
         key("old", RSA, Phase::Active, 0),
         key("new", RSA, Phase::Published, 1000),
     ];
-    let plan = DomainPlan::compute(&d, &keys, at(1060), false);
+    let plan = DomainPlan::compute(&d, &keys, &[], at(1060), false);
     let new = step_of(&plan, "new");
     assert_eq!(new.step.action(), Some(Action::Abandon));
     assert_eq!(
@@ -325,7 +332,7 @@ fn a_clock_in_doubt_holds_the_end_of_grace_but_not_a_revocation_of_a_leak() {
         now: 5000,
         last_pass: Some(1001),
     };
-    let plan = DomainPlan::compute(&d, &keys, jumped, false);
+    let plan = DomainPlan::compute(&d, &keys, &[], jumped, false);
     assert!(
         matches!(
             &step_of(&plan, "old").step,
@@ -341,7 +348,7 @@ fn a_clock_in_doubt_holds_the_end_of_grace_but_not_a_revocation_of_a_leak() {
         now: 1060,
         last_pass: Some(2000),
     };
-    let plan = DomainPlan::compute(&d, &keys[..1], behind, false);
+    let plan = DomainPlan::compute(&d, &keys[..1], &[], behind, false);
     let Step::Wait {
         gate: Gate::ClockInDoubt { reason, .. },
         ..
@@ -359,7 +366,13 @@ fn the_plan_as_json_names_gates_actions_and_changes() {
         key("old", RSA, Phase::Retiring, 1000),
         key("new", RSA, Phase::Active, 1000),
     ];
-    let plan = Plan::compute(&[d], &keys, at(1050), &Default::default());
+    let plan = Plan::compute(
+        &[d],
+        &keys,
+        &Default::default(),
+        at(1050),
+        &Default::default(),
+    );
     let json = serde_json::to_value(&plan).unwrap();
     let old = &json["domains"][0]["keys"][0];
     assert_eq!(old["step"]["step"], "act");

@@ -69,6 +69,14 @@ impl Store {
         let counted = self.finish(result)?;
         if counted {
             self.reports.flush().map_err(|err| self.engine(err))?;
+            let domains: std::collections::BTreeSet<&str> =
+                days.iter().map(|day| day.domain.as_str()).collect();
+            for domain in domains {
+                // Readers' data only: a failure is made good when the store is closed.
+                if self.publish_domain(domain).is_err() {
+                    self.mark_stale();
+                }
+            }
         }
         Ok(counted)
     }
@@ -77,6 +85,17 @@ impl Store {
     pub fn dkim_days(&self, domain: &str) -> Result<Vec<DkimDay>, StoreError> {
         self.reports
             .scan_prefix(day_prefix(domain))
+            .map(|entry| {
+                let (key, value) = entry.map_err(|err| self.engine(err))?;
+                self.decode(&key, &value)
+            })
+            .collect()
+    }
+
+    /// What the reports said of every domain.
+    pub(crate) fn all_dkim_days(&self) -> Result<Vec<DkimDay>, StoreError> {
+        self.reports
+            .scan_prefix(DAY)
             .map(|entry| {
                 let (key, value) = entry.map_err(|err| self.engine(err))?;
                 self.decode(&key, &value)

@@ -16,8 +16,8 @@ mod store;
 
 pub use error::StoreError;
 pub use model::{
-    Action, Check, Compromise, Event, KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult,
-    ServerCheck, selector_name,
+    Action, Check, Compromise, DkimDay, Event, KeyAlgorithm, KeyRecord, PassRecord, Phase,
+    ProbeResult, SeenReport, ServerCheck, selector_name,
 };
 pub use snapshot::Snapshot;
 pub use store::Store;

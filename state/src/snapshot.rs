@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::durable::{remove_file_if_present, replace_file, sync_dir, temp_path};
 use crate::error::StoreError;
-use crate::model::{Event, KeyRecord, PassRecord};
+use crate::model::{DkimDay, Event, KeyRecord, PassRecord};
 use crate::store::Store;
 
 /// The file that holds the last pass.
@@ -45,6 +45,9 @@ pub(crate) struct DomainSnapshot {
     pub keys: Vec<KeyRecord>,
     /// Its history, oldest first.
     pub history: Vec<Event>,
+    /// What DMARC reports said of its selectors, by selector, then day.
+    #[serde(default)]
+    pub dkim: Vec<DkimDay>,
 }
 
 /// Writes one domain's file. Not flushed to disk: the snapshot is derived data, and every
@@ -189,6 +192,14 @@ impl Snapshot {
         self.domains
             .get(domain)
             .map(|d| d.history.clone())
+            .unwrap_or_default()
+    }
+
+    /// What DMARC reports said of `domain`'s selectors (see [`Store::dkim_days`]).
+    pub fn dkim_days(&self, domain: &str) -> Vec<DkimDay> {
+        self.domains
+            .get(domain)
+            .map(|d| d.dkim.clone())
             .unwrap_or_default()
     }
 

@@ -530,14 +530,20 @@ impl Store {
         Ok(())
     }
 
-    fn publish_domain(&self, domain: &str) -> Result<(), StoreError> {
+    pub(crate) fn publish_domain(&self, domain: &str) -> Result<(), StoreError> {
         let snapshot = DomainSnapshot {
             domain: domain.to_string(),
             keys: self.domain_keys(domain)?,
             history: self.history(domain)?,
+            dkim: self.dkim_days(domain)?,
         };
         snapshot::publish_domain(&snapshot::snapshot_dir(&self.path), &snapshot)
             .map_err(|err| self.io(format!("snapshot: {err}")))
+    }
+
+    /// Notes that the readers' snapshot is behind: closing publishes it whole.
+    pub(crate) fn mark_stale(&self) {
+        self.stale.store(true, Ordering::SeqCst);
     }
 
     /// Every domain's keys and history.
@@ -564,6 +570,10 @@ impl Store {
             let (key, value) = item.map_err(|err| self.engine(err))?;
             let event = self.decode(&key, &value)?;
             entry(&mut domains, &key).history.push(event);
+        }
+        for day in self.all_dkim_days()? {
+            let key = [day.domain.as_bytes(), b"\0"].concat();
+            entry(&mut domains, &key).dkim.push(day);
         }
         Ok(domains)
     }
