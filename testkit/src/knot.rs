@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::pdns::{dig, dig_txt};
-use crate::{Running, ZONES, free_port, sbin, write_private};
+use crate::{Running, ZONES, free_port, nsupdate_txt, sbin, write_private};
 
 /// The name of the TSIG key rotor signs with.
 pub const KEY_NAME: &str = "rotor-key";
@@ -138,5 +138,10 @@ zone:
     /// The TXT values at `name`, each with its strings joined, as the server answers them.
     pub fn txt(&self, name: &str) -> Vec<String> {
         dig_txt(self.port, name)
+    }
+
+    /// Adds the TXT record `name` = `value` with `nsupdate`, as someone else than rotor would.
+    pub fn plant(&self, name: &str, value: &str) {
+        nsupdate_txt(self.port, &self.tsig_file, name, value);
     }
 }

@@ -211,6 +211,47 @@ impl Named {
     }
 }
 
+/// `value` as a zone file or nsupdate writes a TXT value: strings of at most 255 bytes, each
+/// quoted (`"abc" "def"`).
+pub fn quote_txt(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The test zone (one of [`ZONES`]) `name` is in.
+pub fn zone_of(name: &str) -> &'static str {
+    ZONES
+        .iter()
+        .find(|zone| name.ends_with(*zone))
+        .expect("a name in a test zone")
+}
+
+/// Adds the TXT record `name` = `value` (TTL 60) on the server at 127.0.0.1:`port` with
+/// `nsupdate`, signed with the TSIG key in `tsig_file`: a record someone else than rotor made.
+pub fn nsupdate_txt(port: u16, tsig_file: &Path, name: &str, value: &str) {
+    let mut nsupdate = Command::new("nsupdate")
+        .arg("-k")
+        .arg(tsig_file)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nsupdate runs (apt-get install bind9-dnsutils)");
+    std::io::Write::write_all(
+        &mut nsupdate.stdin.take().unwrap(),
+        format!(
+            "server 127.0.0.1 {port}\nzone {zone}\nupdate add {name} 60 TXT {quoted}\nsend\n",
+            zone = zone_of(name),
+            quoted = quote_txt(value)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(nsupdate.wait().unwrap().success(), "nsupdate failed");
+}
+
 /// `"abc" "def"` (as dig, nsupdate, Route53 and Cloudflare write a TXT value), joined: `abcdef`.
 pub fn join_quoted(line: &str) -> String {
     let mut out = String::new();
@@ -367,6 +408,12 @@ impl Bind {
     /// Both servers.
     pub fn servers(&self) -> [&Named; 2] {
         [&self.primary, &self.secondary]
+    }
+
+    /// Adds the TXT record `name` = `value` on the primary with `nsupdate`, as someone else than
+    /// rotor would.
+    pub fn plant(&self, name: &str, value: &str) {
+        nsupdate_txt(self.primary.port, &self.tsig_file, name, value);
     }
 
     /// Starts a recursive resolver (a third `named`, under `dir`) that asks the secondary for

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Running, ZONES, free_port, join_quoted, sbin, write_private};
+use crate::{Running, ZONES, free_port, join_quoted, quote_txt, sbin, write_private, zone_of};
 
 /// Where Debian puts the sqlite3 schema (the first that exists is used).
 const SCHEMAS: [&str; 2] = [
@@ -155,13 +155,9 @@ consistent-backends=yes
     }
 
     /// Adds a TXT record behind the API's back (`pdnsutil add-record`), as someone else would.
-    pub fn plant(&self, zone: &str, name: &str, value: &str) {
-        let quoted = value
-            .as_bytes()
-            .chunks(255)
-            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-            .collect::<Vec<_>>()
-            .join(" ");
+    pub fn plant(&self, name: &str, value: &str) {
+        let zone = zone_of(name);
+        let quoted = quote_txt(value);
         let relative = name
             .strip_suffix(zone)
             .map_or("@", |head| head.trim_end_matches('.'));
