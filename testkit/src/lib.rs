@@ -118,6 +118,62 @@ pub fn spawn_ready(mut command: Command, hint: &str) -> Running {
     Running(child)
 }
 
+/// Starts `command` (a server) with its stdout and stderr in the file `log`, and waits (at most
+/// 20 s) until `ready` holds; panics with `hint` if it cannot start, with the log if it does not
+/// get ready. `what` names it in those messages.
+pub fn start_server(
+    mut command: Command,
+    log: &Path,
+    what: &str,
+    hint: &str,
+    mut ready: impl FnMut() -> bool,
+) -> Running {
+    let file = fs::File::create(log).unwrap();
+    let child = command
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {what}: {err} ({hint})"));
+    let server = Running(child);
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} did not start: {}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// `dig +short +norecurse @127.0.0.1 -p PORT ARGS`.
+pub fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args([
+            "+short",
+            "+norecurse",
+            "+time=1",
+            "+tries=1",
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(args)
+        .output()
+        .expect("dig runs (apt-get install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The TXT values at `name` on the server at 127.0.0.1:`port`, each with its strings joined.
+pub fn dig_txt(port: u16, name: &str) -> Vec<String> {
+    dig(port, &["TXT", name])
+        .lines()
+        .map(join_quoted)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// One `named` process, killed when dropped.
 pub struct Named {
     _child: Running,
@@ -130,21 +186,8 @@ impl Named {
     fn start(dir: &Path, conf: &str, port: u16, control: Option<u16>) -> Self {
         fs::create_dir_all(dir).unwrap();
         fs::write(dir.join("named.conf"), conf).unwrap();
-        let log = fs::File::create(dir.join("named.log")).unwrap();
-        let child = Command::new(sbin("named"))
-            .args(["-g", "-c"])
-            .arg(dir.join("named.conf"))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("named starts");
-        let named = Self {
-            _child: Running(child),
-            port,
-            control,
-            dir: dir.to_owned(),
-        };
-        let started = Instant::now();
+        let mut named = Command::new(sbin("named"));
+        named.args(["-g", "-c"]).arg(dir.join("named.conf"));
         // Ready when it answers over UDP and TCP (rotor sends updates over TCP); a resolver
         // is asked to recurse.
         let recurse = if conf.contains("recursion yes;") {
@@ -152,45 +195,32 @@ impl Named {
         } else {
             "+norecurse"
         };
-        while named.dig(&[recurse, "SOA", DOMAIN]).is_empty()
-            || named.dig(&[recurse, "+tcp", "SOA", DOMAIN]).is_empty()
-        {
-            if started.elapsed() > Duration::from_secs(20) {
-                panic!(
-                    "named on port {port} did not start: {}",
-                    fs::read_to_string(dir.join("named.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let child = start_server(
+            named,
+            &dir.join("named.log"),
+            &format!("named on port {port}"),
+            "apt-get install bind9",
+            || {
+                !dig(port, &[recurse, "SOA", DOMAIN]).is_empty()
+                    && !dig(port, &[recurse, "+tcp", "SOA", DOMAIN]).is_empty()
+            },
+        );
+        Self {
+            _child: child,
+            port,
+            control,
+            dir: dir.to_owned(),
         }
-        named
     }
 
     /// `dig +short +norecurse @127.0.0.1 -p PORT ARGS`.
     pub fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("dig")
-            .args([
-                "+short",
-                "+norecurse",
-                "+time=1",
-                "+tries=1",
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-            ])
-            .args(args)
-            .output()
-            .expect("dig runs (apt-get install bind9-dnsutils)");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        dig(self.port, args)
     }
 
     /// The TXT values at `name`, each with its strings joined.
     pub fn txt(&self, name: &str) -> Vec<String> {
-        self.dig(&["TXT", name])
-            .lines()
-            .map(join_quoted)
-            .filter(|s| !s.is_empty())
-            .collect()
+        dig_txt(self.port, name)
     }
 
     /// `rndc retransfer DOMAIN` (secondaries started with a control channel).
