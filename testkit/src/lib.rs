@@ -91,6 +91,20 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> std::process::Outpu
     child.wait_with_output().unwrap()
 }
 
+/// Adds a test double's `--zone` for each of `zones` and, with `mirror`, the `--mirror` BIND
+/// primary and its `--mirror-key` (the double pushes every TXT change there).
+pub fn double_zones(command: &mut Command, zones: &[&str], mirror: Option<&Bind>) {
+    for zone in zones {
+        command.args(["--zone", zone]);
+    }
+    if let Some(bind) = mirror {
+        command
+            .arg("--mirror")
+            .arg(format!("127.0.0.1:{}", bind.primary.port));
+        command.arg("--mirror-key").arg(&bind.tsig_file);
+    }
+}
+
 /// A child process, killed and waited for when dropped (so a test leaves nothing running).
 pub struct Running(pub Child);
 
@@ -316,6 +330,7 @@ pub enum Secondary {
     Lagging,
 }
 
+/// The test zones' contents, as BIND and PowerDNS load them (relative names).
 const ZONE: &str = "$TTL 60
 @    IN SOA ns1.example.com. hostmaster.example.com. ( 1 3600 600 86400 60 )
 @    IN NS  ns1.example.com.

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::{
-    Running, ZONES, dig, dig_txt, free_port, quote_txt, sbin, start_server, write_private, zone_of,
+    Running, ZONE, ZONES, dig, dig_txt, free_port, quote_txt, sbin, start_server, write_private,
+    zone_of,
 };
 
 /// Where Debian puts the sqlite3 schema (the first that exists is used).
@@ -19,15 +20,6 @@ const SCHEMAS: [&str; 2] = [
 
 /// The API key the harness gives PowerDNS.
 pub const API_KEY: &str = "rotor-test-pdns-api-key";
-
-/// The test zones' contents (relative names).
-const ZONE: &str = "$TTL 60
-@    IN SOA ns1.example.com. hostmaster.example.com. ( 1 3600 600 86400 60 )
-@    IN NS  ns1.example.com.
-ns1  IN A   127.0.0.1
-@    IN TXT \"v=spf1 -all\"
-other._domainkey IN TXT \"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDoperator\"
-";
 
 /// One `pdns_server`, killed when dropped.
 pub struct Pdns {
