@@ -4,66 +4,23 @@
 
 mod support;
 
-use std::fs;
 use std::path::Path;
 
 use support::knot::Knot;
 use support::pdns::Pdns;
-use support::{Rotor, dkimpy_verifies, mode, scratch, write_private};
+use support::{ProviderUnderTest, Rotor, Setup, dkimpy_verifies, mode, scratch, write_private};
 
-/// A rotor whose provider `dns` is `provider` (YAML lines under `providers:`), checking
-/// propagation on 127.0.0.1:`port` only.
-fn rotor(dir: &Path, provider: &str, port: u16) -> Rotor {
-    let signer = dir.join("opendkim");
-    fs::create_dir_all(signer.join("keys")).unwrap();
-    fs::set_permissions(
-        signer.join("keys"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    fs::write(signer.join("SigningTable"), "").unwrap();
-    fs::write(signer.join("KeyTable"), "").unwrap();
-    let config = dir.join("rotor.yaml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir: {dir}/state
-key_dir: {dir}/keys
-defaults:
-  keys: [rsa-2048]
-  selector: \"t{{yyyy}}{{mm}}{{dd}}\"
-  ttl: 1
-  propagation:
-    authoritative: [\"127.0.0.1:{port}\"]
-    min_wait: 1s
-    poll_every: 1s
-    timeout: 5m
-  grace: 2s
-  retire: delete
-providers:
-{provider}
-signers:
-  mx1:
-    type: opendkim
-    key_table: {signer}/KeyTable
-    signing_table: {signer}/SigningTable
-    key_dir: {signer}/keys
-    reload: \"true\"
-domains:
-  - name: example.com
-    provider: dns
-    signers: [mx1]
-",
-            dir = dir.display(),
-            signer = signer.display(),
-        ),
-    )
-    .unwrap();
-    Rotor {
-        dir: dir.to_owned(),
-        config,
-        env: Vec::new(),
-    }
+/// A rotor whose provider `dns` is `provider`, checking propagation on 127.0.0.1:`port` only,
+/// with empty tables and no reload to do.
+fn rotor(dir: &Path, provider: ProviderUnderTest, port: u16) -> Rotor {
+    let setup = Setup {
+        revoke_for: None,
+        reload: Some("true"),
+        signing_table: "",
+        key_table: "",
+        ..Setup::default()
+    };
+    Rotor::with_provider(dir, "dns", provider, (&[port], &[]), setup)
 }
 
 /// A rotation to `active`, checked with dkimpy against `port`, then a second one that retires
@@ -102,12 +59,10 @@ fn rotate_twice(rotor: &Rotor, port: u16, txt: impl Fn(&str) -> Vec<String>) {
 fn rotations_on_knot_through_rfc2136() {
     let dir = scratch();
     let knot = Knot::start(&dir.path().join("knot"));
-    let provider = format!(
-        "  dns:\n    type: rfc2136\n    server: 127.0.0.1:{}\n    tsig_key_file: {}",
-        knot.port,
-        knot.tsig_file.display()
-    );
-    let rotor = rotor(dir.path(), &provider, knot.port);
+    let provider = ProviderUnderTest::new("rfc2136")
+        .set("server", format!("127.0.0.1:{}", knot.port))
+        .set("tsig_key_file", knot.tsig_file.display());
+    let rotor = rotor(dir.path(), provider, knot.port);
     rotate_twice(&rotor, knot.port, |name| knot.txt(name));
 }
 
@@ -117,11 +72,11 @@ fn rotations_on_powerdns_through_dns_update() {
     let pdns = Pdns::start(&dir.path().join("pdns"));
     let key = dir.path().join("pdns-api-key");
     write_private(&key, format!("{}\n", support::pdns::API_KEY));
-    let provider = format!(
-        "  dns:\n    type: dns-update\n    provider: powerdns\n    endpoint: {}\n    api_token_file: {}\n    zones: [example.com]",
-        pdns.api_url,
-        key.display()
-    );
-    let rotor = rotor(dir.path(), &provider, pdns.port);
+    let provider = ProviderUnderTest::new("dns-update")
+        .set("provider", "powerdns")
+        .set("endpoint", &pdns.api_url)
+        .set("api_token_file", key.display())
+        .set("zones", "[example.com]");
+    let rotor = rotor(dir.path(), provider, pdns.port);
     rotate_twice(&rotor, pdns.port, |name| pdns.txt(name));
 }

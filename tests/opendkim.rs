@@ -8,15 +8,15 @@ use std::fs;
 use std::time::Duration;
 
 use support::opendkim::{probe, signs_with, start_opendkim, tag, verifies};
-use support::{Bind, Rotor, Secondary, Setup, free_port, scratch, wait_for};
+use support::{Bind, Rotor, Secondary, Setup, scratch, wait_for};
 
 #[test]
 fn opendkim_signs_with_each_new_key_and_the_signature_verifies() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
-    let milter = free_port();
-    let (_opendkim, pid_file) = start_opendkim(&rotor, milter);
+    let opendkim = start_opendkim(&rotor);
+    let pid_file = &opendkim.pid_file;
     let config = fs::read_to_string(&rotor.config).unwrap();
     let reload_line = config
         .lines()
@@ -37,13 +37,13 @@ fn opendkim_signs_with_each_new_key_and_the_signature_verifies() {
     );
 
     assert_eq!(
-        probe(milter),
+        probe(&opendkim),
         None,
         "nothing signs example.com before rotor"
     );
     rotor.run_until("first key active", |r| r.selector_in("active").is_some());
     let first = rotor.selector_in("active").unwrap();
-    let in_flight = signs_with(milter, &first);
+    let in_flight = signs_with(&opendkim, &first);
     assert_eq!(tag(&in_flight, "d"), "example.com");
     assert_eq!(tag(&in_flight, "a"), "rsa-sha256");
     verifies(&in_flight, bind.secondary.port).unwrap();
@@ -53,7 +53,7 @@ fn opendkim_signs_with_each_new_key_and_the_signature_verifies() {
         r.selector_in("active").is_some_and(|s| s != first)
     });
     let second = rotor.selector_in("active").unwrap();
-    let signature = signs_with(milter, &second);
+    let signature = signs_with(&opendkim, &second);
     verifies(&signature, bind.secondary.port).unwrap();
     // Mail signed with the old key before the swap still verifies during the grace window…
     verifies(&in_flight, bind.secondary.port).unwrap();
@@ -70,7 +70,7 @@ fn opendkim_signs_with_each_new_key_and_the_signature_verifies() {
     );
     assert!(verifies(&in_flight, bind.secondary.port).is_err());
     assert_eq!(
-        tag(&probe(milter).unwrap(), "s"),
+        tag(&probe(&opendkim).unwrap(), "s"),
         second,
         "still signing with the active key"
     );
@@ -112,8 +112,8 @@ fn each_switch_is_proven_by_a_probe_through_the_milter_and_a_reload_that_does_no
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
-    let milter = free_port();
-    let (_opendkim, pid_file) = start_opendkim(&rotor, milter);
+    let opendkim = start_opendkim(&rotor);
+    let (pid_file, milter) = (opendkim.pid_file.clone(), opendkim.port);
     reload_by_signal_and_probe(&rotor, &pid_file, milter);
     rotor.ok(&["check"]);
 
@@ -166,7 +166,7 @@ fn each_switch_is_proven_by_a_probe_through_the_milter_and_a_reload_that_does_no
     assert_eq!(disproof["ok"], false, "{disproof}");
     // The tables say what OpenDKIM does: the first key signs.
     assert_eq!(rotor.signing_selector().as_deref(), Some(first.as_str()));
-    assert_eq!(tag(&probe(milter).unwrap(), "s"), first);
+    assert_eq!(tag(&probe(&opendkim).unwrap(), "s"), first);
 
     // A real reload again: the next pass switches, and the probe proves it.
     let config = fs::read_to_string(&rotor.config).unwrap();

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rotor_testkit::exim::{self, Exim};
 use rotor_testkit::rspamd::Rspamd;
 use support::opendkim::{signs_with, start_opendkim, verifies};
-use support::{Bind, Rotor, Secondary, Setup, dns_verdicts, free_port, scratch, wait_for};
+use support::{Bind, Rotor, Secondary, Setup, dns_verdicts, scratch, wait_for};
 
 const PROBE: &str = "From: probe@example.com\nTo: someone@example.net\nSubject: rotor probe\nDate: Mon, 30 Nov 2026 12:00:00 +0000\nMessage-ID: <probe@rotor>\n\nHello.\n";
 
@@ -98,8 +98,9 @@ fn opendkim_and_rspamd_switch_together() {
     let dir = scratch();
     let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
-    let milter = free_port();
-    let (_opendkim, pid_file) = start_opendkim(&rotor, milter);
+    let opendkim = start_opendkim(&rotor);
+    let pid_file = &opendkim.pid_file;
+    let milter = opendkim.port;
     let rs = dir.path().join("rspamd-files");
     private_dir(&rs.join("keys"));
     let rspamd = Rspamd::start(
@@ -153,7 +154,7 @@ fn opendkim_and_rspamd_switch_together() {
         });
         let selector = active(&rotor).remove(0);
         // OpenDKIM (after its SIGUSR1) and rspamd (after its map changed) both sign with it.
-        let milter_signature = signs_with(milter, &selector);
+        let milter_signature = signs_with(&opendkim, &selector);
         verifies(&milter_signature, bind.secondary.port).unwrap();
         signed_with(
             "rspamd",

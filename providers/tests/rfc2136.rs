@@ -4,17 +4,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::Backend;
 use common::bind::BindBackend;
-use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config, TsigKey};
+use common::{Backend, scratch};
+use rotor_providers::rfc2136::Rfc2136;
 use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone};
-use rotor_testkit::{Bind, Secondary, free_port, scratch_in};
-
-fn scratch() -> tempfile::TempDir {
-    scratch_in(env!("CARGO_TARGET_TMPDIR"))
-}
+use rotor_testkit::{Bind, Secondary, free_port};
 
 fn add(name: &str, value: &str) -> Change {
     Change::Add {
@@ -25,12 +20,7 @@ fn add(name: &str, value: &str) -> Change {
 }
 
 fn adapter(server: u16, key: &Path) -> Rfc2136 {
-    Rfc2136::new(Rfc2136Config {
-        name: "bind".into(),
-        server: format!("127.0.0.1:{server}").parse().unwrap(),
-        tsig: Some(TsigKey::from_file(key).unwrap()),
-        timeout: Duration::from_secs(3),
-    })
+    common::rfc2136_adapter("bind", server, key)
 }
 
 fn zone(name: &str) -> Zone {

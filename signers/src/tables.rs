@@ -6,6 +6,9 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rotor_common::Interval;
+
+use crate::command;
 use crate::error::{Result, SignerError};
 use crate::fs as fsutil;
 
@@ -62,6 +65,23 @@ impl Saved {
             None => fsutil::remove_file(&self.path),
         }
     }
+}
+
+/// Rewrites the one file at `path` to what `update` makes of its current text (see
+/// [`FileSet::switch`]: atomically, and put back as it was if the reload fails), then runs the
+/// optional `reload` command, killed after `timeout` (default 60s).
+pub fn switch_file(
+    path: &Path,
+    update: impl FnOnce(&str) -> Result<String>,
+    reload: Option<&String>,
+    timeout: Option<Interval>,
+) -> Result<()> {
+    let files = FileSet::read(&[path])?;
+    let text = update(files.text(0))?;
+    files.switch(&[text], || {
+        let timeout = command::timeout(timeout);
+        command::run_optional("reload", reload, timeout)
+    })
 }
 
 /// The files a signer reads, read once so that an update can be computed from their current

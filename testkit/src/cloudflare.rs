@@ -8,7 +8,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::{Bind, ProviderUnderTest, Running, free_port, spawn_ready, write_private};
+use crate::{
+    Bind, ProviderUnderTest, Running, double_zones, free_port, spawn_ready, write_private,
+};
 
 /// The one token the double accepts.
 pub const TOKEN: &str = "test-token-0123456789";
@@ -45,15 +47,7 @@ impl CloudflareDouble {
             .args(["--port", &port.to_string(), "--token", TOKEN])
             .arg("--schema")
             .arg(schema());
-        for zone in zones {
-            command.args(["--zone", zone]);
-        }
-        if let Some(bind) = mirror {
-            command
-                .arg("--mirror")
-                .arg(format!("127.0.0.1:{}", bind.primary.port));
-            command.arg("--mirror-key").arg(&bind.tsig_file);
-        }
+        double_zones(&mut command, zones, mirror);
         let child = spawn_ready(command, "the Cloudflare double: pip install jsonschema");
         Self {
             _child: child,

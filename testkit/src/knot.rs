@@ -4,11 +4,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::pdns::{dig, dig_txt};
-use crate::{Running, ZONES, free_port, sbin, write_private};
+use crate::{
+    Running, ZONES, dig, dig_txt, free_port, nsupdate_txt, sbin, start_server, write_private,
+};
 
 /// The name of the TSIG key rotor signs with.
 pub const KEY_NAME: &str = "rotor-key";
@@ -108,35 +108,34 @@ zone:
                 storage = storage.display(),
             ),
         );
-        let log = fs::File::create(dir.join("knot.log")).unwrap();
-        let child = Command::new(sbin("knotd"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("knotd starts (apt-get install knot)");
-        let knot = Self {
-            _child: Running(child),
+        let mut knotd = Command::new(sbin("knotd"));
+        knotd.arg("-c").arg(&conf);
+        let child = start_server(
+            knotd,
+            &dir.join("knot.log"),
+            "knotd",
+            "apt-get install knot",
+            || {
+                ZONES.iter().all(|zone| {
+                    !dig(port, &["SOA", zone]).is_empty()
+                        && !dig(port, &["+tcp", "SOA", zone]).is_empty()
+                })
+            },
+        );
+        Self {
+            _child: child,
             port,
             tsig_file,
-        };
-        let started = Instant::now();
-        while ZONES.iter().any(|zone| {
-            dig(port, &["SOA", zone]).is_empty() || dig(port, &["+tcp", "SOA", zone]).is_empty()
-        }) {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "knotd did not start: {}",
-                fs::read_to_string(dir.join("knot.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        knot
     }
 
     /// The TXT values at `name`, each with its strings joined, as the server answers them.
     pub fn txt(&self, name: &str) -> Vec<String> {
         dig_txt(self.port, name)
+    }
+
+    /// Adds the TXT record `name` = `value` with `nsupdate`, as someone else than rotor would.
+    pub fn plant(&self, name: &str, value: &str) {
+        nsupdate_txt(self.port, &self.tsig_file, name, value);
     }
 }

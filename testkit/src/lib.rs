@@ -1,6 +1,7 @@
 //! Test kit shared by rotor's crates: real BIND 9 servers on loopback (a primary and a
 //! secondary fed by zone transfer), a real Exim signing into an SMTP sink ([`exim`]), a real
-//! rspamd ([`rspamd`]), free ports, scratch directories OpenDKIM accepts, and polling helpers.
+//! rspamd ([`rspamd`]), a real OpenDKIM ([`opendkim`]), free ports, scratch directories OpenDKIM
+//! accepts, and polling helpers.
 //! Every server binds only to 127.0.0.1 and is stopped when dropped.
 
 pub mod cloudflare;
@@ -9,6 +10,7 @@ pub mod exim;
 pub mod faults;
 pub mod http;
 pub mod knot;
+pub mod opendkim;
 pub mod pdns;
 pub mod provider;
 pub mod route53;
@@ -91,6 +93,20 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> std::process::Outpu
     child.wait_with_output().unwrap()
 }
 
+/// Adds a test double's `--zone` for each of `zones` and, with `mirror`, the `--mirror` BIND
+/// primary and its `--mirror-key` (the double pushes every TXT change there).
+pub fn double_zones(command: &mut Command, zones: &[&str], mirror: Option<&Bind>) {
+    for zone in zones {
+        command.args(["--zone", zone]);
+    }
+    if let Some(bind) = mirror {
+        command
+            .arg("--mirror")
+            .arg(format!("127.0.0.1:{}", bind.primary.port));
+        command.arg("--mirror-key").arg(&bind.tsig_file);
+    }
+}
+
 /// A child process, killed and waited for when dropped (so a test leaves nothing running).
 pub struct Running(pub Child);
 
@@ -118,6 +134,62 @@ pub fn spawn_ready(mut command: Command, hint: &str) -> Running {
     Running(child)
 }
 
+/// Starts `command` (a server) with its stdout and stderr in the file `log`, and waits (at most
+/// 20 s) until `ready` holds; panics with `hint` if it cannot start, with the log if it does not
+/// get ready. `what` names it in those messages.
+pub fn start_server(
+    mut command: Command,
+    log: &Path,
+    what: &str,
+    hint: &str,
+    mut ready: impl FnMut() -> bool,
+) -> Running {
+    let file = fs::File::create(log).unwrap();
+    let child = command
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {what}: {err} ({hint})"));
+    let server = Running(child);
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} did not start: {}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// `dig +short +norecurse @127.0.0.1 -p PORT ARGS`.
+pub fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args([
+            "+short",
+            "+norecurse",
+            "+time=1",
+            "+tries=1",
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(args)
+        .output()
+        .expect("dig runs (apt-get install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The TXT values at `name` on the server at 127.0.0.1:`port`, each with its strings joined.
+pub fn dig_txt(port: u16, name: &str) -> Vec<String> {
+    dig(port, &["TXT", name])
+        .lines()
+        .map(join_quoted)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// One `named` process, killed when dropped.
 pub struct Named {
     _child: Running,
@@ -132,21 +204,8 @@ impl Named {
     fn start(dir: &Path, conf: &str, port: u16, control: Option<u16>) -> Self {
         fs::create_dir_all(dir).unwrap();
         fs::write(dir.join("named.conf"), conf).unwrap();
-        let log = fs::File::create(dir.join("named.log")).unwrap();
-        let child = Command::new(sbin("named"))
-            .args(["-g", "-c"])
-            .arg(dir.join("named.conf"))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("named starts");
-        let named = Self {
-            _child: Running(child),
-            port,
-            control,
-            dir: dir.to_owned(),
-        };
-        let started = Instant::now();
+        let mut named = Command::new(sbin("named"));
+        named.args(["-g", "-c"]).arg(dir.join("named.conf"));
         // Ready when it answers over UDP and TCP (rotor sends updates over TCP); a resolver
         // is asked to recurse.
         let recurse = if conf.contains("recursion yes;") {
@@ -154,45 +213,32 @@ impl Named {
         } else {
             "+norecurse"
         };
-        while named.dig(&[recurse, "SOA", DOMAIN]).is_empty()
-            || named.dig(&[recurse, "+tcp", "SOA", DOMAIN]).is_empty()
-        {
-            if started.elapsed() > Duration::from_secs(20) {
-                panic!(
-                    "named on port {port} did not start: {}",
-                    fs::read_to_string(dir.join("named.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let child = start_server(
+            named,
+            &dir.join("named.log"),
+            &format!("named on port {port}"),
+            "apt-get install bind9",
+            || {
+                !dig(port, &[recurse, "SOA", DOMAIN]).is_empty()
+                    && !dig(port, &[recurse, "+tcp", "SOA", DOMAIN]).is_empty()
+            },
+        );
+        Self {
+            _child: child,
+            port,
+            control,
+            dir: dir.to_owned(),
         }
-        named
     }
 
     /// `dig +short +norecurse @127.0.0.1 -p PORT ARGS`.
     pub fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("dig")
-            .args([
-                "+short",
-                "+norecurse",
-                "+time=1",
-                "+tries=1",
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-            ])
-            .args(args)
-            .output()
-            .expect("dig runs (apt-get install bind9-dnsutils)");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        dig(self.port, args)
     }
 
     /// The TXT values at `name`, each with its strings joined.
     pub fn txt(&self, name: &str) -> Vec<String> {
-        self.dig(&["TXT", name])
-            .lines()
-            .map(join_quoted)
-            .filter(|s| !s.is_empty())
-            .collect()
+        dig_txt(self.port, name)
     }
 
     /// `rndc retransfer DOMAIN` (secondaries started with a control channel).
@@ -213,6 +259,47 @@ impl Named {
             .unwrap();
         assert!(status.success(), "rndc retransfer failed");
     }
+}
+
+/// `value` as a zone file or nsupdate writes a TXT value: strings of at most 255 bytes, each
+/// quoted (`"abc" "def"`).
+pub fn quote_txt(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The test zone (one of [`ZONES`]) `name` is in.
+pub fn zone_of(name: &str) -> &'static str {
+    ZONES
+        .iter()
+        .find(|zone| name.ends_with(*zone))
+        .expect("a name in a test zone")
+}
+
+/// Adds the TXT record `name` = `value` (TTL 60) on the server at 127.0.0.1:`port` with
+/// `nsupdate`, signed with the TSIG key in `tsig_file`: a record someone else than rotor made.
+pub fn nsupdate_txt(port: u16, tsig_file: &Path, name: &str, value: &str) {
+    let mut nsupdate = Command::new("nsupdate")
+        .arg("-k")
+        .arg(tsig_file)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nsupdate runs (apt-get install bind9-dnsutils)");
+    std::io::Write::write_all(
+        &mut nsupdate.stdin.take().unwrap(),
+        format!(
+            "server 127.0.0.1 {port}\nzone {zone}\nupdate add {name} 60 TXT {quoted}\nsend\n",
+            zone = zone_of(name),
+            quoted = quote_txt(value)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(nsupdate.wait().unwrap().success(), "nsupdate failed");
 }
 
 /// `"abc" "def"` (as dig, nsupdate, Route53 and Cloudflare write a TXT value), joined: `abcdef`.
@@ -250,6 +337,7 @@ pub enum Secondary {
     Lagging,
 }
 
+/// The test zones' contents, as BIND and PowerDNS load them (relative names).
 const ZONE: &str = "$TTL 60
 @    IN SOA ns1.example.com. hostmaster.example.com. ( 1 3600 600 86400 60 )
 @    IN NS  ns1.example.com.
@@ -374,6 +462,12 @@ impl Bind {
     /// Both servers.
     pub fn servers(&self) -> [&Named; 2] {
         [&self.primary, &self.secondary]
+    }
+
+    /// Adds the TXT record `name` = `value` on the primary with `nsupdate`, as someone else than
+    /// rotor would.
+    pub fn plant(&self, name: &str, value: &str) {
+        nsupdate_txt(self.primary.port, &self.tsig_file, name, value);
     }
 
     /// Starts a recursive resolver (a third `named`, under `dir`) that asks the secondary for

@@ -6,9 +6,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::{Running, ZONES, free_port, join_quoted, sbin, write_private};
+use crate::{
+    Running, ZONE, ZONES, dig, dig_txt, free_port, quote_txt, sbin, start_server, write_private,
+    zone_of,
+};
 
 /// Where Debian puts the sqlite3 schema (the first that exists is used).
 const SCHEMAS: [&str; 2] = [
@@ -18,15 +20,6 @@ const SCHEMAS: [&str; 2] = [
 
 /// The API key the harness gives PowerDNS.
 pub const API_KEY: &str = "rotor-test-pdns-api-key";
-
-/// The test zones' contents (relative names).
-const ZONE: &str = "$TTL 60
-@    IN SOA ns1.example.com. hostmaster.example.com. ( 1 3600 600 86400 60 )
-@    IN NS  ns1.example.com.
-ns1  IN A   127.0.0.1
-@    IN TXT \"v=spf1 -all\"
-other._domainkey IN TXT \"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDoperator\"
-";
 
 /// One `pdns_server`, killed when dropped.
 pub struct Pdns {
@@ -108,60 +101,33 @@ consistent-backends=yes
                 .unwrap();
             assert!(out.status.success(), "pdnsutil load-zone {zone}: {out:?}");
         }
-        let log = fs::File::create(dir.join("pdns.log")).unwrap();
-        let child = Command::new(sbin("pdns_server"))
-            .arg(format!("--config-dir={}", dir.display()))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("pdns_server starts (apt-get install pdns-server pdns-backend-sqlite3)");
-        let server = Self {
-            _child: Running(child),
+        let mut server = Command::new(sbin("pdns_server"));
+        server.arg(format!("--config-dir={}", dir.display()));
+        let api_url = format!("http://127.0.0.1:{web}");
+        let child = start_server(
+            server,
+            &dir.join("pdns.log"),
+            "pdns_server",
+            "apt-get install pdns-server pdns-backend-sqlite3",
+            || {
+                !dig(port, &["SOA", ZONES[0]]).is_empty()
+                    && !dig(port, &["+tcp", "SOA", ZONES[0]]).is_empty()
+                    && api_answers(&api_url)
+            },
+        );
+        Self {
+            _child: child,
             port,
-            api_url: format!("http://127.0.0.1:{web}"),
+            api_url,
             api_key_file,
             dir: dir.to_owned(),
-        };
-        let started = Instant::now();
-        while dig(port, &["SOA", ZONES[0]]).is_empty()
-            || dig(port, &["+tcp", "SOA", ZONES[0]]).is_empty()
-            || !server.api_answers()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "pdns_server did not start: {}",
-                fs::read_to_string(dir.join("pdns.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        server
-    }
-
-    /// Whether the HTTP API answers with the key.
-    fn api_answers(&self) -> bool {
-        Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", "-H", "@-"])
-            .arg(format!("{}/api/v1/servers/localhost", self.api_url))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                writeln!(child.stdin.take().unwrap(), "X-API-Key: {API_KEY}")?;
-                child.wait()
-            })
-            .is_ok_and(|status| status.success())
     }
 
     /// Adds a TXT record behind the API's back (`pdnsutil add-record`), as someone else would.
-    pub fn plant(&self, zone: &str, name: &str, value: &str) {
-        let quoted = value
-            .as_bytes()
-            .chunks(255)
-            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-            .collect::<Vec<_>>()
-            .join(" ");
+    pub fn plant(&self, name: &str, value: &str) {
+        let zone = zone_of(name);
+        let quoted = quote_txt(value);
         let relative = name
             .strip_suffix(zone)
             .map_or("@", |head| head.trim_end_matches('.'));
@@ -180,29 +146,19 @@ consistent-backends=yes
     }
 }
 
-/// `dig +short +norecurse @127.0.0.1 -p PORT ARGS`.
-pub fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args([
-            "+short",
-            "+norecurse",
-            "+time=1",
-            "+tries=1",
-            "@127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(args)
-        .output()
-        .expect("dig runs (apt-get install bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The TXT values at `name` on the server at 127.0.0.1:`port`, each with its strings joined.
-pub fn dig_txt(port: u16, name: &str) -> Vec<String> {
-    dig(port, &["TXT", name])
-        .lines()
-        .map(join_quoted)
-        .filter(|s| !s.is_empty())
-        .collect()
+/// Whether the HTTP API at `api_url` answers with the key.
+fn api_answers(api_url: &str) -> bool {
+    Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-H", "@-"])
+        .arg(format!("{api_url}/api/v1/servers/localhost"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            writeln!(child.stdin.take().unwrap(), "X-API-Key: {API_KEY}")?;
+            child.wait()
+        })
+        .is_ok_and(|status| status.success())
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{Bind, ProviderUnderTest, Running, free_port, spawn_ready};
+use crate::{Bind, ProviderUnderTest, Running, double_zones, free_port, spawn_ready};
 
 /// A running moto server, stopped when dropped.
 pub struct MotoRoute53 {
@@ -21,15 +21,7 @@ impl MotoRoute53 {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("doubles/route53.py");
         let mut command = Command::new("python3");
         command.arg(script).args(["--port", &port.to_string()]);
-        for zone in zones {
-            command.args(["--zone", zone]);
-        }
-        if let Some(bind) = mirror {
-            command
-                .arg("--mirror")
-                .arg(format!("127.0.0.1:{}", bind.primary.port));
-            command.arg("--mirror-key").arg(&bind.tsig_file);
-        }
+        double_zones(&mut command, zones, mirror);
         let child = spawn_ready(
             command,
             "Route53's emulation: python3 -m pip install 'moto[server]' (tests/run.sh does)",

@@ -39,8 +39,8 @@
 //! `dkim-signature` field (a string, or an array when there are several) holds the header values
 //! rspamd would have a milter insert; [`Rspamd::sign`] prepends them as `DKIM-Signature:` headers.
 //! The proxy worker speaks milter on [`Rspamd::milter_port`]: by hand, `miltertest -D port=PORT
-//! -s tests/support/probe.lua` (OpenDKIM's probe, no auth macro, client 127.0.0.1) gets the same
-//! signature back, but each probe takes about 5 s.
+//! -D domain=example.com -s testkit/scripts/probe.lua` (OpenDKIM's probe, no auth macro, client
+//! 127.0.0.1) gets the same signature back, but each probe takes about 5 s.
 //!
 //! A configuration that does not parse makes rspamd exit 1 at start (`rspamd_config_read: failed
 //! to load config: ucl parser error: ...`); [`Rspamd::start`] panics with the log, as it does when

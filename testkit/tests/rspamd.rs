@@ -396,24 +396,6 @@ fn record(key: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// Publishes a TXT record on the primary with nsupdate.
-fn publish(bind: &Bind, name: &str, value: &str) {
-    let mut nsupdate = Command::new("nsupdate")
-        .arg("-k")
-        .arg(&bind.tsig_file)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("nsupdate runs (apt-get install bind9-dnsutils)");
-    use std::io::Write;
-    writeln!(
-        nsupdate.stdin.take().unwrap(),
-        "server 127.0.0.1 {}\nzone example.com\nupdate add {name} 60 TXT \"{value}\"\nsend",
-        bind.primary.port
-    )
-    .unwrap();
-    assert!(nsupdate.wait().unwrap().success(), "nsupdate failed");
-}
-
 /// g: `check_pubkey = true; allow_pubkey_mismatch = false;` makes rspamd look the selector up
 /// (here on a BIND primary) before signing, and refuse when the record is missing or holds
 /// another key.
@@ -450,7 +432,7 @@ fn check_pubkey_signs_only_with_a_published_key() {
     );
 
     // Published: signed.
-    publish(&bind, "ed1._domainkey.example.com", &record(&ed1));
+    bind.plant("ed1._domainkey.example.com", &record(&ed1));
     let signed = rspamd.sign(&message("example.com", 1));
     assert_eq!(
         signatures(&signed),
@@ -459,7 +441,7 @@ fn check_pubkey_signs_only_with_a_published_key() {
     verify(&signed, &[("ed1", "example.com", &ed1)]).unwrap();
 
     // ed2's record holds ed1's key: once the map says ed2, no signature.
-    publish(&bind, "ed2._domainkey.example.com", &record(&ed1));
+    bind.plant("ed2._domainkey.example.com", &record(&ed1));
     write_atomic(&map, "example.com ed2\n");
     let line = "public key for example.com/ed2 does not match private key";
     wait_for(

@@ -27,11 +27,18 @@ pub struct Setup {
     pub min_wait: &'static str,
     pub grace: &'static str,
     pub retire: &'static str,
-    pub revoke_for: &'static str,
+    /// `defaults.revoke_for` (none: the line is left out).
+    pub revoke_for: Option<&'static str>,
     pub timeout: &'static str,
     /// The provider the config names `bind`, whichever API reaches the BIND zones (none: RFC
     /// 2136 to the primary, [`Bind::provider`]).
     pub provider: Option<ProviderUnderTest>,
+    /// The OpenDKIM signer's `reload:` command (none: it appends a line to `reloads.log` in the
+    /// signer's directory, [`reload_line`]).
+    pub reload: Option<&'static str>,
+    /// The operator's SigningTable and KeyTable before rotor's first run.
+    pub signing_table: &'static str,
+    pub key_table: &'static str,
 }
 
 impl Default for Setup {
@@ -40,30 +47,57 @@ impl Default for Setup {
             min_wait: "1s",
             grace: "2s",
             retire: "delete",
-            revoke_for: "2s",
+            revoke_for: Some("2s"),
             timeout: "5m",
             provider: None,
+            reload: None,
+            signing_table: "# operator's rows\n*@other.org sel._domainkey.other.org\n",
+            key_table: "sel._domainkey.other.org other.org:sel:/etc/dkimkeys/other.pem\n",
         }
     }
 }
 
 impl Rotor {
-    /// Writes a config for `bind` in `dir`.
+    /// Writes a config for `bind` in `dir`: its provider `bind`, propagation checked on both
+    /// servers and through the secondary as the resolver.
     pub fn new(dir: &Path, bind: &Bind, setup: Setup) -> Self {
+        let provider = setup.provider.clone().unwrap_or_else(|| bind.provider());
+        let (p1, p2) = (bind.primary.port, bind.secondary.port);
+        Self::with_provider(dir, "bind", provider, (&[p1, p2], &[p2]), setup)
+    }
+
+    /// Writes a config in `dir` whose one provider, `name`, is `provider` (`setup.provider` is
+    /// not read), checking propagation on the authoritative servers and the resolvers on
+    /// 127.0.0.1 at `ports` (no resolver: the line is left out).
+    pub fn with_provider(
+        dir: &Path,
+        name: &str,
+        provider: ProviderUnderTest,
+        (authoritative, resolvers): (&[u16], &[u16]),
+        setup: Setup,
+    ) -> Self {
         let signer = dir.join("opendkim");
         fs::create_dir_all(signer.join("keys")).unwrap();
         fs::set_permissions(signer.join("keys"), fs::Permissions::from_mode(0o700)).unwrap();
-        fs::write(
-            signer.join("SigningTable"),
-            "# operator's rows\n*@other.org sel._domainkey.other.org\n",
-        )
-        .unwrap();
-        fs::write(
-            signer.join("KeyTable"),
-            "sel._domainkey.other.org other.org:sel:/etc/dkimkeys/other.pem\n",
-        )
-        .unwrap();
-        let provider = setup.provider.unwrap_or_else(|| bind.provider());
+        fs::write(signer.join("SigningTable"), setup.signing_table).unwrap();
+        fs::write(signer.join("KeyTable"), setup.key_table).unwrap();
+        let servers = |ports: &[u16]| {
+            let quoted: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let resolvers = if resolvers.is_empty() {
+            String::new()
+        } else {
+            format!("\n    resolvers: {}", servers(resolvers))
+        };
+        let revoke_for = setup
+            .revoke_for
+            .map(|revoke_for| format!("\n  revoke_for: {revoke_for}"))
+            .unwrap_or_default();
+        let reload = setup.reload.map_or_else(
+            || format!("echo reloaded >> {}/reloads.log", signer.display()),
+            str::to_string,
+        );
         let config = dir.join("rotor.yaml");
         fs::write(
             &config,
@@ -75,14 +109,12 @@ defaults:
   selector: \"t{{yyyy}}{{mm}}{{dd}}\"
   ttl: 1
   propagation:
-    authoritative: [\"127.0.0.1:{p1}\", \"127.0.0.1:{p2}\"]
-    resolvers: [\"127.0.0.1:{p2}\"]
+    authoritative: {authoritative}{resolvers}
     min_wait: {min_wait}
     poll_every: 1s
     timeout: {timeout}
   grace: {grace}
-  retire: {retire}
-  revoke_for: {revoke_for}
+  retire: {retire}{revoke_for}
 providers:
 {provider}
 signers:
@@ -91,21 +123,19 @@ signers:
     key_table: {signer}/KeyTable
     signing_table: {signer}/SigningTable
     key_dir: {signer}/keys
-    reload: \"echo reloaded >> {signer}/reloads.log\"
+    reload: \"{reload}\"
 domains:
   - name: example.com
-    provider: bind
+    provider: {name}
     signers: [mx1]
 ",
                 dir = dir.display(),
-                p1 = bind.primary.port,
-                p2 = bind.secondary.port,
-                provider = provider.entry("bind"),
+                authoritative = servers(authoritative),
+                provider = provider.entry(name),
                 signer = signer.display(),
                 min_wait = setup.min_wait,
                 grace = setup.grace,
                 retire = setup.retire,
-                revoke_for = setup.revoke_for,
                 timeout = setup.timeout,
             ),
         )

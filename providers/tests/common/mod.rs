@@ -10,7 +10,11 @@ pub mod route53;
 #[path = "../support/route53.rs"]
 pub mod route53_support;
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use rotor_providers::DnsProvider;
+use rotor_providers::rfc2136::{Rfc2136, Rfc2136Config, TsigKey};
 
 /// A DNS provider under test, with a way to look behind the adapter's back.
 pub trait Backend: Send + Sync {
@@ -32,4 +36,25 @@ pub trait Backend: Send + Sync {
 /// A scratch directory for this test binary.
 pub fn scratch() -> tempfile::TempDir {
     rotor_testkit::scratch_in(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// Rotor's RFC 2136 adapter named `name`, for the server on 127.0.0.1:`port`, signing with the
+/// TSIG key in `key`.
+pub fn rfc2136_adapter(name: &str, port: u16, key: &Path) -> Rfc2136 {
+    Rfc2136::new(Rfc2136Config {
+        name: name.into(),
+        server: format!("127.0.0.1:{port}").parse().unwrap(),
+        tsig: Some(TsigKey::from_file(key).unwrap()),
+        timeout: Duration::from_secs(3),
+    })
+}
+
+/// A TSIG key file in `dir` named as the servers' key (`rotor-key`) but with another secret.
+pub fn wrong_tsig_key(dir: &Path) -> PathBuf {
+    let wrong = dir.join("wrong.key");
+    rotor_testkit::write_private(
+        &wrong,
+        "key \"rotor-key\" { algorithm hmac-sha256; secret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\"; };",
+    );
+    wrong
 }

@@ -27,8 +27,8 @@ use std::path::Path;
 use crate::error::Result;
 use crate::key_files::{KeyFiles, KeyFormat};
 use crate::probe::ProbeSettings;
-use crate::tables::{FileSet, check_writable, rewrite};
-use crate::{Signer, SignerPlan, command};
+use crate::tables::{check_writable, rewrite, switch_file};
+use crate::{Signer, SignerPlan};
 
 /// The Exim adapter.
 pub struct Exim {
@@ -78,15 +78,13 @@ impl Signer for Exim {
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
-        let switch = || {
-            let files = FileSet::read(&[&self.config.table])?;
-            let table = self.table(plan, files.text(0));
-            files.switch(&[table], || {
-                let timeout = command::timeout(self.config.timeout);
-                command::run_optional("reload", self.config.reload.as_ref(), timeout)
-            })
-        };
-        switch().map_err(|err| err.within("Exim"))
+        switch_file(
+            &self.config.table,
+            |current| Ok(self.table(plan, current)),
+            self.config.reload.as_ref(),
+            self.config.timeout,
+        )
+        .map_err(|err| err.within("Exim"))
     }
 
     fn table_files(&self) -> Vec<&Path> {

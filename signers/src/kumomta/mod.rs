@@ -26,8 +26,8 @@ use toml_edit::{DocumentMut, Item, Table, value};
 use crate::error::{Result, SignerError};
 use crate::key_files::{KeyFiles, KeyFormat};
 use crate::probe::ProbeSettings;
-use crate::tables::{FileSet, check_writable};
-use crate::{Signer, SignerKey, SignerPlan, command};
+use crate::tables::{check_writable, switch_file};
+use crate::{Signer, SignerKey, SignerPlan};
 
 /// The KumoMTA adapter.
 pub struct Kumomta {
@@ -103,15 +103,13 @@ impl Signer for Kumomta {
     }
 
     fn switch(&self, plan: &SignerPlan) -> Result<()> {
-        let switch = || {
-            let files = FileSet::read(&[&self.config.data_file])?;
-            let data = self.data(plan, files.text(0))?;
-            files.switch(&[data], || {
-                let timeout = command::timeout(self.config.timeout);
-                command::run_optional("reload", self.config.reload.as_ref(), timeout)
-            })
-        };
-        switch().map_err(|err| err.within("KumoMTA"))
+        switch_file(
+            &self.config.data_file,
+            |current| self.data(plan, current),
+            self.config.reload.as_ref(),
+            self.config.timeout,
+        )
+        .map_err(|err| err.within("KumoMTA"))
     }
 
     fn table_files(&self) -> Vec<&Path> {

@@ -3,21 +3,17 @@
 //! OpenDKIM runs as root here and refuses a key file another user owns (`RequireSafeKeys`), so
 //! the key files' second id is their group.
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use rotor_signers::SignerKey;
-use rotor_testkit::{Running, free_port, wait_for};
+use rotor_testkit::opendkim::{self, probe_message};
 
 use super::{Backend, NOGROUP, private_dir, signed_by, write_owned};
 
 /// A running OpenDKIM and the files it reads.
 pub struct Opendkim {
     dir: PathBuf,
-    port: u16,
-    _daemon: Running,
+    daemon: opendkim::Opendkim,
 }
 
 /// Starts OpenDKIM on tables under `dir`, with rows of another domain in them.
@@ -37,59 +33,8 @@ pub fn start(dir: &Path) -> Opendkim {
         tables,
         0o640,
     );
-    let port = free_port();
-    let pid_file = dir.join("opendkim.pid");
-    let conf = dir.join("opendkim.conf");
-    fs::write(
-        &conf,
-        format!(
-            "Syslog no\nSocket inet:{port}@127.0.0.1\nPidFile {pid}\nMode s\nCanonicalization relaxed/simple\n\
-             KeyTable file:{dir}/KeyTable\nSigningTable refile:{dir}/SigningTable\nUMask 007\n",
-            pid = pid_file.display(),
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/opendkim")
-        .args(["-f", "-x"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("opendkim is installed (apt-get install opendkim; tests/run.sh does)");
-    let daemon = Running(child);
-    wait_for("opendkim's pid file", Duration::from_secs(20), || {
-        pid_file.exists()
-    });
-    Opendkim {
-        dir,
-        port,
-        _daemon: daemon,
-    }
-}
-
-impl Opendkim {
-    /// The DKIM-Signature OpenDKIM adds to the probe of `domain`, or `None`.
-    fn probe(&self, domain: &str) -> Result<Option<String>, String> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/probe.lua");
-        let out = Command::new("miltertest")
-            .arg("-D")
-            .arg(format!("port={}", self.port))
-            .arg("-D")
-            .arg(format!("domain={domain}"))
-            .arg("-s")
-            .arg(script)
-            .output()
-            .expect("miltertest is installed (apt-get install miltertest; tests/run.sh does)");
-        if !out.status.success() {
-            return Err(format!(
-                "miltertest: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Ok((text != "unsigned").then_some(text))
-    }
+    let daemon = opendkim::Opendkim::start(&dir);
+    Opendkim { dir, daemon }
 }
 
 impl Backend for Opendkim {
@@ -128,12 +73,9 @@ impl Backend for Opendkim {
 
     fn signs(&self, domain: &str, key: &SignerKey) -> Result<(), String> {
         let signature = self
+            .daemon
             .probe(domain)?
             .ok_or_else(|| format!("{domain} is not signed"))?;
-        let message = format!(
-            "DKIM-Signature: {}\r\nFrom: probe@{domain}\r\nTo: someone@example.net\r\nSubject: rotor probe\r\nDate: Mon, 23 Nov 2026 12:00:00 +0000\r\n\r\nHello.\r\n",
-            signature.trim()
-        );
-        signed_by(&message, domain, key)
+        signed_by(&probe_message(domain, &signature), domain, key)
     }
 }
