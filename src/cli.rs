@@ -120,6 +120,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What DMARC aggregate reports said of a domain's DKIM selectors: messages that passed
+    /// and failed, per selector and day, and who reported them.
+    Report {
+        /// A domain from the config.
+        domain: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the DNS providers rotor supports: the `type:` that selects each, what it can do,
     /// what proves it works, its cargo feature (needs no config).
     Providers {

@@ -187,6 +187,11 @@ pub async fn pass(
     }
     let report = engine.run(forced).await;
     let keys = store.keys()?;
+    let mut evidence = Evidence::new();
+    for domain in &config.domains {
+        let days = store.dkim_days(domain.name.as_str())?;
+        evidence.insert(domain.name.to_string(), days);
+    }
     let mut notices = Vec::new();
     for (domain, before) in seen {
         let events = store.history(domain)?;
@@ -211,6 +216,8 @@ pub async fn pass(
                 counts
             }),
             calls: &calls,
+            evidence: &evidence,
+            reports: report.reports,
         };
         if let Err(err) = metrics::write(path, &metrics::render(config, &keys, &measured)) {
             tracing::warn!("metrics: {err:#}");
@@ -429,6 +436,19 @@ pub fn history(config: &Config, domain: &str, json: bool) -> Result<Code> {
             event.phase,
             event.detail
         );
+    }
+    Ok(0)
+}
+
+/// `rotor report`: what DMARC aggregate reports said of the domain's selectors.
+pub fn report(config: &Config, domain: &str, json: bool) -> Result<Code> {
+    let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
+    let (days, keys) = read_store(config, |s| (s.dkim_days(&domain), s.domain_keys(&domain)))?;
+    let rows = crate::report::selectors(&days, &keys);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", crate::report::text(&domain, &rows));
     }
     Ok(0)
 }

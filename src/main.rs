@@ -10,6 +10,7 @@ mod notify;
 mod plan;
 mod probe;
 mod propagation;
+mod report;
 mod signer_plan;
 mod status;
 mod time;
@@ -153,6 +154,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {
         Command::Plan { json } => commands::plan(&config, json),
         Command::Check => runtime.block_on(commands::check(&config)),
         Command::History { domain, json } => commands::history(&config, &domain, json),
+        Command::Report { domain, json } => commands::report(&config, &domain, json),
         Command::Revoke {
             domain,
             selector,

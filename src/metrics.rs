@@ -14,7 +14,9 @@ use rotor_state::{KeyRecord, Phase};
 use rotor_common::ErrorKind;
 
 use crate::config::Config;
+use crate::engine::Ingested;
 use crate::fsutil;
+use crate::plan::evidence::{Evidence, failing, totals_since};
 
 /// Calls and errors of one provider during a pass.
 #[derive(Debug, Default)]
@@ -105,6 +107,10 @@ pub struct PassMetrics<'a> {
     pub failures: BTreeMap<ErrorKind, usize>,
     /// Provider calls, by provider name.
     pub calls: &'a BTreeMap<String, Arc<CallCount>>,
+    /// What DMARC reports said, by domain.
+    pub evidence: &'a Evidence,
+    /// The reports this pass read.
+    pub reports: Ingested,
 }
 
 fn escape(value: &str) -> String {
@@ -209,6 +215,80 @@ pub fn render(config: &Config, keys: &[KeyRecord], pass: &PassMetrics) -> String
                 })
             })
             .collect(),
+    );
+    let mut dkim = Vec::new();
+    for (domain, days) in pass.evidence {
+        for (selector, totals) in totals_since(days, 0) {
+            for (result, count) in [
+                ("pass", totals.pass),
+                ("fail", totals.fail),
+                ("other", totals.other),
+            ] {
+                dkim.push((
+                    format!(
+                        "{{domain=\"{}\",selector=\"{}\",result=\"{result}\"}}",
+                        escape(domain),
+                        escape(&selector)
+                    ),
+                    count.to_string(),
+                ));
+            }
+        }
+    }
+    family(
+        "rotor_dmarc_dkim_messages",
+        "Messages DMARC aggregate reports saw signed with each selector, by DKIM result.",
+        "gauge",
+        dkim,
+    );
+    family(
+        "rotor_dmarc_failing",
+        "1 if the active key's selector fails in DMARC reports above monitor.max_fail_rate.",
+        "gauge",
+        config
+            .domains
+            .iter()
+            .flat_map(|domain| {
+                let days = pass
+                    .evidence
+                    .get(domain.name.as_str())
+                    .map_or(&[][..], Vec::as_slice);
+                keys.iter()
+                    .filter(|k| k.domain == domain.name.as_str() && k.phase == Phase::Active)
+                    .filter(|_| domain.policy.monitor.is_some())
+                    .map(move |k| {
+                        let failing = failing(k, &domain.policy, days, pass.now).is_some();
+                        (
+                            format!(
+                                "{{domain=\"{}\",selector=\"{}\"}}",
+                                escape(&k.domain),
+                                escape(&k.selector)
+                            ),
+                            u8::from(failing).to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+    );
+    family(
+        "rotor_last_pass_reports",
+        "DMARC aggregate reports the last pass read, by outcome.",
+        "gauge",
+        vec![
+            (
+                "{outcome=\"counted\"}".to_string(),
+                pass.reports.counted.to_string(),
+            ),
+            (
+                "{outcome=\"duplicate\"}".to_string(),
+                pass.reports.duplicates.to_string(),
+            ),
+            (
+                "{outcome=\"refused\"}".to_string(),
+                pass.reports.refused.to_string(),
+            ),
+        ],
     );
     family(
         "rotor_last_pass_success",

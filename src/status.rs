@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use rotor_common::ErrorKind;
-use rotor_state::{KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult, ServerCheck};
+use rotor_state::{DkimDay, KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult, ServerCheck};
 use serde::Serialize;
 
 use crate::config::DomainConfig;
-use crate::plan::evidence::Evidence;
+use crate::plan::evidence::{Evidence, Totals, totals_since};
 use crate::plan::{DnsChange, DomainPlan, Gate, Plan, Step, When};
 use crate::time::rfc3339;
 
@@ -44,12 +44,14 @@ pub struct KeyStatus {
     pub signers: BTreeMap<String, String>,
     /// Each signer's last probe with this key: whether it signed a probe message validly.
     pub probes: BTreeMap<String, ProbeResult>,
+    /// What DMARC aggregate reports said of its selector (active and retiring keys).
+    pub dmarc: Option<Totals>,
 }
 
 impl KeyStatus {
     /// The row of `key`, whose domain's plan is `plan`: its step, or what holds it. A failed
     /// key shows its domain's next rotation of its type (the retry).
-    fn new(key: &KeyRecord, plan: &DomainPlan, now: u64) -> Self {
+    fn new(key: &KeyRecord, plan: &DomainPlan, days: &[DkimDay], now: u64) -> Self {
         let step = match key.phase {
             Phase::Failed => plan
                 .rotations
@@ -97,6 +99,9 @@ impl KeyStatus {
                 .unwrap_or_default(),
             signers: key.signers.clone(),
             probes: key.probes.clone(),
+            dmarc: matches!(key.phase, Phase::Active | Phase::Retiring)
+                .then(|| totals_since(days, 0).remove(&key.selector))
+                .flatten(),
         }
     }
 
@@ -117,6 +122,7 @@ impl KeyStatus {
             servers: Vec::new(),
             signers: BTreeMap::new(),
             probes: BTreeMap::new(),
+            dmarc: None,
         }
     }
 }
@@ -159,7 +165,11 @@ pub fn rows(
             .get(domain.name.as_str())
             .map_or(&[][..], Vec::as_slice);
         let plan = DomainPlan::compute(domain, &theirs, days, when, false);
-        rows.extend(shown.into_iter().map(|key| KeyStatus::new(key, &plan, now)));
+        rows.extend(
+            shown
+                .into_iter()
+                .map(|key| KeyStatus::new(key, &plan, days, now)),
+        );
     }
     rows
 }
@@ -189,6 +199,7 @@ pub fn orphans(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<KeyStatus> {
             servers: Vec::new(),
             signers: key.signers.clone(),
             probes: key.probes.clone(),
+            dmarc: None,
         })
         .collect()
 }
@@ -400,6 +411,13 @@ pub fn table(rows: &[KeyStatus]) -> String {
     let mut lines: Vec<[String; 8]> = vec![header.map(String::from)];
     for row in rows {
         let mut waiting = row.waiting_for.clone().unwrap_or_else(dash);
+        if let Some(dmarc) = row.dmarc.filter(|d| d.messages() > 0) {
+            waiting = format!(
+                "{waiting} [DMARC: {:.1}% of {} passed]",
+                100.0 - dmarc.fail_rate() * 100.0,
+                dmarc.messages()
+            );
+        }
         if let Some(error) = &row.error {
             let kind = row.error_kind.map(|k| format!(", {k}")).unwrap_or_default();
             waiting = format!("{waiting} (error{kind}: {error})");

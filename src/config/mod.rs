@@ -9,9 +9,8 @@ mod policy;
 mod values;
 mod window;
 
-pub use monitor::Monitor;
 #[cfg(test)]
-pub use monitor::Percent;
+pub use monitor::{Monitor, Percent};
 pub use policy::{Policy, Propagation};
 pub use values::{
     Authoritative, DomainName, Interval, RetireMode, Schedule, SelectorTemplate, ServerAddr,

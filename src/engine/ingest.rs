@@ -11,7 +11,11 @@ use rotor_reports::parse::{self, Summary};
 use rotor_reports::{MAX_REPORT, Source};
 use rotor_state::{DkimDay, SeenReport};
 
+use rotor_state::Phase;
+
 use super::Engine;
+use crate::config::DomainConfig;
+use crate::plan::evidence;
 
 /// What one pass read, for its log line and the metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +29,9 @@ pub struct Ingested {
 }
 
 const DAY: u64 = 86_400;
+
+/// How the history event of a failing selector starts.
+const ALERT: &str = "alert:";
 
 /// The days `summary` adds, per selector of its signing domains.
 fn days_of(summary: &Summary) -> Vec<DkimDay> {
@@ -45,6 +52,36 @@ fn days_of(summary: &Summary) -> Vec<DkimDay> {
 }
 
 impl Engine<'_> {
+    /// Raises, once per key, the alert of an active key whose selector fails in reports above
+    /// `monitor.max_fail_rate` (an event in its history, so a notification); `status` warns
+    /// of it on every run while it lasts.
+    pub(super) fn alert(&self, domain: &DomainConfig) -> anyhow::Result<()> {
+        if domain.policy.monitor.is_none() {
+            return Ok(());
+        }
+        let keys = self.store.domain_keys(domain.name.as_str())?;
+        let days = self.days(domain);
+        let history = self.store.history(domain.name.as_str())?;
+        let now = self.clock.now();
+        let mut events = Vec::new();
+        for key in keys.iter().filter(|k| k.phase == Phase::Active) {
+            let Some(alert) = evidence::failing(key, &domain.policy, &days, now) else {
+                continue;
+            };
+            let raised = history
+                .iter()
+                .any(|e| e.selector == key.selector && e.detail.starts_with(ALERT));
+            if !raised {
+                tracing::warn!("{} {}: {alert}", key.domain, key.selector);
+                events.push(self.event(key, format!("{ALERT} {alert}")));
+            }
+        }
+        if !events.is_empty() {
+            self.store.commit(&[], &events)?;
+        }
+        Ok(())
+    }
+
     /// Reads every report source once.
     pub(super) async fn ingest(&self) -> Ingested {
         let mut total = Ingested::default();

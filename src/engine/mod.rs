@@ -186,6 +186,11 @@ impl<'a> Engine<'a> {
         let mut report = PassReport::default();
         self.sweep();
         report.reports = self.ingest().await;
+        for domain in &self.config.domains {
+            if let Err(err) = self.alert(domain) {
+                self.warn(format!("{}: DMARC alert: {err:#}", domain.name));
+            }
+        }
         let all: Vec<&DomainConfig> = self.config.domains.iter().collect();
         for (domain, err) in self.start_rotations(&all, forced).await {
             report.fail(domain, err);
@@ -481,6 +486,24 @@ impl<'a> Engine<'a> {
                 } else {
                     "taken out of the signers; record removed; private key destroyed".to_string()
                 }
+            }
+            Action::Rollback => {
+                if key.compromised.is_some() {
+                    bail!("a key reported compromised is never rolled back to");
+                }
+                self.apply_signers(domain, &key, &mut after, &[], true)
+                    .await?;
+                let restored = after
+                    .iter()
+                    .find(|k| k.phase == Phase::Active && k.selector != key.selector)
+                    .map_or_else(|| "the previous key".to_string(), |k| k.selector.clone());
+                let days = self.days(domain);
+                let why = crate::plan::evidence::failing(&key, &domain.policy, &days, now)
+                    .unwrap_or_else(|| "DMARC reports showed it failing".into());
+                format!(
+                    "rolled back: signers {} sign with {restored} again; {why}",
+                    domain.signers.join(", ")
+                )
             }
             Action::RemoveRevoked => {
                 let zone = self.key_zone(domain, &key).await?;

@@ -74,6 +74,8 @@ pub fn changes(key: &KeyRecord, action: Action, ttl: u32) -> Vec<DnsChange> {
             None => Vec::new(),
         },
         Action::RemoveRevoked => vec![delete(revoked_record(key))],
-        Action::GenerateKey | Action::CheckPropagation | Action::Activate => Vec::new(),
+        Action::GenerateKey | Action::CheckPropagation | Action::Activate | Action::Rollback => {
+            Vec::new()
+        }
     }
 }

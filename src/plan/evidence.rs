@@ -10,7 +10,7 @@ use rotor_state::{Action, DkimDay, KeyRecord, Phase};
 
 use super::gate::Gate;
 use super::lifecycle::Next;
-use crate::config::{Monitor, Policy};
+use crate::config::Policy;
 
 const DAY: u64 = 86_400;
 
@@ -18,7 +18,7 @@ const DAY: u64 = 86_400;
 pub type Evidence = BTreeMap<String, Vec<DkimDay>>;
 
 /// One selector's results in reports since a time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
     /// Messages whose signature passed.
     pub pass: u64,
@@ -77,41 +77,62 @@ pub fn hold(key: &KeyRecord, policy: &Policy, days: &[DkimDay], now: u64, next: 
     if now >= cap {
         return next;
     }
-    match silent_until(key, monitor, days) {
-        Ok(until) if now >= until => next,
-        Ok(until) => Next::Wait {
-            until: Some(until.min(cap)),
-            gate: Gate::StillSeen {
-                last_seen: until - monitor.retire_when_silent.secs(),
-            },
-        },
-        Err(()) => Next::Wait {
-            until: Some(cap),
-            gate: Gate::AwaitingReports,
-        },
-    }
-}
-
-/// When `key`'s selector will have been silent for `retire_when_silent`, by the reports: from
-/// the end of the last day they saw it (or its replacement), provided reports of the domain's
-/// mail (any selector) cover the days since; `Err` while no report after that shows any mail.
-fn silent_until(key: &KeyRecord, monitor: &Monitor, days: &[DkimDay]) -> Result<u64, ()> {
-    let totals = totals_since(days, key.since);
-    let seen = totals.get(&key.selector).map_or(0, |t| t.last_seen);
+    let seen = totals_since(days, key.since)
+        .get(&key.selector)
+        .map_or(0, |t| t.last_seen);
     let silent_from = seen.max(key.since);
     let until = silent_from + monitor.retire_when_silent.secs();
-    // Reports that saw the domain's mail on days after the selector's last day: evidence that
-    // it is silent, not that reports stopped.
+    if now < until {
+        let gate = match seen {
+            0 => Gate::AwaitingReports,
+            last_seen => Gate::StillSeen { last_seen },
+        };
+        return Next::Wait {
+            until: Some(until.min(cap)),
+            gate,
+        };
+    }
+    // Silence is shown by reports of the domain's mail (other selectors) on days after the
+    // selector's last: not by reports that stopped coming.
     let reported_after = days
         .iter()
         .filter(|d| d.selector != key.selector && d.pass + d.fail + d.other > 0)
         .map(|d| d.day + DAY)
         .max()
         .unwrap_or(0);
-    if reported_after >= until.min(silent_from + DAY) && reported_after > seen {
-        Ok(until)
+    if reported_after > silent_from {
+        next
     } else {
-        Err(())
+        Next::Wait {
+            until: Some(cap),
+            gate: Gate::AwaitingReports,
+        }
+    }
+}
+
+/// `next` for the active `key`, or a rollback: with `monitor.rollback`, a new key failing in
+/// reports (see [`failing`]) gives way to the key it replaced while that one is still in its
+/// grace window.
+pub fn roll_back(
+    key: &KeyRecord,
+    keys: &[KeyRecord],
+    policy: &Policy,
+    days: &[DkimDay],
+    now: u64,
+    next: Next,
+) -> Next {
+    let rollback = policy.monitor.as_ref().is_some_and(|m| m.rollback);
+    let waiting = matches!(next, Next::Wait { .. });
+    if rollback
+        && waiting
+        && key.intent.is_none()
+        && key.compromised.is_none()
+        && failing(key, policy, days, now).is_some()
+        && super::lifecycle::restorable(keys, key).is_some()
+    {
+        Next::Act(Action::Rollback)
+    } else {
+        next
     }
 }
 
@@ -148,8 +169,8 @@ mod tests {
     use super::*;
     use crate::config::Percent;
 
-    fn monitor() -> Monitor {
-        Monitor {
+    fn monitor() -> crate::config::Monitor {
+        crate::config::Monitor {
             window: crate::config::Interval(std::time::Duration::from_secs(7 * DAY)),
             min_messages: 10,
             max_fail_rate: Percent(0.05),
@@ -196,9 +217,6 @@ mod tests {
             day("new", 12, 90, 0),
             day("new", 13, 90, 0),
         ];
-        let at = |d: u64| silent_until(&key, &monitor, &days).map(|u| d * DAY >= u);
-        assert_eq!(silent_until(&key, &monitor, &days), Ok(15 * DAY));
-        assert_eq!(at(14), Ok(false));
         let policy_days = |days: &[DkimDay], now: u64| {
             let mut policy = crate::plan::tests::policy(
                 &[KeyAlgorithm::Rsa2048],

@@ -59,6 +59,12 @@ pub enum Gate {
         /// The end of the last day (Unix seconds) reports saw its selector.
         last_seen: u64,
     },
+    /// The signers were switched back from a new key DMARC reports showed failing: no new
+    /// rotation starts for `monitor.window` (or until `rotor rotate`).
+    RolledBack {
+        /// The rolled-back key's selector.
+        selector: String,
+    },
     /// No DMARC report since the switch shows the replaced key silent yet: it is retired once
     /// reports show the domain's mail without it for `monitor.retire_when_silent` (or at
     /// `monitor.max_wait`).
@@ -103,6 +109,10 @@ impl fmt::Display for Gate {
                 f,
                 "DMARC reports still show mail signed with it (until {}): retired once they show none for monitor.retire_when_silent",
                 crate::time::rfc3339(*last_seen)
+            ),
+            Self::RolledBack { selector } => write!(
+                f,
+                "{selector} was rolled back (failing in DMARC reports): no new rotation before monitor.window has passed, or `rotor rotate`"
             ),
             Self::AwaitingReports => f.write_str(
                 "DMARC reports: none yet shows the domain's mail without it for monitor.retire_when_silent",

@@ -42,6 +42,7 @@ pub fn target(action: Action) -> Phase {
         Action::Retire | Action::RemoveRevoked => Phase::Retired,
         Action::Revoke => Phase::Revoked,
         Action::Abandon => Phase::Failed,
+        Action::Rollback => Phase::Retiring,
     }
 }
 
@@ -251,6 +252,19 @@ pub fn rotation(
     if forced {
         return Next::Act(Action::GenerateKey);
     }
+    let hold = policy.monitor.as_ref().map_or(0, |m| m.window.secs());
+    if let Some((selector, at)) = of_algorithm()
+        .filter_map(|key| Some((&key.selector, key.rolled_back_at?)))
+        .max_by_key(|(_, at)| *at)
+        && now < at + hold
+    {
+        return wait(
+            at + hold,
+            Gate::RolledBack {
+                selector: selector.clone(),
+            },
+        );
+    }
     if let Some(failed) = of_algorithm()
         .filter(|key| key.phase == Phase::Failed)
         .max_by_key(|key| key.since)
@@ -326,6 +340,9 @@ pub fn ring_order(ring: &[String], keys: &[KeyRecord]) -> Vec<String> {
 /// switches every propagated key of the domain at once (see [`next_among`]), and moves the
 /// previously active key of each of their slots to its grace window.
 pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -> Vec<KeyRecord> {
+    if action == Action::Rollback {
+        return rolled_back(keys, key, now);
+    }
     // A leaked key is never activated, not even together with another.
     let activated = |other: &KeyRecord| {
         action == Action::Activate
@@ -365,6 +382,44 @@ pub fn complete(keys: &[KeyRecord], key: &KeyRecord, action: Action, now: u64) -
             {
                 next.phase = Phase::Retiring;
                 next.since = now;
+            }
+            next
+        })
+        .collect()
+}
+
+/// The key a rollback of `key` restores: the most recently replaced key of its slot, still in
+/// its grace window (published, installed), not leaked.
+pub fn restorable<'k>(keys: &'k [KeyRecord], key: &KeyRecord) -> Option<&'k KeyRecord> {
+    keys.iter()
+        .filter(|other| {
+            other.selector != key.selector
+                && other.phase == Phase::Retiring
+                && other.compromised.is_none()
+                && other.intent.is_none()
+                && slot(other.algorithm) == slot(key.algorithm)
+        })
+        .max_by_key(|other| other.since)
+}
+
+/// `keys` after the rollback of the active `key`: the key it replaced signs again, and `key`
+/// goes to its grace window (mail signed with it may be in flight), marked rolled back.
+fn rolled_back(keys: &[KeyRecord], key: &KeyRecord, now: u64) -> Vec<KeyRecord> {
+    let restored = restorable(keys, key).map(|k| k.selector.clone());
+    keys.iter()
+        .map(|other| {
+            let mut next = other.clone();
+            if other.selector == key.selector {
+                next = key.clone();
+                next.intent = None;
+                next.error = None;
+                next.phase = Phase::Retiring;
+                next.since = now;
+                next.rolled_back_at = Some(now);
+            } else if Some(&other.selector) == restored.as_ref() {
+                next.phase = Phase::Active;
+                next.since = now;
+                next.error = None;
             }
             next
         })

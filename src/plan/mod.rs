@@ -219,9 +219,9 @@ impl DomainPlan {
                         .map(|action| dns::changes(key, action, policy.ttl))
                         .unwrap_or_default(),
                     signers: match step.action() {
-                        Some(Action::Activate | Action::Retire | Action::Revoke) => {
-                            domain.signers.clone()
-                        }
+                        Some(
+                            Action::Activate | Action::Retire | Action::Revoke | Action::Rollback,
+                        ) => domain.signers.clone(),
                         _ => Vec::new(),
                     },
                     then: match step.action() {
@@ -272,7 +272,9 @@ fn key_step(
     doubt: Option<&str>,
 ) -> Step {
     let next = lifecycle::next_among(key, keys, policy, now);
-    match evidence::hold(key, policy, days, now, next) {
+    let next = evidence::hold(key, policy, days, now, next);
+    let next = evidence::roll_back(key, keys, policy, days, now, next);
+    match next {
         Next::Act(action) if removes_on_time(key, action) && doubt.is_some() => Step::Wait {
             until: None,
             gate: Gate::ClockInDoubt {

@@ -90,6 +90,9 @@ pub enum Action {
     RemoveRevoked,
     /// Clean up a key that never became active: remove its record and private key.
     Abandon,
+    /// Switch the signers back to the replaced key (still published) because DMARC reports
+    /// show the new one failing; the new key goes to its grace window.
+    Rollback,
 }
 
 impl Action {
@@ -104,6 +107,7 @@ impl Action {
             Action::Revoke => "revoke",
             Action::RemoveRevoked => "remove_revoked",
             Action::Abandon => "abandon",
+            Action::Rollback => "rollback",
         }
     }
 
@@ -118,6 +122,7 @@ impl Action {
             Action::Revoke => "revoke (publish empty p=, destroy key)",
             Action::RemoveRevoked => "remove revoked record",
             Action::Abandon => "abandon (remove record and key)",
+            Action::Rollback => "roll back to the previous key",
         }
     }
 }
@@ -264,6 +269,10 @@ pub struct KeyRecord {
     /// Each signer's last probe with this key (by signer name).
     #[serde(default)]
     pub probes: BTreeMap<String, ProbeResult>,
+    /// When the signers were switched back from this key because DMARC reports showed it
+    /// failing (no new rotation of its type starts for `monitor.window` after).
+    #[serde(default)]
+    pub rolled_back_at: Option<u64>,
 }
 
 impl KeyRecord {
@@ -296,6 +305,7 @@ impl KeyRecord {
             signers: BTreeMap::new(),
             compromised: None,
             probes: BTreeMap::new(),
+            rolled_back_at: None,
         }
     }
 
