@@ -374,3 +374,18 @@ fn the_password_source_is_checked_at_new() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn starttls_to_a_server_without_tls_is_refused_not_downgraded() {
+    let scratch = scratch_in(env!("CARGO_TARGET_TMPDIR"));
+    let server = Dovecot::start(&scratch.path().join("dovecot"));
+    let yaml = format!("host: 127.0.0.1\nport: {}\ntls: starttls\n", server.port);
+    let source = Imap::new(settings(scratch.path(), PASSWORD, &yaml)).unwrap();
+
+    let err = source.fetch(rotor_reports::MAX_REPORT).await.unwrap_err();
+
+    assert!(matches!(err, ReportError::Refused(_)), "{err:?}");
+    assert!(err.to_string().contains("does not offer STARTTLS"), "{err}");
+    // It never logged in: no password crossed the wire in clear.
+    assert!(!server.log().contains("Login: user="), "{}", server.log());
+}

@@ -316,6 +316,11 @@ service anvil {{
         }
     }
 
+    /// The master process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Dovecot's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("log/dovecot.log")).unwrap_or_default()
