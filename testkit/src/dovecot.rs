@@ -30,10 +30,10 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{free_port, run_with_input, write_private};
+use crate::{Running, free_port, run_with_input, start_server, write_private};
 
 /// The user every Dovecot has (the `rua=` mailbox's login).
 pub const USER: &str = "dmarc@example.com";
@@ -41,8 +41,8 @@ pub const USER: &str = "dmarc@example.com";
 /// [`USER`]'s password.
 pub const PASSWORD: &str = "imap-secret-Zq7";
 
-/// How long Dovecot may take to start or stop.
-const STARTUP: Duration = Duration::from_secs(30);
+/// How long Dovecot may take to stop.
+const STOP: Duration = Duration::from_secs(20);
 
 /// What to start.
 #[derive(Clone, Debug, Default)]
@@ -57,7 +57,7 @@ pub struct Config {
 
 /// A running Dovecot, stopped when dropped.
 pub struct Dovecot {
-    child: Child,
+    server: Option<Running>,
     dir: PathBuf,
     users: Vec<(String, String)>,
     /// Plain IMAP (and STARTTLS, with TLS on) on 127.0.0.1.
@@ -267,58 +267,38 @@ service anvil {{
         } else {
             Command::new(binary())
         };
-        command
-            .arg("-F")
-            .arg("-c")
-            .arg(dir.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("log/stderr")).unwrap());
-        let child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
-        let mut dovecot = Self {
-            child,
+        command.arg("-F").arg("-c").arg(dir.join("dovecot.conf"));
+        let greets = |port: u16| {
+            TcpStream::connect(("127.0.0.1", port)).is_ok_and(|stream| {
+                let mut line = String::new();
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("* OK")
+            })
+        };
+        // Ready when the plain port greets and the TLS port accepts connections. What goes
+        // wrong at start (a config error) is on stderr; later, in the log.
+        let server = start_server(
+            command,
+            &dir.join("log/stderr"),
+            "dovecot",
+            "apt-get install dovecot-imapd",
+            || {
+                greets(port)
+                    && tls_port.is_none_or(|tls| TcpStream::connect(("127.0.0.1", tls)).is_ok())
+            },
+        );
+        Self {
+            server: Some(server),
             dir: dir.to_owned(),
             users,
             port,
             tls_port,
-        };
-        dovecot.wait_ready();
-        dovecot
-    }
-
-    /// Waits until the plain port greets (`* OK`) and the TLS port accepts connections.
-    fn wait_ready(&mut self) {
-        let start = Instant::now();
-        loop {
-            let greets = TcpStream::connect(("127.0.0.1", self.port)).is_ok_and(|stream| {
-                let mut line = String::new();
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("* OK")
-            });
-            let tls = self
-                .tls_port
-                .is_none_or(|port| TcpStream::connect(("127.0.0.1", port)).is_ok());
-            if greets && tls {
-                return;
-            }
-            let exited = self.child.try_wait().unwrap();
-            if exited.is_some() || start.elapsed() > STARTUP {
-                panic!(
-                    "dovecot did not start ({}): {}{}",
-                    exited.map_or("no answer".to_string(), |status| status.to_string()),
-                    fs::read_to_string(self.dir.join("log/stderr")).unwrap_or_default(),
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// The master process's pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.server.as_ref().expect("running").0.id()
     }
 
     /// Dovecot's log so far.
@@ -376,19 +356,17 @@ service anvil {{
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
         // SIGTERM: the master stops its children (imap-login, auth, imap, log, ...) and exits;
-        // SIGKILL would leave them to notice on their own.
+        // the SIGKILL of `Running` would leave them to notice on their own.
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &server.0.id().to_string()])
             .status();
         let start = Instant::now();
-        while start.elapsed() < STARTUP {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
+        while start.elapsed() < STOP && !matches!(server.0.try_wait(), Ok(Some(_))) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
