@@ -480,20 +480,24 @@ impl Source for Imap {
             }
             uids.sort_unstable();
             uids.dedup();
-            let set = uid_set(&uids);
-            match &self.processed {
-                Some(target) => {
-                    self.ensure_mailbox(session, target).await?;
-                    let caps = session
-                        .capabilities()
-                        .await
-                        .map_err(|err| self.command_error("CAPABILITY", err))?;
-                    if caps.has_str("MOVE") {
+            // The mailbox and the capabilities once; then the UIDs in batches (short lines).
+            if let Some(target) = &self.processed {
+                self.ensure_mailbox(session, target).await?;
+            }
+            let caps = session
+                .capabilities()
+                .await
+                .map_err(|err| self.command_error("CAPABILITY", err))?;
+            for batch in uids.chunks(SIZE_BATCH) {
+                let set = uid_set(batch);
+                match &self.processed {
+                    Some(target) if caps.has_str("MOVE") => {
                         session
                             .uid_mv(&set, target)
                             .await
                             .map_err(|err| self.command_error(&format!("UID MOVE to {target}"), err))?;
-                    } else {
+                    }
+                    Some(target) => {
                         session
                             .uid_copy(&set, target)
                             .await
@@ -525,15 +529,15 @@ impl Source for Imap {
                                 .map_err(|err| self.command_error("EXPUNGE", err))?;
                         }
                     }
-                }
-                None => {
-                    let _: Vec<_> = session
-                        .uid_store(&set, r"+FLAGS.SILENT (\Seen)")
-                        .await
-                        .map_err(|err| self.command_error("UID STORE \\Seen", err))?
-                        .try_collect()
-                        .await
-                        .map_err(|err| self.command_error("UID STORE \\Seen", err))?;
+                    None => {
+                        let _: Vec<_> = session
+                            .uid_store(&set, r"+FLAGS.SILENT (\Seen)")
+                            .await
+                            .map_err(|err| self.command_error("UID STORE \\Seen", err))?
+                            .try_collect()
+                            .await
+                            .map_err(|err| self.command_error("UID STORE \\Seen", err))?;
+                    }
                 }
             }
             Ok(())
@@ -613,10 +617,23 @@ fn parse_id(id: &str) -> Option<(u32, u32)> {
     Some((validity.parse().ok()?, uid.parse().ok()?))
 }
 
-/// `1,2,5` (an IMAP sequence set of UIDs).
+/// `1:3,5` (an IMAP sequence set of UIDs, sorted; runs written as ranges).
 fn uid_set(uids: &[u32]) -> String {
-    uids.iter()
-        .map(u32::to_string)
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &uid in uids {
+        match runs.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(uid) => *last = uid,
+            _ => runs.push((uid, uid)),
+        }
+    }
+    runs.iter()
+        .map(|&(first, last)| {
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first}:{last}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -669,6 +686,7 @@ mod tests {
         assert_eq!(parse_id("1700000000:42"), Some((1_700_000_000, 42)));
         assert_eq!(parse_id("42"), None);
         assert_eq!(parse_id("a:1"), None);
-        assert_eq!(uid_set(&[1, 2, 5]), "1,2,5");
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[4]), "4");
     }
 }
