@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs rotor's whole test suite. Installs what the tests use when it is missing (BIND 9 and dig,
-# PowerDNS and Knot for real DNS; OpenDKIM, rspamd and Exim as real signers; dkimpy + dnspython +
-# pynacl as the independent DKIM check; moto's Route53 emulation), then runs cargo test.
+# PowerDNS and Knot for real DNS; OpenDKIM, rspamd and Exim as real signers; Dovecot as the IMAP
+# server DMARC reports are read from; dkimpy + dnspython + pynacl as the independent DKIM check;
+# moto's Route53 emulation), then runs cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH=$PATH:/usr/sbin:/sbin:$HOME/.local/bin
@@ -23,6 +24,10 @@ command -v curl >/dev/null || missing+=(curl)
 command -v exim4 >/dev/null || command -v exim >/dev/null || missing+=(exim4-daemon-light)
 # rspamd without its Recommends (redis-server): the tests run it without Redis.
 command -v rspamd >/dev/null || norecommends+=(rspamd)
+# Dovecot's IMAP server (pulls dovecot-core), for the IMAP report source's tests, which run it on
+# loopback with a certificate from a test CA (openssl).
+[ -x /usr/sbin/dovecot ] && [ -e /usr/lib/dovecot/imap ] || norecommends+=(dovecot-imapd)
+command -v openssl >/dev/null || missing+=(openssl)
 all=("${missing[@]}" "${norecommends[@]}")
 if [ ${#all[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${all[*]}" >&2
@@ -38,9 +43,9 @@ if [ ${#all[@]} -gt 0 ]; then
   [ ${#norecommends[@]} -eq 0 ] || apt_install --no-install-recommends "${norecommends[@]}"
   [ -z "$added_policy" ] || sudo_ rm -f "$policy"
   # Where systemd runs, the packages' units are enabled for the next boot: the tests start their
-  # own PowerDNS and Knot on loopback, so keep Debian's off.
+  # own PowerDNS, Knot and Dovecot on loopback, so keep Debian's off.
   if [ -d /run/systemd/system ]; then
-    sudo_ systemctl disable --now pdns.service knot.service >/dev/null 2>&1 || true
+    sudo_ systemctl disable --now pdns.service knot.service dovecot.service dovecot.socket >/dev/null 2>&1 || true
   fi
 fi
 if ! python3 -c 'import dkim, dns.resolver, jsonschema, nacl, cryptography' 2>/dev/null; then

@@ -1,11 +1,12 @@
 //! Test kit shared by rotor's crates: real BIND 9 servers on loopback (a primary and a
 //! secondary fed by zone transfer), a real Exim signing into an SMTP sink ([`exim`]), a real
-//! rspamd ([`rspamd`]), a real OpenDKIM ([`opendkim`]), free ports, scratch directories OpenDKIM
-//! accepts, and polling helpers.
+//! rspamd ([`rspamd`]), a real OpenDKIM ([`opendkim`]), a real Dovecot IMAP server
+//! ([`dovecot`]), free ports, scratch directories OpenDKIM accepts, and polling helpers.
 //! Every server binds only to 127.0.0.1 and is stopped when dropped.
 
 pub mod cloudflare;
 pub mod dmarc;
+pub mod dovecot;
 pub mod exim;
 pub mod faults;
 pub mod http;

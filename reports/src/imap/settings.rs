@@ -15,6 +15,8 @@ pub struct ImapSettings {
     pub port: Option<u16>,
     /// `implicit` (default, port 993), `starttls`, or `none` (only to a loopback address).
     pub tls: Option<String>,
+    /// PEM certificates of a private CA to trust for this server, besides the platform's roots.
+    pub ca_file: Option<PathBuf>,
     /// The login.
     pub user: String,
     /// A file holding the password (mode 0600, owned by rotor's user or root).
