@@ -227,3 +227,106 @@ fn a_new_selector_failing_in_reports_is_flagged_and_rolled_back() {
     let rotation = &plan["domains"][0]["rotations"][0]["step"];
     assert_eq!(rotation["gate"], "rolled-back", "{rotation}");
 }
+
+#[test]
+fn reports_arrive_through_a_real_imap_mailbox_over_tls_and_are_moved_when_counted() {
+    use rotor_testkit::dmarc::zip;
+    use rotor_testkit::dovecot::{Dovecot, PASSWORD, USER};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let imap = Dovecot::start_tls(&dir.path().join("dovecot"));
+    let password = dir.path().join("imap.pass");
+    fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+    rotor.edit_config(|config| {
+        format!(
+            "{config}reports:\n  - type: imap\n    host: 127.0.0.1\n    port: {port}\n    tls: implicit\n    ca_file: {ca}\n    user: {USER}\n    password_file: {pass}\n    processed: Processed\n",
+            port = imap.tls_port.unwrap(),
+            ca = imap.ca().display(),
+            pass = password.display(),
+        )
+    });
+    rotor.ok(&["check"]);
+    rotor.run_until("a key active", |r| r.selector_in("active").is_some());
+    let selector = rotor.selector_in("active").unwrap();
+
+    let rows = [row(&selector, "pass", 120), row(&selector, "fail", 3)];
+    let new = report(
+        Format::Rfc9990,
+        "google.com",
+        "g-9",
+        "example.com",
+        today(),
+        &rows,
+    );
+    let old = report(
+        Format::Rfc7489,
+        "yahoo.com",
+        "y-9",
+        "example.com",
+        today(),
+        &rows,
+    );
+    let zipped = zip("g-9.xml", new.as_bytes());
+    imap.append(
+        USER,
+        "INBOX",
+        &message("google.com", USER, "g-9.zip", "application/zip", &zipped),
+    );
+    imap.append(
+        USER,
+        "INBOX",
+        &message(
+            "yahoo.com",
+            USER,
+            "y-9.xml.gz",
+            "application/gzip",
+            &gzip(old.as_bytes()),
+        ),
+    );
+    // The same Google report, sent twice; and a message that is not a report.
+    imap.append(
+        USER,
+        "INBOX",
+        &message("google.com", USER, "g-9.zip", "application/zip", &zipped),
+    );
+    imap.append(
+        USER,
+        "INBOX",
+        b"From: someone@example.net\r\nSubject: hello\r\n\r\nnot a report\r\n",
+    );
+
+    let out = rotor.cmd(&["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refused: a message without a DMARC report"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD));
+    assert_eq!(imap.count(USER, "INBOX"), 0);
+    assert_eq!(imap.count(USER, "Processed"), 4);
+
+    let report: Vec<serde_json::Value> =
+        serde_json::from_str(&rotor.ok(&["report", "example.com", "--json"])).unwrap();
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(
+        report[0]["pass"], 240,
+        "two reports, the duplicate once: {report:?}"
+    );
+    assert_eq!(report[0]["fail"], 6);
+    assert_eq!(report[0]["phase"], "active");
+    // The next pass reads nothing new.
+    let again = rotor.cmd(&["run"]);
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let status = rotor.ok(&["status"]);
+    assert!(status.contains("[DMARC: 97.6% of 246 passed]"), "{status}");
+}
