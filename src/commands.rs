@@ -663,6 +663,119 @@ pub async fn check(config: &Config) -> Result<Code> {
             report(format!("{}: {role} {server} answers", domain.name), answer);
         }
     }
+    let read_by_rotor: Vec<String> = config.reports.iter().filter_map(|s| s.address()).collect();
+    for domain in config.domains.iter().filter(|d| d.policy.monitor.is_some()) {
+        let resolvers: Vec<std::net::SocketAddr> = domain
+            .policy
+            .propagation
+            .resolvers
+            .iter()
+            .map(|s| s.0)
+            .collect();
+        let name = format!("_dmarc.{}", domain.name);
+        let found = crate::propagation::txt_lookup(&name, &resolvers, Duration::from_secs(5))
+            .await
+            .map(|records| {
+                let mut found: Vec<_> = records
+                    .iter()
+                    .filter_map(|r| crate::dmarc::parse(r))
+                    .collect();
+                (found.len(), found.pop())
+            });
+        let dmarc = match found {
+            Ok((1, Some(dmarc))) => dmarc,
+            Ok((count, Some(_))) => {
+                report(
+                    format!("{}: DMARC record at {name}", domain.name),
+                    Err(anyhow::anyhow!(
+                        "{count} DMARC records: receivers ignore them all (RFC 7489 6.6.3); keep one"
+                    )),
+                );
+                continue;
+            }
+            Ok((_, None)) => {
+                report(
+                    format!("{}: DMARC record at {name}", domain.name),
+                    Err(anyhow::anyhow!(
+                        "none: receivers send no aggregate reports, so `monitor:` has no evidence (publish v=DMARC1 with rua=mailto:<an address rotor reads>)"
+                    )),
+                );
+                continue;
+            }
+            Err(err) => {
+                report(
+                    format!("{}: DMARC record at {name}", domain.name),
+                    Err(anyhow::anyhow!(err)),
+                );
+                continue;
+            }
+        };
+        let reaching: Vec<&String> = dmarc
+            .rua
+            .iter()
+            .filter(|a| read_by_rotor.contains(a))
+            .collect();
+        let reached = if dmarc.rua.is_empty() {
+            Err(anyhow::anyhow!(
+                "{name} has no rua=mailto: address: receivers send no aggregate reports"
+            ))
+        } else if read_by_rotor.is_empty() {
+            Err(anyhow::anyhow!(
+                "rua= lists {}, but no `reports:` source says which address it reads (set `address:`, or an IMAP `user:` that is the address)",
+                dmarc.rua.join(", ")
+            ))
+        } else if reaching.is_empty() {
+            Err(anyhow::anyhow!(
+                "rua= lists {}, none of which rotor reads ({})",
+                dmarc.rua.join(", "),
+                read_by_rotor.join(", ")
+            ))
+        } else {
+            Ok(())
+        };
+        report(
+            format!("{}: DMARC rua= reaches a mailbox rotor reads", domain.name),
+            reached,
+        );
+        for address in reaching
+            .iter()
+            .filter(|a| crate::dmarc::needs_authorization(domain.name.as_str(), a))
+        {
+            let auth = crate::dmarc::authorization_name(domain.name.as_str(), address);
+            let records =
+                crate::propagation::txt_lookup(&auth, &resolvers, Duration::from_secs(5)).await;
+            let authorized = match records {
+                Ok(records)
+                    if records
+                        .iter()
+                        .any(|r| r.trim_start().starts_with("v=DMARC1")) =>
+                {
+                    Ok(())
+                }
+                Ok(_) => Err(anyhow::anyhow!(
+                    "{auth} has no v=DMARC1 record: receivers will not send {}'s reports to {address} (RFC 7489 7.1)",
+                    domain.name
+                )),
+                Err(err) => Err(anyhow::anyhow!(err)),
+            };
+            report(
+                format!(
+                    "{}: {address} is authorized to receive its reports",
+                    domain.name
+                ),
+                authorized,
+            );
+        }
+        let alignment = if dmarc.strict_dkim {
+            "adkim=s: rotor signs with d=the domain itself, aligned for mail From it (not for its subdomains)"
+        } else {
+            "adkim=r: rotor signs with d=the domain itself, aligned"
+        };
+        report(
+            format!("{}: DKIM alignment ({alignment})", domain.name),
+            Ok(()),
+        );
+    }
     let known: Vec<&DomainConfig> = config.domains.iter().collect();
     for orphan in status::orphan_domains(&known, &stored_keys(config)?) {
         println!(

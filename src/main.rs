@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod config;
 mod daemon;
+mod dmarc;
 mod engine;
 mod metrics;
 mod notify;

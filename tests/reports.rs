@@ -330,3 +330,60 @@ fn reports_arrive_through_a_real_imap_mailbox_over_tls_and_are_moved_when_counte
     let status = rotor.ok(&["status"]);
     assert!(status.contains("[DMARC: 97.6% of 246 passed]"), "{status}");
 }
+
+#[test]
+fn check_says_whether_the_dmarc_record_sends_reports_where_rotor_reads_them() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let inbox = dir.path().join("reports");
+    monitored(&rotor, &inbox, "{}");
+    rotor.edit_config(|config| format!("{config}    address: dmarc@example.com\n"));
+
+    // No DMARC record yet: monitoring has no evidence, and check says so.
+    let out = rotor.cmd(&["check"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("FAIL  example.com: DMARC record at _dmarc.example.com: none"),
+        "{said}"
+    );
+
+    bind.plant(
+        "_dmarc.example.com",
+        "v=DMARC1; p=none; adkim=s; rua=mailto:dmarc@example.com,mailto:rua@reports.example.net",
+    );
+    wait_for(
+        "the record on the secondary",
+        Duration::from_secs(20),
+        || !bind.secondary.txt("_dmarc.example.com").is_empty(),
+    );
+    let out = rotor.cmd(&["check"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("ok    example.com: DMARC rua= reaches a mailbox rotor reads"),
+        "{said}"
+    );
+    assert!(
+        said.contains("adkim=s: rotor signs with d=the domain itself"),
+        "{said}"
+    );
+
+    // Reports sent to another domain's mailbox need that domain's authorization record.
+    rotor.edit_config(|config| {
+        config.replace(
+            "address: dmarc@example.com",
+            "address: rua@reports.example.net",
+        )
+    });
+    let out = rotor.cmd(&["check"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "FAIL  example.com: rua@reports.example.net is authorized to receive its reports"
+        ),
+        "{said}"
+    );
+}

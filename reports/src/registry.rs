@@ -18,6 +18,19 @@ pub enum SourceSettings {
 }
 
 impl SourceSettings {
+    /// The address whose reports arrive at this source, if known.
+    pub fn address(&self) -> Option<String> {
+        match self {
+            Self::Imap(s) => s
+                .address
+                .clone()
+                .or_else(|| s.user.contains('@').then(|| s.user.clone())),
+            Self::Maildir(s) => s.address.clone(),
+            Self::Dir(s) => s.address.clone(),
+        }
+        .map(|address| address.trim().to_ascii_lowercase())
+    }
+
     /// The source for these settings (secrets are read here, not when the config is loaded).
     pub fn build(&self) -> Result<Box<dyn Source>, ReportError> {
         match self {

@@ -481,10 +481,24 @@ impl<'a> Engine<'a> {
                     crashpoint::hit(action.id(), "dns_done");
                 }
                 fsutil::remove_file(&key.key_file)?;
-                if action == Action::Revoke {
-                    "taken out of the signers; record replaced by an empty p=; private key destroyed".to_string()
+                let unproven = domain
+                    .policy
+                    .monitor
+                    .as_ref()
+                    .is_some_and(|m| now >= key.since + m.max_wait.secs());
+                let unproven = if unproven {
+                    " (monitor.max_wait reached: DMARC reports never showed its selector silent)"
                 } else {
-                    "taken out of the signers; record removed; private key destroyed".to_string()
+                    ""
+                };
+                if action == Action::Revoke {
+                    format!(
+                        "taken out of the signers; record replaced by an empty p=; private key destroyed{unproven}"
+                    )
+                } else {
+                    format!(
+                        "taken out of the signers; record removed; private key destroyed{unproven}"
+                    )
                 }
             }
             Action::Rollback => {

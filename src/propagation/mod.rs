@@ -163,6 +163,15 @@ async fn nameservers(
     Recursive::new(resolvers, timeout)?.nameservers(zone).await
 }
 
+/// The TXT records at `name` (strings joined), through `resolvers` (or the system's).
+pub async fn txt_lookup(
+    name: &str,
+    resolvers: &[SocketAddr],
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    Recursive::new(resolvers, timeout)?.txt(name).await
+}
+
 /// Asks each of `servers` at once for the record at `fqdn`; the answers in their order.
 async fn ask_all(
     servers: &[(SocketAddr, &'static str)],

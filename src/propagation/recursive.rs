@@ -76,6 +76,25 @@ impl Recursive {
         Ok(Self { resolver, asked })
     }
 
+    /// The TXT records at `name`, each with its strings joined (none when it has none or does
+    /// not exist).
+    pub(super) async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+        Ok(self
+            .lookup(name, RecordType::TXT)
+            .await?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The records of `record_type` at `name` (none when it has none or does not exist).
     async fn lookup(&self, name: &str, record_type: RecordType) -> Result<Vec<RData>, String> {
         let name = dns::fqdn(name)?;

@@ -14,6 +14,9 @@ use crate::{Fetched, ReportError, Skipped, Source, async_trait};
 pub struct DirSettings {
     /// The directory; processed files go to its `processed/` subdirectory.
     pub path: PathBuf,
+    /// The `rua=` address whose mail arrives here (for `rotor check`; an IMAP login that is an
+    /// address is taken as it).
+    pub address: Option<String>,
 }
 
 /// A directory of report files.

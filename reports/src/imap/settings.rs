@@ -30,4 +30,7 @@ pub struct ImapSettings {
     pub processed: Option<String>,
     /// How long one connection may take (default 60s).
     pub timeout: Option<Interval>,
+    /// The `rua=` address whose mail arrives here (for `rotor check`; an IMAP login that is an
+    /// address is taken as it).
+    pub address: Option<String>,
 }

@@ -15,6 +15,9 @@ use crate::{Fetched, ReportError, Skipped, Source, async_trait};
 pub struct MaildirSettings {
     /// The Maildir (holding `new/`, `cur/` and `tmp/`).
     pub path: PathBuf,
+    /// The `rua=` address whose mail arrives here (for `rotor check`; an IMAP login that is an
+    /// address is taken as it).
+    pub address: Option<String>,
 }
 
 /// A Maildir.
