@@ -18,6 +18,7 @@ const COMMANDS: &[&str] = &[
     "status",
     "plan",
     "history",
+    "report",
     "check",
     "revoke",
     "daemon",
