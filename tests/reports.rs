@@ -62,7 +62,6 @@ fn an_old_selector_still_seen_in_reports_holds_its_retirement_and_reports_count_
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
     let inbox = dir.path().join("reports");
     monitored(&rotor, &inbox, "{retire_when_silent: 2d, max_wait: 30d}");
-    rotor.ok(&["check"]);
     rotor.run_until("first key active", |r| r.selector_in("active").is_some());
     let old = rotor.selector_in("active").unwrap();
     rotor.ok(&["rotate", "example.com"]);

@@ -19,6 +19,8 @@ use crate::snapshot::{self, DomainSnapshot, Snapshot};
 /// The layout this rotor writes. 1: no `meta` tree (records may lack fields added since, which
 /// serde defaults fill in); 2: the `meta` tree, records rewritten in the current layout.
 const SCHEMA: u64 = 2;
+/// How long [`Store::open`] waits for a store that was just closed to be let go of.
+const RELEASE: Duration = Duration::from_secs(2);
 const SCHEMA_KEY: &[u8] = b"schema";
 const COUNTS_KEY: &[u8] = b"counts";
 const LAST_PASS_KEY: &[u8] = b"last_pass";
@@ -73,6 +75,14 @@ impl Store {
     /// before changing anything; brings a store of an older rotor to the current layout; tidies
     /// what an interrupted backup left; publishes the readers' [`Snapshot`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        // A store just closed (by this process or another) can stay locked for a moment while
+        // sled's background threads let go of it: a short wait, so that only a store really
+        // held open elsewhere is Busy.
+        Self::wait_for(dir, RELEASE, || {}, Self::open_now)
+    }
+
+    /// [`Store::open`] without the wait.
+    fn open_now(dir: &Path) -> Result<Self, StoreError> {
         let store = Self::open_to_read(dir)?;
         // Readers' data only: a failure here is retried when the store is closed.
         if store.publish_all().is_err() {
@@ -115,7 +125,7 @@ impl Store {
         timeout: Duration,
         on_wait: impl FnMut(),
     ) -> Result<Self, StoreError> {
-        Self::wait_for(dir, timeout, on_wait, Self::open)
+        Self::wait_for(dir, timeout, on_wait, Self::open_now)
     }
 
     /// Opens with `open`, retrying while the store is busy (see [`Store::open_waiting`]).
