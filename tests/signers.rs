@@ -409,3 +409,52 @@ fn a_probe_signed_with_a_key_that_is_not_the_published_one_fails_and_says_why() 
         String::from_utf8_lossy(&status.stdout)
     );
 }
+
+/// The KumoMTA probe script's mechanics (SMTP submission, the copy found by its Message-ID),
+/// with Exim's daemon standing in for KumoMTA's listener: Debian has no KumoMTA.
+#[test]
+fn the_smtp_probe_script_submits_the_probe_and_prints_the_copy_it_finds() {
+    let dir = scratch();
+    let table = dir.path().join("exim-files/rotor-dkim");
+    fs::create_dir_all(table.parent().unwrap()).unwrap();
+    exim::give_to_exim_group(table.parent().unwrap(), 0o750);
+    fs::write(&table, "").unwrap();
+    exim::give_to_exim_group(&table, 0o640);
+    let mut exim = Exim::new(&dir.path().join("exim"), &table);
+    exim.start_daemon();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/probe/kumomta-probe.sh");
+    let message = "From: <rotor-probe@example.com>\r\nTo: <rotor-probe@example.com>\r\nSubject: rotor signing probe t1\r\nMessage-ID: <t1.42@example.com>\r\n\r\nprobe\r\n";
+    let mut child = std::process::Command::new("sh")
+        .arg(&script)
+        .arg(exim.sink_dir())
+        .env("KUMO_SMTP", format!("127.0.0.1:{}", exim.daemon_port))
+        .env("ROTOR_PROBE_SENDER", exim::SENDER)
+        .env("PROBE_RECIPIENT", exim::RECIPIENT)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("Message-ID: <t1.42@example.com>"),
+        "{printed}"
+    );
+    assert!(
+        exim.received().is_empty(),
+        "the copy is taken out of the directory"
+    );
+}
