@@ -114,6 +114,10 @@ impl Recursive {
     /// zone above it exists.
     pub(super) async fn enclosing_zone(&self, name: &str) -> Result<Option<String>, String> {
         let mut current = dns::fqdn(name)?;
+        // A level the resolver cannot answer for (a SERVFAIL: one of the zone's nameservers is
+        // unreachable, say) does not end the walk: the zone may still be found above it. If
+        // none is, that first failure is the answer.
+        let mut failed = None;
         while !current.is_root() {
             current = current.base_name();
             match self.resolver.lookup(current.clone(), RecordType::SOA).await {
@@ -134,10 +138,15 @@ impl Recursive {
                         return Ok(Some(dns::plain(&soa.name)));
                     }
                 }
-                Err(err) => return Err(format!("{}: {err}", self.asked)),
+                Err(err) => {
+                    failed.get_or_insert_with(|| format!("{}: {err}", self.asked));
+                }
             }
         }
-        Ok(None)
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(None),
+        }
     }
 
     /// The addresses of `zone`'s nameservers (each on port 53). Every nameserver must have one:
@@ -149,8 +158,14 @@ impl Recursive {
             let RData::NS(ns) = ns else { continue };
             let host = dns::plain(&ns.0);
             let before = addresses.len();
+            // A name the resolvers cannot resolve (SERVFAIL) has no address rotor can ask.
+            let mut why = String::new();
             for record_type in [RecordType::A, RecordType::AAAA] {
-                for data in self.lookup(&host, record_type).await? {
+                let found = self.lookup(&host, record_type).await.unwrap_or_else(|err| {
+                    why = format!(": {err}");
+                    Vec::new()
+                });
+                for data in found {
                     let ip = match data {
                         RData::A(a) => a.0.into(),
                         RData::AAAA(aaaa) => aaaa.0.into(),
@@ -161,7 +176,7 @@ impl Recursive {
             }
             if addresses.len() == before {
                 return Err(format!(
-                    "nameserver {host} of {zone} has no address ({} returned no A or AAAA record): cannot ask it",
+                    "nameserver {host} of {zone} has no address ({} returned no A or AAAA record{why}): cannot ask it",
                     self.asked
                 ));
             }
