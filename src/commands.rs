@@ -65,6 +65,31 @@ pub fn lock(config: &Config) -> Result<Lock> {
     }
 }
 
+/// How long `rotor rotate` and `rotor revoke`, run by an operator, wait for a pass that holds
+/// the lock (the daemon's, a timer's) to end. `rotor run` never waits: the next timer runs it.
+const OPERATOR_WAIT: Duration = Duration::from_secs(120);
+
+/// [`lock`], waiting up to `timeout` while another pass holds it (said once on stderr).
+pub fn lock_waiting(config: &Config, timeout: Duration) -> Result<Lock> {
+    let deadline = Instant::now() + timeout;
+    let mut said = false;
+    loop {
+        match lock(config) {
+            Err(err)
+                if matches!(err.downcast_ref::<Exit>(), Some(Exit::Locked(_)))
+                    && Instant::now() < deadline =>
+            {
+                if !said {
+                    eprintln!("rotor: another rotor is running a pass; waiting for it to end");
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Where the store lives.
 pub fn store_dir(config: &Config) -> std::path::PathBuf {
     config.state_dir.join("store")
@@ -133,7 +158,11 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
         .map(|d| d.name.to_string())
         .collect();
     let parts = Parts::from_config(config).await.map_err(Exit::Usage)?;
-    let _lock = lock(config)?;
+    let _lock = if forced.is_empty() {
+        lock(config)?
+    } else {
+        lock_waiting(config, OPERATOR_WAIT)?
+    };
     let store = open_store(config)?;
     let report = pass(config, store, parts, &forced, None).await?;
     for warning in &report.warnings {
@@ -345,7 +374,7 @@ pub async fn revoke(
 ) -> Result<Code> {
     let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
     let parts = Parts::from_config(config).await.map_err(Exit::Usage)?;
-    let _lock = lock(config)?;
+    let _lock = lock_waiting(config, OPERATOR_WAIT)?;
     let store = open_store(config)?;
     let now = SystemClock.now();
     let keys = store.domain_keys(&domain)?;
