@@ -8,7 +8,7 @@ use std::fs;
 use std::time::Duration;
 
 use support::opendkim::{probe, signs_with, start_opendkim, tag, verifies};
-use support::{Bind, Rotor, Secondary, Setup, scratch, wait_for};
+use support::{Bind, Rotor, Secondary, Setup, edit_config, reload_line, scratch, wait_for};
 
 #[test]
 fn opendkim_signs_with_each_new_key_and_the_signature_verifies() {
@@ -17,19 +17,11 @@ fn opendkim_signs_with_each_new_key_and_the_signature_verifies() {
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
     let opendkim = start_opendkim(&rotor);
     let pid_file = &opendkim.pid_file;
-    let config = fs::read_to_string(&rotor.config).unwrap();
-    let reload_line = config
-        .lines()
-        .find(|l| l.trim_start().starts_with("reload:"))
-        .unwrap();
-    fs::write(
-        &rotor.config,
-        config.replace(
-            reload_line,
-            &format!("    pid_file: {}", pid_file.display()),
-        ),
-    )
-    .unwrap();
+    edit_config(
+        &rotor,
+        &reload_line(&rotor),
+        &format!("    pid_file: {}\n", pid_file.display()),
+    );
     assert!(
         rotor.cmd(&["check"]).status.success(),
         "{}",
@@ -79,22 +71,14 @@ fn opendkim_signs_with_each_new_key_and_the_signature_verifies() {
 /// Points the config's OpenDKIM at `pid_file` (SIGUSR1 reloads) and its milter socket as the
 /// probe: rotor proves each switch with a signature of its own checking.
 fn reload_by_signal_and_probe(rotor: &Rotor, pid_file: &std::path::Path, milter: u16) {
-    let config = fs::read_to_string(&rotor.config).unwrap();
-    let reload_line = config
-        .lines()
-        .find(|l| l.trim_start().starts_with("reload:"))
-        .unwrap();
-    fs::write(
-        &rotor.config,
-        config.replace(
-            reload_line,
-            &format!(
-                "    pid_file: {}\n    probe:\n      milter: inet:{milter}@127.0.0.1\n      wait: 20s",
-                pid_file.display()
-            ),
+    edit_config(
+        rotor,
+        &reload_line(rotor),
+        &format!(
+            "    pid_file: {}\n    probe:\n      milter: inet:{milter}@127.0.0.1\n      wait: 20s\n",
+            pid_file.display()
         ),
-    )
-    .unwrap();
+    );
 }
 
 /// The `probes` of the key `selector` in `rotor status --json`, for signer mx1.
@@ -143,13 +127,7 @@ fn each_switch_is_proven_by_a_probe_through_the_milter_and_a_reload_that_does_no
     )
     .unwrap();
     rotor.ok(&["rotate", "example.com"]);
-    let mut last = None;
-    wait_for("the switch to be tried", Duration::from_secs(60), || {
-        let out = rotor.cmd(&["run"]);
-        last = Some(out.clone());
-        !out.status.success()
-    });
-    let out = last.unwrap();
+    let out = rotor.run_until_it_fails("the switch to be tried");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

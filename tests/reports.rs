@@ -62,13 +62,7 @@ fn an_old_selector_still_seen_in_reports_holds_its_retirement_and_reports_count_
     let rotor = Rotor::new(dir.path(), &bind, Setup::default());
     let inbox = dir.path().join("reports");
     monitored(&rotor, &inbox, "{retire_when_silent: 2d, max_wait: 30d}");
-    rotor.run_until("first key active", |r| r.selector_in("active").is_some());
-    let old = rotor.selector_in("active").unwrap();
-    rotor.ok(&["rotate", "example.com"]);
-    rotor.run_until("second key active", |r| {
-        r.selector_in("active").is_some_and(|s| s != old)
-    });
-    let new = rotor.selector_in("active").unwrap();
+    let (old, new) = rotor.two_keys();
 
     // Receivers still see mail signed with the old selector today (mail in flight, or a
     // signer rotor does not know of), in both formats, gzip and as a message.
@@ -177,13 +171,7 @@ fn a_new_selector_failing_in_reports_is_flagged_and_rolled_back() {
     );
     let metrics = dir.path().join("rotor.prom");
     rotor.edit_config(|config| format!("{config}metrics_file: {}\n", metrics.display()));
-    rotor.run_until("first key active", |r| r.selector_in("active").is_some());
-    let old = rotor.selector_in("active").unwrap();
-    rotor.ok(&["rotate", "example.com"]);
-    rotor.run_until("second key active", |r| {
-        r.selector_in("active").is_some_and(|s| s != old)
-    });
-    let new = rotor.selector_in("active").unwrap();
+    let (old, new) = rotor.two_keys();
     assert_eq!(rotor.signing_selector().as_deref(), Some(new.as_str()));
 
     // Receivers fail a third of the new selector's signatures.

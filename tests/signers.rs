@@ -232,7 +232,7 @@ fn rsa_and_ed25519_on_rspamd_and_exim() {
             exim_bin = exim::binary().display(),
             exim_conf = exim.conf().display(),
             script = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples/probe/exim-probe.sh")
+                .join("examples/probe/mta-probe.sh")
                 .display(),
             sink = exim.sink_dir().display(),
             table = table.display(),
@@ -372,14 +372,7 @@ fn a_probe_signed_with_a_key_that_is_not_the_published_one_fails_and_says_why() 
     assert!(made.status.success());
     files_signer(&rotor, Some(&planted));
     rotor.ok(&["rotate", "example.com"]);
-    let mut failed = None;
-    wait_for("the switch to be tried", Duration::from_secs(60), || {
-        let out = rotor.cmd(&["run"]);
-        let done = !out.status.success();
-        failed = Some(out);
-        done
-    });
-    let out = failed.unwrap();
+    let out = rotor.run_until_it_fails("the switch to be tried");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let second = rotor.selector_in("propagated").expect("the new key waits");
@@ -410,7 +403,7 @@ fn a_probe_signed_with_a_key_that_is_not_the_published_one_fails_and_says_why() 
     );
 }
 
-/// The KumoMTA probe script's mechanics (SMTP submission, the copy found by its Message-ID),
+/// The probe script's SMTP submission (KumoMTA's way) and the copy found by its Message-ID,
 /// with Exim's daemon standing in for KumoMTA's listener: Debian has no KumoMTA.
 #[test]
 fn the_smtp_probe_script_submits_the_probe_and_prints_the_copy_it_finds() {
@@ -422,12 +415,12 @@ fn the_smtp_probe_script_submits_the_probe_and_prints_the_copy_it_finds() {
     exim::give_to_exim_group(&table, 0o640);
     let mut exim = Exim::new(&dir.path().join("exim"), &table);
     exim.start_daemon();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/probe/kumomta-probe.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/probe/mta-probe.sh");
     let message = "From: <rotor-probe@example.com>\r\nTo: <rotor-probe@example.com>\r\nSubject: rotor signing probe t1\r\nMessage-ID: <t1.42@example.com>\r\n\r\nprobe\r\n";
     let mut child = std::process::Command::new("sh")
         .arg(&script)
         .arg(exim.sink_dir())
-        .env("KUMO_SMTP", format!("127.0.0.1:{}", exim.daemon_port))
+        .env("PROBE_SMTP", format!("127.0.0.1:{}", exim.daemon_port))
         .env("ROTOR_PROBE_SENDER", exim::SENDER)
         .env("PROBE_RECIPIENT", exim::RECIPIENT)
         .stdin(std::process::Stdio::piped())

@@ -41,6 +41,43 @@ impl Engine<'_> {
         Some(self.probe_until(name, settings, plan, keys).await)
     }
 
+    /// [`Engine::prove`] for a signer just switched to `plan`; when its probe fails, it is
+    /// switched back to `previous`. The probe's result (if it has a probe) and the switch's
+    /// outcome: an error with its kind and what the probe found.
+    pub(super) async fn prove_or_switch_back(
+        &self,
+        name: &str,
+        signer: &dyn Signer,
+        plan: &SignerPlan,
+        previous: &SignerPlan,
+        keys: &[KeyRecord],
+    ) -> (Option<ProbeResult>, Result<(), (ErrorKind, String)>) {
+        let disproved = match self.prove(name, signer, plan, keys).await {
+            None => return (None, Ok(())),
+            Some(Ok(result)) => return (Some(result), Ok(())),
+            Some(Err(disproved)) => disproved,
+        };
+        let result = ProbeResult {
+            at: self.clock.now(),
+            ok: false,
+            detail: disproved.detail.clone(),
+        };
+        let back = signer
+            .stage(previous)
+            .and_then(|()| signer.switch(previous));
+        let detail = match back {
+            Ok(()) => format!(
+                "{}; it was switched back to its previous keys",
+                disproved.detail
+            ),
+            Err(err) => format!(
+                "{}; switching it back to its previous keys failed too: {err:#}",
+                disproved.detail
+            ),
+        };
+        (Some(result), Err((disproved.kind, detail)))
+    }
+
     async fn probe_until(
         &self,
         name: &str,

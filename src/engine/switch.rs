@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, Result, bail};
 use rotor_common::ErrorKind;
 use rotor_signers::{Signer, SignerKey};
-use rotor_state::{Action, KeyRecord, ProbeResult};
+use rotor_state::{Action, KeyRecord};
 use zeroize::Zeroizing;
 
 use super::{Engine, failure};
@@ -76,36 +76,13 @@ impl Engine<'_> {
                 .switch(&plan)
                 .map_err(|err| (err.kind(), format!("{err:#}")));
             if let (Ok(()), Some(previous)) = (&outcome, &previous) {
-                match self.prove(name, *signer, &plan, after).await {
-                    None => {}
-                    Some(Ok(result)) => {
-                        probes.insert(name.to_string(), result);
-                    }
-                    Some(Err(disproved)) => {
-                        probes.insert(
-                            name.to_string(),
-                            ProbeResult {
-                                at: self.clock.now(),
-                                ok: false,
-                                detail: disproved.detail.clone(),
-                            },
-                        );
-                        let back = signer
-                            .stage(previous)
-                            .and_then(|()| signer.switch(previous));
-                        let detail = match back {
-                            Ok(()) => format!(
-                                "{}; it was switched back to its previous keys",
-                                disproved.detail
-                            ),
-                            Err(err) => format!(
-                                "{}; switching it back to its previous keys failed too: {err:#}",
-                                disproved.detail
-                            ),
-                        };
-                        outcome = Err((disproved.kind, detail));
-                    }
+                let (result, proven) = self
+                    .prove_or_switch_back(name, *signer, &plan, previous, after)
+                    .await;
+                if let Some(result) = result {
+                    probes.insert(name.to_string(), result);
                 }
+                outcome = proven;
             }
             let state = match outcome {
                 Ok(()) => None,

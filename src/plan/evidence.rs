@@ -284,4 +284,59 @@ mod tests {
             "after the window"
         );
     }
+
+    #[test]
+    fn a_failing_selector_rolls_back_only_to_a_published_key_that_did_not_leak() {
+        let mut policy =
+            crate::plan::tests::policy(&[KeyAlgorithm::Rsa2048], crate::config::RetireMode::Delete);
+        policy.monitor = Some(crate::config::Monitor {
+            rollback: true,
+            ..monitor()
+        });
+        let new = KeyRecord {
+            phase: Phase::Active,
+            activated_at: Some(10 * DAY),
+            ..KeyRecord::reserved(
+                "example.com",
+                "new",
+                KeyAlgorithm::Rsa2048,
+                Default::default(),
+                0,
+            )
+        };
+        let old = retiring(10);
+        let bad = [day("new", 10, 80, 20)];
+        let waiting = Next::Wait {
+            until: None,
+            gate: Gate::NextRotation,
+        };
+        let keys = [old.clone(), new.clone()];
+        let step = roll_back(&new, &keys, &policy, &bad, 11 * DAY, waiting.clone());
+        assert_eq!(step, Next::Act(Action::Rollback));
+        let after = super::super::lifecycle::complete(&keys, &new, Action::Rollback, 11 * DAY);
+        assert_eq!(after[0].phase, Phase::Active, "the old key signs again");
+        assert_eq!(after[1].phase, Phase::Retiring);
+        assert_eq!(after[1].rolled_back_at, Some(11 * DAY));
+        // A leaked previous key is never brought back: alert only.
+        let leaked = KeyRecord {
+            compromised: Some(rotor_state::Compromise {
+                reason: "leaked".into(),
+                at: 10 * DAY,
+                skip_min_wait: false,
+            }),
+            ..old
+        };
+        let keys = [leaked, new.clone()];
+        assert_eq!(
+            roll_back(&new, &keys, &policy, &bad, 11 * DAY, waiting.clone()),
+            waiting
+        );
+        // Without rollback: true, never.
+        policy.monitor = Some(monitor());
+        let keys = [retiring(10), new.clone()];
+        assert_eq!(
+            roll_back(&new, &keys, &policy, &bad, 11 * DAY, waiting.clone()),
+            waiting
+        );
+    }
 }

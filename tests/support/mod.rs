@@ -224,6 +224,30 @@ domains:
         });
     }
 
+    /// Runs `rotor run` (as a timer would) until one fails; that run's output.
+    pub fn run_until_it_fails(&self, what: &str) -> Output {
+        let mut failed = None;
+        wait_for(what, Duration::from_secs(60), || {
+            let out = self.cmd(&["run"]);
+            let done = !out.status.success();
+            failed = Some(out);
+            done
+        });
+        failed.expect("a run")
+    }
+
+    /// A first key made active, then replaced by a second one: their selectors.
+    pub fn two_keys(&self) -> (String, String) {
+        self.run_until("first key active", |r| r.selector_in("active").is_some());
+        let old = self.selector_in("active").unwrap();
+        self.ok(&["rotate", "example.com"]);
+        self.run_until("second key active", |r| {
+            r.selector_in("active").is_some_and(|s| s != old)
+        });
+        let new = self.selector_in("active").unwrap();
+        (old, new)
+    }
+
     /// The OpenDKIM signer's directory.
     pub fn signer_dir(&self) -> PathBuf {
         self.dir.join("opendkim")
