@@ -4,7 +4,9 @@
 //! from the store), so applying it twice is harmless and a run that died midway simply applies it
 //! again. A switch has three steps, so that several signers move together: every signer is given
 //! the new key files first ([`Signer::stage`]), then each switches ([`Signer::switch`]), and only
-//! when all have switched are old key files deleted ([`Signer::clean`]).
+//! when all have switched are old key files deleted ([`Signer::clean`]). A switch takes the plans
+//! of many domains, so that a pass that moves 10,000 domains rewrites a signer's tables and
+//! reloads it once.
 //!
 //! One folder per adapter (`opendkim/`, `rspamd/`, `exim/`, `kumomta/`, `files/`), each with its
 //! settings (`settings.rs`) and the adapter; [`registry`] turns a `type:`-tagged entry of the
@@ -88,9 +90,10 @@ pub trait Signer {
         self.key_files().map_or(Ok(()), |keys| keys.stage(plan))
     }
 
-    /// Makes the signer sign as `plan` says: its maps or tables written, then its reload and
-    /// check run. On any failure, its previous files are restored and an error returned.
-    fn switch(&self, plan: &SignerPlan) -> Result<()>;
+    /// Makes the signer sign as `plans` say, for every domain among them at once (one plan per
+    /// domain): its maps or tables written once, then its reload and check run once. On any
+    /// failure, its previous files are restored (for every domain) and an error returned.
+    fn switch(&self, plans: &[SignerPlan]) -> Result<()>;
 
     /// Deletes the key files of `plan.removed`, once every signer has switched away from them.
     fn clean(&self, plan: &SignerPlan) -> Result<()> {

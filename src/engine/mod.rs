@@ -14,13 +14,16 @@ use rotor_state::{Action, Event, KeyRecord, Phase, Store};
 
 use crate::config::{Config, DomainConfig};
 use crate::metrics::{CallCount, Metered};
-use crate::plan::{self, DnsChange, DomainPlan, Gate, When, lifecycle};
+use crate::plan::{DnsChange, DomainPlan, When, lifecycle};
 use crate::propagation::{DnsVisibility, Visibility};
 use crate::time::rfc3339;
 use crate::{crashpoint, fsutil};
 use rotor_signers::Signer;
 
 pub use crate::time::{Clock, SystemClock};
+
+/// How many DNS checks (propagation, the recheck before an activation) a pass runs at once.
+const PARALLEL_CHECKS: usize = 16;
 
 /// How the pass-deadline warning starts.
 const PAST_DEADLINE: &str = "pass_timeout reached";
@@ -207,14 +210,8 @@ impl<'a> Engine<'a> {
         for (domain, err) in self.publish_all(&report.healthy(&all)).await {
             report.fail(domain, err);
         }
-        for domain in report.healthy(&all) {
-            if self.stopping() {
-                break;
-            }
-            if let Err(err) = self.advance(domain).await {
-                report.fail(domain.name.to_string(), err);
-            }
-        }
+        let healthy = report.healthy(&all);
+        self.advance_all(healthy, &mut report).await;
         for domain in report.healthy(&all) {
             if self.stopping() {
                 break;
@@ -257,49 +254,6 @@ impl<'a> Engine<'a> {
         if swept > 0 {
             tracing::info!("removed {swept} temporary files left by a run that died");
         }
-    }
-
-    /// Takes `domain`'s steps key by key, as far as the gates allow.
-    async fn advance(&self, domain: &DomainConfig) -> Result<()> {
-        let name = domain.name.as_str();
-        let mut abandoned = Vec::new();
-        // Each step changes one key; a rotation has fewer than twenty steps.
-        for _ in 0..64 {
-            if self.stopping() {
-                return Ok(());
-            }
-            let keys = self.store.domain_keys(name)?;
-            let plan = self.plan_of(domain, &keys);
-            for held in &plan.keys {
-                if let plan::Step::Wait {
-                    gate: gate @ Gate::ClockInDoubt { .. },
-                    ..
-                } = &held.step
-                {
-                    self.warn(format!("{name} {}: {gate}", held.selector));
-                }
-            }
-            let step = plan.next_step().and_then(|(planned, action)| {
-                let key = keys.iter().find(|k| k.selector == planned.selector)?;
-                Some((key.clone(), action, planned.dns.clone()))
-            });
-            let Some((key, action, dns)) = step else {
-                if abandoned.is_empty() {
-                    return Ok(());
-                }
-                bail!("rotation failed: {}", abandoned.join("; "));
-            };
-            if let Err(err) = self.perform(domain, &key, action, &dns).await {
-                let err = err.context(format!("{} {}: {}", name, key.selector, action));
-                self.record_error(&key, &err)?;
-                return Err(err);
-            }
-            if action == Action::Abandon {
-                let error = self.key(&key)?.error.unwrap_or_default();
-                abandoned.push(format!("{}: {error}", key.selector));
-            }
-        }
-        bail!("{name}: the pass did not settle (this is a bug)")
     }
 
     /// What the time is, for the plan.
@@ -456,68 +410,8 @@ impl<'a> Engine<'a> {
             Action::CheckPropagation => {
                 return self.check_propagation(domain, &key, &keys, after).await;
             }
-            Action::Activate => {
-                if key.compromised.is_some() {
-                    bail!("a key reported compromised is never activated");
-                }
-                self.recheck_before_activation(domain, &keys, &mut after)
-                    .await?;
-                self.apply_signers(domain, &key, &mut after, &[], true)
-                    .await?;
-                format!(
-                    "signers {} now sign with {}",
-                    domain.signers.join(", "),
-                    key.selector
-                )
-            }
-            Action::Retire | Action::Revoke => {
-                self.apply_signers(domain, &key, &mut after, &[&key], false)
-                    .await?;
-                // A leaked key may be revoked before it was ever published: then no change.
-                if !dns.is_empty() {
-                    let zone = self.key_zone(domain, &key).await?;
-                    crashpoint::hit(action.id(), "signers_done");
-                    self.replace_exact(domain, &zone, dns).await?;
-                    crashpoint::hit(action.id(), "dns_done");
-                }
-                fsutil::remove_file(&key.key_file)?;
-                let unproven = domain
-                    .policy
-                    .monitor
-                    .as_ref()
-                    .is_some_and(|m| now >= key.since + m.max_wait.secs());
-                let unproven = if unproven {
-                    " (monitor.max_wait reached: DMARC reports never showed its selector silent)"
-                } else {
-                    ""
-                };
-                if action == Action::Revoke {
-                    format!(
-                        "taken out of the signers; record replaced by an empty p=; private key destroyed{unproven}"
-                    )
-                } else {
-                    format!(
-                        "taken out of the signers; record removed; private key destroyed{unproven}"
-                    )
-                }
-            }
-            Action::Rollback => {
-                if key.compromised.is_some() {
-                    bail!("a key reported compromised is never rolled back to");
-                }
-                self.apply_signers(domain, &key, &mut after, &[], true)
-                    .await?;
-                let restored = after
-                    .iter()
-                    .find(|k| k.phase == Phase::Active && k.selector != key.selector)
-                    .map_or_else(|| "the previous key".to_string(), |k| k.selector.clone());
-                let days = self.days(domain);
-                let why = crate::plan::evidence::failing(&key, &domain.policy, &days, now)
-                    .unwrap_or_else(|| "DMARC reports showed it failing".into());
-                format!(
-                    "rolled back: signers {} sign with {restored} again; {why}",
-                    domain.signers.join(", ")
-                )
+            Action::Activate | Action::Retire | Action::Revoke | Action::Rollback => {
+                bail!("{action} switches signers: it is taken by switch_steps (this is a bug)")
             }
             Action::RemoveRevoked => {
                 let zone = self.key_zone(domain, &key).await?;
@@ -552,9 +446,25 @@ impl<'a> Engine<'a> {
         after: Vec<KeyRecord>,
         detail: String,
     ) -> Result<()> {
+        let (changes, events) = self.changes(before, key, &after, &detail);
+        let refs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
+            changes.iter().map(|(old, new)| (Some(old), new)).collect();
+        self.store.commit(&refs, &events)?;
+        Ok(())
+    }
+
+    /// Every changed key of `after` (as `(before, after)`, with `key` as it is now) and one
+    /// event per changed key, for one commit.
+    fn changes(
+        &self,
+        before: &[KeyRecord],
+        key: &KeyRecord,
+        after: &[KeyRecord],
+        detail: &str,
+    ) -> (Vec<(KeyRecord, KeyRecord)>, Vec<Event>) {
         let mut changes = Vec::new();
         let mut events = Vec::new();
-        for (old, new) in before.iter().zip(&after) {
+        for (old, new) in before.iter().zip(after) {
             let old = if old.selector == key.selector {
                 key
             } else {
@@ -564,7 +474,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let text = if new.selector == key.selector {
-                detail.clone()
+                detail.to_string()
             } else if new.phase == Phase::Active {
                 format!("activated together with {}: {detail}", key.selector)
             } else {
@@ -586,10 +496,9 @@ impl<'a> Engine<'a> {
                     new.phase
                 );
             }
-            changes.push((Some(old), new));
+            changes.push((old.clone(), new.clone()));
         }
-        self.store.commit(&changes, &events)?;
-        Ok(())
+        (changes, events)
     }
 
     fn policy_grace(&self, key: &KeyRecord) -> u64 {
@@ -606,6 +515,7 @@ fn this<'k>(keys: &'k mut [KeyRecord], key: &KeyRecord) -> &'k mut KeyRecord {
         .expect("complete() keeps every key")
 }
 
+mod advance;
 mod dns;
 mod failure;
 mod generate;

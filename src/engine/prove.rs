@@ -41,16 +41,17 @@ impl Engine<'_> {
         Some(self.probe_until(name, settings, plan, keys).await)
     }
 
-    /// [`Engine::prove`] for a signer just switched to `plan`; when its probe fails, it is
-    /// switched back to `previous`. The probe's result (if it has a probe) and the switch's
-    /// outcome: an error with its kind and what the probe found.
+    /// [`Engine::prove`] for a signer just switched to `plan` (with other domains); when its
+    /// probe fails, every domain it switched is switched back to its plan in `previous`. The
+    /// probe's result (if it has a probe) and the switch's outcome: an error with its kind and
+    /// what the probe found.
     pub(super) async fn prove_or_switch_back(
         &self,
         name: &str,
         signer: &dyn Signer,
         plan: &SignerPlan,
-        previous: &SignerPlan,
         keys: &[KeyRecord],
+        previous: &[SignerPlan],
     ) -> (Option<ProbeResult>, Result<(), (ErrorKind, String)>) {
         let disproved = match self.prove(name, signer, plan, keys).await {
             None => return (None, Ok(())),
@@ -62,8 +63,9 @@ impl Engine<'_> {
             ok: false,
             detail: disproved.detail.clone(),
         };
-        let back = signer
-            .stage(previous)
+        let back = previous
+            .iter()
+            .try_for_each(|plan| signer.stage(plan))
             .and_then(|()| signer.switch(previous));
         let detail = match back {
             Ok(()) => format!(

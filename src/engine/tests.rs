@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
@@ -106,21 +106,23 @@ impl DnsProvider for SharedDns {
     }
 }
 
-/// Records every plan; `fail` makes the next `apply` fail.
+/// Records every plan and how many switches there were; `fail` makes the next switch fail.
 #[derive(Default)]
 struct Recorder {
     plans: Mutex<Vec<SignerPlan>>,
+    switches: AtomicUsize,
     fail: AtomicBool,
 }
 
 struct SharedSigner(Arc<Recorder>);
 
 impl Signer for SharedSigner {
-    fn switch(&self, plan: &SignerPlan) -> rotor_signers::Result<()> {
+    fn switch(&self, plans: &[SignerPlan]) -> rotor_signers::Result<()> {
         if self.0.fail.swap(false, Ordering::SeqCst) {
             return Err(SignerError::Setting("reload failed".into()));
         }
-        self.0.plans.lock().unwrap().push(plan.clone());
+        self.0.switches.fetch_add(1, Ordering::SeqCst);
+        self.0.plans.lock().unwrap().extend_from_slice(plans);
         Ok(())
     }
 
@@ -202,6 +204,11 @@ impl World {
 
     /// A world whose domain rotates `keys` and is signed by `signers` signers.
     fn with(keys: &str, signers: usize) -> Self {
+        Self::with_domains(keys, signers, &["example.com"])
+    }
+
+    /// A world of `domains`, each rotating `keys`, signed by the same `signers` signers.
+    fn with_domains(keys: &str, signers: usize, domains: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (1..=signers).map(|n| format!("mx{n}")).collect();
         let signer_yaml: String = names
@@ -210,9 +217,17 @@ impl World {
                 format!("  {name}: {{type: exim, table: /t-{name}, key_dir: /kd-{name}}}\n")
             })
             .collect();
+        let domain_yaml: String = domains
+            .iter()
+            .map(|domain| {
+                format!(
+                    "  - {{name: {domain}, provider: dns, signers: [{}]}}\n",
+                    names.join(", ")
+                )
+            })
+            .collect();
         let yaml = format!(
-            "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  keys: {keys}\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\nproviders:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n{signer_yaml}domains:\n  - {{name: example.com, provider: dns, signers: [{}]}}\n",
-            names.join(", "),
+            "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  keys: {keys}\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\nproviders:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n{signer_yaml}domains:\n{domain_yaml}",
             d = dir.path().display()
         );
         let config = Config::parse(&yaml, Path::new("test.yaml")).unwrap();
@@ -393,6 +408,89 @@ fn a_rotation_follows_the_clock_and_the_gates() {
             Generated, Generated, Published, Propagated, Active, Generated, Generated, Published,
             Propagated, Retiring, Active, Retired
         ]
+    );
+}
+
+#[test]
+fn domains_that_switch_in_one_pass_share_one_switch_per_signer() {
+    let domains = ["a.example.com", "b.example.com", "example.com"];
+    let w = World::with_domains("[rsa-2048]", 2, &domains);
+    let failed = w.run(false);
+    assert!(failed.is_empty(), "{failed:?}");
+    w.clock.advance(4 * HOUR);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Active; 3]);
+    for signer in [&w.signer, &w.others[0]] {
+        assert_eq!(
+            signer.switches.load(Ordering::SeqCst),
+            1,
+            "one switch (one rewrite, one reload) per signer for all three domains"
+        );
+        let mut switched: Vec<String> = signer
+            .plans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.domain.clone())
+            .collect();
+        switched.sort();
+        assert_eq!(switched, domains);
+    }
+
+    // The next rotation: all three retire together after grace, again one switch each.
+    w.clock.advance(30 * DAY);
+    assert!(w.run(false).is_empty());
+    w.clock.advance(4 * HOUR);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.signer.switches.load(Ordering::SeqCst), 2);
+    w.clock.advance(7 * DAY);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.signer.switches.load(Ordering::SeqCst), 3);
+    let retired = w
+        .store
+        .keys()
+        .unwrap()
+        .iter()
+        .filter(|k| k.phase == Phase::Retired)
+        .count();
+    assert_eq!(retired, 3);
+}
+
+#[test]
+fn a_signer_that_fails_a_batch_fails_every_domain_of_it_and_keeps_their_old_keys() {
+    let domains = ["a.example.com", "example.com"];
+    let w = World::with_domains("[rsa-2048]", 2, &domains);
+    let failed = w.run(false);
+    assert!(failed.is_empty(), "{failed:?}");
+    w.clock.advance(4 * HOUR);
+    w.others[0].fail.store(true, Ordering::SeqCst);
+    let failed = w.run(false);
+    let mut failed_domains: Vec<&str> = failed.iter().map(|(d, _)| d.as_str()).collect();
+    failed_domains.sort();
+    assert_eq!(failed_domains, domains, "{failed:?}");
+    assert!(
+        failed.iter().all(|(_, e)| e.contains("signer mx2")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        w.phases(),
+        [Phase::Propagated; 2],
+        "no key is active while a signer failed to switch to it"
+    );
+    for key in w.store.keys().unwrap() {
+        assert!(
+            key.signers["mx2"].starts_with("failed"),
+            "{:?}",
+            key.signers
+        );
+        assert_eq!(key.signers["mx1"], "signing");
+    }
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Active; 2]);
+    assert_eq!(
+        w.others[0].switches.load(Ordering::SeqCst),
+        1,
+        "the failed batch did not count; the retry is one switch for both"
     );
 }
 

@@ -22,6 +22,7 @@ mod settings;
 
 pub use settings::EximSettings;
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use crate::error::Result;
@@ -49,26 +50,33 @@ impl Exim {
         Self { config, keys }
     }
 
-    fn table(&self, plan: &SignerPlan, current: &str) -> String {
-        let domain = plan.domain.as_str();
-        let suffix = format!("._domainkey.{domain}:");
+    /// The table with the rows of every domain of `plans` replaced: its selector list and
+    /// its keys' paths.
+    fn table(&self, plans: &[SignerPlan], current: &str) -> String {
+        let domains: HashSet<&str> = plans.iter().map(|plan| plan.domain.as_str()).collect();
         let mut rows = Vec::new();
-        if !plan.signing.is_empty() {
-            let selectors: Vec<&str> = plan.signing.iter().map(|k| k.selector.as_str()).collect();
-            rows.push(format!("{domain}: {}", selectors.join(" : ")));
+        for plan in plans {
+            let domain = plan.domain.as_str();
+            if !plan.signing.is_empty() {
+                let selectors: Vec<&str> =
+                    plan.signing.iter().map(|k| k.selector.as_str()).collect();
+                rows.push(format!("{domain}: {}", selectors.join(" : ")));
+            }
+            for key in plan.installed() {
+                rows.push(format!(
+                    "{}._domainkey.{domain}: {}",
+                    key.selector,
+                    self.keys.path(domain, key).display()
+                ));
+            }
         }
-        for key in plan.installed() {
-            rows.push(format!(
-                "{}._domainkey.{domain}: {}",
-                key.selector,
-                self.keys.path(domain, key).display()
-            ));
-        }
-        rewrite(
-            current,
-            |fields| fields[0] == format!("{domain}:") || fields[0].ends_with(&suffix),
-            &rows,
-        )
+        // A domain's rows: `domain:` and `<selector>._domainkey.domain:`.
+        let ours = |name: &str| {
+            let name = name.strip_suffix(':').unwrap_or_default();
+            let domain = name.split_once("._domainkey.").map_or(name, |(_, d)| d);
+            domains.contains(domain)
+        };
+        rewrite(current, |fields| ours(fields[0]), &rows)
     }
 }
 
@@ -77,10 +85,10 @@ impl Signer for Exim {
         Some(&self.keys)
     }
 
-    fn switch(&self, plan: &SignerPlan) -> Result<()> {
+    fn switch(&self, plans: &[SignerPlan]) -> Result<()> {
         switch_file(
             &self.config.table,
-            |current| Ok(self.table(plan, current)),
+            |current| Ok(self.table(plans, current)),
             self.config.reload.as_ref(),
             self.config.timeout,
         )
@@ -139,7 +147,7 @@ mod tests {
             removed: vec![],
         };
         exim.stage(&plan).unwrap();
-        exim.switch(&plan).unwrap();
+        exim.switch(std::slice::from_ref(&plan)).unwrap();
         let k = dir.path().join("keys");
         assert_eq!(
             fs::read_to_string(dir.path().join("dkim")).unwrap(),

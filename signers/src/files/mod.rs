@@ -13,6 +13,7 @@ mod template;
 
 pub use settings::{FilesSettings, KeyFormatName, TemplateFile};
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, SignerError};
@@ -96,8 +97,21 @@ impl Signer for Files {
         Some(&self.keys)
     }
 
-    fn switch(&self, plan: &SignerPlan) -> Result<()> {
-        let rendered = self.render(plan)?;
+    fn switch(&self, plans: &[SignerPlan]) -> Result<()> {
+        // Every domain's files, in order; a path two domains render to holds the last one's.
+        let mut rendered: Vec<(PathBuf, String, u32)> = Vec::new();
+        let mut index: HashMap<PathBuf, usize> = HashMap::new();
+        for plan in plans {
+            for (path, text, mode) in self.render(plan)? {
+                match index.get(&path) {
+                    Some(&at) => rendered[at] = (path, text, mode),
+                    None => {
+                        index.insert(path.clone(), rendered.len());
+                        rendered.push((path, text, mode));
+                    }
+                }
+            }
+        }
         for (path, ..) in &rendered {
             if let Some(dir) = path.parent().filter(|dir| !dir.exists()) {
                 std::fs::create_dir_all(dir).map_err(|err| SignerError::at("create", dir, err))?;
@@ -188,7 +202,7 @@ dual_signing: true
             removed: vec![],
         };
         files.stage(&plan).unwrap();
-        files.switch(&plan).unwrap();
+        files.switch(std::slice::from_ref(&plan)).unwrap();
         let k = dir.path().join("keys");
         assert_eq!(
             fs::read_to_string(dir.path().join("conf/example.com.conf")).unwrap(),
@@ -217,7 +231,10 @@ dual_signing: true
             removed: vec![],
         };
         files.stage(&plan).unwrap();
-        let err = format!("{:#}", files.switch(&plan).unwrap_err());
+        let err = format!(
+            "{:#}",
+            files.switch(std::slice::from_ref(&plan)).unwrap_err()
+        );
         assert!(
             err.contains("no signature") && err.contains("restored"),
             "{err}"

@@ -56,16 +56,24 @@ impl Kumomta {
         Self { config, keys }
     }
 
-    /// The data file with `plan.domain`'s block signing with its key. What the operator set
-    /// in the block besides the key (headers, policy…) stays.
-    fn data(&self, plan: &SignerPlan, current: &str) -> Result<String> {
-        let domain = plan.domain.as_str();
+    /// The data file with the block of every domain of `plans` signing with its key. What the
+    /// operator set in a block besides the key (headers, policy…) stays.
+    fn data(&self, plans: &[SignerPlan], current: &str) -> Result<String> {
         let mut doc: DocumentMut = current.parse().map_err(|err| {
             SignerError::Setting(format!(
                 "{} is not valid TOML: {err}",
                 self.config.data_file.display()
             ))
         })?;
+        for plan in plans {
+            self.set_block(&mut doc, plan)?;
+        }
+        Ok(doc.to_string())
+    }
+
+    /// Sets `plan.domain`'s block in `doc` to sign with its key.
+    fn set_block(&self, doc: &mut DocumentMut, plan: &SignerPlan) -> Result<()> {
+        let domain = plan.domain.as_str();
         let key = match plan.signing.as_slice() {
             [key] => key,
             [] => {
@@ -93,7 +101,7 @@ impl Kumomta {
         block["algo"] = value(algo(key));
         block["filename"] = value(self.keys.path(domain, key).display().to_string());
         doc["domain"][domain] = Item::Table(block);
-        Ok(doc.to_string())
+        Ok(())
     }
 }
 
@@ -102,10 +110,10 @@ impl Signer for Kumomta {
         Some(&self.keys)
     }
 
-    fn switch(&self, plan: &SignerPlan) -> Result<()> {
+    fn switch(&self, plans: &[SignerPlan]) -> Result<()> {
         switch_file(
             &self.config.data_file,
-            |current| self.data(plan, current),
+            |current| self.data(plans, current),
             self.config.reload.as_ref(),
             self.config.timeout,
         )
@@ -175,7 +183,7 @@ mod tests {
             removed: vec![],
         };
         kumo.stage(&plan).unwrap();
-        kumo.switch(&plan).unwrap();
+        kumo.switch(std::slice::from_ref(&plan)).unwrap();
         let text = fs::read_to_string(&data).unwrap();
         let key = dir.path().join("keys/example.com.new.pem");
         assert_eq!(

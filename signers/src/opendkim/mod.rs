@@ -10,6 +10,7 @@ mod settings;
 
 pub use settings::OpendkimSettings;
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use crate::error::{Result, SignerError};
@@ -37,46 +38,48 @@ impl Opendkim {
         Self { config, keys }
     }
 
-    fn tables(&self, plan: &SignerPlan, key_table: &str, signing_table: &str) -> [String; 2] {
-        let domain = plan.domain.as_str();
-        let ours: Vec<String> = plan
-            .installed()
-            .chain(&plan.removed)
-            .map(|key| selector_name(&key.selector, domain))
+    /// The KeyTable and SigningTable with the rows of every domain of `plans` replaced: one
+    /// pass over each table, however many domains switch.
+    fn tables(&self, plans: &[SignerPlan], key_table: &str, signing_table: &str) -> [String; 2] {
+        let ours: HashSet<String> = plans
+            .iter()
+            .flat_map(|plan| {
+                plan.installed()
+                    .chain(&plan.removed)
+                    .map(|key| selector_name(&key.selector, &plan.domain))
+            })
             .collect();
-        let key_rows: Vec<String> = plan
-            .installed()
-            .map(|key| {
+        let patterns: HashSet<String> = plans
+            .iter()
+            .map(|plan| format!("*@{}", plan.domain))
+            .collect();
+        let mut key_rows = Vec::new();
+        let mut signing_rows = Vec::new();
+        for plan in plans {
+            let domain = plan.domain.as_str();
+            key_rows.extend(plan.installed().map(|key| {
                 format!(
                     "{} {domain}:{}:{}",
                     selector_name(&key.selector, domain),
                     key.selector,
                     self.keys.path(domain, key).display()
                 )
-            })
-            .collect();
-        let keys = rewrite(
-            key_table,
-            |f| ours.iter().any(|name| name == f[0]),
-            &key_rows,
-        );
-        let pattern = format!("*@{domain}");
-        let signing_keys: Vec<&SignerKey> = if self.config.overlap {
-            plan.installed().collect()
-        } else {
-            plan.signing.iter().collect()
-        };
-        let signing_rows: Vec<String> = signing_keys
-            .iter()
-            .map(|key| format!("{pattern} {}", selector_name(&key.selector, domain)))
-            .collect();
+            }));
+            let signing_keys: Vec<&SignerKey> = if self.config.overlap {
+                plan.installed().collect()
+            } else {
+                plan.signing.iter().collect()
+            };
+            signing_rows.extend(
+                signing_keys
+                    .iter()
+                    .map(|key| format!("*@{domain} {}", selector_name(&key.selector, domain))),
+            );
+        }
+        let keys = rewrite(key_table, |f| ours.contains(f[0]), &key_rows);
         let signing = rewrite(
             signing_table,
-            |f| {
-                f[0] == pattern
-                    || f.get(1)
-                        .is_some_and(|name| ours.iter().any(|ours| ours == name))
-            },
+            |f| patterns.contains(f[0]) || f.get(1).is_some_and(|name| ours.contains(*name)),
             &signing_rows,
         );
         [keys, signing]
@@ -88,11 +91,11 @@ impl Signer for Opendkim {
         Some(&self.keys)
     }
 
-    fn switch(&self, plan: &SignerPlan) -> Result<()> {
+    fn switch(&self, plans: &[SignerPlan]) -> Result<()> {
         let switch = || {
             let reload = self.config.reload().map_err(SignerError::Setting)?;
             let files = FileSet::read(&[&self.config.key_table, &self.config.signing_table])?;
-            let tables = self.tables(plan, files.text(0), files.text(1));
+            let tables = self.tables(plans, files.text(0), files.text(1));
             let timeout = command::timeout(self.config.timeout);
             files.switch_verified(
                 &tables,
@@ -162,7 +165,7 @@ mod tests {
     /// The three steps, as the engine takes them for one signer.
     fn apply(signer: &Opendkim, plan: &SignerPlan) -> Result<()> {
         signer.stage(plan)?;
-        signer.switch(plan)?;
+        signer.switch(std::slice::from_ref(plan))?;
         signer.clean(plan)
     }
 
@@ -321,7 +324,7 @@ mod tests {
             kept: vec![],
             removed: vec![],
         };
-        let err = format!("{:#}", signer.switch(&plan).unwrap_err());
+        let err = format!("{:#}", signer.switch(&[plan]).unwrap_err());
         assert!(err.contains("reload: timed out after 1s"), "{err}");
         assert!(
             !err.contains("sleep"),

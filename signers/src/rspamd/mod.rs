@@ -12,6 +12,7 @@ mod settings;
 
 pub use settings::RspamdSettings;
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use crate::error::{Result, SignerError};
@@ -45,26 +46,36 @@ impl Rspamd {
         Self { config, keys }
     }
 
-    /// The selector map with `domain`'s line replaced (or removed when it signs twice).
-    fn map(&self, plan: &SignerPlan, map: &str, twice: bool) -> String {
-        let domain = plan.domain.as_str();
-        let line: Vec<String> = match (twice, plan.signing.first()) {
-            (false, Some(key)) => vec![format!("{domain} {}", key.selector)],
-            _ => Vec::new(),
-        };
-        rewrite(map, |fields| fields[0] == domain, &line)
+    /// The selector map with the line of every domain of `plans` replaced (or removed when
+    /// it signs twice).
+    fn map(&self, plans: &[SignerPlan], map: &str) -> String {
+        let domains: HashSet<&str> = plans.iter().map(|plan| plan.domain.as_str()).collect();
+        let lines: Vec<String> = plans
+            .iter()
+            .filter(|plan| !twice(plan))
+            .filter_map(|plan| {
+                let key = plan.signing.first()?;
+                Some(format!("{} {}", plan.domain, key.selector))
+            })
+            .collect();
+        rewrite(map, |fields| domains.contains(fields[0]), &lines)
     }
 
-    /// The domains file with `domain`'s entry replaced (or removed when it signs once).
-    fn domains(&self, plan: &SignerPlan, current: &str, twice: bool) -> String {
-        let domain = plan.domain.as_str();
+    /// The domains file with the entry of every domain of `plans` replaced (or removed when it
+    /// signs once).
+    fn domains(&self, plans: &[SignerPlan], current: &str) -> String {
+        let domains: HashSet<&str> = plans.iter().map(|plan| plan.domain.as_str()).collect();
         let mut entries: Vec<String> = current
             .lines()
             .filter(|line| line.starts_with("  \""))
-            .filter(|line| !line.starts_with(&format!("  \"{domain}\" ")))
+            .filter(|line| {
+                let name = line[3..].split_once('"').map(|(name, _)| name);
+                !name.is_some_and(|name| domains.contains(name))
+            })
             .map(str::to_string)
             .collect();
-        if twice {
+        for plan in plans.iter().filter(|plan| twice(plan)) {
+            let domain = plan.domain.as_str();
             let selectors: Vec<String> = plan
                 .signing
                 .iter()
@@ -86,26 +97,30 @@ impl Rspamd {
     }
 }
 
+/// Whether `plan`'s domain signs twice (RSA and Ed25519): an entry of the domains file.
+fn twice(plan: &SignerPlan) -> bool {
+    plan.signing.len() > 1
+}
+
 impl Signer for Rspamd {
     fn key_files(&self) -> Option<&KeyFiles> {
         Some(&self.keys)
     }
 
-    fn switch(&self, plan: &SignerPlan) -> Result<()> {
-        let twice = plan.signing.len() > 1;
+    fn switch(&self, plans: &[SignerPlan]) -> Result<()> {
         let mut paths: Vec<&Path> = vec![&self.config.selector_map];
         if let Some(domains) = &self.config.domains_file {
             paths.push(domains);
-        } else if twice {
+        } else if plans.iter().any(twice) {
             return Err(SignerError::Setting(
                 "rspamd signs a domain twice only through `domains_file:`".into(),
             ));
         }
         let switch = || {
             let files = FileSet::read(&paths)?;
-            let mut texts = vec![self.map(plan, files.text(0), twice)];
+            let mut texts = vec![self.map(plans, files.text(0))];
             if self.config.domains_file.is_some() {
-                texts.push(self.domains(plan, files.text(1), twice));
+                texts.push(self.domains(plans, files.text(1)));
             }
             files.switch(&texts, || {
                 let timeout = command::timeout(self.config.timeout);
@@ -180,7 +195,7 @@ mod tests {
             removed: vec![],
         };
         signer.stage(&once).unwrap();
-        signer.switch(&once).unwrap();
+        signer.switch(std::slice::from_ref(&once)).unwrap();
         let map = fs::read_to_string(dir.path().join("selectors.map")).unwrap();
         assert_eq!(map, "# operator\nother.org sel\nexample.com r1\n");
 
@@ -189,7 +204,7 @@ mod tests {
             ..once
         };
         signer.stage(&twice).unwrap();
-        signer.switch(&twice).unwrap();
+        signer.switch(std::slice::from_ref(&twice)).unwrap();
         let map = fs::read_to_string(dir.path().join("selectors.map")).unwrap();
         assert_eq!(map, "# operator\nother.org sel\n");
         let domains = fs::read_to_string(dir.path().join("domains.inc")).unwrap();
@@ -223,7 +238,7 @@ mod tests {
             removed: vec![],
         };
         signer.stage(&plan).unwrap();
-        let err = format!("{:#}", signer.switch(&plan).unwrap_err());
+        let err = format!("{:#}", signer.switch(&[plan]).unwrap_err());
         assert!(
             err.contains("syntax error") && err.contains("restored"),
             "{err}"

@@ -75,7 +75,7 @@ impl<B: Backend> Battery<'_, B> {
         }
 
         // 2. switch
-        signer.switch(&first).expect("switch");
+        signer.switch(std::slice::from_ref(&first)).expect("switch");
         signer.clean(&first).expect("clean");
         self.eventually_signs("switch", COM, &com1);
         let given = self.give_tables_to_the_operator();
@@ -138,7 +138,7 @@ impl<B: Backend> Battery<'_, B> {
         let failing = self.signer(true);
         failing.stage(&next).expect("stage before a failing switch");
         let err = failing
-            .switch(&next)
+            .switch(std::slice::from_ref(&next))
             .expect_err("a failed reload restores everything: the switch fails");
         assert!(
             err.to_string().contains("previous files are restored"),
@@ -166,7 +166,7 @@ impl<B: Backend> Battery<'_, B> {
         let before = self.snapshot(&tables);
         failing.stage(&new).expect("stage of a new domain");
         failing
-            .switch(&new)
+            .switch(std::slice::from_ref(&new))
             .expect_err("a failed reload restores everything: the switch of a new domain fails");
         assert_eq!(
             self.snapshot(&tables),
@@ -220,6 +220,35 @@ impl<B: Backend> Battery<'_, B> {
         self.owners_kept("clean removes only what rotor put there", &given);
         self.eventually_signs("clean removes only what rotor put there", COM, &com3);
         self.eventually_signs("clean removes only what rotor put there", ORG, &org1);
+
+        // 7. one switch moves several domains, and a failed one restores them all
+        let (com4, org2) = (self.key(COM, "s4"), self.key(ORG, "s2"));
+        let both = [
+            plan(COM, &[&com4], &[&com3], &[]),
+            plan(ORG, &[&org2], &[&org1], &[]),
+        ];
+        let tables = self.snapshot(&self.all_tables());
+        for plan in &both {
+            failing.stage(plan).expect("stage before a failing batch");
+        }
+        let err = failing
+            .switch(&both)
+            .expect_err("one switch moves several domains: a failing reload fails the batch");
+        assert!(
+            err.to_string().contains("previous files are restored"),
+            "one switch moves several domains: the error says the files are restored: {err}"
+        );
+        assert_eq!(
+            self.snapshot(&self.all_tables()),
+            tables,
+            "one switch moves several domains: a failed batch restores every domain's rows"
+        );
+        self.eventually_signs("one switch moves several domains", COM, &com3);
+        self.eventually_signs("one switch moves several domains", ORG, &org1);
+        apply_all(&*signer, &both).expect("a switch of two domains at once");
+        self.eventually_signs("one switch moves several domains", COM, &com4);
+        self.eventually_signs("one switch moves several domains", ORG, &org2);
+        self.rows_kept("one switch moves several domains", &operator_rows);
     }
 
     /// The adapter for the backend's settings, read as the config reads them.
@@ -383,9 +412,14 @@ impl<B: Backend> Battery<'_, B> {
 
 /// The three steps, as the engine takes them for one signer.
 fn apply(signer: &dyn Signer, plan: &SignerPlan) -> rotor_signers::Result<()> {
-    signer.stage(plan)?;
-    signer.switch(plan)?;
-    signer.clean(plan)
+    apply_all(signer, std::slice::from_ref(plan))
+}
+
+/// The three steps for several domains at once: one switch for all of them.
+fn apply_all(signer: &dyn Signer, plans: &[SignerPlan]) -> rotor_signers::Result<()> {
+    plans.iter().try_for_each(|plan| signer.stage(plan))?;
+    signer.switch(plans)?;
+    plans.iter().try_for_each(|plan| signer.clean(plan))
 }
 
 fn plan(
