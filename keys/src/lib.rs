@@ -11,10 +11,9 @@ pub use rotor_common::KeyAlgorithm;
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::KeypairBytes;
+use getrandom::SysRng;
 use pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
-use rand::rngs::OsRng;
 use rsa::traits::PublicKeyParts;
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use zeroize::Zeroizing;
 
 /// Why a key could not be made or read.
@@ -47,14 +46,17 @@ impl PrivateKey {
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
         let fail = |err: &dyn fmt::Display| KeyError::Generate(algorithm, err.to_string());
         let pem = if algorithm.is_rsa() {
-            RsaPrivateKey::new(&mut OsRng, algorithm.rsa_bits())
+            rsa::PrivateKey::new(&mut SysRng, algorithm.rsa_bits())
                 .map_err(|err| fail(&err))?
                 .to_pkcs8_pem(LineEnding::LF)
                 .map_err(|err| fail(&err))?
         } else {
-            let key = SigningKey::generate(&mut OsRng);
+            // An Ed25519 private key is 32 random bytes (RFC 8032 §5.1.5). Written without the
+            // public key (PKCS#8 v1), which OpenSSL-based signers read.
+            let mut seed = Zeroizing::new([0u8; 32]);
+            getrandom::fill(seed.as_mut_slice()).map_err(|err| fail(&err))?;
             KeypairBytes {
-                secret_key: key.to_bytes(),
+                secret_key: *seed,
                 public_key: None,
             }
             .to_pkcs8_pem(LineEnding::LF)
@@ -80,12 +82,13 @@ impl PrivateKey {
     fn public_bytes(&self) -> Result<Vec<u8>, KeyError> {
         let fail = |err: &dyn fmt::Display| KeyError::Parse(self.algorithm, err.to_string());
         if self.algorithm.is_rsa() {
-            let private = RsaPrivateKey::from_pkcs8_pem(&self.pem).map_err(|err| fail(&err))?;
+            let private = rsa::PrivateKey::from_pkcs8_pem(&self.pem).map_err(|err| fail(&err))?;
             let bits = private.size() * 8;
             if bits != self.algorithm.rsa_bits() {
                 return Err(fail(&format!("it has {bits} bits")));
             }
-            let der = RsaPublicKey::from(&private)
+            let der = private
+                .as_public_key()
                 .to_public_key_der()
                 .map_err(|err| fail(&err))?;
             Ok(der.as_bytes().to_vec())
@@ -150,6 +153,37 @@ mod tests {
         let record = key.record().unwrap();
         assert_eq!(record.algorithm(), Some("ed25519"));
         assert_eq!(record.key().len(), 44);
+    }
+
+    /// Keys written by rotor with rsa 0.9 and ed25519-dalek 2 (test fixtures, never used
+    /// elsewhere) still load, publish the same record, and are written back byte for byte.
+    #[test]
+    fn keys_written_by_earlier_versions_still_load() {
+        let old_rsa = include_str!("../testdata/rsa-2048-rsa0.9.pem");
+        let key =
+            PrivateKey::from_pem(KeyAlgorithm::Rsa2048, Zeroizing::new(old_rsa.into())).unwrap();
+        assert_eq!(
+            key.record().unwrap().to_string(),
+            "v=DKIM1; k=rsa; h=sha256; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAsJ1c0r1gJyNnOENDK5KpYGrrbH5KZxIwBXVmfCLmM/aHQO0NR6Y2LMuKELPBddBM66BRQqvmJzKRYL5CcAF6k/05NULgYrsMiwkYVKsHy+k0xl1w3p4MpkpwiwCHgDL+pVaQ6v4vADcOxgffmvGo4Fk0wVZCiTiDXZ+VUyV4YD6SCwDURmN8MnFCAniEz+jBuY5oDCStAtgMqqaus2VwnJI0pdXvwDaB7ykPKWKAjJz7f/Lkuzhkl0ebEItJoD33umSBdcMTSr65Vk24Z05w1V2/EaGeb4zAXGsHuatig02+BkzomEFHGZ7HQpycOoDyA+jsOSg9ZWwcV+8HlncxnQIDAQAB"
+        );
+        // The same DER as the earlier encoder's: the PEM in kind is unchanged.
+        let again = rsa::PrivateKey::from_pkcs8_pem(old_rsa)
+            .unwrap()
+            .to_pkcs8_pem(LineEnding::LF)
+            .unwrap();
+        assert_eq!(again.as_str(), old_rsa);
+
+        let old_ed25519 = include_str!("../testdata/ed25519-dalek2.pem");
+        let key = PrivateKey::from_pem(KeyAlgorithm::Ed25519, Zeroizing::new(old_ed25519.into()))
+            .unwrap();
+        assert_eq!(
+            key.record().unwrap().to_string(),
+            "v=DKIM1; k=ed25519; p=RupwLTe/w+MyvFG6wFyWp5T5h0YZ8s3vwURCiLRU9SM="
+        );
+        assert_eq!(
+            key.ed25519_seed_base64().unwrap().as_str(),
+            "DldOZmfIQePGf/457xMyRqssvVwZholfnvs+V3O5MQo="
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -174,7 +173,7 @@ impl Client {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let base = self.pace.backoff.saturating_mul(1 << attempt.min(8));
-        let jitter = rand::thread_rng().gen_range(0.0..0.5);
+        let jitter = rand::random_range(0.0..0.5);
         base.mul_f64(1.0 + jitter)
     }
 
