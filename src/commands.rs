@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::plan::evidence::Evidence;
+use crate::progress::Progress;
 use anyhow::{Context, Result};
 use rotor_common::ErrorKind;
 use rotor_providers::Zone;
@@ -150,8 +151,8 @@ fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DomainCo
         .collect()
 }
 
-/// `rotor run` and `rotor rotate`: one pass under the lock.
-pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
+/// `rotor run` and `rotor rotate`: one pass under the lock, its progress shown on `progress`.
+pub async fn run(config: &Config, forced: &[String], progress: Progress) -> Result<Code> {
     let forced: BTreeSet<String> = selected(config, forced)?
         .iter()
         .filter(|_| !forced.is_empty())
@@ -164,7 +165,7 @@ pub async fn run(config: &Config, forced: &[String]) -> Result<Code> {
         lock_waiting(config, OPERATOR_WAIT)?
     };
     let store = open_store(config)?;
-    let report = pass(config, store, parts, &forced, None).await?;
+    let report = pass(config, store, parts, &forced, None, progress).await?;
     for warning in &report.warnings {
         eprintln!("rotor: warning: {warning}");
     }
@@ -191,13 +192,14 @@ fn failed_code(failed: &[Failure]) -> Code {
 
 /// One pass of the engine (the caller holds the lock), then what follows every pass: the
 /// store's backup, the metrics file and the notifications of what changed. With `stop`, the
-/// pass ends after the step in progress once it is set.
+/// pass ends after the step in progress once it is set; its progress is shown on `progress`.
 pub async fn pass(
     config: &Config,
     store: Store,
     parts: Parts,
     forced: &BTreeSet<String>,
     stop: Option<&AtomicBool>,
+    progress: Progress,
 ) -> Result<PassReport> {
     let started = Instant::now();
     let calls = parts.calls.clone();
@@ -210,7 +212,8 @@ pub async fn pass(
     let last_pass = store.last_pass()?.map(|pass| pass.at);
     let mut engine = Engine::new(config, &store, &SystemClock, parts)
         .after_pass(last_pass)
-        .deadline(config.passes.timeout.0);
+        .deadline(config.passes.timeout.0)
+        .progress(progress);
     if let Some(stop) = stop {
         engine = engine.stop_on(stop);
     }
@@ -419,7 +422,15 @@ pub async fn revoke(
     };
     store.commit(&[(Some(key), &marked)], std::slice::from_ref(&event))?;
     notify::send(&config.notify, &[Notice::event(&event)]).await;
-    let report = pass(config, store, parts, &BTreeSet::new(), None).await?;
+    let report = pass(
+        config,
+        store,
+        parts,
+        &BTreeSet::new(),
+        None,
+        Progress::hidden(),
+    )
+    .await?;
     let (keys, evidence) = read_store(config, |s| (s.keys(), evidence_of(config, s)))?;
     let domains = selected(config, std::slice::from_ref(&domain))?;
     print!(

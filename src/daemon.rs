@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::commands::{self, Code, Exit};
 use crate::config::Config;
 use crate::engine::Parts;
+use crate::progress::Progress;
 
 /// What wakes the daemon.
 #[derive(Debug, PartialEq, Eq)]
@@ -154,7 +155,16 @@ async fn one_pass(config: &Config, stop: &AtomicBool) {
         Ok(store) => store,
         Err(err) => return tracing::error!("{err:#}"),
     };
-    match commands::pass(config, store, parts, &BTreeSet::new(), Some(stop)).await {
+    match commands::pass(
+        config,
+        store,
+        parts,
+        &BTreeSet::new(),
+        Some(stop),
+        Progress::hidden(),
+    )
+    .await
+    {
         Ok(report) => {
             for warning in &report.warnings {
                 tracing::warn!("{warning}");

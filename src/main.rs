@@ -10,6 +10,7 @@ mod metrics;
 mod notify;
 mod plan;
 mod probe;
+mod progress;
 mod propagation;
 mod report;
 mod signer_plan;
@@ -135,10 +136,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<commands::Code> {
     }
     let config = commands::load(&cli.config)?;
     let runtime = tokio::runtime::Runtime::new()?;
+    // Bars on a terminal, for people; nothing from cron or a timer, or with JSON logs.
+    let progress = || {
+        let shown = std::io::stderr().is_terminal() && cli.log_format == LogFormat::Human;
+        progress::Progress::new(shown)
+    };
     match cli.command {
-        Command::Run => runtime.block_on(commands::run(&config, &[])),
+        Command::Run => runtime.block_on(commands::run(&config, &[], progress())),
         Command::Daemon => runtime.block_on(daemon::run(&cli.config, config)),
-        Command::Rotate { domains } => runtime.block_on(commands::run(&config, &domains)),
+        Command::Rotate { domains } => {
+            runtime.block_on(commands::run(&config, &domains, progress()))
+        }
         Command::Status {
             domain,
             json,

@@ -61,15 +61,18 @@ impl Engine<'_> {
         }
         crashpoint::hit(Action::GenerateKey.id(), "started");
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let bar = &self.progress.stage("keys generated", jobs.len());
         let results: Vec<_> =
             futures_util::stream::iter(jobs.iter().map(|(d, _)| *d).zip(intended))
                 .map(|(domain, key)| async move {
                     let result = self.generate(&key).await;
+                    bar.inc(1);
                     (domain, key, result)
                 })
                 .buffer_unordered(cores)
                 .collect()
                 .await;
+        bar.finish();
         let mut done = Vec::new();
         let mut events = Vec::new();
         for (domain, key, result) in results {

@@ -15,6 +15,7 @@ use rotor_state::{Action, Event, KeyRecord, Phase, Store};
 use crate::config::{Config, DomainConfig};
 use crate::metrics::{CallCount, Metered};
 use crate::plan::{DnsChange, DomainPlan, When, lifecycle};
+use crate::progress::Progress;
 use crate::propagation::{DnsVisibility, Visibility};
 use crate::time::rfc3339;
 use crate::{crashpoint, fsutil};
@@ -73,6 +74,8 @@ pub struct Engine<'a> {
     deadline: Option<std::time::Instant>,
     /// What this pass warns about (held steps).
     warnings: std::sync::Mutex<Vec<String>>,
+    /// Where the pass shows its progress (a terminal, or nowhere).
+    progress: Progress,
 }
 
 /// What the engine acts through: providers and signers by name, and the visibility check.
@@ -136,7 +139,14 @@ impl<'a> Engine<'a> {
             last_pass: None,
             deadline: None,
             warnings: Default::default(),
+            progress: Progress::hidden(),
         }
+    }
+
+    /// Shows the pass's progress (keys generated, records published, signers switched) on
+    /// `progress`.
+    pub fn progress(self, progress: Progress) -> Self {
+        Self { progress, ..self }
     }
 
     /// Ends the pass after the step in progress once `limit` has passed (from now): whatever is

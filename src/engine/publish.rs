@@ -54,7 +54,10 @@ impl Engine<'_> {
                 }
             }
         }
+        let total = groups.values().map(|(_, members)| members.len()).sum();
+        let bar = self.progress.stage("records published", total);
         for (zone, members) in groups.into_values() {
+            bar.inc(members.len() as u64);
             match self.publish(&zone, &members).await {
                 Ok(refused) => failures.extend(refused.into_iter().map(|(domain, err)| {
                     let err = err.context(format!("{domain}: {}", Action::Publish));
@@ -68,6 +71,7 @@ impl Engine<'_> {
                 }
             }
         }
+        bar.finish();
         failures
     }
 

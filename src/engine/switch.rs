@@ -113,12 +113,15 @@ impl Engine<'_> {
             }
         }
         let mut done = Vec::new();
+        let bar = self.progress.stage("domains switched", switched.len());
         for mut step in switched {
             match self.finish(&mut step).await {
                 Ok(detail) => done.push((step, detail)),
                 Err(err) => failed.push((step.key, step.action, err)),
             }
+            bar.inc(1);
         }
+        bar.finish();
         for action in done
             .iter()
             .map(|(s, _)| s.action.id())
