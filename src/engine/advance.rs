@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
-use futures_util::StreamExt;
 use rotor_state::{Action, KeyRecord};
 
 use super::{Engine, PassReport};
@@ -58,12 +57,11 @@ impl Engine<'_> {
             let (checks, changes): (Vec<_>, Vec<_>) = others
                 .into_iter()
                 .partition(|step| step.2 == Action::CheckPropagation);
-            let checked: Vec<_> = futures_util::stream::iter(checks)
-                .map(|step| async move { (step.0, self.take(step).await) })
-                .buffer_unordered(super::PARALLEL_CHECKS)
-                .collect()
-                .await;
-            let mut results = checked;
+            let checks = checks.into_iter().map(|(domain, key, ..)| (domain, key));
+            for (domain, err) in self.check_propagation_all(checks.collect()).await {
+                report.fail(domain, err);
+            }
+            let mut results = Vec::new();
             for step in changes {
                 if self.stopping() {
                     break;

@@ -418,7 +418,11 @@ impl<'a> Engine<'a> {
             }
             Action::Publish => unreachable!("publishing is done by publish()"),
             Action::CheckPropagation => {
-                return self.check_propagation(domain, &key, &keys, after).await;
+                let failed = self.check_propagation_all(vec![(domain, key)]).await;
+                return failed
+                    .into_iter()
+                    .next()
+                    .map_or(Ok(()), |(_, err)| Err(err));
             }
             Action::Activate | Action::Retire | Action::Revoke | Action::Rollback => {
                 bail!("{action} switches signers: it is taken by switch_steps (this is a bug)")

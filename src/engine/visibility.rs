@@ -2,11 +2,13 @@
 //! propagated and again before it is activated.
 
 use anyhow::{Context, Result};
-use rotor_state::{Check, KeyRecord, Phase};
+use futures_util::StreamExt;
+use rotor_state::{Action, Check, KeyRecord, Phase};
 
 use super::{Engine, failure, this};
 use crate::config::DomainConfig;
 use crate::keys::DkimRecord;
+use crate::plan::lifecycle;
 use crate::propagation::RecordNames;
 
 impl Engine<'_> {
@@ -68,41 +70,86 @@ impl Engine<'_> {
         Ok(check.await)
     }
 
-    pub(super) async fn check_propagation(
+    /// Checks the record of each step's key on every server, a few domains at a time, and
+    /// stores all the results in one commit: a key visible everywhere moves on (propagated, or
+    /// abandoned past its timeout as the plan says), the others keep the check for `status`.
+    /// Returns each domain whose check failed, with its error (recorded on its key).
+    pub(super) async fn check_propagation_all(
         &self,
-        domain: &DomainConfig,
-        key: &KeyRecord,
-        keys: &[KeyRecord],
-        mut after: Vec<KeyRecord>,
-    ) -> Result<()> {
-        let check = self.visible(domain, key).await?;
-        let summary: Vec<String> = check
-            .servers
-            .iter()
-            .map(|s| format!("{} {}: {}", s.role, s.server, s.detail))
-            .collect();
-        this(&mut after, key).last_check = Some(check.clone());
-        if check.passed() {
-            self.commit(
-                keys,
-                key,
-                after,
-                format!("visible everywhere: {}", summary.join("; ")),
-            )
-        } else {
-            tracing::info!(
-                "{} {}: not visible everywhere yet: {}",
-                key.domain,
-                key.selector,
-                summary.join("; ")
-            );
-            let waiting = KeyRecord {
-                last_check: Some(check),
-                error: None,
-                ..key.clone()
-            };
-            self.store.commit(&[(Some(key), &waiting)], &[])?;
-            Ok(())
+        steps: Vec<(&DomainConfig, KeyRecord)>,
+    ) -> Vec<(String, anyhow::Error)> {
+        let checked: Vec<_> = futures_util::stream::iter(steps)
+            .map(|(domain, key)| async move {
+                let check = self.visible(domain, &key).await;
+                (domain, key, check)
+            })
+            .buffer_unordered(super::PARALLEL_CHECKS)
+            .collect()
+            .await;
+        let now = self.clock.now();
+        let mut failed = Vec::new();
+        let mut changes = Vec::new();
+        let mut events = Vec::new();
+        for (domain, key, check) in checked {
+            let keys =
+                match check.and_then(|check| Ok((check, self.store.domain_keys(&key.domain)?))) {
+                    Ok((check, keys)) => (check, keys),
+                    Err(err) => {
+                        failed.push((domain, key, err));
+                        continue;
+                    }
+                };
+            let (check, keys) = keys;
+            let summary: Vec<String> = check
+                .servers
+                .iter()
+                .map(|s| format!("{} {}: {}", s.role, s.server, s.detail))
+                .collect();
+            if check.passed() {
+                let mut after = lifecycle::complete(&keys, &key, Action::CheckPropagation, now);
+                this(&mut after, &key).last_check = Some(check);
+                let detail = format!("visible everywhere: {}", summary.join("; "));
+                let (c, e) = self.changes(&keys, &key, &after, &detail);
+                changes.extend(c);
+                events.extend(e);
+            } else {
+                tracing::info!(
+                    "{} {}: not visible everywhere yet: {}",
+                    key.domain,
+                    key.selector,
+                    summary.join("; ")
+                );
+                let waiting = KeyRecord {
+                    last_check: Some(check),
+                    error: None,
+                    ..key.clone()
+                };
+                changes.push((key, waiting));
+            }
         }
+        let refs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
+            changes.iter().map(|(old, new)| (Some(old), new)).collect();
+        let mut report = Vec::new();
+        if let Err(err) = self.store.commit(&refs, &events) {
+            let err = anyhow::Error::from(err);
+            report.extend(
+                changes
+                    .iter()
+                    .map(|(old, _)| (old.domain.clone(), failure::copy(&err))),
+            );
+        }
+        for (domain, key, err) in failed {
+            let err = err.context(format!(
+                "{} {}: {}",
+                domain.name,
+                key.selector,
+                Action::CheckPropagation
+            ));
+            if let Err(store) = self.record_error(&key, &err) {
+                tracing::error!("{}: cannot record the error: {store:#}", domain.name);
+            }
+            report.push((domain.name.to_string(), err));
+        }
+        report
     }
 }
