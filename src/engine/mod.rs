@@ -417,15 +417,12 @@ impl<'a> Engine<'a> {
                 )
             }
             Action::Publish => unreachable!("publishing is done by publish()"),
-            Action::CheckPropagation => {
-                let failed = self.check_propagation_all(vec![(domain, key)]).await;
-                return failed
-                    .into_iter()
-                    .next()
-                    .map_or(Ok(()), |(_, err)| Err(err));
-            }
-            Action::Activate | Action::Retire | Action::Revoke | Action::Rollback => {
-                bail!("{action} switches signers: it is taken by switch_steps (this is a bug)")
+            Action::CheckPropagation
+            | Action::Activate
+            | Action::Retire
+            | Action::Revoke
+            | Action::Rollback => {
+                bail!("{action} is taken for all domains at once, not here (this is a bug)")
             }
             Action::RemoveRevoked => {
                 let zone = self.key_zone(domain, &key).await?;
@@ -461,10 +458,19 @@ impl<'a> Engine<'a> {
         detail: String,
     ) -> Result<()> {
         let (changes, events) = self.changes(before, key, &after, &detail);
+        self.commit_all(&changes, &events)?;
+        Ok(())
+    }
+
+    /// Writes every `(before, after)` pair and `events` in one commit.
+    fn commit_all(
+        &self,
+        changes: &[(KeyRecord, KeyRecord)],
+        events: &[Event],
+    ) -> Result<(), rotor_state::StoreError> {
         let refs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
             changes.iter().map(|(old, new)| (Some(old), new)).collect();
-        self.store.commit(&refs, &events)?;
-        Ok(())
+        self.store.commit(&refs, events)
     }
 
     /// Every changed key of `after` (as `(before, after)`, with `key` as it is now) and one

@@ -136,10 +136,8 @@ impl Engine<'_> {
             changes.extend(c);
             events.extend(e);
         }
-        let refs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
-            changes.iter().map(|(old, new)| (Some(old), new)).collect();
         let mut report = Vec::new();
-        if let Err(err) = self.store.commit(&refs, &events) {
+        if let Err(err) = self.commit_all(&changes, &events) {
             let err = anyhow::Error::from(err);
             report.extend(
                 done.iter()

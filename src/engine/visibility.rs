@@ -127,10 +127,8 @@ impl Engine<'_> {
                 changes.push((key, waiting));
             }
         }
-        let refs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
-            changes.iter().map(|(old, new)| (Some(old), new)).collect();
         let mut report = Vec::new();
-        if let Err(err) = self.store.commit(&refs, &events) {
+        if let Err(err) = self.commit_all(&changes, &events) {
             let err = anyhow::Error::from(err);
             report.extend(
                 changes
