@@ -1,5 +1,7 @@
 //! The copy of the store kept for the day it is found damaged: `<dir>.backup`, replaced
 //! atomically so that a crash at any point leaves a complete backup (the old one or the new one).
+//! The readers' snapshot (one file per domain, derived from the store) is left out: a store
+//! restored from the backup publishes it again when a writer opens it.
 
 use std::fs::{self, File};
 use std::io;
@@ -7,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::durable::{copy_dir_synced, parent, remove_dir_if_present, sync_dir, temp_path};
 use crate::error::StoreError;
+use crate::snapshot::SNAPSHOT_DIR;
 
 /// Where the backup of the store in `dir` is kept: `<dir>.backup`.
 pub(crate) fn backup_path(dir: &Path) -> PathBuf {
@@ -61,7 +64,9 @@ pub(crate) fn back_up(dir: &Path) -> Result<(), StoreError> {
     let backup = backup_path(dir);
     let temp = temp_path(&backup);
     let old = old_path(dir);
-    copy_dir_synced(dir, &temp).map_err(io)?;
+    // The readers' snapshot, and where it is first prepared: not copied.
+    let snapshot_temp = format!("{SNAPSHOT_DIR}.tmp");
+    copy_dir_synced(dir, &temp, &[SNAPSHOT_DIR, &snapshot_temp]).map_err(io)?;
     if backup.exists() {
         fs::rename(&backup, &old).map_err(io)?;
     }

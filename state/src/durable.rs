@@ -64,17 +64,21 @@ pub(crate) fn remove_dir_if_present(path: &Path) -> io::Result<()> {
 }
 
 /// Copies the directory tree `from` to the new directory `to`, every file and directory
-/// flushed to disk. Refuses anything but plain files and directories (a link is not followed).
-pub(crate) fn copy_dir_synced(from: &Path, to: &Path) -> io::Result<()> {
+/// flushed to disk, leaving out the entries of `from` itself named in `skip`. Refuses anything
+/// but plain files and directories (a link is not followed).
+pub(crate) fn copy_dir_synced(from: &Path, to: &Path, skip: &[&str]) -> io::Result<()> {
     fs::create_dir(to)?;
     fs::set_permissions(to, fs::metadata(from)?.permissions())?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
+        if skip.iter().any(|name| entry.file_name() == *name) {
+            continue;
+        }
         let source = entry.path();
         let target = to.join(entry.file_name());
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            copy_dir_synced(&source, &target)?;
+            copy_dir_synced(&source, &target, &[])?;
         } else if kind.is_file() {
             fs::copy(&source, &target)?;
             File::open(&target)?.sync_all()?;

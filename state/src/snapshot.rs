@@ -8,8 +8,15 @@
 //! A reader sees only committed data: each domain as of one commit at most a moment old (or,
 //! after a writer died between a commit and its publication, until the next writer opens the
 //! store, which publishes everything again).
+//!
+//! A writer that closes the store with everything published leaves a mark in the snapshot
+//! ([`MARK_FILE`]: the store's record counts and the system's boot id); the next writer that
+//! finds the mark matching removes it and publishes nothing at open, so an idle pass writes
+//! no file per domain. A writer that dies leaves no mark (it was removed at open), and a power
+//! loss (which may lose the unflushed snapshot files) changes the boot id: either way, the next
+//! writer publishes everything again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,10 +31,17 @@ use crate::store::Store;
 
 /// The file that holds the last pass.
 const PASS_FILE: &str = "last-pass.json";
+/// The mark of a snapshot complete as of the store's last close (not `.json`: readers skip it).
+const MARK_FILE: &str = "published";
+/// Where Linux tells the boot's random id (changes with every boot).
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The snapshot's directory in the store's.
+pub(crate) const SNAPSHOT_DIR: &str = "rotor-snapshot";
 
 /// Where the store in `dir` publishes its snapshot.
 pub(crate) fn snapshot_dir(dir: &Path) -> PathBuf {
-    dir.join("rotor-snapshot")
+    dir.join(SNAPSHOT_DIR)
 }
 
 /// One domain's file: its name is the domain, hex-encoded (a domain never becomes a path).
@@ -87,7 +101,7 @@ pub(crate) fn publish_all(
         fs::rename(&target, dir)?;
         return sync_dir(crate::durable::parent(dir));
     }
-    let wanted: Vec<PathBuf> = domains.keys().map(|d| domain_file(dir, d)).collect();
+    let wanted: HashSet<PathBuf> = domains.keys().map(|d| domain_file(dir, d)).collect();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
         let stale = path.extension().is_some_and(|ext| ext == "json")
@@ -98,6 +112,37 @@ pub(crate) fn publish_all(
         }
     }
     Ok(())
+}
+
+/// What the mark says of the store whose snapshot is in `dir`: `counts` (the store's record
+/// counts, as text) and this boot's id. `None` where the boot id cannot be read (then no mark
+/// is ever trusted).
+fn mark(counts: &str) -> Option<String> {
+    let boot = fs::read_to_string(BOOT_ID).ok()?;
+    let boot = boot.trim();
+    (!boot.is_empty()).then(|| format!("{counts} boot {boot}\n"))
+}
+
+/// Marks the snapshot in `dir` complete for a store with `counts` (not flushed to disk: a power
+/// loss changes the boot id, which voids the mark).
+pub(crate) fn write_mark(dir: &Path, counts: &str) -> io::Result<()> {
+    match mark(counts) {
+        Some(mark) if dir.is_dir() => replace_file(&dir.join(MARK_FILE), mark.as_bytes(), false),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the snapshot in `dir` was marked complete for a store with `counts` during this
+/// boot; the mark is removed either way (a writer that dies from now on leaves none).
+pub(crate) fn take_mark(dir: &Path, counts: &str) -> io::Result<bool> {
+    let path = dir.join(MARK_FILE);
+    let found = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    remove_file_if_present(&path)?;
+    Ok(mark(counts).is_some_and(|mark| mark == found))
 }
 
 /// A consistent view of the store for readers, taken without stopping a writer.

@@ -52,6 +52,9 @@ pub struct Store {
     /// Set when publishing the readers' snapshot failed: closing publishes it whole (and
     /// reports the failure then).
     stale: AtomicBool,
+    /// Opened by a writer ([`Store::open`]), which keeps the snapshot published: closing marks
+    /// it complete.
+    writer: bool,
 }
 
 fn key_id(domain: &str, selector: &str) -> Vec<u8> {
@@ -83,12 +86,25 @@ impl Store {
 
     /// [`Store::open`] without the wait.
     fn open_now(dir: &Path) -> Result<Self, StoreError> {
-        let store = Self::open_to_read(dir)?;
+        let mut store = Self::open_to_read(dir)?;
+        store.writer = true;
+        // The snapshot is published again unless the last writer closed the store with all of
+        // it published (during this boot, with the same records: see `snapshot.rs`).
+        let current = snapshot::take_mark(&snapshot::snapshot_dir(dir), &store.mark_counts()?)
+            .unwrap_or(false);
         // Readers' data only: a failure here is retried when the store is closed.
-        if store.publish_all().is_err() {
+        if !current && store.publish_all().is_err() {
             store.stale.store(true, Ordering::SeqCst);
         }
         Ok(store)
+    }
+
+    /// The record counts of the last commit as the snapshot's mark holds them.
+    fn mark_counts(&self) -> Result<String, StoreError> {
+        let counts = self.meta.get(COUNTS_KEY).map_err(|err| self.engine(err))?;
+        Ok(counts.map_or_else(String::new, |bytes| {
+            String::from_utf8_lossy(&bytes).into_owned()
+        }))
     }
 
     /// [`Store::open`] for a reader, who reads the store itself: publishes nothing.
@@ -108,6 +124,7 @@ impl Store {
             reports: open_tree("reports")?,
             db,
             stale: AtomicBool::new(false),
+            writer: false,
         };
         // Under sled's lock: no backup of this store runs now.
         backup::tidy(dir).map_err(|err| store.io(format!("backup: {err}")))?;
@@ -294,6 +311,12 @@ impl Store {
         self.db.flush().map_err(|err| self.engine(err))?;
         if self.stale.load(Ordering::SeqCst) {
             self.publish_all()?;
+        }
+        if self.writer {
+            // Everything is published: the next writer need not publish it again. Without the
+            // mark (it could not be written) it does, so a failure here is no failure.
+            let dir = snapshot::snapshot_dir(&self.path);
+            snapshot::write_mark(&dir, &self.mark_counts()?).ok();
         }
         let db_file = self.path.join("db");
         drop(self);

@@ -99,3 +99,23 @@ fn an_open_store_is_not_backed_up() {
     store.close().unwrap();
     Store::back_up(&dir).unwrap();
 }
+
+#[test]
+fn the_backup_leaves_out_the_snapshot_and_a_restored_store_publishes_it_again() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let store = Store::open(&dir).unwrap();
+    store.commit(&[(None, &key("a"))], &[]).unwrap();
+    store.close_and_back_up().unwrap();
+    let backup = Store::backup_path(&dir);
+    assert!(dir.join("rotor-snapshot").is_dir());
+    assert!(!backup.join("rotor-snapshot").exists());
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&backup, &dir).unwrap();
+    let store = Store::open(&dir).unwrap();
+    assert!(dir.join("rotor-snapshot").is_dir());
+    let seen = rotor_state::Snapshot::read(&dir, std::time::Duration::ZERO).unwrap();
+    assert_eq!(seen.keys(), [key("a")]);
+    store.close().unwrap();
+}

@@ -156,3 +156,70 @@ fn a_reader_waits_for_the_writer_when_nothing_was_published() {
     let err = Snapshot::read(&dir, Duration::from_millis(20)).unwrap_err();
     assert!(matches!(err, StoreError::Busy { .. }), "{err}");
 }
+
+/// The inode of each published file: a file published again is a new one.
+fn published(dir: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir.join("rotor-snapshot"))
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, entry.metadata().unwrap().ino())
+        })
+        .filter(|(name, _)| name.ends_with(".json"))
+        .collect()
+}
+
+#[test]
+fn a_writer_publishes_nothing_again_after_a_clean_close_but_everything_after_a_crash() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let store = Store::open(&dir).unwrap();
+    store
+        .commit(
+            &[
+                (None, &key("a.example", "s")),
+                (None, &key("b.example", "s")),
+            ],
+            &[event("a.example", "s", Phase::Generated)],
+        )
+        .unwrap();
+    store.close().unwrap();
+    let before = published(&dir);
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    // Closed with everything published: the next writer rewrites no file.
+    let store = Store::open(&dir).unwrap();
+    assert_eq!(published(&dir), before);
+    // A writer that dies (here: never closes) after a commit whose publication was lost.
+    let a = key("a.example", "s");
+    let b = KeyRecord {
+        phase: Phase::Published,
+        ..a.clone()
+    };
+    store.commit(&[(Some(&a), &b)], &[]).unwrap();
+    let file = dir.join("rotor-snapshot").join(
+        "a.example"
+            .bytes()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+            + ".json",
+    );
+    drop(store);
+    std::fs::write(&file, b"").unwrap();
+    let store = Store::open_waiting(&dir, Duration::from_secs(10), || {}).unwrap();
+    let again = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        again.contains(r#""phase":"published""#),
+        "published again: {again}"
+    );
+    store.close().unwrap();
+    // A reader that found the store free and read it itself marks nothing.
+    std::fs::write(dir.join("rotor-snapshot/published"), b"").unwrap();
+    let seen = Snapshot::read(&dir, Duration::ZERO).unwrap();
+    assert_eq!(seen.domain_keys("a.example"), [b]);
+    let before = published(&dir);
+    Store::open(&dir).unwrap().close().unwrap();
+    assert_ne!(published(&dir), before, "the garbled mark is not trusted");
+}
