@@ -4,7 +4,7 @@
 #
 #   bench/idle.sh N [--bin PATH] [--keep]
 #
-# Seeds a store with N domains (state/examples/seed.rs: one active RSA-2048 key each, activated
+# Seeds the store (STATE_DIR/store) with N domains (state/examples/seed.rs: one active RSA-2048 key each, activated
 # now, so nothing is due for `rotate_every: 90d`), writes the matching config
 # (bench/gen-config.py, the same names d00001.bench.test …), and measures with /usr/bin/time -v
 # `rotor run` (nothing due: it must ask no DNS server; the provider points at 127.0.0.1:53) and
@@ -56,7 +56,8 @@ config=$work/rotor.yaml
 python3 "$here/bench/gen-config.py" "$count" --out "$config" --dir "$work"
 echo "==> seeding $count domains"
 start=$(date +%s.%N)
-"$target/release/examples/seed" "$work/state" "$count" "$work/keys"
+mkdir -p "$work/state"
+"$target/release/examples/seed" "$work/state/store" "$count" "$work/keys"
 echo "    seeded in $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $start }") s"
 
 results=$work/results.tsv
