@@ -25,10 +25,9 @@ fn main() -> ExitCode {
     let (dir, count, key_dir) = match args.as_slice() {
         [dir, count] | [dir, count, _] => match count.parse::<usize>() {
             Ok(count) if count > 0 => {
-                let key_dir = args.get(2).map_or_else(
-                    || Path::new(dir).join("../keys"),
-                    |key_dir| PathBuf::from(key_dir),
-                );
+                let key_dir = args
+                    .get(2)
+                    .map_or_else(|| Path::new(dir).join("../keys"), PathBuf::from);
                 (PathBuf::from(dir), count, key_dir)
             }
             _ => return usage(),
