@@ -203,12 +203,6 @@ pub async fn pass(
 ) -> Result<PassReport> {
     let started = Instant::now();
     let calls = parts.calls.clone();
-    // History only grows: what lies beyond these lengths afterwards is this pass's.
-    let mut seen = BTreeMap::new();
-    for domain in &config.domains {
-        let name = domain.name.as_str();
-        seen.insert(name, store.history(name)?.len());
-    }
     let last_pass = store.last_pass()?.map(|pass| pass.at);
     let mut engine = Engine::new(config, &store, &SystemClock, parts)
         .after_pass(last_pass)
@@ -218,17 +212,17 @@ pub async fn pass(
         engine = engine.stop_on(stop);
     }
     let report = engine.run(forced).await;
-    let keys = store.keys()?;
+    // The metrics describe every key: read only when they are written.
+    let mut keys = Vec::new();
     let mut evidence = Evidence::new();
-    for domain in &config.domains {
-        let days = store.dkim_days(domain.name.as_str())?;
-        evidence.insert(domain.name.to_string(), days);
+    if config.metrics_file.is_some() {
+        keys = store.keys()?;
+        for domain in &config.domains {
+            let days = store.dkim_days(domain.name.as_str())?;
+            evidence.insert(domain.name.to_string(), days);
+        }
     }
-    let mut notices = Vec::new();
-    for (domain, before) in seen {
-        let events = store.history(domain)?;
-        notices.extend(events.iter().skip(before).map(Notice::event));
-    }
+    let mut notices: Vec<Notice> = store.committed_events().iter().map(Notice::event).collect();
     let end = SystemClock.now();
     notices.extend(
         report
@@ -237,6 +231,7 @@ pub async fn pass(
             .map(|f| Notice::failure(&f.domain, f.kind, &f.error, end)),
     );
     store.record_pass(end, report.failed.is_empty())?;
+    let changed = store.changed();
     store.close()?;
     if let Some(path) = &config.metrics_file {
         let measured = PassMetrics {
@@ -256,10 +251,14 @@ pub async fn pass(
         }
     }
     notify::send(&config.notify, &notices).await;
-    // A verified copy for the day the store is found damaged, after every pass that ran to its
-    // end (domains that failed are part of a sound store); last, so that a failed backup
-    // skips neither the metrics nor the notifications.
-    back_up(config)?;
+    // A copy for the day the store is found damaged, after every pass that ran to its end and
+    // changed a key, its history or the DMARC evidence (domains that failed are part of a
+    // sound store); last, so that a failed backup skips neither the metrics nor the
+    // notifications. A pass that changed nothing keeps the backup it has: copying a store of
+    // 100,000 domains after every idle pass would cost more than the pass.
+    if changed || !Store::backup_path(&store_dir(config)).exists() {
+        back_up(config)?;
+    }
     Ok(report)
 }
 

@@ -202,6 +202,7 @@ impl Checker<'_> {
             ("timeout", passes.timeout),
             ("warn_after", passes.warn_after),
             ("critical_after", passes.critical_after),
+            ("recheck_every", passes.recheck_every),
         ] {
             if value.secs() == 0 {
                 return Err(self.at(

@@ -25,7 +25,6 @@ use rotor_providers::registry::ProviderConfig;
 use rotor_reports::SourceSettings;
 use rotor_signers::SignerSettings;
 use serde::Deserialize;
-use serde::de;
 
 use crate::keys::KeyAlgorithm;
 use crate::notify::NotifyConfig;
@@ -80,6 +79,9 @@ pub struct Config {
     pub schedule: Schedule,
     /// Limits on passes: how long one may take, how long `status` accepts without one.
     pub passes: Passes,
+    /// What the plans of a pass depend on, as a digest of the config's text and rotor's
+    /// version: the store's index of due domains holds only for the same fingerprint.
+    pub fingerprint: String,
 }
 
 /// The `passes:` section.
@@ -95,6 +97,10 @@ pub struct Passes {
     /// `rotor status` is critical when no pass ran for this long (default 12h).
     #[serde(default = "Passes::default_critical_after")]
     pub critical_after: Interval,
+    /// Each domain is planned at least this often (default 1d), even when the store's index
+    /// says nothing of it is due: a net under that index.
+    #[serde(default = "Passes::default_recheck_every")]
+    pub recheck_every: Interval,
 }
 
 impl Passes {
@@ -107,6 +113,9 @@ impl Passes {
     fn default_critical_after() -> Interval {
         interval(None, "12h")
     }
+    fn default_recheck_every() -> Interval {
+        interval(None, "1d")
+    }
 }
 
 impl Default for Passes {
@@ -115,6 +124,7 @@ impl Default for Passes {
             timeout: Self::default_timeout(),
             warn_after: Self::default_warn_after(),
             critical_after: Self::default_critical_after(),
+            recheck_every: Self::default_recheck_every(),
         }
     }
 }
@@ -200,13 +210,14 @@ struct RawConfig {
     reports: Vec<SourceSettings>,
 }
 
-/// The names under `providers:` and `signers:`, read first so domains can be checked against them.
-#[derive(Deserialize)]
-struct Names {
-    #[serde(default)]
-    providers: BTreeMap<String, de::IgnoredAny>,
-    #[serde(default)]
-    signers: BTreeMap<String, de::IgnoredAny>,
+/// The digest of config `text` for this rotor: any edit, or another rotor, plans every domain
+/// again (see [`Config::fingerprint`]). Not cryptographic: it tells apart, it proves nothing.
+fn fingerprint(text: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    text.hash(&mut hasher);
+    format!("{:016x}-{}", hasher.finish(), text.len())
 }
 
 impl Config {
@@ -233,14 +244,25 @@ impl Config {
             };
             ConfigError::new(path, location, message)
         };
-        let names: Names = serde_yaml::from_str(text).map_err(yaml_error)?;
+        // One parse (a config of 100,000 domains takes most of an idle pass to parse); only a
+        // reference to an undeclared provider or signer parses again, with the declared names
+        // in scope, for the error to point at it.
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(yaml_error)?;
         let declared = Declared {
-            providers: names.providers.into_keys().collect(),
-            signers: names.signers.into_keys().collect(),
+            providers: raw.providers.keys().cloned().collect(),
+            signers: raw.signers.keys().cloned().collect(),
         };
-        let raw: RawConfig = declared
-            .scope(|| serde_yaml::from_str(text))
-            .map_err(yaml_error)?;
+        let undeclared = raw.domains.iter().any(|domain| {
+            !declared.providers.contains(&domain.provider.0)
+                || (domain.signers.iter()).any(|signer| !declared.signers.contains(&signer.0))
+        });
+        if undeclared {
+            let located = declared.scope(|| serde_yaml::from_str::<RawConfig>(text));
+            let err = located.err().map(yaml_error).unwrap_or_else(|| {
+                ConfigError::new(path, None, "a domain names an undeclared provider or signer")
+            });
+            return Err(err);
+        }
 
         let checker = checks::Checker { text, path };
         for (name, provider) in &raw.providers {
@@ -402,6 +424,7 @@ impl Config {
                 .schedule
                 .unwrap_or_else(|| Schedule("0 */15 * * * *".into())),
             passes: raw.passes,
+            fingerprint: fingerprint(text),
         })
     }
 

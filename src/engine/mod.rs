@@ -1,7 +1,7 @@
 //! The executor: performs what the lifecycle core decides, through the DNS providers and the
 //! signers, recording the intent in the store before each side effect and the outcome after.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,14 +48,10 @@ impl PassReport {
 
     /// The domains of `all` that have not failed in this pass.
     fn healthy<'d>(&self, all: &[&'d DomainConfig]) -> Vec<&'d DomainConfig> {
+        let failed: HashSet<&str> = self.failed.iter().map(|f| f.domain.as_str()).collect();
         all.iter()
             .copied()
-            .filter(|domain| {
-                !self
-                    .failed
-                    .iter()
-                    .any(|failure| failure.domain == domain.name.as_str())
-            })
+            .filter(|domain| !failed.contains(domain.name.as_str()))
             .collect()
     }
 }
@@ -197,32 +193,49 @@ impl<'a> Engine<'a> {
     /// zone across domains; the other steps go key by key.
     pub async fn run(&self, forced: &BTreeSet<String>) -> PassReport {
         let mut report = PassReport::default();
-        self.sweep();
         report.reports = self.ingest().await;
-        for domain in &self.config.domains {
+        let (all, every) = self.due_domains(forced);
+        if every || !self.store.closed_cleanly() {
+            self.sweep();
+        }
+        self.steps(&all, forced, &mut report).await;
+        self.schedule(&all, every);
+        if let Ok(mut warnings) = self.warnings.lock() {
+            report.warnings.append(&mut warnings);
+        }
+        report
+    }
+
+    /// The steps of a pass over `all`, the domains it plans.
+    async fn steps(
+        &self,
+        all: &[&DomainConfig],
+        forced: &BTreeSet<String>,
+        report: &mut PassReport,
+    ) {
+        for domain in all {
             if let Err(err) = self.alert(domain) {
                 self.warn(format!("{}: DMARC alert: {err:#}", domain.name));
             }
         }
-        let all: Vec<&DomainConfig> = self.config.domains.iter().collect();
-        for (domain, err) in self.start_rotations(&all, forced).await {
+        for (domain, err) in self.start_rotations(all, forced).await {
             report.fail(domain, err);
         }
         if self.stopping() {
-            return report;
+            return;
         }
-        for (domain, err) in self.generate_all(&report.healthy(&all)).await {
+        for (domain, err) in self.generate_all(&report.healthy(all)).await {
             report.fail(domain, err);
         }
         if self.stopping() {
-            return report;
+            return;
         }
-        for (domain, err) in self.publish_all(&report.healthy(&all)).await {
+        for (domain, err) in self.publish_all(&report.healthy(all)).await {
             report.fail(domain, err);
         }
-        let healthy = report.healthy(&all);
-        self.advance_all(healthy, &mut report).await;
-        for domain in report.healthy(&all) {
+        let healthy = report.healthy(all);
+        self.advance_all(healthy, report).await;
+        for domain in report.healthy(all) {
             if self.stopping() {
                 break;
             }
@@ -230,10 +243,6 @@ impl<'a> Engine<'a> {
                 report.fail(domain.name.to_string(), err);
             }
         }
-        if let Ok(mut warnings) = self.warnings.lock() {
-            report.warnings.append(&mut warnings);
-        }
-        report
     }
 
     /// Removes what a run that died left of its atomic writes (temporary files, some holding a
@@ -537,6 +546,7 @@ fn this<'k>(keys: &'k mut [KeyRecord], key: &KeyRecord) -> &'k mut KeyRecord {
 
 mod advance;
 mod dns;
+mod due;
 mod failure;
 mod generate;
 mod ingest;

@@ -12,6 +12,7 @@ use rotor_signers::{Signer, SignerPlan};
 use rotor_state::{KeyRecord, Phase, ProbeResult};
 
 use super::Engine;
+use super::due::probe_due;
 use crate::config::DomainConfig;
 use crate::probe::{self, Expected, ProbeFailure};
 use crate::signer_plan;
@@ -172,11 +173,7 @@ impl Engine<'_> {
         let plan = signer_plan::from_keys(domain.name.as_str(), &keys, &[]);
         let mut results = BTreeMap::new();
         for name in &domain.signers {
-            let due = first
-                .probes
-                .get(name)
-                .is_none_or(|last| now.saturating_sub(last.at) >= every.max(1) || last.at > now);
-            if !due {
+            if probe_due(first.probes.get(name), every, now) > now {
                 continue;
             }
             let signer = self.parts.signers[name].as_ref();

@@ -246,6 +246,23 @@ impl DomainPlan {
         }
     }
 
+    /// When this domain next needs a pass (Unix seconds): `now` while a step acts, or a gate
+    /// waits for something other than the clock (another key, reports, a clock in doubt);
+    /// else the earliest time one of its gates opens. `None`: nothing is left to do.
+    pub fn due(&self, now: u64) -> Option<u64> {
+        let rotations = self.rotations.iter().map(|rotation| &rotation.step);
+        rotations
+            .chain(self.keys.iter().map(|key| &key.step))
+            .filter_map(|step| match step {
+                Step::Act { .. } | Step::Wait { until: None, .. } => Some(now),
+                Step::Wait {
+                    until: Some(at), ..
+                } => Some(*at),
+                Step::Done => None,
+            })
+            .min()
+    }
+
     /// The first key that acts now, with its action.
     pub fn next_step(&self) -> Option<(&KeyPlan, Action)> {
         self.keys

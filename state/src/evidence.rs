@@ -2,8 +2,13 @@
 //! organisation and report id, so a report seen twice counts once) and, per domain, selector
 //! and day, how many messages the reports saw pass, fail or otherwise.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
+use crate::due::mark_due_now;
 use crate::error::StoreError;
 use crate::model::{DkimDay, SeenReport};
 use crate::store::Store;
@@ -36,9 +41,15 @@ impl Store {
     pub fn record_report(&self, report: &SeenReport, days: &[DkimDay]) -> Result<bool, StoreError> {
         let seen = seen_key(&report.org, &report.report_id);
         let encoded = self.encode(report)?;
-        let result = self.reports.transaction(|tree| {
+        let domains: BTreeSet<&str> = days.iter().map(|day| day.domain.as_str()).collect();
+        let trees = (&self.reports, &self.due, &self.due_at);
+        let result = trees.transaction(|(tree, due, due_at)| {
             if tree.get(&seen)?.is_some() {
                 return Ok(false);
+            }
+            // What the reports say may open a gate: the domains are planned in this pass.
+            for domain in &domains {
+                mark_due_now(due, due_at, domain)?;
             }
             tree.insert(seen.as_slice(), encoded.as_slice())?;
             for day in days {
@@ -68,9 +79,8 @@ impl Store {
         });
         let counted = self.finish(result)?;
         if counted {
-            self.reports.flush().map_err(|err| self.engine(err))?;
-            let domains: std::collections::BTreeSet<&str> =
-                days.iter().map(|day| day.domain.as_str()).collect();
+            self.db.flush().map_err(|err| self.engine(err))?;
+            self.changed.store(true, Ordering::SeqCst);
             for domain in domains {
                 // Readers' data only: a failure is made good when the store is closed.
                 if self.publish_domain(domain).is_err() {

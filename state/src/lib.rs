@@ -7,6 +7,7 @@
 //! not stop a writer read a [`Snapshot`] instead.
 
 mod backup;
+mod due;
 mod durable;
 mod error;
 mod evidence;

@@ -133,16 +133,22 @@ pub(crate) fn write_mark(dir: &Path, counts: &str) -> io::Result<()> {
 }
 
 /// Whether the snapshot in `dir` was marked complete for a store with `counts` during this
-/// boot; the mark is removed either way (a writer that dies from now on leaves none).
-pub(crate) fn take_mark(dir: &Path, counts: &str) -> io::Result<bool> {
-    let path = dir.join(MARK_FILE);
-    let found = match fs::read_to_string(&path) {
+/// boot (by a writer that closed the store cleanly); the mark stays.
+pub(crate) fn marked(dir: &Path, counts: &str) -> io::Result<bool> {
+    let found = match fs::read_to_string(dir.join(MARK_FILE)) {
         Ok(text) => text,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(err) => return Err(err),
     };
-    remove_file_if_present(&path)?;
     Ok(mark(counts).is_some_and(|mark| mark == found))
+}
+
+/// [`marked`], and the mark is removed either way (a writer that dies from now on leaves
+/// none).
+pub(crate) fn take_mark(dir: &Path, counts: &str) -> io::Result<bool> {
+    let marked = marked(dir, counts)?;
+    remove_file_if_present(&dir.join(MARK_FILE))?;
+    Ok(marked)
 }
 
 /// A consistent view of the store for readers, taken without stopping a writer.

@@ -11,6 +11,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::backup;
+use crate::due::mark_due_now;
 use crate::durable::replace_file;
 use crate::error::StoreError;
 use crate::model::{Event, KeyRecord, PassRecord};
@@ -42,10 +43,14 @@ impl std::fmt::Display for Counts {
 /// The store: key records and their history, in one directory.
 pub struct Store {
     path: PathBuf,
-    db: sled::Db,
+    pub(crate) db: sled::Db,
     keys: sled::Tree,
     history: sled::Tree,
-    meta: sled::Tree,
+    pub(crate) meta: sled::Tree,
+    /// When each domain is next due, by time (`due.rs`).
+    pub(crate) due: sled::Tree,
+    /// When each domain is next due, by domain (`due.rs`).
+    pub(crate) due_at: sled::Tree,
     /// DMARC evidence: the reports counted, and DKIM results per selector and day
     /// (`evidence.rs`).
     pub(crate) reports: sled::Tree,
@@ -55,6 +60,12 @@ pub struct Store {
     /// Opened by a writer ([`Store::open`]), which keeps the snapshot published: closing marks
     /// it complete.
     writer: bool,
+    /// Set by the first commit of a key, an event or evidence since the store was opened.
+    pub(crate) changed: AtomicBool,
+    /// The events committed since the store was opened, in order.
+    committed: std::sync::Mutex<Vec<Event>>,
+    /// The last writer closed the store cleanly, during this boot (see [`Store::closed_cleanly`]).
+    clean: bool,
 }
 
 fn key_id(domain: &str, selector: &str) -> Vec<u8> {
@@ -116,19 +127,28 @@ impl Store {
                 detail: err.to_string(),
             })
         };
-        let store = Self {
+        let mut store = Self {
             path: dir.to_owned(),
             keys: open_tree("keys")?,
             history: open_tree("history")?,
             meta: open_tree("meta")?,
             reports: open_tree("reports")?,
+            due: open_tree("due")?,
+            due_at: open_tree("due_at")?,
             db,
             stale: AtomicBool::new(false),
             writer: false,
+            changed: AtomicBool::new(false),
+            committed: Default::default(),
+            clean: false,
         };
         // Under sled's lock: no backup of this store runs now.
         backup::tidy(dir).map_err(|err| store.io(format!("backup: {err}")))?;
-        let schema = store.verify()?;
+        // Closed cleanly during this boot with these counts (the snapshot's mark): sled
+        // recovered nothing, so the records need not all be read again.
+        store.clean = snapshot::marked(&snapshot::snapshot_dir(dir), &store.mark_counts()?)
+            .unwrap_or(false);
+        let schema = store.verify(!store.clean)?;
         if schema < SCHEMA {
             store.migrate()?;
         }
@@ -217,8 +237,10 @@ impl Store {
         .map_err(|err| self.io(err))
     }
 
-    /// Checks that nothing was lost or garbled; returns the layout's version.
-    fn verify(&self) -> Result<u64, StoreError> {
+    /// Checks that nothing was lost or garbled; returns the layout's version. Without `all`
+    /// (the store was closed cleanly), only what needs no record read: the layout and the
+    /// counts of the last commit against the counts file.
+    fn verify(&self, all: bool) -> Result<u64, StoreError> {
         let schema = match self.meta.get(SCHEMA_KEY).map_err(|err| self.engine(err))? {
             None => 1,
             Some(bytes) => self.decode_damaged(SCHEMA_KEY, &bytes)?,
@@ -238,6 +260,16 @@ impl Store {
                 "it lost the record of its layout, which {} shows it had",
                 published.display()
             )));
+        }
+        if !all && schema >= 2 {
+            let committed: Counts = match self.meta.get(COUNTS_KEY).map_err(|e| self.engine(e))? {
+                Some(bytes) => self.decode_damaged(COUNTS_KEY, &bytes)?,
+                None => return Err(self.damaged("its record counts are missing".into())),
+            };
+            // Anything else is read in full below, to name what is wrong.
+            if self.read_counts_file()? == Some(committed) {
+                return Ok(schema);
+            }
         }
         let have = self.counts();
         match self.read_counts_file()? {
@@ -303,6 +335,26 @@ impl Store {
         self.finish(result)?;
         self.db.flush().map_err(|err| self.engine(err))?;
         Ok(())
+    }
+
+    /// Whether the last writer closed the store cleanly during this boot: no run died with it
+    /// open since (which may have left temporary files behind), and no power was lost.
+    pub fn closed_cleanly(&self) -> bool {
+        self.clean
+    }
+
+    /// Whether anything was committed (a key, an event, DMARC evidence) since the store was
+    /// opened.
+    pub fn changed(&self) -> bool {
+        self.changed.load(Ordering::SeqCst)
+    }
+
+    /// The history events committed since the store was opened, oldest first.
+    pub fn committed_events(&self) -> Vec<Event> {
+        self.committed
+            .lock()
+            .map(|events| events.clone())
+            .unwrap_or_default()
     }
 
     /// Flushes and closes the store (releasing its lock). Call [`Store::back_up`] afterwards to
@@ -515,7 +567,15 @@ impl Store {
             .filter(|(before, _)| before.is_none())
             .count() as u64;
         let abort = ConflictableTransactionError::Abort;
-        let result = (&self.keys, &self.history, &self.meta).transaction(|(keys, log, meta)| {
+        let mut domains: Vec<&str> = changes
+            .iter()
+            .map(|(_, after)| after.domain.as_str())
+            .collect();
+        domains.extend(events.iter().map(|event| event.domain.as_str()));
+        domains.sort_unstable();
+        domains.dedup();
+        let trees = (&self.keys, &self.history, &self.meta, &self.due, &self.due_at);
+        let result = trees.transaction(|(keys, log, meta, due, due_at)| {
             for (id, before, after, record) in &writes {
                 let current: Option<KeyRecord> = keys
                     .get(id)?
@@ -541,20 +601,22 @@ impl Store {
                 keys: counts.keys + added,
                 events: counts.events + history.len() as u64,
             };
-            let counts = serde_json::to_vec(&counts).map_err(|err| abort(self.io(err)))?;
-            meta.insert(COUNTS_KEY, counts)?;
-            Ok(())
+            let bytes = serde_json::to_vec(&counts).map_err(|err| abort(self.io(err)))?;
+            meta.insert(COUNTS_KEY, bytes)?;
+            for domain in &domains {
+                mark_due_now(due, due_at, domain)?;
+            }
+            Ok(counts)
         });
-        self.finish(result)?;
+        let counts = self.finish(result)?;
         self.db.flush().map_err(|err| self.engine(err))?;
-        self.save_counts(self.counts())?;
-        let mut domains: Vec<&str> = changes
-            .iter()
-            .map(|(_, after)| after.domain.as_str())
-            .collect();
-        domains.extend(events.iter().map(|event| event.domain.as_str()));
-        domains.sort_unstable();
-        domains.dedup();
+        // The counts as the transaction left them (which the next open checks against the
+        // trees): counting the trees here would read every record at every commit.
+        self.save_counts(counts)?;
+        self.changed.store(true, Ordering::SeqCst);
+        if let Ok(mut committed) = self.committed.lock() {
+            committed.extend_from_slice(events);
+        }
         for domain in domains {
             if self.publish_domain(domain).is_err() {
                 self.stale.store(true, Ordering::SeqCst);
