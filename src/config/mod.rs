@@ -259,7 +259,11 @@ impl Config {
         if undeclared {
             let located = declared.scope(|| serde_yaml::from_str::<RawConfig>(text));
             let err = located.err().map(yaml_error).unwrap_or_else(|| {
-                ConfigError::new(path, None, "a domain names an undeclared provider or signer")
+                ConfigError::new(
+                    path,
+                    None,
+                    "a domain names an undeclared provider or signer",
+                )
             });
             return Err(err);
         }

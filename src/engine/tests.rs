@@ -209,6 +209,11 @@ impl World {
 
     /// A world of `domains`, each rotating `keys`, signed by the same `signers` signers.
     fn with_domains(keys: &str, signers: usize, domains: &[&str]) -> Self {
+        Self::with_extra(keys, signers, domains, "")
+    }
+
+    /// [`World::with_domains`], with `extra` (top-level YAML lines) added to the config.
+    fn with_extra(keys: &str, signers: usize, domains: &[&str], extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (1..=signers).map(|n| format!("mx{n}")).collect();
         let signer_yaml: String = names
@@ -227,8 +232,9 @@ impl World {
             })
             .collect();
         let yaml = format!(
-            "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  keys: {keys}\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\nproviders:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n{signer_yaml}domains:\n{domain_yaml}",
-            d = dir.path().display()
+            "state_dir: {d}/state\nkey_dir: {d}/keys\ndefaults:\n  keys: {keys}\n  rotate_every: 30d\n  grace: 7d\n  propagation: {{min_wait: 4h, poll_every: 5m, timeout: 48h}}\n{extra}providers:\n  dns: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n{signer_yaml}domains:\n{domain_yaml}",
+            d = dir.path().display(),
+            extra = extra,
         );
         let config = Config::parse(&yaml, Path::new("test.yaml")).unwrap();
         let store = Store::open(&dir.path().join("state/store")).unwrap();
@@ -409,6 +415,101 @@ fn a_rotation_follows_the_clock_and_the_gates() {
             Propagated, Retiring, Active, Retired
         ]
     );
+}
+
+/// The domains the store's index says are due now.
+fn due_now(w: &World) -> Vec<String> {
+    let due = w.store.due(&w.config.fingerprint, w.clock.now()).unwrap();
+    due.expect("the index was written for this config")
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn a_pass_plans_the_domains_that_are_due_and_each_gate_opens_on_time() {
+    // No recheck in a year: the index alone must bring every step on time.
+    let domains = ["a.example.com", "b.example.com"];
+    let w = World::with_extra("[rsa-2048]", 1, &domains, "passes: {recheck_every: 365d}\n");
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Published; 2]);
+    assert!(due_now(&w).is_empty(), "nothing due before min_wait");
+    w.clock.advance(4 * HOUR - 1);
+    assert!(due_now(&w).is_empty());
+    w.clock.advance(1);
+    assert_eq!(due_now(&w), domains, "min_wait has passed");
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Active; 2]);
+    assert!(
+        due_now(&w).is_empty(),
+        "both active: the next rotation is not due"
+    );
+
+    // A change made outside the pass (`rotor rotate`, `rotor revoke`, a DMARC report) makes
+    // that domain, and only it, due at once.
+    let key = w.store.domain_keys("b.example.com").unwrap().remove(0);
+    let event = rotor_state::Event {
+        at: w.clock.now(),
+        domain: key.domain.clone(),
+        selector: key.selector.clone(),
+        phase: key.phase,
+        detail: "noted".into(),
+    };
+    w.store.commit(&[], &[event]).unwrap();
+    assert_eq!(due_now(&w), ["b.example.com"]);
+    assert!(w.run(false).is_empty());
+    assert!(due_now(&w).is_empty());
+
+    // The next rotation at exactly rotate_every, the old keys retired at exactly grace.
+    w.clock.advance(30 * DAY - 1);
+    assert!(due_now(&w).is_empty());
+    w.run(false);
+    assert_eq!(w.phases(), [Phase::Active; 2]);
+    w.clock.advance(1);
+    assert_eq!(due_now(&w), domains);
+    assert!(w.run(false).is_empty());
+    w.clock.advance(4 * HOUR);
+    assert!(w.run(false).is_empty());
+    w.clock.advance(7 * DAY - 1);
+    w.run(false);
+    let retired = |w: &World| w.phases().iter().filter(|p| **p == Phase::Retired).count();
+    assert_eq!(retired(&w), 0, "still in grace");
+    w.clock.advance(1);
+    assert_eq!(due_now(&w), domains, "grace is over");
+    assert!(w.run(false).is_empty());
+    assert_eq!(retired(&w), 2);
+}
+
+#[test]
+fn a_config_edit_or_a_clock_gone_back_plans_every_domain() {
+    let w = World::with_domains("[rsa-2048]", 1, &["a.example.com"]);
+    assert!(w.run(false).is_empty());
+    w.clock.advance(4 * HOUR);
+    assert!(w.run(false).is_empty());
+    let due = w.store.due(&w.config.fingerprint, w.clock.now()).unwrap();
+    assert_eq!(due.map(|d| d.len()), Some(0));
+    // Another config (or another rotor) cannot trust the index.
+    assert_eq!(w.store.due("another", w.clock.now()).unwrap(), None);
+    // A clock behind the last pass: the index's times were read off another clock.
+    *w.last_pass.lock().unwrap() = Some(w.clock.now() + DAY);
+    let (planned, every) = {
+        let parts = Parts {
+            providers: Default::default(),
+            signers: Default::default(),
+            visibility: Box::new(Scripted {
+                dns: w.dns.clone(),
+                secondary_has_it: w.secondary_has_it.clone(),
+                dname: None,
+                lagging_k: w.lagging_k.clone(),
+            }),
+            calls: Default::default(),
+            reports: Vec::new(),
+        };
+        let engine =
+            Engine::new(&w.config, &w.store, &w.clock, parts).after_pass(Some(w.clock.now() + DAY));
+        let (planned, every) = engine.due_domains(&Default::default());
+        (planned.len(), every)
+    };
+    assert_eq!((planned, every), (1, true));
 }
 
 #[test]

@@ -246,14 +246,19 @@ impl DomainPlan {
         }
     }
 
-    /// When this domain next needs a pass (Unix seconds): `now` while a step acts, or a gate
-    /// waits for something other than the clock (another key, reports, a clock in doubt);
-    /// else the earliest time one of its gates opens. `None`: nothing is left to do.
+    /// When this domain next needs a pass (Unix seconds): the earliest time one of its gates
+    /// opens, or `now` while a step acts or a gate waits without a time (a clock in doubt).
+    /// A gate that waits for another key of the domain counts that key's time. `None`: nothing
+    /// is left to do.
     pub fn due(&self, now: u64) -> Option<u64> {
         let rotations = self.rotations.iter().map(|rotation| &rotation.step);
         rotations
             .chain(self.keys.iter().map(|key| &key.step))
             .filter_map(|step| match step {
+                Step::Wait {
+                    until: None,
+                    gate: Gate::RotationUnderWay { .. } | Gate::SwitchTogether { .. },
+                } => None,
                 Step::Act { .. } | Step::Wait { until: None, .. } => Some(now),
                 Step::Wait {
                     until: Some(at), ..

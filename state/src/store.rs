@@ -146,8 +146,8 @@ impl Store {
         backup::tidy(dir).map_err(|err| store.io(format!("backup: {err}")))?;
         // Closed cleanly during this boot with these counts (the snapshot's mark): sled
         // recovered nothing, so the records need not all be read again.
-        store.clean = snapshot::marked(&snapshot::snapshot_dir(dir), &store.mark_counts()?)
-            .unwrap_or(false);
+        store.clean =
+            snapshot::marked(&snapshot::snapshot_dir(dir), &store.mark_counts()?).unwrap_or(false);
         let schema = store.verify(!store.clean)?;
         if schema < SCHEMA {
             store.migrate()?;
@@ -574,7 +574,13 @@ impl Store {
         domains.extend(events.iter().map(|event| event.domain.as_str()));
         domains.sort_unstable();
         domains.dedup();
-        let trees = (&self.keys, &self.history, &self.meta, &self.due, &self.due_at);
+        let trees = (
+            &self.keys,
+            &self.history,
+            &self.meta,
+            &self.due,
+            &self.due_at,
+        );
         let result = trees.transaction(|(keys, log, meta, due, due_at)| {
             for (id, before, after, record) in &writes {
                 let current: Option<KeyRecord> = keys
