@@ -30,6 +30,11 @@ def main() -> int:
     parser.add_argument("--signer", choices=["files", "opendkim"], default="files")
     parser.add_argument("--keys", default="rsa-2048", help="defaults.keys, comma-separated")
     parser.add_argument("--zone", default="bench.test")
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="put the domains in a domains_file (OUT's folder/domains.jsonl, one JSON object a line) instead of the YAML",
+    )
     args = parser.parse_args()
     if args.count < 1:
         parser.error("count must be at least 1")
@@ -85,21 +90,29 @@ providers:
     tsig_key_file: {tsig}
     timeout: 60s
 signers:
-{signer}domains:
-"""
+{signer}"""
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
-    tmp = args.out + ".tmp"
+    if args.list:
+        head += "domains_file: domains.jsonl\n"
+        path = os.path.join(out_dir, "domains.jsonl")
+        line = '{{"name": "d{:0%dd}.%s", "zone": "%s", "provider": "bind", "signers": ["mx1"]}}\n'
+    else:
+        head += "domains:\n"
+        path = args.out
+        line = "  - {{name: d{:0%dd}.%s, zone: %s, provider: bind, signers: [mx1]}}\n"
+    line = line % (width, args.zone, args.zone)
+    tmp = path + ".tmp"
     with open(tmp, "w", encoding="ascii") as f:
-        f.write(head)
-        line = "  - {{name: d{:0%dd}.%s, zone: %s, provider: bind, signers: [mx1]}}\n" % (
-            width,
-            args.zone,
-            args.zone,
-        )
+        if not args.list:
+            f.write(head)
         for i in range(1, args.count + 1):
             f.write(line.format(i))
-    os.replace(tmp, args.out)
+    os.replace(tmp, path)
+    if args.list:
+        with open(args.out + ".tmp", "w", encoding="ascii") as f:
+            f.write(head)
+        os.replace(args.out + ".tmp", args.out)
     for sub in ("signer", "signer/keys", "signer/conf"):
         os.makedirs(os.path.join(d, sub), mode=0o700, exist_ok=True)
         os.chmod(os.path.join(d, sub), 0o700)

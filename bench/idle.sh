@@ -2,25 +2,27 @@
 # An idle rotor at scale: N domains, each with one active key and nothing due, without
 # generating keys or starting a DNS server.
 #
-#   bench/idle.sh N [--bin PATH] [--keep]
+#   bench/idle.sh N [--bin PATH] [--list] [--keep]
 #
 # Seeds the store (STATE_DIR/store) with N domains (state/examples/seed.rs: one active RSA-2048 key each, activated
 # now, so nothing is due for `rotate_every: 90d`), writes the matching config
 # (bench/gen-config.py, the same names d00001.bench.test …), and measures with /usr/bin/time -v
 # `rotor run` (nothing due: it must ask no DNS server; the provider points at 127.0.0.1:53) and
 # `rotor status`, 5 times each, printing every run and the medians (wall, peak RSS, user, sys).
-# --bin measures another rotor binary (default: a release build of this checkout).
+# --bin measures another rotor binary (default: a release build of this checkout); --list puts
+# the domains in a `domains_file` (JSON lines) instead of the YAML.
 set -euo pipefail
 
-usage() { echo "usage: bench/idle.sh N [--bin PATH] [--keep]" >&2; exit 2; }
+usage() { echo "usage: bench/idle.sh N [--bin PATH] [--list] [--keep]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 count=$1; shift
 [[ $count =~ ^[1-9][0-9]*$ ]] || usage
-bin="" keep=0
+bin="" keep=0 list=()
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) [ $# -ge 2 ] || usage; bin=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --list) list=(--list); shift ;;
     *) usage ;;
   esac
 done
@@ -53,7 +55,7 @@ trap 'exit 130' INT TERM
 (umask 077 && printf 'key "rotor-key" {\n\talgorithm hmac-sha256;\n\tsecret "%s";\n};\n' \
   "$(head -c 32 /dev/urandom | base64)" > "$work/tsig.key")
 config=$work/rotor.yaml
-python3 "$here/bench/gen-config.py" "$count" --out "$config" --dir "$work"
+python3 "$here/bench/gen-config.py" "$count" "${list[@]}" --out "$config" --dir "$work"
 echo "==> seeding $count domains"
 start=$(date +%s.%N)
 mkdir -p "$work/state"

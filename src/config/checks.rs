@@ -14,6 +14,7 @@ use rotor_providers::registry::ProviderConfig;
 use rotor_signers::SignerSettings;
 use rotor_signers::registry::PathSetting;
 
+use super::domains_file::Origin;
 use super::{Authoritative, ConfigError, Policy, RetireMode};
 
 /// The text being checked, for locating errors.
@@ -35,15 +36,22 @@ impl Checker<'_> {
 
     /// Checks `domains[index]`'s resolved policy; a value that comes from `defaults:` is named
     /// there (the message names the domain).
-    pub fn policy(
+    pub(super) fn policy(
         &self,
-        index: usize,
+        origin: &Origin,
         domain: &str,
         provider: &ProviderConfig,
         policy: &Policy,
     ) -> Result<(), ConfigError> {
         let domain_at = || super::domain_line(self.text, domain);
         let error = |field: &[&str], message: String| {
+            let index = match origin {
+                Origin::Config(index) => *index,
+                Origin::File(file, line) => {
+                    let message = format!("{}: {message} (for {domain})", field.join("."));
+                    return Err(ConfigError::new(file, Some((*line, 1)), message));
+                }
+            };
             let mut own = vec![Step::Key("domains"), Step::Index(index)];
             own.extend(field.iter().map(|key| Step::Key(key)));
             let mut defaults = vec![Step::Key("defaults")];
@@ -145,6 +153,15 @@ impl Checker<'_> {
         for (position, selector) in policy.selector_ring.iter().enumerate() {
             let name = record(&selector.widest());
             if name.len() > 253 {
+                let &Origin::Config(index) = origin else {
+                    return error(
+                        &[&format!("selectors[{position}]")],
+                        format!(
+                            "the record name can reach {} characters ({name}): a DNS name has at most 253",
+                            name.len()
+                        ),
+                    );
+                };
                 return Err(ConfigError::new(
                     self.path,
                     locate(

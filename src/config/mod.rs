@@ -2,6 +2,7 @@
 //! they stand so errors carry line and column), then resolved into per-domain [`Policy`].
 
 mod checks;
+mod domains_file;
 mod lines;
 mod locate;
 mod monitor;
@@ -18,7 +19,9 @@ pub use values::{
 };
 pub use window::ActivationWindow;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use domains_file::Origin;
 use std::path::{Path, PathBuf};
 
 use rotor_providers::registry::ProviderConfig;
@@ -199,7 +202,10 @@ struct RawConfig {
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     signers: BTreeMap<String, SignerSettings>,
+    #[serde(default)]
     domains: Vec<RawDomain>,
+    /// More domains, one JSON object a line (`domains_file.rs`).
+    domains_file: Option<PathBuf>,
     #[serde(default)]
     notify: NotifyConfig,
     metrics_file: Option<PathBuf>,
@@ -212,11 +218,12 @@ struct RawConfig {
 
 /// The digest of config `text` for this rotor: any edit, or another rotor, plans every domain
 /// again (see [`Config::fingerprint`]). Not cryptographic: it tells apart, it proves nothing.
-fn fingerprint(text: &str) -> String {
+fn fingerprint(text: &str, list: Option<&str>) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
     text.hash(&mut hasher);
+    list.hash(&mut hasher);
     format!("{:016x}-{}", hasher.finish(), text.len())
 }
 
@@ -247,7 +254,14 @@ impl Config {
         // One parse (a config of 100,000 domains takes most of an idle pass to parse); only a
         // reference to an undeclared provider or signer parses again, with the declared names
         // in scope, for the error to point at it.
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(yaml_error)?;
+        // A syntax error further down says more than a value refused before it: look for one.
+        let raw: RawConfig =
+            serde_yaml::from_str(text).map_err(|err| {
+                match serde_yaml::from_str::<serde::de::IgnoredAny>(text) {
+                    Err(syntax) => yaml_error(syntax),
+                    Ok(_) => yaml_error(err),
+                }
+            })?;
         let declared = Declared {
             providers: raw.providers.keys().cloned().collect(),
             signers: raw.signers.keys().cloned().collect(),
@@ -298,18 +312,53 @@ impl Config {
                 format!("defaults.selectors: {message}"),
             ));
         }
+        let list = match &raw.domains_file {
+            Some(file) => {
+                let file = domains_file::resolve(path, file);
+                let list = std::fs::read_to_string(&file).map_err(|err| {
+                    let at = locate::locate(text, &[Step::Key("domains_file")]);
+                    let message = format!("domains_file: cannot read {}: {err}", file.display());
+                    ConfigError::new(path, at, message)
+                })?;
+                Some((file, list))
+            }
+            None => None,
+        };
+        let listed = match &list {
+            Some((file, list)) => domains_file::parse(file, list, &declared)?,
+            None => Vec::new(),
+        };
+        let entries = (raw.domains.into_iter().enumerate())
+            .map(|(index, domain)| (Origin::Config(index), domain))
+            .chain(listed.into_iter().filter_map(|(line, domain)| {
+                let file = list.as_ref()?.0.as_path();
+                Some((Origin::File(file, line), domain))
+            }));
         let mut weak = Vec::new();
-        let mut seen = BTreeSet::new();
-        let mut domains = Vec::with_capacity(raw.domains.len());
-        for (index, domain) in raw.domains.into_iter().enumerate() {
+        let mut seen = HashSet::new();
+        // The resolved policy of a domain with no overrides, per provider (checked once).
+        let mut plain: HashMap<String, Policy> = HashMap::new();
+        let mut domains = Vec::new();
+        for (origin, domain) in entries {
             let name = domain.name.clone();
-            let error = |field: &str, message: String| {
-                ConfigError::new(
-                    path,
-                    domain_line(text, name.as_str()),
-                    format!("domains[{index}].{field}: {message}"),
-                )
+            let error_at = |steps: &[Step], field: &str, message: String| match &origin {
+                Origin::Config(index) => {
+                    let mut full = vec![Step::Key("domains"), Step::Index(*index)];
+                    full.extend_from_slice(steps);
+                    let at = (!steps.is_empty())
+                        .then(|| locate::locate(text, &full))
+                        .flatten();
+                    ConfigError::new(
+                        path,
+                        at.or(domain_line(text, name.as_str())),
+                        format!("{}: {message}", origin.field(field)),
+                    )
+                }
+                Origin::File(file, line) => {
+                    ConfigError::new(file, Some((*line, 1)), format!("{field}: {message}"))
+                }
             };
+            let error = |field: &str, message: String| error_at(&[], field, message);
             if !seen.insert(name.clone()) {
                 return Err(error("name", format!("{name} is declared twice")));
             }
@@ -318,22 +367,10 @@ impl Config {
             }
             for (position, signer) in domain.signers.iter().enumerate() {
                 if domain.signers[..position].contains(signer) {
-                    let at = locate::locate(
-                        text,
-                        &[
-                            Step::Key("domains"),
-                            Step::Index(index),
-                            Step::Key("signers"),
-                            Step::Index(position),
-                        ],
-                    );
-                    return Err(ConfigError::new(
-                        path,
-                        at.or(domain_line(text, name.as_str())),
-                        format!(
-                            "domains[{index}].signers[{position}]: signer {:?} is listed twice",
-                            signer.0
-                        ),
+                    return Err(error_at(
+                        &[Step::Key("signers"), Step::Index(position)],
+                        &format!("signers[{position}]"),
+                        format!("signer {:?} is listed twice", signer.0),
                     ));
                 }
             }
@@ -349,22 +386,20 @@ impl Config {
             let zone = domain.zone.clone();
             let own = domain.overrides();
             if let Some(message) = own.selectors_error() {
-                let at = locate::locate(
-                    text,
-                    &[
-                        Step::Key("domains"),
-                        Step::Index(index),
-                        Step::Key("selectors"),
-                    ],
-                );
-                return Err(ConfigError::new(
-                    path,
-                    at.or(domain_line(text, name.as_str())),
-                    format!("domains[{index}].selectors: {message}"),
-                ));
+                let steps = [Step::Key("selectors")];
+                return Err(error_at(&steps, "selectors", message.to_string()));
             }
-            let policy = Policy::resolve([&raw.defaults, &own]);
-            checker.policy(index, name.as_str(), &raw.providers[&provider], &policy)?;
+            let policy = match (own.is_empty(), plain.get(&provider)) {
+                (true, Some(policy)) => policy.clone(),
+                (empty, _) => {
+                    let policy = Policy::resolve([&raw.defaults, &own]);
+                    checker.policy(&origin, name.as_str(), &raw.providers[&provider], &policy)?;
+                    if empty {
+                        plain.insert(provider.clone(), policy.clone());
+                    }
+                    policy
+                }
+            };
             let single = signers
                 .iter()
                 .find_map(|s| raw.signers[s].dual_signing().err().map(|why| (s, why)));
@@ -428,7 +463,7 @@ impl Config {
                 .schedule
                 .unwrap_or_else(|| Schedule("0 */15 * * * *".into())),
             passes: raw.passes,
-            fingerprint: fingerprint(text),
+            fingerprint: fingerprint(text, list.as_ref().map(|(_, list)| list.as_str())),
         })
     }
 

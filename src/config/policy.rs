@@ -87,6 +87,38 @@ pub(super) struct RawPolicy {
 }
 
 impl RawPolicy {
+    /// Whether this layer sets nothing (a domain that overrides no default).
+    pub(super) fn is_empty(&self) -> bool {
+        let Self {
+            keys,
+            selector,
+            selectors,
+            rotate_every,
+            ttl,
+            propagation,
+            grace,
+            retire,
+            revoke_for,
+            activate_window,
+            timezone,
+            probe_every,
+            monitor,
+        } = self;
+        keys.is_none()
+            && selector.is_none()
+            && selectors.is_none()
+            && rotate_every.is_none()
+            && ttl.is_none()
+            && propagation.is_none()
+            && grace.is_none()
+            && retire.is_none()
+            && revoke_for.is_none()
+            && activate_window.is_none()
+            && timezone.is_none()
+            && probe_every.is_none()
+            && monitor.is_none()
+    }
+
     /// What is wrong with this layer's selectors, if anything.
     pub(super) fn selectors_error(&self) -> Option<&'static str> {
         match (&self.selector, &self.selectors) {

@@ -165,3 +165,85 @@ fn a_domain_outside_its_zone_or_twice_is_refused() {
         "{err}"
     );
 }
+
+/// A config of one YAML domain whose `domains_file` (`domains.jsonl`, beside it) holds `list`.
+fn with_list(list: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("domains.jsonl"), list).unwrap();
+    let text = "state_dir: /s\nkey_dir: /k\ndefaults: {grace: 2d}\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: opendkim, key_table: /a, signing_table: /b, key_dir: /c, reload: 'true'}\ndomains:\n  - {name: example.com, provider: p, signers: [s]}\ndomains_file: domains.jsonl\n";
+    let config = Config::parse(text, &dir.path().join("rotor.yaml"));
+    (dir, config)
+}
+
+#[test]
+fn a_domains_file_adds_one_domain_a_line_with_the_same_fields() {
+    let list = "# exported 2026-12-02\n{\"name\": \"a.example.net\", \"provider\": \"p\", \"signers\": [\"s\"]}\n\n{\"name\": \"b.example.net\", \"provider\": \"p\", \"signers\": [\"s\"], \"grace\": \"3d\"}\n";
+    let (_dir, config) = with_list(list);
+    let config = config.unwrap();
+    let names: Vec<&str> = config.domains.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["example.com", "a.example.net", "b.example.net"]);
+    let grace: Vec<u64> = config
+        .domains
+        .iter()
+        .map(|d| d.policy.grace.secs())
+        .collect();
+    assert_eq!(
+        grace,
+        [2 * 86400, 2 * 86400, 3 * 86400],
+        "defaults apply, overrides win"
+    );
+    // The list is part of what plans depend on.
+    let (_other, again) = with_list(&list.replace("3d", "4d"));
+    assert_ne!(again.unwrap().fingerprint, config.fingerprint);
+}
+
+#[test]
+fn a_bad_line_of_the_domains_file_is_named_with_its_file_line_and_field() {
+    let ok = "{\"name\": \"a.example.net\", \"provider\": \"p\", \"signers\": [\"s\"]}\n";
+    let cases = [
+        (
+            "{\"name\": \"b.example.net\", \"provider\": \"p\", \"signers\": [\"s\"], \"grace\": \"soon\"}",
+            "grace",
+        ),
+        (
+            "{\"name\": \"b.example.net\", \"provider\": \"nope\", \"signers\": [\"s\"]}",
+            "provider \"nope\" is not declared",
+        ),
+        (
+            "{\"name\": \"b.example.net\", \"provider\": \"p\", \"signers\": [\"s\", \"mx9\"]}",
+            "signer \"mx9\" is not declared",
+        ),
+        (
+            "{\"name\": \"example.com\", \"provider\": \"p\", \"signers\": [\"s\"]}",
+            "name: example.com is declared twice",
+        ),
+        (
+            "{\"name\": \"b.example.net\", \"provider\": \"p\", \"signers\": []}",
+            "signers: list at least one signer",
+        ),
+        (
+            "{\"name\": \"b.example.net\", \"provider\": \"p\", \"signers\": [\"s\"], \"ttl\": 0}",
+            "ttl: TTL 0 is out of range",
+        ),
+        ("{\"name\": \"b.example.net\", \"provider\": \"p\"", "EOF"),
+        (
+            "{\"name\": \"b.example.net\", \"provider\": \"p\", \"signers\": [\"s\"], \"colour\": 1}",
+            "unknown field `colour`",
+        ),
+    ];
+    for (line, expected) in cases {
+        let (_dir, config) = with_list(&format!("{ok}{line}\n"));
+        let err = config.expect_err(line).to_string();
+        assert!(err.contains("domains.jsonl:2:"), "{line}: {err}");
+        assert!(err.contains(expected), "{line}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = "state_dir: /s\nkey_dir: /k\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners: {}\ndomains_file: missing.jsonl\n";
+    let err = Config::parse(text, &dir.path().join("rotor.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rotor.yaml:6:") && err.contains("missing.jsonl"),
+        "{err}"
+    );
+}
