@@ -192,8 +192,10 @@ impl<'a> Engine<'a> {
     /// gate is open, as far as the gates allow. Reservations and publications are batched per
     /// zone across domains; the other steps go key by key.
     pub async fn run(&self, forced: &BTreeSet<String>) -> PassReport {
-        let mut report = PassReport::default();
-        report.reports = self.ingest().await;
+        let mut report = PassReport {
+            reports: self.ingest().await,
+            ..PassReport::default()
+        };
         let (all, every) = self.due_domains(forced);
         if every || !self.store.closed_cleanly() {
             self.sweep();
