@@ -20,6 +20,7 @@ pub use values::{
 pub use window::ActivationWindow;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use domains_file::Origin;
 use std::path::{Path, PathBuf};
@@ -143,8 +144,8 @@ pub struct DomainConfig {
     pub signers: Vec<String>,
     /// The zone, when given (otherwise discovered).
     pub zone: Option<DomainName>,
-    /// Timings and key types.
-    pub policy: Policy,
+    /// Timings and key types (shared by the domains that override no default).
+    pub policy: Arc<Policy>,
 }
 
 /// A domain entry: its own fields and any key of `defaults`. (Written out, because serde's
@@ -337,7 +338,7 @@ impl Config {
         let mut weak = Vec::new();
         let mut seen = HashSet::new();
         // The resolved policy of a domain with no overrides, per provider (checked once).
-        let mut plain: HashMap<String, Policy> = HashMap::new();
+        let mut plain: HashMap<String, Arc<Policy>> = HashMap::new();
         let mut domains = Vec::new();
         for (origin, domain) in entries {
             let name = domain.name.clone();
@@ -390,9 +391,9 @@ impl Config {
                 return Err(error_at(&steps, "selectors", message.to_string()));
             }
             let policy = match (own.is_empty(), plain.get(&provider)) {
-                (true, Some(policy)) => policy.clone(),
+                (true, Some(policy)) => Arc::clone(policy),
                 (empty, _) => {
-                    let policy = Policy::resolve([&raw.defaults, &own]);
+                    let policy = Arc::new(Policy::resolve([&raw.defaults, &own]));
                     checker.policy(&origin, name.as_str(), &raw.providers[&provider], &policy)?;
                     if empty {
                         plain.insert(provider.clone(), policy.clone());

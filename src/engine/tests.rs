@@ -751,7 +751,8 @@ fn a_signer_that_fails_is_named_and_the_switch_is_retried() {
 #[test]
 fn signers_switch_only_inside_the_activation_window() {
     let mut w = World::new();
-    w.config.domains[0].policy.activate_window = Some("Mon-Fri 04:00-06:00".parse().unwrap());
+    std::sync::Arc::make_mut(&mut w.config.domains[0].policy).activate_window =
+        Some("Mon-Fri 04:00-06:00".parse().unwrap());
     // Friday 2027-01-15 08:00 UTC: published now, visible four hours later, but the window
     // opened at 04:00 and closed at 06:00.
     w.run(false);
@@ -782,7 +783,8 @@ fn signers_switch_only_inside_the_activation_window() {
 #[test]
 fn a_selector_ring_reuses_a_name_once_its_key_is_retired() {
     let mut w = World::new();
-    w.config.domains[0].policy.selector_ring = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+    std::sync::Arc::make_mut(&mut w.config.domains[0].policy).selector_ring =
+        vec!["a".parse().unwrap(), "b".parse().unwrap()];
     let activate = |w: &World| {
         w.clock.advance(4 * HOUR);
         assert!(w.run(false).is_empty());
@@ -963,7 +965,8 @@ fn a_leaked_key_is_not_kept_in_the_signers_once_replaced() {
 #[test]
 fn a_record_removed_while_waiting_for_the_window_is_not_activated() {
     let mut w = World::new();
-    w.config.domains[0].policy.activate_window = Some("Mon-Fri 04:00-06:00".parse().unwrap());
+    std::sync::Arc::make_mut(&mut w.config.domains[0].policy).activate_window =
+        Some("Mon-Fri 04:00-06:00".parse().unwrap());
     w.run(false);
     w.clock.advance(4 * HOUR);
     assert!(w.run(false).is_empty());

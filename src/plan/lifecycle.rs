@@ -438,6 +438,7 @@ mod tests {
             .unwrap()
             .domains[0]
             .policy
+            .as_ref()
             .clone()
     }
 

@@ -43,7 +43,7 @@ fn domain(policy: Policy) -> DomainConfig {
         provider: "dns".into(),
         signers: vec!["a".into(), "b".into()],
         zone: None,
-        policy,
+        policy: policy.into(),
     }
 }
 
