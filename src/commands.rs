@@ -312,13 +312,18 @@ pub fn status(
         (s.keys(), s.last_pass(), evidence_of(config, s))
     })?;
     let now = SystemClock.now();
-    let (mut health, mut findings) = status::health(&domains, &keys, &evidence, now);
+    let shown = status::rows(&domains, &keys, &evidence, false, now);
+    let (mut health, mut findings) = status::health_of(&shown, &domains, &keys, &evidence, now);
     let (warn_after, critical_after) = config.pass_limits();
     if let Some((level, finding)) = status::passes(last_pass, now, warn_after, critical_after) {
         health = health.max(level);
         findings.insert(0, finding);
     }
-    let mut rows = status::rows(&domains, &keys, &evidence, all, now);
+    let mut rows = if all {
+        status::rows(&domains, &keys, &evidence, true, now)
+    } else {
+        shown
+    };
     if whole {
         let known: Vec<&DomainConfig> = config.domains.iter().collect();
         rows.extend(status::orphans(&known, &keys));
@@ -342,9 +347,10 @@ pub fn status(
         }
         StatusOutput::Check => {
             let summary = if findings.is_empty() {
+                let names: std::collections::HashSet<&str> =
+                    domains.iter().map(|d| d.name.as_str()).collect();
                 let active = keys.iter().filter(|k| {
-                    k.phase == rotor_state::Phase::Active
-                        && domains.iter().any(|d| d.name.as_str() == k.domain)
+                    k.phase == rotor_state::Phase::Active && names.contains(k.domain.as_str())
                 });
                 format!("{} domains, {} active keys", domains.len(), active.count())
             } else {
