@@ -107,13 +107,13 @@ pub fn open_store(config: &Config) -> Result<Store> {
 
 /// Reads the store, never stopping a pass: while one runs, what it last committed. No store
 /// yet reads as empty (and creates nothing).
-fn read_store<T: Default>(config: &Config, read: impl Fn(&Snapshot) -> T) -> Result<T> {
+fn read_store<T: Default>(config: &Config, read: impl FnOnce(Snapshot) -> T) -> Result<T> {
     let dir = store_dir(config);
     if !dir.exists() {
         return Ok(T::default());
     }
     match Snapshot::read(&dir, Duration::from_secs(5)) {
-        Ok(snapshot) => Ok(read(&snapshot)),
+        Ok(snapshot) => Ok(read(snapshot)),
         Err(StoreError::Busy { .. }) => Err(Exit::Locked(dir.display().to_string()).into()),
         Err(err) => Err(err.into()),
     }
@@ -130,7 +130,7 @@ fn evidence_of(config: &Config, snapshot: &Snapshot) -> Evidence {
 
 /// Every stored key.
 fn stored_keys(config: &Config) -> Result<Vec<KeyRecord>> {
-    read_store(config, Snapshot::keys)
+    read_store(config, Snapshot::into_keys)
 }
 
 fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DomainConfig>> {
@@ -309,7 +309,8 @@ pub fn status(
     let whole = domain.is_none();
     let domains = selected(config, domain.as_slice())?;
     let (keys, last_pass, evidence) = read_store(config, |s| {
-        (s.keys(), s.last_pass(), evidence_of(config, s))
+        let (last_pass, evidence) = (s.last_pass(), evidence_of(config, &s));
+        (s.into_keys(), last_pass, evidence)
     })?;
     let now = SystemClock.now();
     let shown = status::rows(&domains, &keys, &evidence, false, now);
@@ -437,7 +438,10 @@ pub async fn revoke(
         Progress::hidden(),
     )
     .await?;
-    let (keys, evidence) = read_store(config, |s| (s.keys(), evidence_of(config, s)))?;
+    let (keys, evidence) = read_store(config, |s| {
+        let evidence = evidence_of(config, &s);
+        (s.into_keys(), evidence)
+    })?;
     let domains = selected(config, std::slice::from_ref(&domain))?;
     print!(
         "{}",
@@ -591,7 +595,8 @@ const STARTER: &str = include_str!("../examples/rotor.yaml");
 /// `rotor plan`: the plan of a pass computed now, the same value `rotor run` would apply.
 pub fn plan(config: &Config, json: bool) -> Result<Code> {
     let (keys, last_pass, evidence) = read_store(config, |s| {
-        (s.keys(), s.last_pass(), evidence_of(config, s))
+        let (last_pass, evidence) = (s.last_pass(), evidence_of(config, &s));
+        (s.into_keys(), last_pass, evidence)
     })?;
     let when = When {
         now: SystemClock.now(),

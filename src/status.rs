@@ -254,18 +254,7 @@ impl Health {
 /// What needs attention in `domains`' keys at `now`, worst first, with the overall health.
 /// Overdue means older than `rotate_every` plus `propagation.timeout` (a rotation that starts
 /// on time is done by then); stalled means in a transient phase longer than that margin.
-pub fn health(
-    domains: &[&DomainConfig],
-    keys: &[KeyRecord],
-    evidence: &Evidence,
-    now: u64,
-) -> (Health, Vec<String>) {
-    let shown = rows(domains, keys, evidence, false, now);
-    health_of(&shown, domains, keys, evidence, now)
-}
-
-/// [`health`], where `shown` are the rows of `domains` without `all` ([`rows`] with `all`
-/// false), so that `status` computes them once.
+/// `shown` are the rows of `domains` without `all` ([`rows`] with `all` false).
 pub fn health_of(
     shown: &[KeyStatus],
     domains: &[&DomainConfig],
@@ -574,6 +563,16 @@ mod tests {
                 since,
             )
         }
+    }
+
+    fn health(
+        domains: &[&DomainConfig],
+        keys: &[KeyRecord],
+        evidence: &Evidence,
+        now: u64,
+    ) -> (Health, Vec<String>) {
+        let shown = rows(domains, keys, evidence, false, now);
+        health_of(&shown, domains, keys, evidence, now)
     }
 
     #[test]
