@@ -8,7 +8,8 @@
 # now, so nothing is due for `rotate_every: 90d`), writes the matching config
 # (bench/gen-config.py, the same names d00001.bench.test …), and measures with /usr/bin/time -v
 # `rotor run` (nothing due: it must ask no DNS server; the provider points at 127.0.0.1:53) and
-# `rotor status`, 5 times each, printing every run and the medians (wall, peak RSS, user, sys).
+# the readers (`rotor status`, `status --json`, `status --check`, `plan`, `plan --json`), 5 times
+# each (RUNS=n to change), printing every run and the medians (wall, peak RSS, user, sys).
 # --bin measures another rotor binary (default: a release build of this checkout); --list puts
 # the domains in a `domains_file` (JSON lines) instead of the YAML.
 set -euo pipefail
@@ -31,7 +32,7 @@ done
 here=$(cd "$(dirname "$0")/.." && pwd)
 helper="python3 $here/bench/scale_helper.py"
 target=${CARGO_TARGET_DIR:-$here/target}
-runs=5
+runs=${RUNS:-5}
 
 echo "==> building (release)"
 (cd "$here" && cargo build --quiet --release -p rotor-state --example seed)
@@ -81,6 +82,11 @@ echo "==> idle rotor run x $runs"
 for i in $(seq 1 $runs); do measure "run#$i" "$bin" --config "$config" run; done
 echo "==> rotor status x $runs"
 for i in $(seq 1 $runs); do measure "status#$i" "$bin" --config "$config" status; done
+echo "==> rotor status --json, status --check, plan, plan --json x $runs"
+for i in $(seq 1 $runs); do measure "status-json#$i" "$bin" --config "$config" status --json; done
+for i in $(seq 1 $runs); do measure "status-check#$i" "$bin" --config "$config" status --check; done
+for i in $(seq 1 $runs); do measure "plan#$i" "$bin" --config "$config" plan; done
+for i in $(seq 1 $runs); do measure "plan-json#$i" "$bin" --config "$config" plan --json; done
 if [ -s "$work/log/run#1.err" ]; then
   echo "==> what the first run said (stderr, first lines)"
   head -n 5 "$work/log/run#1.err" | cut -c1-200

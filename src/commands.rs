@@ -107,13 +107,13 @@ pub fn open_store(config: &Config) -> Result<Store> {
 
 /// Reads the store, never stopping a pass: while one runs, what it last committed. No store
 /// yet reads as empty (and creates nothing).
-fn read_store<T: Default>(config: &Config, read: impl Fn(&Snapshot) -> T) -> Result<T> {
+fn read_store<T: Default>(config: &Config, read: impl FnOnce(Snapshot) -> T) -> Result<T> {
     let dir = store_dir(config);
     if !dir.exists() {
         return Ok(T::default());
     }
     match Snapshot::read(&dir, Duration::from_secs(5)) {
-        Ok(snapshot) => Ok(read(&snapshot)),
+        Ok(snapshot) => Ok(read(snapshot)),
         Err(StoreError::Busy { .. }) => Err(Exit::Locked(dir.display().to_string()).into()),
         Err(err) => Err(err.into()),
     }
@@ -130,7 +130,7 @@ fn evidence_of(config: &Config, snapshot: &Snapshot) -> Evidence {
 
 /// Every stored key.
 fn stored_keys(config: &Config) -> Result<Vec<KeyRecord>> {
-    read_store(config, Snapshot::keys)
+    read_store(config, Snapshot::into_keys)
 }
 
 fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DomainConfig>> {
@@ -308,16 +308,22 @@ pub fn status(
     let whole = domain.is_none();
     let domains = selected(config, domain.as_slice())?;
     let (keys, last_pass, evidence) = read_store(config, |s| {
-        (s.keys(), s.last_pass(), evidence_of(config, s))
+        let (last_pass, evidence) = (s.last_pass(), evidence_of(config, &s));
+        (s.into_keys(), last_pass, evidence)
     })?;
     let now = SystemClock.now();
-    let (mut health, mut findings) = status::health(&domains, &keys, &evidence, now);
+    let shown = status::rows(&domains, &keys, &evidence, false, now);
+    let (mut health, mut findings) = status::health_of(&shown, &domains, &keys, &evidence, now);
     let (warn_after, critical_after) = config.pass_limits();
     if let Some((level, finding)) = status::passes(last_pass, now, warn_after, critical_after) {
         health = health.max(level);
         findings.insert(0, finding);
     }
-    let mut rows = status::rows(&domains, &keys, &evidence, all, now);
+    let mut rows = if all {
+        status::rows(&domains, &keys, &evidence, true, now)
+    } else {
+        shown
+    };
     if whole {
         let known: Vec<&DomainConfig> = config.domains.iter().collect();
         rows.extend(status::orphans(&known, &keys));
@@ -341,9 +347,10 @@ pub fn status(
         }
         StatusOutput::Check => {
             let summary = if findings.is_empty() {
+                let names: std::collections::HashSet<&str> =
+                    domains.iter().map(|d| d.name.as_str()).collect();
                 let active = keys.iter().filter(|k| {
-                    k.phase == rotor_state::Phase::Active
-                        && domains.iter().any(|d| d.name.as_str() == k.domain)
+                    k.phase == rotor_state::Phase::Active && names.contains(k.domain.as_str())
                 });
                 format!("{} domains, {} active keys", domains.len(), active.count())
             } else {
@@ -430,7 +437,10 @@ pub async fn revoke(
         Progress::hidden(),
     )
     .await?;
-    let (keys, evidence) = read_store(config, |s| (s.keys(), evidence_of(config, s)))?;
+    let (keys, evidence) = read_store(config, |s| {
+        let evidence = evidence_of(config, &s);
+        (s.into_keys(), evidence)
+    })?;
     let domains = selected(config, std::slice::from_ref(&domain))?;
     print!(
         "{}",
@@ -584,7 +594,8 @@ const STARTER: &str = include_str!("../examples/rotor.yaml");
 /// `rotor plan`: the plan of a pass computed now, the same value `rotor run` would apply.
 pub fn plan(config: &Config, json: bool) -> Result<Code> {
     let (keys, last_pass, evidence) = read_store(config, |s| {
-        (s.keys(), s.last_pass(), evidence_of(config, s))
+        let (last_pass, evidence) = (s.last_pass(), evidence_of(config, &s));
+        (s.into_keys(), last_pass, evidence)
     })?;
     let when = When {
         now: SystemClock.now(),

@@ -1,6 +1,6 @@
 //! What `rotor status` and `rotor plan` show.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rotor_common::ErrorKind;
 use rotor_state::{DkimDay, KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult, ServerCheck};
@@ -127,6 +127,15 @@ impl KeyStatus {
     }
 }
 
+/// `keys` by domain, each domain's in their order in `keys`.
+fn by_domain(keys: &[KeyRecord]) -> HashMap<&str, Vec<&KeyRecord>> {
+    let mut grouped: HashMap<&str, Vec<&KeyRecord>> = HashMap::new();
+    for key in keys {
+        grouped.entry(key.domain.as_str()).or_default().push(key);
+    }
+    grouped
+}
+
 /// The status rows of `domains`, whose stored keys are `keys`.
 pub fn rows(
     domains: &[&DomainConfig],
@@ -135,14 +144,14 @@ pub fn rows(
     all: bool,
     now: u64,
 ) -> Vec<KeyStatus> {
-    let mut rows = Vec::new();
+    let grouped = by_domain(keys);
+    let mut rows = Vec::with_capacity(domains.len());
     for domain in domains {
-        let mut theirs: Vec<KeyRecord> = keys
-            .iter()
-            .filter(|k| k.domain == domain.name.as_str())
-            .cloned()
-            .collect();
-        theirs.sort_by_key(|k| (k.created_at, k.selector.clone()));
+        let mut theirs: Vec<KeyRecord> = grouped
+            .get(domain.name.as_str())
+            .map(|keys| keys.iter().map(|&k| k.clone()).collect())
+            .unwrap_or_default();
+        theirs.sort_by(|a, b| (a.created_at, &a.selector).cmp(&(b.created_at, &b.selector)));
         // Retired keys are history; a failed key stays in view until a newer key of its
         // algorithm exists.
         let newer = |k: &KeyRecord| {
@@ -180,9 +189,10 @@ const ORPHAN: &str = "its domain is no longer in the config: its record, private
 /// Rows for the keys, not yet retired, of domains that are no longer in the config (`known`):
 /// rotor does nothing more with them, so they are shown rather than forgotten.
 pub fn orphans(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<KeyStatus> {
+    let known: HashSet<&str> = known.iter().map(|d| d.name.as_str()).collect();
     keys.iter()
         .filter(|key| !key.phase.is_final())
-        .filter(|key| !known.iter().any(|d| d.name.as_str() == key.domain))
+        .filter(|key| !known.contains(key.domain.as_str()))
         .map(|key| KeyStatus {
             domain: key.domain.clone(),
             selector: Some(key.selector.clone()),
@@ -244,14 +254,16 @@ impl Health {
 /// What needs attention in `domains`' keys at `now`, worst first, with the overall health.
 /// Overdue means older than `rotate_every` plus `propagation.timeout` (a rotation that starts
 /// on time is done by then); stalled means in a transient phase longer than that margin.
-pub fn health(
+/// `shown` are the rows of `domains` without `all` ([`rows`] with `all` false).
+pub fn health_of(
+    shown: &[KeyStatus],
     domains: &[&DomainConfig],
     keys: &[KeyRecord],
     evidence: &Evidence,
     now: u64,
 ) -> (Health, Vec<String>) {
     let mut findings: Vec<(Health, String)> = Vec::new();
-    for row in rows(domains, keys, evidence, false, now) {
+    for row in shown {
         let (Some(selector), Some(phase)) = (&row.selector, &row.phase) else {
             continue;
         };
@@ -276,11 +288,15 @@ pub fn health(
             }
         }
     }
+    let grouped = by_domain(keys);
     for domain in domains {
         let days = evidence
             .get(domain.name.as_str())
             .map_or(&[][..], Vec::as_slice);
-        for key in keys.iter().filter(|k| k.domain == domain.name.as_str()) {
+        let theirs = grouped
+            .get(domain.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        for &key in theirs {
             if let Some(alert) = crate::plan::evidence::failing(key, &domain.policy, days, now) {
                 findings.push((
                     Health::Warning,
@@ -289,7 +305,7 @@ pub fn health(
             }
         }
         let margin = domain.policy.propagation.timeout.secs();
-        for key in keys.iter().filter(|k| k.domain == domain.name.as_str()) {
+        for &key in theirs {
             let what = format!("{} {}", key.domain, key.selector);
             let age = now.saturating_sub(key.since);
             match key.phase {
@@ -547,6 +563,16 @@ mod tests {
                 since,
             )
         }
+    }
+
+    fn health(
+        domains: &[&DomainConfig],
+        keys: &[KeyRecord],
+        evidence: &Evidence,
+        now: u64,
+    ) -> (Health, Vec<String>) {
+        let shown = rows(domains, keys, evidence, false, now);
+        health_of(&shown, domains, keys, evidence, now)
     }
 
     #[test]

@@ -143,16 +143,20 @@ impl Plan {
         when: When,
         forced: &BTreeSet<String>,
     ) -> Self {
+        let mut by_domain: std::collections::HashMap<&str, Vec<&KeyRecord>> =
+            std::collections::HashMap::new();
+        for key in keys {
+            by_domain.entry(key.domain.as_str()).or_default().push(key);
+        }
         Self {
             at: when.now,
             domains: domains
                 .iter()
                 .map(|domain| {
-                    let own: Vec<KeyRecord> = keys
-                        .iter()
-                        .filter(|k| k.domain == domain.name.as_str())
-                        .cloned()
-                        .collect();
+                    let own: Vec<KeyRecord> = by_domain
+                        .get(domain.name.as_str())
+                        .map(|keys| keys.iter().map(|&k| k.clone()).collect())
+                        .unwrap_or_default();
                     let forced = forced.contains(domain.name.as_str());
                     let days = evidence
                         .get(domain.name.as_str())

@@ -230,6 +230,14 @@ impl Snapshot {
             .collect()
     }
 
+    /// Every key record, ordered by domain, then selector, without copying them.
+    pub fn into_keys(self) -> Vec<KeyRecord> {
+        self.domains
+            .into_values()
+            .flat_map(|domain| domain.keys)
+            .collect()
+    }
+
     /// The key records of one domain.
     pub fn domain_keys(&self, domain: &str) -> Vec<KeyRecord> {
         self.domains
