@@ -105,14 +105,27 @@ pub fn open_store(config: &Config) -> Result<Store> {
     })?)
 }
 
-/// Reads the store, never stopping a pass: while one runs, what it last committed. No store
-/// yet reads as empty (and creates nothing).
+/// Reads the store, never stopping a pass: while one runs, what it last committed; without the
+/// history (see [`read_history`]). No store yet reads as empty (and creates nothing).
 fn read_store<T: Default>(config: &Config, read: impl FnOnce(Snapshot) -> T) -> Result<T> {
+    read_snapshot(config, Snapshot::read_present, read)
+}
+
+/// [`read_store`] with the history.
+fn read_history<T: Default>(config: &Config, read: impl FnOnce(Snapshot) -> T) -> Result<T> {
+    read_snapshot(config, Snapshot::read, read)
+}
+
+fn read_snapshot<T: Default>(
+    config: &Config,
+    snapshot: fn(&Path, Duration) -> Result<Snapshot, StoreError>,
+    read: impl FnOnce(Snapshot) -> T,
+) -> Result<T> {
     let dir = store_dir(config);
     if !dir.exists() {
         return Ok(T::default());
     }
-    match Snapshot::read(&dir, Duration::from_secs(5)) {
+    match snapshot(&dir, Duration::from_secs(5)) {
         Ok(snapshot) => Ok(read(snapshot)),
         Err(StoreError::Busy { .. }) => Err(Exit::Locked(dir.display().to_string()).into()),
         Err(err) => Err(err.into()),
@@ -469,7 +482,7 @@ pub async fn revoke(
 /// `rotor history`.
 pub fn history(config: &Config, domain: &str, json: bool) -> Result<Code> {
     let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
-    let events = read_store(config, |snapshot| snapshot.history(&domain))?;
+    let events = read_history(config, |snapshot| snapshot.history(&domain))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(0);

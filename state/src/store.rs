@@ -20,6 +20,9 @@ use crate::snapshot::{self, DomainSnapshot, Snapshot};
 /// The layout this rotor writes. 1: no `meta` tree (records may lack fields added since, which
 /// serde defaults fill in); 2: the `meta` tree, records rewritten in the current layout.
 const SCHEMA: u64 = 2;
+/// The most sled keeps of the store in memory: enough for a pass's working set at 100,000
+/// domains, far less than the whole store.
+const CACHE_BYTES: u64 = 64 << 20;
 /// How long [`Store::open`] waits for a store that was just closed to be let go of.
 const RELEASE: Duration = Duration::from_secs(2);
 const SCHEMA_KEY: &[u8] = b"schema";
@@ -647,8 +650,8 @@ impl Store {
         self.stale.store(true, Ordering::SeqCst);
     }
 
-    /// Every domain's keys and history.
-    fn domains(&self) -> Result<BTreeMap<String, DomainSnapshot>, StoreError> {
+    /// Every domain's keys, evidence and (with `history`) history.
+    fn domains(&self, history: bool) -> Result<BTreeMap<String, DomainSnapshot>, StoreError> {
         fn entry<'a>(
             domains: &'a mut BTreeMap<String, DomainSnapshot>,
             key: &[u8],
@@ -667,7 +670,7 @@ impl Store {
             let record = self.decode(&key, &value)?;
             entry(&mut domains, &key).keys.push(record);
         }
-        for item in self.history.iter() {
+        for item in self.history.iter().filter(|_| history) {
             let (key, value) = item.map_err(|err| self.engine(err))?;
             let event = self.decode(&key, &value)?;
             entry(&mut domains, &key).history.push(event);
@@ -679,15 +682,15 @@ impl Store {
         Ok(domains)
     }
 
-    /// What readers see, read from the store itself.
-    pub(crate) fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot::new(self.domains()?, self.last_pass()?))
+    /// What readers see, read from the store itself (the history only with `history`).
+    pub(crate) fn snapshot(&self, history: bool) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot::new(self.domains(history)?, self.last_pass()?))
     }
 
     /// Publishes the readers' snapshot whole.
     fn publish_all(&self) -> Result<(), StoreError> {
         let dir = snapshot::snapshot_dir(&self.path);
-        snapshot::publish_all(&dir, &self.domains()?, self.last_pass()?.as_ref())
+        snapshot::publish_all(&dir, &self.domains(true)?, self.last_pass()?.as_ref())
             .map_err(|err| self.io(format!("snapshot: {err}")))?;
         self.stale.store(false, Ordering::SeqCst);
         Ok(())
@@ -696,24 +699,29 @@ impl Store {
 
 /// Opens sled in `dir`, telling a store in use and a damaged one from other failures.
 fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
-    sled::Config::new().path(dir).open().map_err(|err| {
-        let detail = err.to_string();
-        if detail.contains("could not acquire lock") {
-            StoreError::Busy {
-                path: dir.to_owned(),
+    // sled's page cache defaults to 1 GiB, which a reader of a large store fills.
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES)
+        .open()
+        .map_err(|err| {
+            let detail = err.to_string();
+            if detail.contains("could not acquire lock") {
+                StoreError::Busy {
+                    path: dir.to_owned(),
+                }
+            } else if matches!(err, sled::Error::Corruption { .. }) {
+                StoreError::Damaged {
+                    path: dir.to_owned(),
+                    detail,
+                }
+            } else {
+                StoreError::Open {
+                    path: dir.to_owned(),
+                    detail,
+                }
             }
-        } else if matches!(err, sled::Error::Corruption { .. }) {
-            StoreError::Damaged {
-                path: dir.to_owned(),
-                detail,
-            }
-        } else {
-            StoreError::Open {
-                path: dir.to_owned(),
-                detail,
-            }
-        }
-    })
+        })
 }
 
 #[cfg(test)]
