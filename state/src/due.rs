@@ -19,6 +19,8 @@ use crate::error::StoreError;
 use crate::store::Store;
 
 const FINGERPRINT_KEY: &[u8] = b"due_fingerprint";
+/// How many domains [`Store::set_due`] writes in one transaction.
+const CHUNK: usize = 512;
 
 fn due_key(at: u64, domain: &str) -> Vec<u8> {
     [&at.to_be_bytes()[..], domain.as_bytes()].concat()
@@ -85,24 +87,39 @@ impl Store {
                 }
             }
         }
-        let result = (&self.due, &self.due_at, &self.meta).transaction(|(tree, at_of, meta)| {
-            for (domain, at) in gone.iter() {
-                if let Some(old) = time_of(at) {
-                    tree.remove(due_key(old, &String::from_utf8_lossy(domain)))?;
+        // A few hundred domains a transaction: sled holds a transaction's writes in memory, and
+        // a full pass writes every domain's. Each domain's two entries change together; the
+        // fingerprint comes last, so an index cut short is one the next pass does not trust
+        // (when the fingerprint changed) or one whose written entries are right.
+        for gone in gone.chunks(CHUNK) {
+            let result = (&self.due, &self.due_at).transaction(|(tree, at_of)| {
+                for (domain, at) in gone {
+                    if let Some(old) = time_of(at) {
+                        tree.remove(due_key(old, &String::from_utf8_lossy(domain)))?;
+                    }
+                    at_of.remove(domain)?;
                 }
-                at_of.remove(domain)?;
-            }
-            for &(domain, at) in due {
-                if let Some(old) = at_of.get(domain.as_bytes())?.as_deref().and_then(time_of) {
-                    tree.remove(due_key(old, domain))?;
+                Ok(())
+            });
+            self.finish(result)?;
+        }
+        for due in due.chunks(CHUNK) {
+            let result = (&self.due, &self.due_at).transaction(|(tree, at_of)| {
+                for &(domain, at) in due {
+                    let old = at_of.get(domain.as_bytes())?;
+                    if let Some(old) = old.as_deref().and_then(time_of) {
+                        tree.remove(due_key(old, domain))?;
+                    }
+                    tree.insert(due_key(at, domain), &[][..])?;
+                    at_of.insert(domain.as_bytes(), &at.to_be_bytes()[..])?;
                 }
-                tree.insert(due_key(at, domain), &[][..])?;
-                at_of.insert(domain.as_bytes(), &at.to_be_bytes()[..])?;
-            }
-            meta.insert(FINGERPRINT_KEY, fingerprint.as_bytes())?;
-            Ok(())
-        });
-        self.finish(result)?;
+                Ok(())
+            });
+            self.finish(result)?;
+        }
+        self.db.flush().map_err(|err| self.engine(err))?;
+        let written = self.meta.insert(FINGERPRINT_KEY, fingerprint.as_bytes());
+        written.map_err(|err| self.engine(err))?;
         self.db.flush().map_err(|err| self.engine(err))?;
         Ok(())
     }
