@@ -670,10 +670,12 @@ impl Store {
             let record = self.decode(&key, &value)?;
             entry(&mut domains, &key).keys.push(record);
         }
-        for item in self.history.iter().filter(|_| history) {
-            let (key, value) = item.map_err(|err| self.engine(err))?;
-            let event = self.decode(&key, &value)?;
-            entry(&mut domains, &key).history.push(event);
+        if history {
+            for item in self.history.iter() {
+                let (key, value) = item.map_err(|err| self.engine(err))?;
+                let event = self.decode(&key, &value)?;
+                entry(&mut domains, &key).history.push(event);
+            }
         }
         for day in self.all_dkim_days()? {
             let key = [day.domain.as_bytes(), b"\0"].concat();
@@ -848,6 +850,33 @@ mod tests {
         let restored = Store::open(&path).unwrap();
         assert_eq!(restored.keys().unwrap().len(), 1);
         assert_eq!(restored.history("example.com").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_record_garbled_in_a_store_closed_cleanly_is_named_when_read_and_at_open_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .commit(&[(None, &key("a", Phase::Active))], &[])
+            .unwrap();
+        // Garbled behind rotor's back, then closed cleanly: the open reads no record (it
+        // trusts the clean close), but reading the record names it.
+        store
+            .keys
+            .insert(key_id("example.com", "a"), b"{not json".to_vec())
+            .unwrap();
+        store.close().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.closed_cleanly());
+        let err = store.keys().unwrap_err().to_string();
+        assert!(err.contains("example.com/a"), "{err}");
+        // A writer that dies leaves no mark: the next open reads every record and refuses.
+        drop(store);
+        let err = Store::open(dir.path()).err().expect("refused").to_string();
+        assert!(
+            err.contains("damaged") && err.contains("example.com"),
+            "{err}"
+        );
     }
 
     #[test]
