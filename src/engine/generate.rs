@@ -133,11 +133,16 @@ impl Engine<'_> {
         fsutil::ensure_own_private_dir(dir)?;
         // Always a fresh key: a file already at this path (from a run that died before it
         // recorded the key, or planted there) is never trusted; the key is not published yet,
-        // so replacing it is safe either way.
-        let private =
-            tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm)).await??;
-        fsutil::write_atomic(&key.key_file, private.pem().as_bytes(), 0o600)?;
-        crashpoint::hit(Action::GenerateKey.id(), "written");
-        Ok(private.record()?.to_string())
+        // so replacing it is safe either way. Written on the generating thread too: the
+        // file's and its folder's fsyncs would otherwise hold up the pass's one thread while
+        // the other generators finish and wait.
+        let path = key.key_file.clone();
+        let write = move || -> Result<String> {
+            let private = PrivateKey::generate(algorithm)?;
+            fsutil::write_atomic(&path, private.pem().as_bytes(), 0o600)?;
+            crashpoint::hit(Action::GenerateKey.id(), "written");
+            Ok(private.record()?.to_string())
+        };
+        tokio::task::spawn_blocking(write).await?
     }
 }
