@@ -54,7 +54,7 @@ fi
 
 echo "==> building rotor (release)"
 target=${CARGO_TARGET_DIR:-$here/target}
-(cd "$here" && cargo build --quiet --release --bin rotor)
+(cd "$here" && cargo build --quiet --release --bin rotor && cargo build --quiet --release -p rotor-keys --example keygen)
 bin=$target/release/rotor
 
 work=$(mktemp -d /tmp/rotor-bench.XXXXXX)
@@ -199,6 +199,8 @@ echo "zone_records=$(dig +nocmd +nostats -p "$port" @127.0.0.1 AXFR bench.test |
 echo "==> peer: $count x openssl genrsa 2048 on $cores cores"
 mkdir -p "$work/openssl" && chmod 700 "$work/openssl"
 measure "openssl" sh -c "seq $count | xargs -P $cores -I{} openssl genrsa -out $work/openssl/{}.pem 2048 2>/dev/null"
+echo "==> peer: $count RSA-2048 keys by rotor-keys (rsa 0.10, the fastest generator here) on $cores threads"
+measure "rustkeys" "${CARGO_TARGET_DIR:-$here/target}/release/examples/keygen" rsa-2048 "$count" "$cores"
 echo "==> peer: one nsupdate, $count TXT records, $per_message per message"
 $helper nsupdate-input "$count" peer.test 127.0.0.1 "$port" "$per_message" > "$work/nsupdate.txt"
 echo "txt_bytes=$(grep -m1 'update add' "$work/nsupdate.txt" | sed 's/.*TXT //; s/" "//g; s/"//g' | tr -d '\n' | wc -c)" >> "$meta"

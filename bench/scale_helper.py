@@ -188,6 +188,8 @@ def table(results: str, meta: str) -> None:
     summed("rotation 2: `rotor rotate` (all domains) + `rotor run`s until the old keys are retired", "second")
     median("idle `rotor run` after rotation 2", "idle2")
     openssl = summed(f"peer: {n} × `openssl genrsa 2048`, xargs -P {m.get('cores')}", "openssl")
+    rustkeys = summed(f"peer: {n} RSA-2048 keys by rotor-keys alone (`keys/examples/keygen`, {m.get('cores')} threads)",
+                      "rustkeys")
     nsupdate = summed(f"peer: one `nsupdate`, {n} TXT records of {m.get('txt_bytes')} bytes, "
                       f"{m.get('per_message')} per message", "nsupdate")
     out.append("")
@@ -197,6 +199,10 @@ def table(results: str, meta: str) -> None:
                    f"**{first / peer:.2f}×**" + (
                        f"; first run alone {first_one:.2f} / {peer:.2f} = **{first_one / peer:.2f}×**"
                        if first_one is not None and len(first_run) > 1 else ""))
+        if rustkeys:
+            fastest = min(openssl, rustkeys) + nsupdate
+            out.append(f"Ratio rotor / (fastest generator + nsupdate): rotation 1 until active {first:.2f} / "
+                       f"{fastest:.2f} = **{first / fastest:.2f}×**")
         out.append(f"(rotation 1 wall clock including the {m.get('sleep_between')} s pauses between runs: "
                    f"{m.get('first_elapsed')} s; the propagation gate min_wait is 2 s)")
     for key in ("store_size", "zone_records"):

@@ -69,7 +69,8 @@ impl Engine<'_> {
                     bar.inc(1);
                     (domain, key, result)
                 })
-                .buffer_unordered(cores)
+                // One more than the cores: none idles while a finished key's file is flushed.
+                .buffer_unordered(cores + 1)
                 .collect()
                 .await;
         bar.finish();
