@@ -240,28 +240,6 @@ crash_tests! {
     signing_table_temp_written: "write:temp#3", "delete";
 }
 
-/// The selector and key file OpenDKIM signs `domain`'s mail with, from rotor's tables.
-fn signing_for(rotor: &Rotor, domain: &str) -> Option<(String, std::path::PathBuf)> {
-    let signing = fs::read_to_string(rotor.signer_dir().join("SigningTable")).unwrap();
-    let name = signing
-        .lines()
-        .find(|line| line.starts_with(&format!("*@{domain} ")))?
-        .split_whitespace()
-        .nth(1)?
-        .to_string();
-    let keys = fs::read_to_string(rotor.signer_dir().join("KeyTable")).unwrap();
-    let file = keys
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(name.as_str()))?
-        .split_whitespace()
-        .nth(1)?
-        .splitn(3, ':')
-        .nth(2)?
-        .to_string();
-    let selector = name.split('.').next()?.to_string();
-    Some((selector, file.into()))
-}
-
 /// A crash in the middle of one batch of several domains' activation (staged for all, the
 /// signer's tables written for all, results not yet stored) is resumed for every domain: each
 /// ends active, signed with the key whose record both nameservers serve (checked by dkimpy),
@@ -276,7 +254,7 @@ fn a_crash_inside_a_batch_of_domains_is_resumed_for_each_of_them() {
         rotor.set_domains(&domains);
         let check = |context: &str| {
             for domain in domains {
-                let Some((selector, key)) = signing_for(&rotor, domain) else {
+                let Some((selector, key)) = rotor.signing_for(domain) else {
                     continue;
                 };
                 let name = format!("{selector}._domainkey.{domain}");
@@ -321,7 +299,7 @@ fn a_crash_inside_a_batch_of_domains_is_resumed_for_each_of_them() {
         // in rotor's store each, and each domain's key directory holds just that key.
         for domain in domains {
             assert!(
-                signing_for(&rotor, domain).is_some(),
+                rotor.signing_for(domain).is_some(),
                 "{point}: {domain} has no SigningTable row"
             );
             let keys = fs::read_dir(rotor.dir.join("keys").join(domain)).unwrap();

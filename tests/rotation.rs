@@ -241,3 +241,56 @@ fn two_full_rotations(dir: &tempfile::TempDir, bind: &Bind, provider: Option<Pro
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Domains listed in a `domains_file` rotate like those of the YAML: each ends signed with a
+/// key whose record both nameservers serve (dkimpy checks it against the secondary).
+#[test]
+fn domains_in_a_domains_file_rotate_like_those_in_the_yaml() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    let list = "# exported\n{\"name\": \"a.example.com\", \"provider\": \"bind\", \"signers\": [\"mx1\"]}\n";
+    fs::write(dir.path().join("domains.jsonl"), list).unwrap();
+    rotor.edit_config(|config| {
+        let path = dir.path().join("domains.jsonl");
+        format!("{config}domains_file: {}\n", path.display())
+    });
+    rotor.run_until("both active", |r| {
+        let phases = r.phases();
+        phases.len() == 2 && phases.iter().all(|(_, p)| p == "active")
+    });
+    let domains: Vec<String> = rotor
+        .status()
+        .iter()
+        .map(|row| row["domain"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(domains, ["example.com", "a.example.com"]);
+    let (selector, key) = rotor
+        .signing_for("a.example.com")
+        .expect("a.example.com is signed");
+    support::dkimpy_verifies_for("a.example.com", &key, &selector, bind.secondary.port)
+        .unwrap_or_else(|err| panic!("{err}"));
+}
+
+/// A pass that changed nothing keeps the backup as it is (copying a large store after every
+/// idle pass would cost more than the pass); one that changed something replaces it.
+#[test]
+fn only_a_pass_that_changed_something_replaces_the_backup() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    rotor.run_until("active", |r| r.selector_in("active").is_some());
+    let backup = dir.path().join("state/store.backup");
+    let copy = || fs::metadata(&backup).unwrap().ino();
+    let before = copy();
+    rotor.ok(&["run"]);
+    rotor.ok(&["run"]);
+    assert_eq!(copy(), before, "idle passes keep the backup");
+    rotor.ok(&["rotate", "example.com"]);
+    assert_ne!(
+        copy(),
+        before,
+        "a pass that started a rotation backs the store up"
+    );
+}

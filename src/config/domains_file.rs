@@ -35,14 +35,14 @@ pub(super) fn resolve(config: &Path, file: &Path) -> PathBuf {
     }
 }
 
-/// Reads the domains of the file at `path` (its text: `text`), with each line's number; a line
-/// that is no domain entry, or names a provider or signer not `declared`, is an error at that
-/// line.
-pub(super) fn parse(
-    path: &Path,
+/// Reads the domains of the file at `path` (its text: `text`), each with the line it is on; a
+/// line that is no domain entry, or names a provider or signer not `declared`, is an error at
+/// that line.
+pub(super) fn parse<'a>(
+    path: &'a Path,
     text: &str,
     declared: &Declared,
-) -> Result<Vec<(usize, RawDomain)>, ConfigError> {
+) -> Result<Vec<(Origin<'a>, RawDomain)>, ConfigError> {
     let mut domains = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
@@ -63,28 +63,11 @@ pub(super) fn parse(
             }
             ConfigError::new(path, Some((number, err.column())), message)
         })?;
-        let undeclared = |kind: &str, name: &str, known: &std::collections::BTreeSet<String>| {
-            let known: Vec<&str> = known.iter().map(String::as_str).collect();
-            ConfigError::new(
-                path,
-                Some((number, 1)),
-                format!(
-                    "{kind} {name:?} is not declared under `{kind}s:` (declared: {})",
-                    known.join(", ")
-                ),
-            )
-        };
-        if !declared.providers.contains(&domain.provider.0) {
-            return Err(undeclared(
-                "provider",
-                &domain.provider.0,
-                &declared.providers,
-            ));
+        let signers = domain.signers.iter().map(|signer| signer.0.as_str());
+        if let Some(message) = declared.undeclared(&domain.provider.0, signers) {
+            return Err(ConfigError::new(path, Some((number, 1)), message));
         }
-        if let Some(signer) = (domain.signers.iter()).find(|s| !declared.signers.contains(&s.0)) {
-            return Err(undeclared("signer", &signer.0, &declared.signers));
-        }
-        domains.push((number, domain));
+        domains.push((Origin::File(path, number), domain));
     }
     Ok(domains)
 }

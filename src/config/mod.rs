@@ -268,8 +268,8 @@ impl Config {
             signers: raw.signers.keys().cloned().collect(),
         };
         let undeclared = raw.domains.iter().any(|domain| {
-            !declared.providers.contains(&domain.provider.0)
-                || (domain.signers.iter()).any(|signer| !declared.signers.contains(&signer.0))
+            let signers = domain.signers.iter().map(|signer| signer.0.as_str());
+            declared.undeclared(&domain.provider.0, signers).is_some()
         });
         if undeclared {
             let located = declared.scope(|| serde_yaml::from_str::<RawConfig>(text));
@@ -331,10 +331,7 @@ impl Config {
         };
         let entries = (raw.domains.into_iter().enumerate())
             .map(|(index, domain)| (Origin::Config(index), domain))
-            .chain(listed.into_iter().filter_map(|(line, domain)| {
-                let file = list.as_ref()?.0.as_path();
-                Some((Origin::File(file, line), domain))
-            }));
+            .chain(listed);
         let mut weak = Vec::new();
         let mut seen = HashSet::new();
         // The resolved policy of a domain with no overrides, per provider (checked once).

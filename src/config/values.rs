@@ -245,6 +245,29 @@ impl Declared {
         DECLARED.with(|cell| *cell.borrow_mut() = None);
         result
     }
+
+    /// What is wrong with a domain's references to `provider` and `signers`, if one of them
+    /// is not declared.
+    pub fn undeclared<'n>(
+        &self,
+        provider: &str,
+        mut signers: impl Iterator<Item = &'n str>,
+    ) -> Option<String> {
+        if !self.providers.contains(provider) {
+            return Some(not_declared("provider", provider, &self.providers));
+        }
+        let signer = signers.find(|signer| !self.signers.contains(*signer))?;
+        Some(not_declared("signer", signer, &self.signers))
+    }
+}
+
+/// `{kind} {name} is not declared`, with the names that are.
+fn not_declared(kind: &str, name: &str, known: &BTreeSet<String>) -> String {
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    format!(
+        "{kind} {name:?} is not declared under `{kind}s:` (declared: {})",
+        known.join(", ")
+    )
 }
 
 fn check_declared(
@@ -254,11 +277,7 @@ fn check_declared(
 ) -> Result<String, String> {
     DECLARED.with(|cell| match &*cell.borrow() {
         Some(declared) if !pick(declared).contains(name) => {
-            let known: Vec<&str> = pick(declared).iter().map(String::as_str).collect();
-            Err(format!(
-                "{kind} {name:?} is not declared under `{kind}s:` (declared: {})",
-                known.join(", ")
-            ))
+            Err(not_declared(kind, name, pick(declared)))
         }
         _ => Ok(name.to_string()),
     })

@@ -240,6 +240,14 @@ impl Store {
         .map_err(|err| self.io(err))
     }
 
+    /// The record counts the last commit left in the `meta` tree.
+    fn committed_counts(&self) -> Result<Counts, StoreError> {
+        match self.meta.get(COUNTS_KEY).map_err(|e| self.engine(e))? {
+            Some(bytes) => self.decode_damaged(COUNTS_KEY, &bytes),
+            None => Err(self.damaged("its record counts are missing".into())),
+        }
+    }
+
     /// Checks that nothing was lost or garbled; returns the layout's version. Without `all`
     /// (the store was closed cleanly), only what needs no record read: the layout and the
     /// counts of the last commit against the counts file.
@@ -265,10 +273,7 @@ impl Store {
             )));
         }
         if !all && schema >= 2 {
-            let committed: Counts = match self.meta.get(COUNTS_KEY).map_err(|e| self.engine(e))? {
-                Some(bytes) => self.decode_damaged(COUNTS_KEY, &bytes)?,
-                None => return Err(self.damaged("its record counts are missing".into())),
-            };
+            let committed = self.committed_counts()?;
             // Anything else is read in full below, to name what is wrong.
             if self.read_counts_file()? == Some(committed) {
                 return Ok(schema);
@@ -288,10 +293,7 @@ impl Store {
             }
         }
         if schema >= 2 {
-            let committed: Counts = match self.meta.get(COUNTS_KEY).map_err(|e| self.engine(e))? {
-                Some(bytes) => self.decode_damaged(COUNTS_KEY, &bytes)?,
-                None => return Err(self.damaged("its record counts are missing".into())),
-            };
+            let committed = self.committed_counts()?;
             if committed != have {
                 return Err(self.damaged(format!("its last commit left {committed}, now {have}")));
             }

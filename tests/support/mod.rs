@@ -270,6 +270,28 @@ domains:
             })
     }
 
+    /// The selector and key file OpenDKIM signs `domain`'s mail with, from rotor's tables.
+    pub fn signing_for(&self, domain: &str) -> Option<(String, std::path::PathBuf)> {
+        let signing = fs::read_to_string(self.signer_dir().join("SigningTable")).unwrap();
+        let name = signing
+            .lines()
+            .find(|line| line.starts_with(&format!("*@{domain} ")))?
+            .split_whitespace()
+            .nth(1)?
+            .to_string();
+        let keys = fs::read_to_string(self.signer_dir().join("KeyTable")).unwrap();
+        let file = keys
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name.as_str()))?
+            .split_whitespace()
+            .nth(1)?
+            .splitn(3, ':')
+            .nth(2)?
+            .to_string();
+        let selector = name.split('.').next()?.to_string();
+        Some((selector, file.into()))
+    }
+
     /// The key file OpenDKIM reads for `selector`, from the KeyTable.
     pub fn signer_key_file(&self, selector: &str) -> Option<PathBuf> {
         let table = fs::read_to_string(self.signer_dir().join("KeyTable")).unwrap();
