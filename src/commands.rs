@@ -216,7 +216,7 @@ pub async fn pass(
 ) -> Result<PassReport> {
     let started = Instant::now();
     let calls = parts.calls.clone();
-    let last_pass = store.last_pass()?.map(|pass| pass.at);
+    let last_pass = store.last_pass()?;
     let mut engine = Engine::new(config, &store, &SystemClock, parts)
         .after_pass(last_pass)
         .deadline(config.passes.timeout.0)
@@ -243,7 +243,7 @@ pub async fn pass(
             .iter()
             .map(|f| Notice::failure(&f.domain, f.kind, &f.error, end)),
     );
-    store.record_pass(end, report.failed.is_empty())?;
+    store.record_pass(end, SystemClock.boot(), report.failed.is_empty())?;
     let changed = store.changed();
     store.close()?;
     if let Some(path) = &config.metrics_file {
@@ -610,10 +610,7 @@ pub fn plan(config: &Config, json: bool) -> Result<Code> {
         let (last_pass, evidence) = (s.last_pass(), evidence_of(config, &s));
         (s.into_keys(), last_pass, evidence)
     })?;
-    let when = When {
-        now: SystemClock.now(),
-        last_pass: last_pass.map(|pass| pass.at),
-    };
+    let when = When::after(last_pass.as_ref(), SystemClock.now(), SystemClock.boot());
     let plan = Plan::compute(&config.domains, &keys, &evidence, when, &BTreeSet::new());
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);

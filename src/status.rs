@@ -166,10 +166,7 @@ pub fn rows(
         if shown.is_empty() {
             rows.push(KeyStatus::without_keys(domain));
         }
-        let when = When {
-            now,
-            last_pass: None,
-        };
+        let when = When::at(now);
         let days = evidence
             .get(domain.name.as_str())
             .map_or(&[][..], Vec::as_slice);
@@ -651,6 +648,7 @@ mod tests {
             at,
             success: last_success == Some(at),
             last_success,
+            boot: None,
         };
         let (warn, critical) = (7200, 43200);
         let now = 1_000_000;

@@ -1,11 +1,23 @@
 //! Where the time comes from, and how it is shown.
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use nix::time::{ClockId, clock_gettime};
+use rotor_state::BootClock;
+
+/// Where Linux tells the boot's random id (another with every boot).
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 /// Where the time comes from (injectable for tests).
 pub trait Clock {
     /// Now, in Unix seconds.
     fn now(&self) -> u64;
+
+    /// Now on the machine's boot clock, which no one sets: `None` where it cannot be read.
+    fn boot(&self) -> Option<BootClock> {
+        None
+    }
 }
 
 /// The system clock.
@@ -17,6 +29,19 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default()
+    }
+
+    fn boot(&self) -> Option<BootClock> {
+        static ID: OnceLock<Option<u128>> = OnceLock::new();
+        let id = ID.get_or_init(|| {
+            let text = std::fs::read_to_string(BOOT_ID).ok()?;
+            u128::from_str_radix(&text.trim().replace('-', ""), 16).ok()
+        });
+        let since_boot = clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?;
+        Some(BootClock {
+            id: (*id)?,
+            secs: u64::try_from(since_boot.tv_sec()).ok()?,
+        })
     }
 }
 

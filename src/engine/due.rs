@@ -25,7 +25,7 @@ impl Engine<'_> {
     pub(super) fn due_domains(&self, forced: &BTreeSet<String>) -> (Vec<&DomainConfig>, bool) {
         let now = self.clock.now();
         let every = || (self.config.domains.iter().collect(), true);
-        if self.last_pass.is_some_and(|last| now < last) {
+        if self.last_pass.is_some_and(|last| now < last.at) {
             return every();
         }
         match self.store.due(&self.config.fingerprint, now) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use rotor_providers::adapter::ProviderSettings;
 use rotor_providers::{DnsProvider, Zone};
-use rotor_state::{Action, Event, KeyRecord, Phase, Store};
+use rotor_state::{Action, Event, KeyRecord, PassRecord, Phase, Store};
 
 use crate::config::{Config, DomainConfig};
 use crate::metrics::{CallCount, Metered};
@@ -64,8 +64,8 @@ pub struct Engine<'a> {
     parts: Parts,
     /// Set (by SIGTERM) to end the pass after the step in progress.
     stop: Option<&'a AtomicBool>,
-    /// When the last pass ended, to tell a clock that jumped.
-    last_pass: Option<u64>,
+    /// The last pass, to tell a clock that jumped.
+    last_pass: Option<PassRecord>,
     /// The pass takes no new step after this.
     deadline: Option<std::time::Instant>,
     /// What this pass warns about (held steps).
@@ -154,11 +154,11 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Tells the engine when the last pass ended (Unix seconds), so a clock behind it, or far
-    /// ahead of it, holds the steps that end grace windows.
-    pub fn after_pass(self, at: Option<u64>) -> Self {
+    /// Tells the engine of the last pass, so that a clock behind it, or one that jumped since,
+    /// holds the steps that end grace windows.
+    pub fn after_pass(self, last: Option<PassRecord>) -> Self {
         Self {
-            last_pass: at,
+            last_pass: last,
             ..self
         }
     }
@@ -279,10 +279,7 @@ impl<'a> Engine<'a> {
 
     /// What the time is, for the plan.
     fn when(&self, now: u64) -> When {
-        When {
-            now,
-            last_pass: self.last_pass,
-        }
+        When::after(self.last_pass.as_ref(), now, self.clock.boot())
     }
 
     /// `domain`'s plan now, from its stored `keys`.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rotor_providers::{Change, DnsProvider, ProviderError, TxtValue, Zone, async_trait};
-use rotor_state::{Check, Phase, ServerCheck, Store};
+use rotor_state::{BootClock, Check, PassRecord, Phase, ServerCheck, Store};
 
 use super::{Clock, Engine, Parts};
 use crate::config::{Config, Propagation};
@@ -15,17 +15,53 @@ use crate::keys::DkimRecord;
 use crate::propagation::{RecordNames, Visibility};
 use rotor_signers::{Signer, SignerError, SignerPlan};
 
-struct ManualClock(AtomicU64);
+/// A wall clock and a boot clock the test moves: together as time passes, or the wall clock
+/// alone, as when it is set.
+struct ManualClock {
+    wall: AtomicU64,
+    boot: AtomicU64,
+}
 
 impl Clock for ManualClock {
     fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+        self.wall.load(Ordering::SeqCst)
+    }
+
+    fn boot(&self) -> Option<BootClock> {
+        Some(BootClock {
+            id: 1,
+            secs: self.boot.load(Ordering::SeqCst),
+        })
     }
 }
 
 impl ManualClock {
+    fn new(wall: u64) -> Self {
+        Self {
+            wall: AtomicU64::new(wall),
+            boot: AtomicU64::new(600),
+        }
+    }
+
+    /// `secs` pass.
     fn advance(&self, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        self.wall.fetch_add(secs, Ordering::SeqCst);
+        self.boot.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// The wall clock is set `secs` ahead (an NTP step, a VM restored).
+    fn jump(&self, secs: u64) {
+        self.wall.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+/// A pass that ended at `at` (Unix seconds), on a boot the clock cannot compare with.
+fn pass_at(at: u64) -> PassRecord {
+    PassRecord {
+        at,
+        success: true,
+        last_success: Some(at),
+        boot: None,
     }
 }
 
@@ -192,7 +228,7 @@ struct World {
     dname: Option<(String, String)>,
     lagging_k: Arc<Mutex<Option<String>>>,
     /// When the engine is told the last pass ended (as `rotor run` reads it from the store).
-    last_pass: Mutex<Option<u64>>,
+    last_pass: Mutex<Option<PassRecord>>,
     /// The last pass's warnings.
     warnings: Mutex<Vec<String>>,
 }
@@ -242,7 +278,7 @@ impl World {
             _dir: dir,
             config,
             store,
-            clock: ManualClock(AtomicU64::new(1_800_000_000)),
+            clock: ManualClock::new(1_800_000_000),
             dns: Arc::default(),
             signer: Arc::default(),
             others: (1..signers).map(|_| Arc::default()).collect(),
@@ -260,6 +296,14 @@ impl World {
             dname: Some(("_domainkey.example.com".into(), target.into())),
             ..Self::new()
         }
+    }
+
+    /// Records that a pass ended now, by both clocks, as `rotor run` does.
+    fn pass_ended_now(&self) {
+        *self.last_pass.lock().unwrap() = Some(PassRecord {
+            boot: self.clock.boot(),
+            ..pass_at(self.clock.now())
+        });
     }
 
     /// One pass; `forced`: as `rotor rotate example.com`.
@@ -490,7 +534,7 @@ fn a_config_edit_or_a_clock_gone_back_plans_every_domain() {
     // Another config (or another rotor) cannot trust the index.
     assert_eq!(w.store.due("another", w.clock.now()).unwrap(), None);
     // A clock behind the last pass: the index's times were read off another clock.
-    *w.last_pass.lock().unwrap() = Some(w.clock.now() + DAY);
+    *w.last_pass.lock().unwrap() = Some(pass_at(w.clock.now() + DAY));
     let (planned, every) = {
         let parts = Parts {
             providers: Default::default(),
@@ -504,8 +548,8 @@ fn a_config_edit_or_a_clock_gone_back_plans_every_domain() {
             calls: Default::default(),
             reports: Vec::new(),
         };
-        let engine =
-            Engine::new(&w.config, &w.store, &w.clock, parts).after_pass(Some(w.clock.now() + DAY));
+        let engine = Engine::new(&w.config, &w.store, &w.clock, parts)
+            .after_pass(Some(pass_at(w.clock.now() + DAY)));
         let (planned, every) = engine.due_domains(&Default::default());
         (planned.len(), every)
     };
@@ -1099,7 +1143,7 @@ fn a_clock_that_jumps_holds_the_end_of_grace_windows() {
     let switched = w.clock.now();
 
     // The clock jumps 8 days ahead of the last pass (grace is 7 days): held, with a warning.
-    *w.last_pass.lock().unwrap() = Some(switched);
+    *w.last_pass.lock().unwrap() = Some(pass_at(switched));
     w.clock.advance(8 * DAY);
     assert!(w.run(false).is_empty());
     assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
@@ -1110,12 +1154,48 @@ fn a_clock_that_jumps_holds_the_end_of_grace_windows() {
         "{warnings:?}"
     );
     // A clock behind the last pass holds it too.
-    *w.last_pass.lock().unwrap() = Some(w.clock.now() + HOUR);
+    *w.last_pass.lock().unwrap() = Some(pass_at(w.clock.now() + HOUR));
     w.run(false);
     assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
     assert!(w.warnings.lock().unwrap()[0].contains("is behind the last pass"));
     // The next pass with a clock that moved as it should retires the key.
-    *w.last_pass.lock().unwrap() = Some(w.clock.now() - 60);
+    *w.last_pass.lock().unwrap() = Some(pass_at(w.clock.now() - 60));
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Retired, Phase::Active]);
+    assert!(w.warnings.lock().unwrap().is_empty());
+}
+
+#[test]
+fn on_one_boot_a_long_wait_ends_the_grace_window_and_a_jump_holds_it() {
+    let w = World::new();
+    first_key_active(&w);
+    next_key_active(&w);
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    // The wall clock is set 8 days ahead (grace is 7 days) while the machine counted a minute.
+    w.pass_ended_now();
+    w.clock.advance(60);
+    w.clock.jump(8 * DAY);
+    assert!(w.run(false).is_empty());
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    let warnings = w.warnings.lock().unwrap().clone();
+    assert!(
+        warnings[0].contains("held for this pass") && warnings[0].contains("it jumped"),
+        "{warnings:?}"
+    );
+    // A few seconds of drift is no jump: nothing is held for it, nor warned.
+    w.pass_ended_now();
+    w.clock.advance(3600);
+    w.clock.jump(30);
+    assert!(w.run(false).is_empty());
+    assert!(w.warnings.lock().unwrap().is_empty());
+
+    // Timers far apart: the last pass ended 8 days ago by both clocks. Not a jump: the key
+    // whose grace window ended is retired.
+    let w = World::new();
+    first_key_active(&w);
+    next_key_active(&w);
+    w.pass_ended_now();
+    w.clock.advance(8 * DAY);
     assert!(w.run(false).is_empty());
     assert_eq!(w.phases(), [Phase::Retired, Phase::Active]);
     assert!(w.warnings.lock().unwrap().is_empty());

@@ -20,7 +20,7 @@ pub use lifecycle::Next;
 use std::collections::BTreeSet;
 
 use rotor_common::KeyAlgorithm;
-use rotor_state::{Action, DkimDay, KeyRecord, Phase};
+use rotor_state::{Action, BootClock, DkimDay, KeyRecord, PassRecord, Phase};
 use serde::Serialize;
 
 use crate::config::{DomainConfig, Policy};
@@ -131,6 +131,32 @@ pub struct When {
     pub now: u64,
     /// When the last pass ended, to tell a clock that jumped.
     pub last_pass: Option<u64>,
+    /// The seconds the machine's boot clock counted since the last pass ended, when that pass
+    /// ended on this boot: the wall clock moving further than that is a jump, however long the
+    /// wait between passes was.
+    pub counted: Option<u64>,
+}
+
+impl When {
+    /// Now is `now` (Unix seconds) and `boot` on the boot clock; the last pass is `last`.
+    pub fn after(last: Option<&PassRecord>, now: u64, boot: Option<BootClock>) -> Self {
+        Self {
+            now,
+            last_pass: last.map(|pass| pass.at),
+            counted: boot
+                .zip(last.and_then(|pass| pass.boot))
+                .and_then(|(now, then)| now.since(then)),
+        }
+    }
+
+    /// Now, with no last pass to compare the clock with.
+    pub fn at(now: u64) -> Self {
+        Self {
+            now,
+            last_pass: None,
+            counted: None,
+        }
+    }
 }
 
 impl Plan {
@@ -323,10 +349,16 @@ fn removes_on_time(key: &KeyRecord, action: Action) -> bool {
         && key.intent.is_none()
 }
 
+/// How much further than the boot clock the wall clock may move between two passes without
+/// being taken for a jump (plus a thousandth of the time counted: NTP slews at most 500 ppm).
+const JUMP_TOLERANCE: u64 = 60;
+
 /// Why the clock cannot be trusted to end grace windows in this pass, if it cannot: it is
-/// behind the last pass (it went back), or ahead of it by more than the grace window (a jump,
-/// or a long stop: either way the window is not ended by one reading). The next pass, with a
-/// clock that moves as it should, goes on.
+/// behind the last pass (it went back), or it moved further than the machine's boot clock
+/// counted since then (a jump: an NTP step, a VM restored). Where the boot clock cannot tell
+/// (the last pass ran on another boot), a move longer than the grace window is taken for a
+/// possible jump. The next pass, with a clock that moves as it should, goes on. A wait longer
+/// than the grace window on one boot (a daily timer, a grace of hours) is not a jump.
 pub fn clock_doubt(policy: &Policy, when: When) -> Option<String> {
     let last = when.last_pass?;
     let now = when.now;
@@ -337,15 +369,24 @@ pub fn clock_doubt(policy: &Policy, when: When) -> Option<String> {
             crate::time::rfc3339(last)
         ));
     }
-    let grace = policy.grace.secs();
-    (now - last > grace).then(|| {
-        format!(
-            "the clock moved {}s since the last pass ({}), more than the grace window ({}): a jump would end grace windows at once",
-            now - last,
-            crate::time::rfc3339(last),
-            policy.grace
-        )
-    })
+    let moved = now - last;
+    match when.counted {
+        // The machine counted the time itself: a wall clock that moved further jumped.
+        Some(counted) if moved > counted + JUMP_TOLERANCE + counted / 1000 => Some(format!(
+            "the clock moved {moved}s since the last pass ({}) while the machine counted {counted}s: it jumped",
+            crate::time::rfc3339(last)
+        )),
+        Some(_) => None,
+        // Another boot, or no boot clock: a move longer than the grace window may be a jump
+        // (a VM restored, an NTP step at boot).
+        None => (moved > policy.grace.secs()).then(|| {
+            format!(
+                "the clock moved {moved}s since the last pass ({}), more than the grace window ({}), on another boot: a jump would end grace windows at once",
+                crate::time::rfc3339(last),
+                policy.grace
+            )
+        }),
+    }
 }
 
 /// The records after `key` takes `action` successfully at `now`, as far as the plan can tell

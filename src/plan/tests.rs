@@ -65,10 +65,7 @@ fn key(selector: &str, algorithm: KeyAlgorithm, phase: Phase, since: u64) -> Key
 }
 
 fn at(now: u64) -> When {
-    When {
-        now,
-        last_pass: None,
-    }
+    When::at(now)
 }
 
 fn step_of<'p>(plan: &'p DomainPlan, selector: &str) -> &'p KeyPlan {
@@ -329,8 +326,8 @@ fn a_clock_in_doubt_holds_the_end_of_grace_but_not_a_revocation_of_a_leak() {
         },
     ];
     let jumped = When {
-        now: 5000,
         last_pass: Some(1001),
+        ..at(5000)
     };
     let plan = DomainPlan::compute(&d, &keys, &[], jumped, false);
     assert!(
@@ -345,8 +342,8 @@ fn a_clock_in_doubt_holds_the_end_of_grace_but_not_a_revocation_of_a_leak() {
     );
     assert_eq!(step_of(&plan, "leaked").step.action(), Some(Action::Revoke));
     let behind = When {
-        now: 1060,
         last_pass: Some(2000),
+        ..at(1060)
     };
     let plan = DomainPlan::compute(&d, &keys[..1], &[], behind, false);
     let Step::Wait {
@@ -357,6 +354,34 @@ fn a_clock_in_doubt_holds_the_end_of_grace_but_not_a_revocation_of_a_leak() {
         panic!("{plan:#?}");
     };
     assert!(reason.contains("behind the last pass"), "{reason}");
+}
+
+#[test]
+fn the_boot_clock_tells_a_jump_from_a_long_wait() {
+    let d = domain(policy(&[RSA], RetireMode::Delete));
+    let grace = d.policy.grace.secs();
+    let after = |moved: u64, counted: Option<u64>| {
+        clock_doubt(
+            &d.policy,
+            When {
+                last_pass: Some(1000),
+                counted,
+                ..at(1000 + moved)
+            },
+        )
+    };
+    // On one boot: a wait of twice the grace window counted by both clocks is no jump; the
+    // wall clock ahead of the boot clock by more than a minute is one, however short the wait.
+    assert_eq!(after(2 * grace, Some(2 * grace)), None);
+    assert_eq!(after(3630, Some(3600)), None, "drift");
+    let jumped = after(600, Some(60)).expect("a jump");
+    assert!(
+        jumped.contains("moved 600s") && jumped.contains("counted 60s"),
+        "{jumped}"
+    );
+    // Another boot: a move longer than the grace window may be a jump.
+    assert!(after(grace + 1, None).is_some());
+    assert_eq!(after(grace, None), None);
 }
 
 #[test]

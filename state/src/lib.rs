@@ -17,8 +17,8 @@ mod store;
 
 pub use error::StoreError;
 pub use model::{
-    Action, Check, Compromise, DkimDay, Event, KeyAlgorithm, KeyRecord, PassRecord, Phase,
-    ProbeResult, SeenReport, ServerCheck, selector_name,
+    Action, BootClock, Check, Compromise, DkimDay, Event, KeyAlgorithm, KeyRecord, PassRecord,
+    Phase, ProbeResult, SeenReport, ServerCheck, selector_name,
 };
 pub use snapshot::Snapshot;
 pub use store::Store;

@@ -350,4 +350,28 @@ pub struct PassRecord {
     pub success: bool,
     /// When the last successful pass ended (this one's `at` if it succeeded).
     pub last_success: Option<u64>,
+    /// The machine's boot clock when the pass ended, where it could be read: the next pass
+    /// compares how far the wall clock moved with how far this clock counted, to tell a jump
+    /// from a long wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootClock>,
+}
+
+/// A reading of the machine's boot clock (Linux's `CLOCK_BOOTTIME`: it counts from boot, suspend
+/// included, and no one sets it), with the boot it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootClock {
+    /// The boot's random id (`/proc/sys/kernel/random/boot_id`), as a number.
+    pub id: u128,
+    /// Seconds since that boot.
+    pub secs: u64,
+}
+
+impl BootClock {
+    /// Seconds this clock counted from `earlier` to `self`, when both are of the same boot.
+    pub fn since(self, earlier: Self) -> Option<u64> {
+        (self.id == earlier.id)
+            .then(|| self.secs.checked_sub(earlier.secs))
+            .flatten()
+    }
 }

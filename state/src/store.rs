@@ -14,7 +14,7 @@ use crate::backup;
 use crate::due::mark_due_now;
 use crate::durable::replace_file;
 use crate::error::StoreError;
-use crate::model::{Event, KeyRecord, PassRecord};
+use crate::model::{BootClock, Event, KeyRecord, PassRecord};
 use crate::snapshot::{self, DomainSnapshot, Snapshot};
 
 /// The layout this rotor writes. 1: no `meta` tree (records may lack fields added since, which
@@ -510,9 +510,15 @@ impl Store {
             .transpose()
     }
 
-    /// Records a pass that ended at `at` (Unix seconds), flushed to disk before it returns;
-    /// returns the record, whose `last_success` carries over from the passes before.
-    pub fn record_pass(&self, at: u64, success: bool) -> Result<PassRecord, StoreError> {
+    /// Records a pass that ended at `at` (Unix seconds; `boot` on the boot clock), flushed to
+    /// disk before it returns; returns the record, whose `last_success` carries over from the
+    /// passes before.
+    pub fn record_pass(
+        &self,
+        at: u64,
+        boot: Option<BootClock>,
+        success: bool,
+    ) -> Result<PassRecord, StoreError> {
         let decode = |bytes: Option<sled::IVec>| -> TxResult<Option<PassRecord>> {
             bytes
                 .map(|bytes| self.decode(LAST_PASS_KEY, &bytes))
@@ -529,6 +535,7 @@ impl Store {
                 } else {
                     before.and_then(|pass| pass.last_success)
                 },
+                boot,
             };
             let bytes = serde_json::to_vec(&record)
                 .map_err(|err| ConflictableTransactionError::Abort(self.io(err)))?;
@@ -998,16 +1005,18 @@ mod layout_tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.last_pass().unwrap(), None);
-        let first = store.record_pass(100, false).unwrap();
+        let first = store.record_pass(100, None, false).unwrap();
         assert_eq!(first.last_success, None);
-        store.record_pass(200, true).unwrap();
-        let third = store.record_pass(300, false).unwrap();
+        store.record_pass(200, None, true).unwrap();
+        let boot = Some(BootClock { id: 7, secs: 40 });
+        let third = store.record_pass(300, boot, false).unwrap();
         assert_eq!(
             third,
             PassRecord {
                 at: 300,
                 success: false,
-                last_success: Some(200)
+                last_success: Some(200),
+                boot,
             }
         );
         store.close().unwrap();

@@ -98,7 +98,7 @@ fn a_reader_sees_every_commit_while_the_writer_holds_the_store() {
             &[event("example.com", "a", Phase::Published)],
         )
         .unwrap();
-    writer.record_pass(20, true).unwrap();
+    writer.record_pass(20, None, true).unwrap();
 
     let seen = Snapshot::read(&dir, Duration::ZERO).expect("no lock needed");
     assert_eq!(seen.keys(), [published.clone(), b.clone()]);
