@@ -2,7 +2,8 @@
 # rotor at scale: N domains through RFC 2136 to a real BIND 9 on 127.0.0.1, against the peer
 # baseline of the same work done by hand (openssl genrsa on every core, one batched nsupdate).
 #
-#   bench/scale.sh N [--signer files|opendkim] [--keep] [--no-rotation]
+#   bench/scale.sh N [--signer files|opendkim] [--key rsa-1024|rsa-2048|rsa-3072|rsa-4096]
+#                    [--keep] [--no-rotation]
 #
 # In one run: starts its own BIND (one primary, a free port, stopped on exit), writes a config
 # with N domains (bench/gen-config.py), builds rotor in release, and measures with
@@ -13,26 +14,31 @@
 #   status       `rotor status` and `rotor status --json --all`, 5 times each (median)
 #   rotation 2   `rotor rotate` of every domain, then `rotor run`s until every new key is
 #                active and every old one retired (grace 6 s); then idle runs again
-#   peer         N x `openssl genrsa 2048` with xargs -P $(nproc); one nsupdate adding N TXT
-#                records of RSA-2048 DKIM size, 100 per UPDATE message
+#   peer         N x `openssl genrsa BITS` with xargs -P $(nproc); the same keys by rotor-keys
+#                alone; one nsupdate adding N TXT records of that DKIM record's size, 100 per
+#                UPDATE message
+# --key (default rsa-2048) is the one key type of every domain and of the peers: rsa-1024
+# makes a 10,000-domain run affordable on a small machine.
 # and prints a markdown table (also written to the work directory as results.md).
 # Everything lives in a temporary directory, removed at the end unless --keep.
 set -euo pipefail
 
-usage() { echo "usage: bench/scale.sh N [--signer files|opendkim] [--keep] [--no-rotation]" >&2; exit 2; }
+usage() { echo "usage: bench/scale.sh N [--signer files|opendkim] [--key rsa-BITS] [--keep] [--no-rotation]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 count=$1; shift
 [[ $count =~ ^[1-9][0-9]*$ ]] || usage
-signer=files keep=0 rotation2=1
+signer=files keep=0 rotation2=1 key=rsa-2048
 while [ $# -gt 0 ]; do
   case $1 in
     --signer) [ $# -ge 2 ] || usage; signer=$2; shift 2 ;;
+    --key) [ $# -ge 2 ] || usage; key=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --no-rotation) rotation2=0; shift ;;
     *) usage ;;
   esac
 done
 case $signer in files|opendkim) ;; *) usage ;; esac
+case $key in rsa-1024|rsa-2048|rsa-3072|rsa-4096) bits=${key#rsa-} ;; *) usage ;; esac
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 helper="python3 $here/bench/scale_helper.py"
@@ -121,13 +127,13 @@ for _ in $(seq 100); do
 done
 
 python3 "$here/bench/gen-config.py" "$count" --out "$work/rotor.yaml" --dir "$work" \
-  --server "127.0.0.1:$port" --tsig "$work/tsig.key" --signer "$signer"
+  --server "127.0.0.1:$port" --tsig "$work/tsig.key" --signer "$signer" --keys "$key"
 config=$work/rotor.yaml
 
 meta=$work/meta.txt results=$work/results.tsv
 : > "$results"
 {
-  echo "domains=$count"; echo "signer=$signer"; echo "keys=rsa-2048 (the default set)"
+  echo "domains=$count"; echo "signer=$signer"; echo "keys=$key"; echo "bits=$bits"
   echo "cores=$cores"; echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "rotor_version=$("$bin" --version | awk '{print $2}') ($(cd "$here" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
   echo "per_message=$per_message"; echo "sleep_between=1"
@@ -196,13 +202,13 @@ fi
 echo "store_size=$(du -sh "$work/state" | cut -f1) (state_dir), $(du -sh "$work/keys" | cut -f1) (key_dir)" >> "$meta"
 echo "zone_records=$(dig +nocmd +nostats -p "$port" @127.0.0.1 AXFR bench.test | grep -c '_domainkey') DKIM TXT records in bench.test" >> "$meta"
 
-echo "==> peer: $count x openssl genrsa 2048 on $cores cores"
+echo "==> peer: $count x openssl genrsa $bits on $cores cores"
 mkdir -p "$work/openssl" && chmod 700 "$work/openssl"
-measure "openssl" sh -c "seq $count | xargs -P $cores -I{} openssl genrsa -out $work/openssl/{}.pem 2048 2>/dev/null"
-echo "==> peer: $count RSA-2048 keys by rotor-keys (rsa 0.10, the fastest generator here) on $cores threads"
-measure "rustkeys" "${CARGO_TARGET_DIR:-$here/target}/release/examples/keygen" rsa-2048 "$count" "$cores"
+measure "openssl" sh -c "seq $count | xargs -P $cores -I{} openssl genrsa -out $work/openssl/{}.pem $bits 2>/dev/null"
+echo "==> peer: $count RSA-$bits keys by rotor-keys (rsa 0.10, the fastest generator here) on $cores threads"
+measure "rustkeys" "${CARGO_TARGET_DIR:-$here/target}/release/examples/keygen" "$key" "$count" "$cores"
 echo "==> peer: one nsupdate, $count TXT records, $per_message per message"
-$helper nsupdate-input "$count" peer.test 127.0.0.1 "$port" "$per_message" > "$work/nsupdate.txt"
+$helper nsupdate-input "$count" peer.test 127.0.0.1 "$port" "$per_message" "$bits" > "$work/nsupdate.txt"
 echo "txt_bytes=$(grep -m1 'update add' "$work/nsupdate.txt" | sed 's/.*TXT //; s/" "//g; s/"//g' | tr -d '\n' | wc -c)" >> "$meta"
 measure "nsupdate" nsupdate -v -k "$work/tsig.key" "$work/nsupdate.txt"
 peer=$(dig +nocmd +nostats -p "$port" @127.0.0.1 AXFR peer.test | grep -c '_domainkey' || true)

@@ -74,12 +74,16 @@ def status_check(mode: str, path: str, before: str = "") -> None:
     sys.exit(0)
 
 
-def nsupdate_input(count: int, zone: str, server: str, port: str, per_message: int) -> None:
-    """An nsupdate script adding COUNT TXT records of RSA-2048 DKIM size (v=DKIM1; k=rsa;
-    p= and 392 base64 characters, as two strings), PER_MESSAGE records per `send`."""
+# The DER size of an RSA public key (SubjectPublicKeyInfo) of each size rotor makes.
+SPKI_BYTES = {1024: 162, 2048: 294, 3072: 422, 4096: 550}
+
+
+def nsupdate_input(count: int, zone: str, server: str, port: str, per_message: int, bits: int = 2048) -> None:
+    """An nsupdate script adding COUNT TXT records of an RSA-BITS DKIM record's size (v=DKIM1;
+    k=rsa; p= and the base64 of a BITS-bit SPKI, in 255-byte strings), PER_MESSAGE per `send`."""
     out = [f"server {server} {port}", f"zone {zone}"]
     for i in range(1, count + 1):
-        p = base64.b64encode(os.urandom(294)).decode()  # 392 characters, a 2048-bit SPKI's size
+        p = base64.b64encode(os.urandom(SPKI_BYTES[bits])).decode()
         value = "v=DKIM1; k=rsa; p=" + p
         strings = " ".join('"%s"' % value[j : j + 255] for j in range(0, len(value), 255))
         out.append(f"update add peer{i:06d}._domainkey.d{i:06d}.{zone}. 5 IN TXT {strings}")
@@ -187,8 +191,9 @@ def table(results: str, meta: str) -> None:
     median("`rotor status --json --all`", "status_json")
     summed("rotation 2: `rotor rotate` (all domains) + `rotor run`s until the old keys are retired", "second")
     median("idle `rotor run` after rotation 2", "idle2")
-    openssl = summed(f"peer: {n} × `openssl genrsa 2048`, xargs -P {m.get('cores')}", "openssl")
-    rustkeys = summed(f"peer: {n} RSA-2048 keys by rotor-keys alone (`keys/examples/keygen`, {m.get('cores')} threads)",
+    bits = m.get("bits", "2048")
+    openssl = summed(f"peer: {n} × `openssl genrsa {bits}`, xargs -P {m.get('cores')}", "openssl")
+    rustkeys = summed(f"peer: {n} RSA-{bits} keys by rotor-keys alone (`keys/examples/keygen`, {m.get('cores')} threads)",
                       "rustkeys")
     nsupdate = summed(f"peer: one `nsupdate`, {n} TXT records of {m.get('txt_bytes')} bytes, "
                       f"{m.get('per_message')} per message", "nsupdate")
@@ -220,8 +225,8 @@ def main() -> None:
     elif cmd == "status-check":
         status_check(*args)
     elif cmd == "nsupdate-input":
-        count, zone, server, port, per = args
-        nsupdate_input(int(count), zone, server, port, int(per))
+        count, zone, server, port, per, *bits = args
+        nsupdate_input(int(count), zone, server, port, int(per), int(bits[0]) if bits else 2048)
     elif cmd == "phases":
         phases(*args)
     elif cmd == "table":
