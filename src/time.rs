@@ -6,9 +6,6 @@ use std::time::Duration;
 use nix::time::{ClockId, clock_gettime};
 use rotor_state::BootClock;
 
-/// Where Linux tells the boot's random id (another with every boot).
-const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-
 /// Where the time comes from (injectable for tests).
 pub trait Clock {
     /// Now, in Unix seconds.
@@ -34,8 +31,7 @@ impl Clock for SystemClock {
     fn boot(&self) -> Option<BootClock> {
         static ID: OnceLock<Option<u128>> = OnceLock::new();
         let id = ID.get_or_init(|| {
-            let text = std::fs::read_to_string(BOOT_ID).ok()?;
-            u128::from_str_radix(&text.trim().replace('-', ""), 16).ok()
+            u128::from_str_radix(&rotor_state::boot_id()?.replace('-', ""), 16).ok()
         });
         let since_boot = clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?;
         Some(BootClock {

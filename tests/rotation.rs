@@ -294,3 +294,35 @@ fn only_a_pass_that_changed_something_replaces_the_backup() {
         "a pass that started a rotation backs the store up"
     );
 }
+
+/// Timer runs farther apart than the grace window (a daily timer, a grace of hours) are no
+/// clock jump: the machine's boot clock counted the same time. The first run after the window
+/// retires the replaced key, with no warning.
+#[test]
+fn runs_farther_apart_than_the_grace_window_still_retire() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+    rotor.run_until("active", |r| r.selector_in("active").is_some());
+    let old = rotor.selector_in("active").unwrap();
+    rotor.ok(&["rotate", "example.com"]);
+    rotor.run_until("the old key in its grace window", |r| {
+        r.selector_in("retiring").as_deref() == Some(old.as_str())
+    });
+    // The next timer run comes later than the grace window (2 s): the time between runs is
+    // what this test is about.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = rotor.cmd(&["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("held for this pass"),
+        "{stderr}"
+    );
+    assert_eq!(row(&rotor, &old)["phase"], "retired", "{stderr}");
+    assert!(
+        bind.primary
+            .txt(&format!("{old}._domainkey.example.com"))
+            .is_empty(),
+        "the primary still serves the old record"
+    );
+}

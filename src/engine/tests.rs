@@ -888,6 +888,15 @@ fn next_key_active(w: &World) {
     w.run(false);
 }
 
+/// A world whose first key was replaced now: the old key is in its grace window.
+fn a_key_replaced() -> World {
+    let w = World::new();
+    first_key_active(&w);
+    next_key_active(&w);
+    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    w
+}
+
 /// Marks `selector` leaked, as `rotor revoke` does.
 fn compromise(w: &World, selector: &str, force: bool) {
     let keys = w.store.keys().unwrap();
@@ -1047,10 +1056,7 @@ fn a_replaced_private_key_is_never_given_to_a_signer() {
 
 #[test]
 fn a_provider_that_claims_a_removal_it_did_not_make_does_not_retire_the_key() {
-    let w = World::new();
-    first_key_active(&w);
-    next_key_active(&w);
-    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    let w = a_key_replaced();
     w.dns.ignore_deletes.store(true, Ordering::SeqCst);
     w.clock.advance(7 * DAY);
     let failed = w.run(false);
@@ -1136,10 +1142,7 @@ fn a_signer_taken_out_of_the_domain_still_has_the_old_key_removed() {
 
 #[test]
 fn a_clock_that_jumps_holds_the_end_of_grace_windows() {
-    let w = World::new();
-    first_key_active(&w);
-    next_key_active(&w);
-    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    let w = a_key_replaced();
     let switched = w.clock.now();
 
     // The clock jumps 8 days ahead of the last pass (grace is 7 days): held, with a warning.
@@ -1167,10 +1170,7 @@ fn a_clock_that_jumps_holds_the_end_of_grace_windows() {
 
 #[test]
 fn on_one_boot_a_long_wait_ends_the_grace_window_and_a_jump_holds_it() {
-    let w = World::new();
-    first_key_active(&w);
-    next_key_active(&w);
-    assert_eq!(w.phases(), [Phase::Retiring, Phase::Active]);
+    let w = a_key_replaced();
     // The wall clock is set 8 days ahead (grace is 7 days) while the machine counted a minute.
     w.pass_ended_now();
     w.clock.advance(60);
@@ -1191,9 +1191,7 @@ fn on_one_boot_a_long_wait_ends_the_grace_window_and_a_jump_holds_it() {
 
     // Timers far apart: the last pass ended 8 days ago by both clocks. Not a jump: the key
     // whose grace window ended is retired.
-    let w = World::new();
-    first_key_active(&w);
-    next_key_active(&w);
+    let w = a_key_replaced();
     w.pass_ended_now();
     w.clock.advance(8 * DAY);
     assert!(w.run(false).is_empty());

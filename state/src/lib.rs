@@ -20,5 +20,5 @@ pub use model::{
     Action, BootClock, Check, Compromise, DkimDay, Event, KeyAlgorithm, KeyRecord, PassRecord,
     Phase, ProbeResult, SeenReport, ServerCheck, selector_name,
 };
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, boot_id};
 pub use store::Store;

@@ -370,8 +370,9 @@ pub struct BootClock {
 impl BootClock {
     /// Seconds this clock counted from `earlier` to `self`, when both are of the same boot.
     pub fn since(self, earlier: Self) -> Option<u64> {
-        (self.id == earlier.id)
-            .then(|| self.secs.checked_sub(earlier.secs))
-            .flatten()
+        if self.id != earlier.id {
+            return None;
+        }
+        self.secs.checked_sub(earlier.secs)
     }
 }

@@ -36,6 +36,13 @@ const MARK_FILE: &str = "published";
 /// Where Linux tells the boot's random id (changes with every boot).
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
+/// This boot's random id, as Linux tells it; `None` where it cannot be read.
+pub fn boot_id() -> Option<String> {
+    let boot = fs::read_to_string(BOOT_ID).ok()?;
+    let boot = boot.trim();
+    (!boot.is_empty()).then(|| boot.to_string())
+}
+
 /// The snapshot's directory in the store's.
 pub(crate) const SNAPSHOT_DIR: &str = "rotor-snapshot";
 
@@ -118,9 +125,7 @@ pub(crate) fn publish_all(
 /// counts, as text) and this boot's id. `None` where the boot id cannot be read (then no mark
 /// is ever trusted).
 fn mark(counts: &str) -> Option<String> {
-    let boot = fs::read_to_string(BOOT_ID).ok()?;
-    let boot = boot.trim();
-    (!boot.is_empty()).then(|| format!("{counts} boot {boot}\n"))
+    boot_id().map(|boot| format!("{counts} boot {boot}\n"))
 }
 
 /// Marks the snapshot in `dir` complete for a store with `counts` (not flushed to disk: a power
