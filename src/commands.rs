@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, TryLockError};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use crate::config::{Authoritative, Config, DomainConfig};
 use crate::engine::{Clock, Engine, Failure, Parts, PassReport, SystemClock};
 use crate::metrics::{self, PassMetrics};
 use crate::notify::{self, Notice};
-use crate::plan::{Plan, When, lifecycle};
+use crate::plan::{ByDomain, Plan, When, lifecycle};
 use crate::propagation::{DnsVisibility, Visibility};
 use crate::{fsutil, status};
 
@@ -137,7 +138,9 @@ fn evidence_of(config: &Config, snapshot: &Snapshot) -> Evidence {
     config
         .domains
         .iter()
-        .map(|d| (d.name.to_string(), snapshot.dkim_days(d.name.as_str())))
+        .map(|d| (d, snapshot.dkim_days(d.name.as_str())))
+        .filter(|(_, days)| !days.is_empty())
+        .map(|(d, days)| (d.name.to_string(), days))
         .collect()
 }
 
@@ -325,6 +328,7 @@ pub fn status(
         (s.into_keys(), last_pass, evidence)
     })?;
     let now = SystemClock.now();
+    let keys = ByDomain::new(&keys);
     let shown = status::rows(&domains, &keys, &evidence, false, now);
     let (mut health, mut findings) = status::health_of(&shown, &domains, &keys, &evidence, now);
     let (warn_after, critical_after) = config.pass_limits();
@@ -348,30 +352,33 @@ pub fn status(
             ));
         }
     }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match output {
         StatusOutput::Json => {
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
         }
         StatusOutput::Table => {
-            print!("{}", status::table(&rows));
+            status::table(&rows, &mut out)?;
+            out.flush()?;
             for finding in &findings {
                 eprintln!("rotor: {}: {finding}", health.word().to_lowercase());
             }
         }
         StatusOutput::Check => {
             let summary = if findings.is_empty() {
-                let names: std::collections::HashSet<&str> =
-                    domains.iter().map(|d| d.name.as_str()).collect();
-                let active = keys.iter().filter(|k| {
-                    k.phase == rotor_state::Phase::Active && names.contains(k.domain.as_str())
-                });
+                let active = domains
+                    .iter()
+                    .flat_map(|d| keys.of(d.name.as_str()))
+                    .filter(|k| k.phase == Phase::Active);
                 format!("{} domains, {} active keys", domains.len(), active.count())
             } else {
                 findings.join("; ")
             };
-            println!("ROTOR {} - {summary}", health.word());
+            writeln!(out, "ROTOR {} - {summary}", health.word())?;
         }
     }
+    out.flush()?;
     Ok(health.code())
 }
 
@@ -455,16 +462,9 @@ pub async fn revoke(
         (s.into_keys(), evidence)
     })?;
     let domains = selected(config, std::slice::from_ref(&domain))?;
-    print!(
-        "{}",
-        status::table(&status::rows(
-            &domains,
-            &keys,
-            &evidence,
-            true,
-            SystemClock.now()
-        ))
-    );
+    let keys = ByDomain::new(&keys);
+    let rows = status::rows(&domains, &keys, &evidence, true, SystemClock.now());
+    status::table(&rows, &mut std::io::stdout().lock())?;
     let failed: Vec<Failure> = report
         .failed
         .into_iter()
@@ -837,7 +837,8 @@ pub async fn check(config: &Config) -> Result<Code> {
         );
     }
     let known: Vec<&DomainConfig> = config.domains.iter().collect();
-    for orphan in status::orphan_domains(&known, &stored_keys(config)?) {
+    let keys = stored_keys(config)?;
+    for orphan in status::orphan_domains(&known, &ByDomain::new(&keys)) {
         println!(
             "WARN  {orphan} has keys in the store but is no longer in the config: its records, private keys and signer rows are left as they are (put it back to have them retired)"
         );

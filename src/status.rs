@@ -1,6 +1,8 @@
 //! What `rotor status` and `rotor plan` show.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Write};
 
 use rotor_common::ErrorKind;
 use rotor_state::{DkimDay, KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult, ServerCheck};
@@ -8,150 +10,190 @@ use serde::Serialize;
 
 use crate::config::DomainConfig;
 use crate::plan::evidence::{Evidence, Totals, totals_since};
-use crate::plan::{DnsChange, DomainPlan, Gate, Plan, Step, When};
+use crate::plan::{ByDomain, DnsChange, DomainPlan, Gate, Plan, Step, When};
 use crate::time::rfc3339;
 
-/// One row of `rotor status`: a key, or a domain that has none yet.
+/// One row of `rotor status`: a key, or a domain that has none yet. It borrows from the key
+/// record and the config it shows.
 #[derive(Debug, Serialize)]
-pub struct KeyStatus {
+pub struct KeyStatus<'a> {
     /// The domain.
-    pub domain: String,
+    pub domain: &'a str,
     /// The key's selector.
-    pub selector: Option<String>,
+    pub selector: Option<&'a str>,
     /// Where its record lives: the selector's name, or the end of its alias chain.
     pub record_name: Option<String>,
     /// The key's algorithm.
     pub algorithm: Option<KeyAlgorithm>,
     /// The key's phase.
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// Since when (RFC 3339).
     pub since: Option<String>,
     /// When the next step is due (RFC 3339), if known.
     pub next_at: Option<String>,
     /// What the key waits for, or the step it takes on the next run.
-    pub waiting_for: Option<String>,
+    pub waiting_for: Option<Cow<'static, str>>,
     /// The gate that holds it, if one does.
     pub gate: Option<Gate>,
     /// The last error.
-    pub error: Option<String>,
+    pub error: Option<&'a str>,
     /// Its kind: `transient` (retried as it is), `needs-operator`, `conflict`.
     pub error_kind: Option<ErrorKind>,
     /// When the last propagation check ran (RFC 3339).
     pub checked_at: Option<String>,
     /// The last propagation check, server by server.
-    pub servers: Vec<ServerCheck>,
+    pub servers: &'a [ServerCheck],
     /// Each signer's state after the last switch concerning this key.
-    pub signers: BTreeMap<String, String>,
+    pub signers: &'a BTreeMap<String, String>,
     /// Each signer's last probe with this key: whether it signed a probe message validly.
-    pub probes: BTreeMap<String, ProbeResult>,
+    pub probes: &'a BTreeMap<String, ProbeResult>,
     /// What DMARC aggregate reports said of its selector (active and retiring keys).
     pub dmarc: Option<Totals>,
 }
 
-impl KeyStatus {
+/// The signers and probes of a row without a key.
+static NONE_SIGNING: BTreeMap<String, String> = BTreeMap::new();
+static NONE_PROBED: BTreeMap<String, ProbeResult> = BTreeMap::new();
+
+impl<'a> KeyStatus<'a> {
+    /// The row of `key` as it is, without its next step.
+    fn of(key: &'a KeyRecord) -> Self {
+        Self {
+            domain: &key.domain,
+            selector: Some(&key.selector),
+            record_name: Some(key.record_name()),
+            algorithm: Some(key.algorithm),
+            phase: Some(key.phase),
+            since: Some(rfc3339(key.since)),
+            next_at: None,
+            waiting_for: None,
+            gate: None,
+            error: key.error.as_deref(),
+            error_kind: key.error.as_ref().and(key.error_kind),
+            checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
+            servers: key.last_check.as_ref().map_or(&[], |c| &c.servers),
+            signers: &key.signers,
+            probes: &key.probes,
+            dmarc: None,
+        }
+    }
+
     /// The row of `key`, whose domain's plan is `plan`: its step, or what holds it. A failed
     /// key shows its domain's next rotation of its type (the retry).
-    fn new(key: &KeyRecord, plan: &DomainPlan, days: &[DkimDay], now: u64) -> Self {
+    fn new(key: &'a KeyRecord, plan: &DomainPlan, days: &[DkimDay], now: u64) -> Self {
         let step = match key.phase {
             Phase::Failed => plan
                 .rotations
                 .iter()
                 .find(|r| r.algorithm.dkim_k() == key.algorithm.dkim_k())
-                .map(|r| r.step.clone()),
+                .map(|r| &r.step),
             _ => plan
                 .keys
                 .iter()
                 .find(|k| k.selector == key.selector)
-                .map(|k| k.step.clone()),
-        }
-        .unwrap_or(Step::Done);
+                .map(|k| &k.step),
+        };
         let (next_at, waiting_for, gate) = match step {
-            Step::Act { action } if key.phase == Phase::Failed => (
+            Some(Step::Act { action }) if key.phase == Phase::Failed => (
                 Some(rfc3339(now)),
-                Some(format!("next run: retry the rotation ({action})")),
+                Some(format!("next run: retry the rotation ({action})").into()),
                 None,
             ),
-            Step::Act { action } => (
+            Some(Step::Act { action }) => (
                 Some(rfc3339(now)),
-                Some(format!("next run: {action}")),
+                Some(format!("next run: {action}").into()),
                 None,
             ),
-            Step::Wait { until, gate } => (until.map(rfc3339), Some(gate.to_string()), Some(gate)),
-            Step::Done => (None, None, None),
+            Some(Step::Wait { until, gate }) => (
+                until.map(rfc3339),
+                Some(gate.to_string().into()),
+                Some(gate.clone()),
+            ),
+            Some(Step::Done) | None => (None, None, None),
         };
         Self {
-            domain: key.domain.clone(),
-            selector: Some(key.selector.clone()),
-            record_name: Some(key.record_name()),
-            algorithm: Some(key.algorithm),
-            phase: Some(key.phase.to_string()),
-            since: Some(rfc3339(key.since)),
             next_at,
             waiting_for,
             gate,
-            error: key.error.clone(),
-            error_kind: key.error.as_ref().and(key.error_kind),
-            checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
-            servers: key
-                .last_check
-                .as_ref()
-                .map(|c| c.servers.clone())
-                .unwrap_or_default(),
-            signers: key.signers.clone(),
-            probes: key.probes.clone(),
             dmarc: matches!(key.phase, Phase::Active | Phase::Retiring)
                 .then(|| totals_since(days, 0).remove(&key.selector))
                 .flatten(),
+            ..Self::of(key)
         }
     }
 
-    fn without_keys(domain: &DomainConfig) -> Self {
+    fn without_keys(domain: &'a DomainConfig) -> Self {
         Self {
-            domain: domain.name.to_string(),
+            domain: domain.name.as_str(),
             selector: None,
             record_name: None,
             algorithm: None,
             phase: None,
             since: None,
             next_at: None,
-            waiting_for: Some("first rotation on the next run".into()),
+            waiting_for: Some(Cow::Borrowed("first rotation on the next run")),
             gate: None,
             error: None,
             error_kind: None,
             checked_at: None,
-            servers: Vec::new(),
-            signers: BTreeMap::new(),
-            probes: BTreeMap::new(),
+            servers: &[],
+            signers: &NONE_SIGNING,
+            probes: &NONE_PROBED,
             dmarc: None,
         }
     }
 }
 
-/// `keys` by domain, each domain's in their order in `keys`.
-fn by_domain(keys: &[KeyRecord]) -> HashMap<&str, Vec<&KeyRecord>> {
-    let mut grouped: HashMap<&str, Vec<&KeyRecord>> = HashMap::new();
-    for key in keys {
-        grouped.entry(key.domain.as_str()).or_default().push(key);
-    }
-    grouped
+/// The DMARC evidence of `domain` (none: empty).
+fn days_of<'e>(evidence: &'e Evidence, domain: &str) -> &'e [DkimDay] {
+    evidence.get(domain).map_or(&[][..], Vec::as_slice)
 }
 
-/// The status rows of `domains`, whose stored keys are `keys`.
-pub fn rows(
-    domains: &[&DomainConfig],
-    keys: &[KeyRecord],
+/// Domains per thread below which [`rows`] stays on one thread.
+const ROWS_PER_THREAD: usize = 4096;
+
+/// The status rows of `domains`, whose stored keys are `keys`: each domain's keys oldest
+/// first; retired keys only with `all`. Many domains are shared among the cores.
+pub fn rows<'a>(
+    domains: &[&'a DomainConfig],
+    keys: &'a ByDomain<'_>,
     evidence: &Evidence,
     all: bool,
     now: u64,
-) -> Vec<KeyStatus> {
-    let grouped = by_domain(keys);
+) -> Vec<KeyStatus<'a>> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = cores.min(domains.len() / ROWS_PER_THREAD).max(1);
+    if threads == 1 {
+        return rows_of(domains, keys, evidence, all, now);
+    }
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = domains
+            .chunks(domains.len().div_ceil(threads))
+            .map(|part| scope.spawn(move || rows_of(part, keys, evidence, all, now)))
+            .collect();
+        let mut rows = Vec::with_capacity(domains.len());
+        for part in parts {
+            match part.join() {
+                Ok(part) => rows.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        rows
+    })
+}
+
+/// [`rows`] on this thread.
+fn rows_of<'a>(
+    domains: &[&'a DomainConfig],
+    keys: &'a ByDomain<'_>,
+    evidence: &Evidence,
+    all: bool,
+    now: u64,
+) -> Vec<KeyStatus<'a>> {
+    let when = When::at(now);
     let mut rows = Vec::with_capacity(domains.len());
-    for domain in domains {
-        let mut theirs: Vec<KeyRecord> = grouped
-            .get(domain.name.as_str())
-            .map(|keys| keys.iter().map(|&k| k.clone()).collect())
-            .unwrap_or_default();
-        theirs.sort_by(|a, b| (a.created_at, &a.selector).cmp(&(b.created_at, &b.selector)));
+    for &domain in domains {
+        let theirs = keys.of(domain.name.as_str());
         // Retired keys are history; a failed key stays in view until a newer key of its
         // algorithm exists.
         let newer = |k: &KeyRecord| {
@@ -159,18 +201,17 @@ pub fn rows(
                 .iter()
                 .any(|o| o.algorithm == k.algorithm && o.created_at > k.created_at)
         };
-        let shown: Vec<&KeyRecord> = theirs
+        let mut shown: Vec<&KeyRecord> = theirs
             .iter()
             .filter(|k| all || !k.phase.is_final() || (k.phase == Phase::Failed && !newer(k)))
             .collect();
         if shown.is_empty() {
             rows.push(KeyStatus::without_keys(domain));
+            continue;
         }
-        let when = When::at(now);
-        let days = evidence
-            .get(domain.name.as_str())
-            .map_or(&[][..], Vec::as_slice);
-        let plan = DomainPlan::compute(domain, &theirs, days, when, false);
+        shown.sort_by(|a, b| (a.created_at, &a.selector).cmp(&(b.created_at, &b.selector)));
+        let days = days_of(evidence, domain.name.as_str());
+        let plan = DomainPlan::compute(domain, theirs, days, when, false);
         rows.extend(
             shown
                 .into_iter()
@@ -183,42 +224,39 @@ pub fn rows(
 /// What an orphan key waits for.
 const ORPHAN: &str = "its domain is no longer in the config: its record, private key and signer rows stay as they are until the domain is put back (rotor retires only what it manages)";
 
-/// Rows for the keys, not yet retired, of domains that are no longer in the config (`known`):
-/// rotor does nothing more with them, so they are shown rather than forgotten.
-pub fn orphans(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<KeyStatus> {
+/// The stored domains that are not `known` and have keys not yet retired: rotor does nothing
+/// more with them, so they are shown rather than forgotten.
+fn orphaned<'k>(
+    known: &[&DomainConfig],
+    keys: &'k ByDomain<'_>,
+) -> impl Iterator<Item = &'k [KeyRecord]> {
     let known: HashSet<&str> = known.iter().map(|d| d.name.as_str()).collect();
-    keys.iter()
+    keys.domains().filter(move |theirs| {
+        theirs.iter().any(|key| !key.phase.is_final())
+            && theirs
+                .first()
+                .is_some_and(|key| !known.contains(key.domain.as_str()))
+    })
+}
+
+/// Rows for the keys, not yet retired, of domains that are no longer in the config (`known`).
+pub fn orphans<'k>(known: &[&DomainConfig], keys: &'k ByDomain<'_>) -> Vec<KeyStatus<'k>> {
+    orphaned(known, keys)
+        .flatten()
         .filter(|key| !key.phase.is_final())
-        .filter(|key| !known.contains(key.domain.as_str()))
         .map(|key| KeyStatus {
-            domain: key.domain.clone(),
-            selector: Some(key.selector.clone()),
-            record_name: Some(key.record_name()),
-            algorithm: Some(key.algorithm),
-            phase: Some(key.phase.to_string()),
-            since: Some(rfc3339(key.since)),
-            next_at: None,
-            waiting_for: Some(ORPHAN.to_string()),
-            gate: None,
-            error: key.error.clone(),
-            error_kind: key.error.as_ref().and(key.error_kind),
-            checked_at: key.last_check.as_ref().map(|c| rfc3339(c.at)),
-            servers: Vec::new(),
-            signers: key.signers.clone(),
-            probes: key.probes.clone(),
-            dmarc: None,
+            waiting_for: Some(Cow::Borrowed(ORPHAN)),
+            servers: &[],
+            ..KeyStatus::of(key)
         })
         .collect()
 }
 
 /// The domains with [`orphans`], each once, for warnings.
-pub fn orphan_domains(known: &[&DomainConfig], keys: &[KeyRecord]) -> Vec<String> {
-    let mut names: Vec<String> = orphans(known, keys)
-        .into_iter()
-        .map(|row| row.domain)
-        .collect();
-    names.dedup();
-    names
+pub fn orphan_domains(known: &[&DomainConfig], keys: &ByDomain<'_>) -> Vec<String> {
+    orphaned(known, keys)
+        .filter_map(|theirs| theirs.first().map(|key| key.domain.clone()))
+        .collect()
 }
 
 /// How healthy the keys are, for monitoring.
@@ -255,29 +293,33 @@ impl Health {
 pub fn health_of(
     shown: &[KeyStatus],
     domains: &[&DomainConfig],
-    keys: &[KeyRecord],
+    keys: &ByDomain<'_>,
     evidence: &Evidence,
     now: u64,
 ) -> (Health, Vec<String>) {
     let mut findings: Vec<(Health, String)> = Vec::new();
     for row in shown {
-        let (Some(selector), Some(phase)) = (&row.selector, &row.phase) else {
+        let (Some(selector), Some(phase)) = (row.selector, row.phase) else {
             continue;
         };
-        let what = format!("{} {selector}", row.domain);
-        if phase == "failed" {
-            let error = row.error.as_deref().unwrap_or("failed");
-            findings.push((Health::Critical, format!("{what} failed: {error}")));
-        } else if let Some(error) = &row.error {
+        let what = || format!("{} {selector}", row.domain);
+        if phase == Phase::Failed {
+            let error = row.error.unwrap_or("failed");
+            findings.push((Health::Critical, format!("{} failed: {error}", what())));
+        } else if let Some(error) = row.error {
             let kind = row.error_kind.map(|k| format!(", {k}")).unwrap_or_default();
-            findings.push((Health::Warning, format!("{what} ({phase}{kind}): {error}")));
+            findings.push((
+                Health::Warning,
+                format!("{} ({phase}{kind}): {error}", what()),
+            ));
         }
-        if phase == "active" {
+        if phase == Phase::Active {
             for (signer, probe) in row.probes.iter().filter(|(_, p)| !p.ok) {
                 findings.push((
                     Health::Warning,
                     format!(
-                        "{what}: signer {signer}'s probe failed at {}: {}",
+                        "{}: signer {signer}'s probe failed at {}: {}",
+                        what(),
                         rfc3339(probe.at),
                         probe.detail
                     ),
@@ -285,34 +327,26 @@ pub fn health_of(
             }
         }
     }
-    let grouped = by_domain(keys);
-    for domain in domains {
-        let days = evidence
-            .get(domain.name.as_str())
-            .map_or(&[][..], Vec::as_slice);
-        let theirs = grouped
-            .get(domain.name.as_str())
-            .map_or(&[][..], Vec::as_slice);
-        for &key in theirs {
-            if let Some(alert) = crate::plan::evidence::failing(key, &domain.policy, days, now) {
-                findings.push((
-                    Health::Warning,
-                    format!("{} {}: {alert}", key.domain, key.selector),
-                ));
+    for &domain in domains {
+        let days = days_of(evidence, domain.name.as_str());
+        let theirs = keys.of(domain.name.as_str());
+        let policy = &domain.policy;
+        let margin = policy.propagation.timeout.secs();
+        for key in theirs {
+            let what = || format!("{} {}", key.domain, key.selector);
+            if let Some(alert) = crate::plan::evidence::failing(key, policy, days, now) {
+                findings.push((Health::Warning, format!("{}: {alert}", what())));
             }
-        }
-        let margin = domain.policy.propagation.timeout.secs();
-        for &key in theirs {
-            let what = format!("{} {}", key.domain, key.selector);
             let age = now.saturating_sub(key.since);
             match key.phase {
                 Phase::Active => {
                     let activated = key.activated_at.unwrap_or(key.since);
-                    if now.saturating_sub(activated) > domain.policy.rotate_every.secs() + margin {
+                    if now.saturating_sub(activated) > policy.rotate_every.secs() + margin {
                         findings.push((
                             Health::Warning,
                             format!(
-                                "{what} is overdue for rotation (active since {})",
+                                "{} is overdue for rotation (active since {})",
+                                what(),
                                 rfc3339(activated)
                             ),
                         ));
@@ -320,16 +354,22 @@ pub fn health_of(
                 }
                 Phase::Generated | Phase::Propagated if age > margin => findings.push((
                     Health::Warning,
-                    format!("{what} has been {} since {}", key.phase, rfc3339(key.since)),
+                    format!(
+                        "{} has been {} since {}",
+                        what(),
+                        key.phase,
+                        rfc3339(key.since)
+                    ),
                 )),
-                Phase::Retiring if age > domain.policy.grace.secs() + margin => findings.push((
+                Phase::Retiring if age > policy.grace.secs() + margin => findings.push((
                     Health::Warning,
-                    format!("{what} has been retiring since {}", rfc3339(key.since)),
+                    format!("{} has been retiring since {}", what(), rfc3339(key.since)),
                 )),
                 _ => {}
             }
         }
     }
+    // Stable: within a level, findings keep their order.
     findings.sort_by_key(|f| std::cmp::Reverse(f.0));
     let worst = findings.first().map_or(Health::Ok, |f| f.0);
     (worst, findings.into_iter().map(|f| f.1).collect())
@@ -392,25 +432,28 @@ fn signers(row: &KeyStatus) -> String {
     if row.signers.is_empty() {
         return "-".into();
     }
-    row.signers
-        .iter()
-        .map(|(name, state)| {
-            let word = state.split([',', ':']).next().unwrap_or_default();
-            // A signer whose last probe with this key passed has proven it signs with it.
-            let word = match row.probes.get(name) {
-                Some(probe) if word == "signing" && probe.ok => "proven",
-                Some(probe) if word == "signing" && !probe.ok => "probe-failed",
-                _ => word,
-            };
-            format!("{name}:{word}")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::new();
+    for (name, state) in row.signers {
+        let word = state.split([',', ':']).next().unwrap_or_default();
+        // A signer whose last probe with this key passed has proven it signs with it.
+        let word = match row.probes.get(name) {
+            Some(probe) if word == "signing" && probe.ok => "proven",
+            Some(probe) if word == "signing" && !probe.ok => "probe-failed",
+            _ => word,
+        };
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push(':');
+        out.push_str(word);
+    }
+    out
 }
 
-/// Renders rows as an aligned table.
-pub fn table(rows: &[KeyStatus]) -> String {
-    let header = [
+/// Writes rows to `out` as an aligned table.
+pub fn table(rows: &[KeyStatus], out: &mut impl Write) -> io::Result<()> {
+    const HEADER: [&str; 8] = [
         "DOMAIN",
         "SELECTOR",
         "ALGORITHM",
@@ -420,54 +463,63 @@ pub fn table(rows: &[KeyStatus]) -> String {
         "SIGNERS",
         "WAITING FOR",
     ];
-    let dash = || "-".to_string();
-    let mut lines: Vec<[String; 8]> = vec![header.map(String::from)];
-    for row in rows {
-        let mut waiting = row.waiting_for.clone().unwrap_or_else(dash);
+    fn cells<'r>(row: &'r KeyStatus<'_>) -> [Cow<'r, str>; 8] {
+        let dash = || Cow::Borrowed("-");
+        let mut waiting = row.waiting_for.as_deref().map_or_else(dash, Cow::Borrowed);
         if let Some(dmarc) = row.dmarc.filter(|d| d.messages() > 0) {
-            waiting = format!(
+            waiting = Cow::Owned(format!(
                 "{waiting} [DMARC: {:.1}% of {} passed]",
                 100.0 - dmarc.fail_rate() * 100.0,
                 dmarc.messages()
-            );
+            ));
         }
-        if let Some(error) = &row.error {
+        if let Some(error) = row.error {
             let kind = row.error_kind.map(|k| format!(", {k}")).unwrap_or_default();
-            waiting = format!("{waiting} (error{kind}: {error})");
+            waiting = Cow::Owned(format!("{waiting} (error{kind}: {error})"));
         }
-        let mut selector = row.selector.clone().unwrap_or_else(dash);
-        if let (Some(name), Some(record)) = (&row.selector, &row.record_name)
-            && !record.starts_with(&format!("{name}._domainkey."))
-        {
-            selector = format!("{selector} (at {record})");
-        }
-        lines.push([
-            row.domain.clone(),
+        let selector = match (row.selector, &row.record_name) {
+            (Some(name), Some(record))
+                if !record
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with("._domainkey.")) =>
+            {
+                Cow::Owned(format!("{name} (at {record})"))
+            }
+            (Some(name), _) => Cow::Borrowed(name),
+            (None, _) => dash(),
+        };
+        [
+            Cow::Borrowed(row.domain),
             selector,
-            row.algorithm.map_or_else(dash, |a| a.to_string()),
-            row.phase.clone().unwrap_or_else(dash),
-            row.since.clone().unwrap_or_else(dash),
-            row.next_at.clone().unwrap_or_else(dash),
-            signers(row),
+            row.algorithm
+                .map_or_else(dash, |a| Cow::Owned(a.to_string())),
+            row.phase.map_or_else(dash, |p| Cow::Borrowed(p.as_str())),
+            row.since.as_deref().map_or_else(dash, Cow::Borrowed),
+            row.next_at.as_deref().map_or_else(dash, Cow::Borrowed),
+            Cow::Owned(signers(row)),
             waiting,
-        ]);
+        ]
     }
-    let last = header.len() - 1;
-    let widths: Vec<usize> = (0..last)
-        .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for line in lines {
+    let lines: Vec<[Cow<'_, str>; 8]> = rows.iter().map(cells).collect();
+    let last = HEADER.len() - 1;
+    let mut widths = HEADER.map(str::len);
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let header = HEADER.map(Cow::Borrowed);
+    for line in std::iter::once(&header).chain(&lines) {
         for (i, cell) in line.iter().enumerate() {
             if i < last {
-                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                write!(out, "{cell:<width$}  ", width = widths[i])?;
             } else {
-                out.push_str(cell);
+                out.write_all(cell.as_bytes())?;
             }
         }
-        out.push('\n');
+        out.write_all(b"\n")?;
     }
-    out
+    Ok(())
 }
 
 /// `rotor plan` as text: each step taken now, with its DNS changes, the signers it switches and
@@ -568,8 +620,9 @@ mod tests {
         evidence: &Evidence,
         now: u64,
     ) -> (Health, Vec<String>) {
-        let shown = rows(domains, keys, evidence, false, now);
-        health_of(&shown, domains, keys, evidence, now)
+        let keys = ByDomain::new(keys);
+        let shown = rows(domains, &keys, evidence, false, now);
+        health_of(&shown, domains, &keys, evidence, now)
     }
 
     #[test]
@@ -629,7 +682,14 @@ mod tests {
             .into(),
             ..key("a", Phase::Propagated, 0)
         };
-        let text = table(&rows(&domains, &[key], &Evidence::new(), false, 60));
+        let keys = [key];
+        let mut text = Vec::new();
+        table(
+            &rows(&domains, &ByDomain::new(&keys), &Evidence::new(), false, 60),
+            &mut text,
+        )
+        .unwrap();
+        let text = String::from_utf8(text).unwrap();
         let line = text.lines().nth(1).unwrap();
         assert!(line.contains("  mx1:signing,mx2:failed  "), "{text}");
         assert!(

@@ -805,6 +805,7 @@ fn signers_switch_only_inside_the_activation_window() {
     assert_eq!(w.phases(), [Phase::Propagated]);
     assert!(w.signer.plans.lock().unwrap().is_empty(), "no switch");
     let keys = w.store.keys().unwrap();
+    let keys = crate::plan::ByDomain::new(&keys);
     let rows = crate::status::rows(
         &w.config.domains.iter().collect::<Vec<_>>(),
         &keys,

@@ -8,11 +8,13 @@
 //! computed again from the store (the chained steps are what that gives when every step
 //! succeeds).
 
+mod by_domain;
 pub mod dns;
 pub mod evidence;
 mod gate;
 pub mod lifecycle;
 
+pub use by_domain::ByDomain;
 pub use dns::DnsChange;
 pub use gate::Gate;
 pub use lifecycle::Next;
@@ -169,25 +171,18 @@ impl Plan {
         when: When,
         forced: &BTreeSet<String>,
     ) -> Self {
-        let mut by_domain: std::collections::HashMap<&str, Vec<&KeyRecord>> =
-            std::collections::HashMap::new();
-        for key in keys {
-            by_domain.entry(key.domain.as_str()).or_default().push(key);
-        }
+        let by_domain = ByDomain::new(keys);
         Self {
             at: when.now,
             domains: domains
                 .iter()
                 .map(|domain| {
-                    let own: Vec<KeyRecord> = by_domain
-                        .get(domain.name.as_str())
-                        .map(|keys| keys.iter().map(|&k| k.clone()).collect())
-                        .unwrap_or_default();
+                    let own = by_domain.of(domain.name.as_str());
                     let forced = forced.contains(domain.name.as_str());
                     let days = evidence
                         .get(domain.name.as_str())
                         .map_or(&[][..], Vec::as_slice);
-                    DomainPlan::compute(domain, &own, days, when, forced)
+                    DomainPlan::compute(domain, own, days, when, forced)
                 })
                 .collect(),
         }

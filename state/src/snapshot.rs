@@ -252,10 +252,12 @@ impl Snapshot {
 
     /// Every key record, ordered by domain, then selector, without copying them.
     pub fn into_keys(self) -> Vec<KeyRecord> {
-        self.domains
-            .into_values()
-            .flat_map(|domain| domain.keys)
-            .collect()
+        let count = self.domains.values().map(|domain| domain.keys.len()).sum();
+        let mut keys = Vec::with_capacity(count);
+        for domain in self.domains.into_values() {
+            keys.extend(domain.keys);
+        }
+        keys
     }
 
     /// The key records of one domain.

@@ -2,6 +2,7 @@
 //! (the `meta` tree: the layout's version, the record counts, the last pass).
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -665,19 +666,44 @@ impl Store {
             domains: &'a mut BTreeMap<String, DomainSnapshot>,
             key: &[u8],
         ) -> &'a mut DomainSnapshot {
-            let domain = domain_of(key);
-            domains
-                .entry(domain.clone())
-                .or_insert_with(|| DomainSnapshot {
-                    domain,
-                    ..DomainSnapshot::default()
-                })
+            match domains.entry(domain_of(key)) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let domain = entry.key().clone();
+                    entry.insert(DomainSnapshot {
+                        domain,
+                        ..DomainSnapshot::default()
+                    })
+                }
+            }
         }
         let mut domains = BTreeMap::new();
-        for item in self.keys.iter() {
-            let (key, value) = item.map_err(|err| self.engine(err))?;
-            let record = self.decode(&key, &value)?;
-            entry(&mut domains, &key).keys.push(record);
+        let records = self
+            .keys
+            .iter()
+            .map(|item| {
+                let (key, value) = item.map_err(|err| self.engine(err))?;
+                self.decode::<KeyRecord>(&key, &value)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // sled lists a domain's keys together: each domain's are moved into a list of their
+        // exact number (one pushed at a time, a list holds room for four).
+        let counts: Vec<usize> = records
+            .chunk_by(|a, b| a.domain == b.domain)
+            .map(<[_]>::len)
+            .collect();
+        let mut records = records.into_iter();
+        for count in counts {
+            let keys: Vec<KeyRecord> = records.by_ref().take(count).collect();
+            if let Some(first) = keys.first() {
+                let key = [first.domain.as_bytes(), b"\0"].concat();
+                let slot = &mut entry(&mut domains, &key).keys;
+                if slot.is_empty() {
+                    *slot = keys;
+                } else {
+                    slot.extend(keys);
+                }
+            }
         }
         if history {
             for item in self.history.iter() {
