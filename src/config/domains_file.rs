@@ -50,19 +50,29 @@ pub(super) fn parse<'a>(
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let mut json = serde_json::Deserializer::from_str(trimmed);
-        let domain: RawDomain = serde_path_to_error::deserialize(&mut json).map_err(|err| {
-            let field = err.path().to_string();
-            let err = err.into_inner();
-            let mut message = err.to_string();
-            if let Some(at) = message.rfind(" at line ") {
-                message.truncate(at);
+        let domain: RawDomain = match serde_json::from_str(trimmed) {
+            Ok(domain) => domain,
+            // Read again, slower, for the path of the field at fault.
+            Err(_) => {
+                let mut json = serde_json::Deserializer::from_str(trimmed);
+                let at = |err: serde_json::Error, field: String| {
+                    let mut message = err.to_string();
+                    if let Some(at) = message.rfind(" at line ") {
+                        message.truncate(at);
+                    }
+                    if field != "." {
+                        message = format!("{field}: {message}");
+                    }
+                    ConfigError::new(path, Some((number, err.column())), message)
+                };
+                let domain = serde_path_to_error::deserialize(&mut json).map_err(|err| {
+                    let field = err.path().to_string();
+                    at(err.into_inner(), field)
+                })?;
+                json.end().map_err(|err| at(err, ".".into()))?;
+                domain
             }
-            if field != "." {
-                message = format!("{field}: {message}");
-            }
-            ConfigError::new(path, Some((number, err.column())), message)
-        })?;
+        };
         let signers = domain.signers.iter().map(|signer| signer.0.as_str());
         if let Some(message) = declared.undeclared(&domain.provider.0, signers) {
             return Err(ConfigError::new(path, Some((number, 1)), message));

@@ -227,6 +227,10 @@ fn a_bad_line_of_the_domains_file_is_named_with_its_file_line_and_field() {
         ),
         ("{\"name\": \"b.example.net\", \"provider\": \"p\"", "EOF"),
         (
+            "{\"name\": \"b.example.net\", \"provider\": \"p\", \"signers\": [\"s\"]} {\"name\": \"c.example.net\"}",
+            "trailing characters",
+        ),
+        (
             "{\"name\": \"b.example.net\", \"provider\": \"p\", \"signers\": [\"s\"], \"colour\": 1}",
             "unknown field `colour`",
         ),

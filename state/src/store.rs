@@ -660,6 +660,45 @@ impl Store {
         self.stale.store(true, Ordering::SeqCst);
     }
 
+    /// Every key record, in the store's order (by domain, then selector): read from sled on one
+    /// thread and decoded on this one, batch by batch, so that the two overlap.
+    fn all_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        const BATCH: usize = 1024;
+        std::thread::scope(|scope| {
+            let (send, batches) = std::sync::mpsc::sync_channel(4);
+            let reader = scope.spawn(move || -> Result<(), StoreError> {
+                let mut batch = Vec::with_capacity(BATCH);
+                for item in self.keys.iter() {
+                    batch.push(item.map_err(|err| self.engine(err))?);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if send.send(full).is_err() {
+                            // The decoder stopped at a record it cannot read.
+                            return Ok(());
+                        }
+                    }
+                }
+                // A decoder that stopped has its error already.
+                let _ = send.send(batch);
+                Ok(())
+            });
+            let mut records = Vec::new();
+            let decoded = batches
+                .iter()
+                .try_for_each(|batch: Vec<(sled::IVec, sled::IVec)>| {
+                    for (key, value) in batch {
+                        records.push(self.decode::<KeyRecord>(&key, &value)?);
+                    }
+                    Ok(())
+                });
+            drop(batches);
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            read.and(decoded).map(|()| records)
+        })
+    }
+
     /// Every domain's keys, evidence and (with `history`) history.
     fn domains(&self, history: bool) -> Result<BTreeMap<String, DomainSnapshot>, StoreError> {
         fn entry<'a>(
@@ -678,14 +717,7 @@ impl Store {
             }
         }
         let mut domains = BTreeMap::new();
-        let records = self
-            .keys
-            .iter()
-            .map(|item| {
-                let (key, value) = item.map_err(|err| self.engine(err))?;
-                self.decode::<KeyRecord>(&key, &value)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let records = self.all_keys()?;
         // sled lists a domain's keys together: each domain's are moved into a list of their
         // exact number (one pushed at a time, a list holds room for four).
         let counts: Vec<usize> = records
