@@ -595,9 +595,12 @@ mod tests {
 
     const DAY: u64 = 86400;
 
+    fn config_yaml() -> String {
+        "state_dir: /s\nkey_dir: /k\ndefaults:\n  rotate_every: 30d\n  grace: 7d\n  propagation: {timeout: 2d}\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: exim, table: /t, key_dir: /kd}\ndomains:\n  - {name: example.com, provider: p, signers: [s]}\n".into()
+    }
+
     fn config() -> Config {
-        let yaml = "state_dir: /s\nkey_dir: /k\ndefaults:\n  rotate_every: 30d\n  grace: 7d\n  propagation: {timeout: 2d}\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners:\n  s: {type: exim, table: /t, key_dir: /kd}\ndomains:\n  - {name: example.com, provider: p, signers: [s]}\n";
-        Config::parse(yaml, Path::new("t.yaml")).unwrap()
+        Config::parse(&config_yaml(), Path::new("t.yaml")).unwrap()
     }
 
     fn key(selector: &str, phase: Phase, since: u64) -> KeyRecord {
@@ -664,6 +667,46 @@ mod tests {
         let (health_now, findings) = health(&domains, &[active, failed], &Evidence::new(), 2 * DAY);
         assert_eq!((health_now, health_now.code()), (Health::Critical, 2));
         assert_eq!(findings, ["example.com c failed: not visible"]);
+    }
+
+    #[test]
+    fn rows_shared_among_the_cores_come_in_the_domains_order() {
+        let count = 2 * ROWS_PER_THREAD + 3;
+        let mut yaml = config_yaml().replace(
+            "domains:\n  - {name: example.com, provider: p, signers: [s]}\n",
+            "domains:\n",
+        );
+        // Listed out of alphabetical order, and every third domain without keys.
+        for i in (0..count).rev() {
+            yaml.push_str(&format!(
+                "  - {{name: d{i}.example.com, provider: p, signers: [s]}}\n"
+            ));
+        }
+        let config = Config::parse(&yaml, Path::new("t.yaml")).unwrap();
+        let domains: Vec<&DomainConfig> = config.domains.iter().collect();
+        let keys: Vec<KeyRecord> = (0..count)
+            .filter(|i| i % 3 != 0)
+            .map(|i| KeyRecord {
+                domain: format!("d{i}.example.com"),
+                ..key(&format!("s{i}"), Phase::Active, 0)
+            })
+            .collect();
+        let keys = ByDomain::new(&keys);
+        let shown = |rows: Vec<KeyStatus>| -> Vec<(String, Option<String>)> {
+            rows.iter()
+                .map(|r| (r.domain.to_string(), r.selector.map(str::to_string)))
+                .collect()
+        };
+        let shared = shown(rows(&domains, &keys, &Evidence::new(), false, DAY));
+        let alone = shown(rows_of(&domains, &keys, &Evidence::new(), false, DAY));
+        assert_eq!(shared.len(), count);
+        assert_eq!(shared, alone);
+        let last = count - 1;
+        assert_eq!(
+            shared[0],
+            (format!("d{last}.example.com"), Some(format!("s{last}")))
+        );
+        assert_eq!(shared[last], ("d0.example.com".to_string(), None));
     }
 
     #[test]
