@@ -119,7 +119,7 @@ fn read_history<T: Default>(config: &Config, read: impl FnOnce(Snapshot) -> T) -
 
 fn read_snapshot<T: Default>(
     config: &Config,
-    snapshot: fn(&Path, Duration) -> Result<Snapshot, StoreError>,
+    snapshot: impl FnOnce(&Path, Duration) -> Result<Snapshot, StoreError>,
     read: impl FnOnce(Snapshot) -> T,
 ) -> Result<T> {
     let dir = store_dir(config);
@@ -323,7 +323,16 @@ pub fn status(
 ) -> Result<Code> {
     let whole = domain.is_none();
     let domains = selected(config, domain.as_slice())?;
-    let (keys, last_pass, evidence) = read_store(config, |s| {
+    let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+    // One domain's status reads that domain's records, not the whole store.
+    let read = |dir: &Path, timeout| {
+        if whole {
+            Snapshot::read_present(dir, timeout)
+        } else {
+            Snapshot::read_domains(dir, timeout, &names)
+        }
+    };
+    let (keys, last_pass, evidence) = read_snapshot(config, read, |s| {
         let (last_pass, evidence) = (s.last_pass(), evidence_of(config, &s));
         (s.into_keys(), last_pass, evidence)
     })?;

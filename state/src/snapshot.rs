@@ -156,6 +156,15 @@ pub(crate) fn take_mark(dir: &Path, counts: &str) -> io::Result<bool> {
     Ok(marked)
 }
 
+/// What a reader reads of the store.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    /// Everything (the history only with `history`).
+    All { history: bool },
+    /// These domains, without their history.
+    Domains(&'a [&'a str]),
+}
+
 /// A consistent view of the store for readers, taken without stopping a writer.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -171,24 +180,38 @@ impl Snapshot {
     /// ([`StoreError::Busy`] after that). Like [`Store::open`], creates a store in a missing
     /// `dir`: check first.
     pub fn read(dir: &Path, timeout: Duration) -> Result<Self, StoreError> {
-        Self::read_with(dir, timeout, true)
+        Self::read_with(dir, timeout, Part::All { history: true })
     }
 
     /// [`Snapshot::read`] without the history (empty in what it returns): the keys, the
     /// evidence and the last pass, which is all `rotor status` and `rotor plan` need, read in
     /// a fraction of the time and memory.
     pub fn read_present(dir: &Path, timeout: Duration) -> Result<Self, StoreError> {
-        Self::read_with(dir, timeout, false)
+        Self::read_with(dir, timeout, Part::All { history: false })
     }
 
-    fn read_with(dir: &Path, timeout: Duration, history: bool) -> Result<Self, StoreError> {
+    /// [`Snapshot::read_present`] of `domains` only (the others are absent from what it
+    /// returns): what `rotor status DOMAIN` needs, read without the rest of a large store.
+    pub fn read_domains(
+        dir: &Path,
+        timeout: Duration,
+        domains: &[&str],
+    ) -> Result<Self, StoreError> {
+        Self::read_with(dir, timeout, Part::Domains(domains))
+    }
+
+    fn read_with(dir: &Path, timeout: Duration, part: Part<'_>) -> Result<Self, StoreError> {
         let deadline = std::time::Instant::now() + timeout;
         let store = loop {
             match Store::open_to_read(dir) {
                 // A writer holds the store: what it published, as soon as there is something
                 // (a writer that just opened the store publishes it a moment later).
                 Err(StoreError::Busy { .. }) => {
-                    if let Some(snapshot) = Self::load(&snapshot_dir(dir), history) {
+                    let published = match part {
+                        Part::All { history } => Self::load(&snapshot_dir(dir), history),
+                        Part::Domains(domains) => Self::load_domains(&snapshot_dir(dir), domains),
+                    };
+                    if let Some(snapshot) = published {
                         return Ok(snapshot);
                     }
                     if std::time::Instant::now() >= deadline {
@@ -201,9 +224,57 @@ impl Snapshot {
                 other => break other?,
             }
         };
-        let snapshot = store.snapshot(history)?;
+        let snapshot = match part {
+            Part::All { history } => store.snapshot(history)?,
+            Part::Domains(domains) => {
+                let mut snapshot = Self {
+                    last_pass: store.last_pass()?,
+                    ..Self::default()
+                };
+                for &domain in domains {
+                    let keys = store.domain_keys(domain)?;
+                    let dkim = store.dkim_days(domain)?;
+                    if !keys.is_empty() || !dkim.is_empty() {
+                        let domain = domain.to_string();
+                        let part = DomainSnapshot {
+                            domain: domain.clone(),
+                            keys,
+                            history: Vec::new(),
+                            dkim,
+                        };
+                        snapshot.domains.insert(domain, part);
+                    }
+                }
+                snapshot
+            }
+        };
         store.close()?;
         Ok(snapshot)
+    }
+
+    /// The published files of `domains` and of the last pass, without the history, or `None`
+    /// when nothing is published or a file cannot be read.
+    fn load_domains(dir: &Path, domains: &[&str]) -> Option<Self> {
+        let read = |path: &Path| match fs::read(path) {
+            Ok(bytes) => Some(Some(bytes)),
+            // A domain without keys has no file.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Some(None),
+            Err(_) => None,
+        };
+        // Every publication writes the pass's file: without it, nothing is published yet.
+        let pass = read(&dir.join(PASS_FILE))??;
+        let mut snapshot = Self {
+            last_pass: serde_json::from_slice(&pass).ok()?,
+            ..Self::default()
+        };
+        for &domain in domains {
+            if let Some(bytes) = read(&domain_file(dir, domain))? {
+                let mut part: DomainSnapshot = serde_json::from_slice(&bytes).ok()?;
+                part.history = Vec::new();
+                snapshot.domains.insert(part.domain.clone(), part);
+            }
+        }
+        Some(snapshot)
     }
 
     /// The published files (the history only with `history`), or `None` when they are missing

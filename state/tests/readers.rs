@@ -223,3 +223,42 @@ fn a_writer_publishes_nothing_again_after_a_clean_close_but_everything_after_a_c
     Store::open(&dir).unwrap().close().unwrap();
     assert_ne!(published(&dir), before, "the garbled mark is not trusted");
 }
+
+#[test]
+fn a_reader_of_some_domains_gets_theirs_alone_with_and_without_a_writer() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let writer = Store::open(&dir).unwrap();
+    let (a, b, c) = (
+        key("example.com", "a"),
+        key("example.org", "b"),
+        key("example.net", "c"),
+    );
+    writer
+        .commit(
+            &[(None, &a), (None, &b), (None, &c)],
+            &[event("example.com", "a", Phase::Generated)],
+        )
+        .unwrap();
+    writer.record_pass(20, None, true).unwrap();
+    let wanted = ["example.com", "example.net", "nokeys.example"];
+    let check = |seen: Snapshot, whose: &str| {
+        assert_eq!(seen.keys(), [a.clone(), c.clone()], "{whose}");
+        assert!(
+            seen.history("example.com").is_empty(),
+            "{whose}: no history"
+        );
+        assert_eq!(seen.last_pass().map(|pass| pass.at), Some(20), "{whose}");
+    };
+    // Held: what the writer published.
+    check(
+        Snapshot::read_domains(&dir, Duration::ZERO, &wanted).unwrap(),
+        "published",
+    );
+    writer.close().unwrap();
+    // Free: the store itself.
+    check(
+        Snapshot::read_domains(&dir, Duration::ZERO, &wanted).unwrap(),
+        "store",
+    );
+}
