@@ -73,6 +73,11 @@ fn status_and_plan_of_a_published_key_are_as_reviewed() {
     redacted(|| {
         insta::assert_snapshot!("status", rotor.ok(&["status"]));
         insta::assert_snapshot!("status_json", rotor.ok(&["status", "--json"]));
+        // One domain's status, read from that domain's records alone, is the same rows.
+        assert_eq!(
+            rotor.ok(&["status", "--json", "example.com"]),
+            rotor.ok(&["status", "--json"])
+        );
         insta::assert_snapshot!("plan_json", rotor.ok(&["plan", "--json"]));
         insta::assert_snapshot!("plan", rotor.ok(&["plan"]));
     });
