@@ -362,33 +362,40 @@ pub fn status(
         }
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match output {
-        StatusOutput::Json => {
-            serde_json::to_writer_pretty(&mut out, &rows)?;
-            writeln!(out)?;
-        }
-        StatusOutput::Table => {
-            status::table(&rows, &mut out)?;
-            out.flush()?;
-            for finding in &findings {
-                eprintln!("rotor: {}: {finding}", health.word().to_lowercase());
+    let written = (|| -> std::io::Result<()> {
+        match output {
+            StatusOutput::Json => {
+                serde_json::to_writer_pretty(&mut out, &rows)?;
+                writeln!(out)?;
+            }
+            StatusOutput::Table => {
+                status::table(&rows, &mut out)?;
+                out.flush()?;
+                for finding in &findings {
+                    eprintln!("rotor: {}: {finding}", health.word().to_lowercase());
+                }
+            }
+            StatusOutput::Check => {
+                let summary = if findings.is_empty() {
+                    let active = domains
+                        .iter()
+                        .flat_map(|d| keys.of(d.name.as_str()))
+                        .filter(|k| k.phase == Phase::Active);
+                    format!("{} domains, {} active keys", domains.len(), active.count())
+                } else {
+                    findings.join("; ")
+                };
+                writeln!(out, "ROTOR {} - {summary}", health.word())?;
             }
         }
-        StatusOutput::Check => {
-            let summary = if findings.is_empty() {
-                let active = domains
-                    .iter()
-                    .flat_map(|d| keys.of(d.name.as_str()))
-                    .filter(|k| k.phase == Phase::Active);
-                format!("{} domains, {} active keys", domains.len(), active.count())
-            } else {
-                findings.join("; ")
-            };
-            writeln!(out, "ROTOR {} - {summary}", health.word())?;
-        }
+        out.flush()
+    })();
+    match written {
+        // Read by `head` or the like, which stopped reading: not an error of rotor's.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(health.code()),
+        Err(err) => Err(anyhow::Error::from(err).context("cannot write the status")),
+        Ok(()) => Ok(health.code()),
     }
-    out.flush()?;
-    Ok(health.code())
 }
 
 /// What `rotor revoke` was told.

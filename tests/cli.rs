@@ -133,3 +133,44 @@ fn a_provider_left_out_of_the_build_names_its_feature() {
         );
     }
 }
+
+#[test]
+fn status_read_by_a_reader_that_stops_early_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = scratch();
+    let root = dir.path().display().to_string();
+    // Rows far beyond what a pipe holds: rotor is still writing when the reader goes.
+    let list: String = (0..5000)
+        .map(|i| {
+            format!(
+                "{{\"name\": \"d{i}.example.com\", \"provider\": \"p\", \"signers\": [\"s\"]}}\n"
+            )
+        })
+        .collect();
+    fs::write(dir.path().join("domains.jsonl"), list).unwrap();
+    let config = dir.path().join("rotor.yaml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir: {root}/state\nkey_dir: {root}/keys\nproviders:\n  p: {{type: rfc2136, server: 127.0.0.1}}\nsigners:\n  s: {{type: exim, table: {root}/table, key_dir: {root}/exim}}\ndomains_file: domains.jsonl\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .args(["--config", &config.display().to_string(), "status"])
+        .env_remove("ROTOR_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0; 6];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"DOMAIN");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
