@@ -392,7 +392,7 @@ pub fn status(
     })();
     match written {
         // Read by `head` or the like, which stopped reading: not an error of rotor's.
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(health.code()),
+        Err(err) if reader_gone(&err) => Ok(health.code()),
         Err(err) => Err(anyhow::Error::from(err).context("cannot write the status")),
         Ok(()) => Ok(health.code()),
     }
@@ -495,26 +495,43 @@ pub async fn revoke(
     Ok(failed_code(&failed))
 }
 
+/// Whether a write failed because its reader stopped reading (`rotor … | head`): not rotor's
+/// error, so the rest of the output is dropped quietly.
+fn reader_gone(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// Writes `text` to standard output as it is ([`reader_gone`]: quietly not).
+fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if reader_gone(&err) => Ok(()),
+        written => written.context("cannot write to standard output"),
+    }
+}
+
 /// `rotor history`.
 pub fn history(config: &Config, domain: &str, json: bool) -> Result<Code> {
     let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
     let events = read_history(config, |snapshot| snapshot.history(&domain))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&events)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&events)?))?;
         return Ok(0);
     }
+    let mut text = String::new();
     if events.is_empty() {
-        println!("{domain}: no history yet");
+        text.push_str(&format!("{domain}: no history yet\n"));
     }
     for event in &events {
-        println!(
-            "{}  {}  {}  {}",
+        text.push_str(&format!(
+            "{}  {}  {}  {}\n",
             crate::time::rfc3339(event.at),
             event.selector,
             event.phase,
             event.detail
-        );
+        ));
     }
+    emit(&text)?;
     Ok(0)
 }
 
@@ -524,9 +541,9 @@ pub fn report(config: &Config, domain: &str, json: bool) -> Result<Code> {
     let (days, keys) = read_store(config, |s| (s.dkim_days(&domain), s.domain_keys(&domain)))?;
     let rows = crate::report::selectors(&days, &keys);
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
     } else {
-        print!("{}", crate::report::text(&domain, &rows));
+        emit(&crate::report::text(&domain, &rows))?;
     }
     Ok(0)
 }
@@ -555,8 +572,8 @@ pub fn init(path: &Path) -> Result<Code> {
 pub fn providers(format: CatalogueFormat) -> Result<Code> {
     let catalogue = rotor_providers::registry::catalogue();
     match format {
-        CatalogueFormat::Json => println!("{}", serde_json::to_string_pretty(&catalogue)?),
-        CatalogueFormat::Markdown => print!("{}", catalogue_markdown(&catalogue)),
+        CatalogueFormat::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&catalogue)?))?,
+        CatalogueFormat::Markdown => emit(&catalogue_markdown(&catalogue))?,
         CatalogueFormat::Text => {
             for info in &catalogue {
                 let can = [
@@ -629,9 +646,9 @@ pub fn plan(config: &Config, json: bool) -> Result<Code> {
     let when = When::after(last_pass.as_ref(), SystemClock.now(), SystemClock.boot());
     let plan = Plan::compute(&config.domains, &keys, &evidence, when, &BTreeSet::new());
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&plan)?))?;
     } else {
-        print!("{}", status::plan_text(&plan));
+        emit(&status::plan_text(&plan))?;
     }
     Ok(0)
 }

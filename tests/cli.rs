@@ -135,7 +135,7 @@ fn a_provider_left_out_of_the_build_names_its_feature() {
 }
 
 #[test]
-fn status_read_by_a_reader_that_stops_early_ends_quietly() {
+fn status_and_plan_read_by_a_reader_that_stops_early_end_quietly() {
     use std::io::Read;
     use std::process::Stdio;
     let dir = scratch();
@@ -157,20 +157,21 @@ fn status_read_by_a_reader_that_stops_early_ends_quietly() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rotor"))
-        .args(["--config", &config.display().to_string(), "status"])
-        .env_remove("ROTOR_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0; 6];
-    stdout.read_exact(&mut first).unwrap();
-    assert_eq!(&first, b"DOMAIN");
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
+    for command in ["status", "plan"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rotor"))
+            .args(["--config", &config.display().to_string(), command])
+            .env_remove("ROTOR_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0; 1];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{command}: {stderr}");
+        assert!(stderr.is_empty(), "{command}: {stderr}");
+    }
 }
