@@ -138,9 +138,10 @@ fn evidence_of(config: &Config, snapshot: &Snapshot) -> Evidence {
     config
         .domains
         .iter()
-        .map(|d| (d, snapshot.dkim_days(d.name.as_str())))
-        .filter(|(_, days)| !days.is_empty())
-        .map(|(d, days)| (d.name.to_string(), days))
+        .filter_map(|d| {
+            let days = snapshot.dkim_days(d.name.as_str());
+            (!days.is_empty()).then(|| (d.name.to_string(), days))
+        })
         .collect()
 }
 
@@ -390,12 +391,8 @@ pub fn status(
         }
         out.flush()
     })();
-    match written {
-        // Read by `head` or the like, which stopped reading: not an error of rotor's.
-        Err(err) if reader_gone(&err) => Ok(health.code()),
-        Err(err) => Err(anyhow::Error::from(err).context("cannot write the status")),
-        Ok(()) => Ok(health.code()),
-    }
+    to_stdout(written)?;
+    Ok(health.code())
 }
 
 /// What `rotor revoke` was told.
@@ -480,7 +477,7 @@ pub async fn revoke(
     let domains = selected(config, std::slice::from_ref(&domain))?;
     let keys = ByDomain::new(&keys);
     let rows = status::rows(&domains, &keys, &evidence, true, SystemClock.now());
-    status::table(&rows, &mut std::io::stdout().lock())?;
+    to_stdout(status::table(&rows, &mut std::io::stdout().lock()))?;
     let failed: Vec<Failure> = report
         .failed
         .into_iter()
@@ -495,19 +492,19 @@ pub async fn revoke(
     Ok(failed_code(&failed))
 }
 
-/// Whether a write failed because its reader stopped reading (`rotor … | head`): not rotor's
-/// error, so the rest of the output is dropped quietly.
-fn reader_gone(err: &std::io::Error) -> bool {
-    err.kind() == std::io::ErrorKind::BrokenPipe
-}
-
-/// Writes `text` to standard output as it is ([`reader_gone`]: quietly not).
-fn emit(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(err) if reader_gone(&err) => Ok(()),
+/// What writing to standard output gave. A reader that stopped reading (`rotor … | head`) is
+/// not rotor's error: the rest of the output is dropped quietly.
+fn to_stdout(written: std::io::Result<()>) -> Result<()> {
+    match written {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         written => written.context("cannot write to standard output"),
     }
+}
+
+/// Writes `text` to standard output as it is ([`to_stdout`]).
+fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    to_stdout(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
 }
 
 /// `rotor history`.

@@ -249,10 +249,7 @@ pub fn render(config: &Config, keys: &[KeyRecord], pass: &PassMetrics) -> String
             .domains
             .iter()
             .flat_map(|domain| {
-                let days = pass
-                    .evidence
-                    .get(domain.name.as_str())
-                    .map_or(&[][..], Vec::as_slice);
+                let days = crate::plan::evidence::days_of(pass.evidence, domain.name.as_str());
                 keys.iter()
                     .filter(|k| k.domain == domain.name.as_str() && k.phase == Phase::Active)
                     .filter(|_| domain.policy.monitor.is_some())

@@ -9,7 +9,7 @@ use rotor_state::{DkimDay, KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResu
 use serde::Serialize;
 
 use crate::config::DomainConfig;
-use crate::plan::evidence::{Evidence, Totals, totals_since};
+use crate::plan::evidence::{Evidence, Totals, days_of, totals_since};
 use crate::plan::{ByDomain, DnsChange, DomainPlan, Gate, Plan, Step, When};
 use crate::time::rfc3339;
 
@@ -142,11 +142,6 @@ impl<'a> KeyStatus<'a> {
             dmarc: None,
         }
     }
-}
-
-/// The DMARC evidence of `domain` (none: empty).
-fn days_of<'e>(evidence: &'e Evidence, domain: &str) -> &'e [DkimDay] {
-    evidence.get(domain).map_or(&[][..], Vec::as_slice)
 }
 
 /// Domains per thread below which [`rows`] stays on one thread.

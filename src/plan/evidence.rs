@@ -17,6 +17,11 @@ const DAY: u64 = 86_400;
 /// What reports said, by domain (the store's [`DkimDay`] counts).
 pub type Evidence = BTreeMap<String, Vec<DkimDay>>;
 
+/// What reports said of `domain`'s selectors (none: empty).
+pub fn days_of<'e>(evidence: &'e Evidence, domain: &str) -> &'e [DkimDay] {
+    evidence.get(domain).map_or(&[][..], Vec::as_slice)
+}
+
 /// One selector's results in reports since a time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {

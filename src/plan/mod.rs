@@ -179,9 +179,7 @@ impl Plan {
                 .map(|domain| {
                     let own = by_domain.of(domain.name.as_str());
                     let forced = forced.contains(domain.name.as_str());
-                    let days = evidence
-                        .get(domain.name.as_str())
-                        .map_or(&[][..], Vec::as_slice);
+                    let days = evidence::days_of(evidence, domain.name.as_str());
                     DomainPlan::compute(domain, own, days, when, forced)
                 })
                 .collect(),

@@ -232,17 +232,9 @@ impl Snapshot {
                     ..Self::default()
                 };
                 for &domain in domains {
-                    let keys = store.domain_keys(domain)?;
-                    let dkim = store.dkim_days(domain)?;
-                    if !keys.is_empty() || !dkim.is_empty() {
-                        let domain = domain.to_string();
-                        let part = DomainSnapshot {
-                            domain: domain.clone(),
-                            keys,
-                            history: Vec::new(),
-                            dkim,
-                        };
-                        snapshot.domains.insert(domain, part);
+                    let part = store.domain_snapshot(domain, false)?;
+                    if !part.keys.is_empty() || !part.dkim.is_empty() {
+                        snapshot.domains.insert(part.domain.clone(), part);
                     }
                 }
                 snapshot

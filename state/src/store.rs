@@ -644,13 +644,26 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn publish_domain(&self, domain: &str) -> Result<(), StoreError> {
-        let snapshot = DomainSnapshot {
+    /// One domain's keys, evidence and (with `history`) history, as readers see them.
+    pub(crate) fn domain_snapshot(
+        &self,
+        domain: &str,
+        history: bool,
+    ) -> Result<DomainSnapshot, StoreError> {
+        Ok(DomainSnapshot {
             domain: domain.to_string(),
             keys: self.domain_keys(domain)?,
-            history: self.history(domain)?,
+            history: if history {
+                self.history(domain)?
+            } else {
+                Vec::new()
+            },
             dkim: self.dkim_days(domain)?,
-        };
+        })
+    }
+
+    pub(crate) fn publish_domain(&self, domain: &str) -> Result<(), StoreError> {
+        let snapshot = self.domain_snapshot(domain, true)?;
         snapshot::publish_domain(&snapshot::snapshot_dir(&self.path), &snapshot)
             .map_err(|err| self.io(format!("snapshot: {err}")))
     }
@@ -701,11 +714,11 @@ impl Store {
 
     /// Every domain's keys, evidence and (with `history`) history.
     fn domains(&self, history: bool) -> Result<BTreeMap<String, DomainSnapshot>, StoreError> {
-        fn entry<'a>(
-            domains: &'a mut BTreeMap<String, DomainSnapshot>,
-            key: &[u8],
-        ) -> &'a mut DomainSnapshot {
-            match domains.entry(domain_of(key)) {
+        fn entry(
+            domains: &mut BTreeMap<String, DomainSnapshot>,
+            domain: String,
+        ) -> &mut DomainSnapshot {
+            match domains.entry(domain) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
                     let domain = entry.key().clone();
@@ -728,12 +741,12 @@ impl Store {
         for count in counts {
             let keys: Vec<KeyRecord> = records.by_ref().take(count).collect();
             if let Some(first) = keys.first() {
-                let key = [first.domain.as_bytes(), b"\0"].concat();
-                let slot = &mut entry(&mut domains, &key).keys;
-                if slot.is_empty() {
-                    *slot = keys;
+                // Moved, not copied (a domain met twice, in a store out of order, is added to).
+                let theirs = &mut entry(&mut domains, first.domain.clone()).keys;
+                if theirs.is_empty() {
+                    *theirs = keys;
                 } else {
-                    slot.extend(keys);
+                    theirs.extend(keys);
                 }
             }
         }
@@ -741,12 +754,11 @@ impl Store {
             for item in self.history.iter() {
                 let (key, value) = item.map_err(|err| self.engine(err))?;
                 let event = self.decode(&key, &value)?;
-                entry(&mut domains, &key).history.push(event);
+                entry(&mut domains, domain_of(&key)).history.push(event);
             }
         }
         for day in self.all_dkim_days()? {
-            let key = [day.domain.as_bytes(), b"\0"].concat();
-            entry(&mut domains, &key).dkim.push(day);
+            entry(&mut domains, day.domain.clone()).dkim.push(day);
         }
         Ok(domains)
     }
