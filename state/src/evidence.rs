@@ -81,12 +81,7 @@ impl Store {
         if counted {
             self.db.flush().map_err(|err| self.engine(err))?;
             self.changed.store(true, Ordering::SeqCst);
-            for domain in domains {
-                // Readers' data only: a failure is made good when the store is closed.
-                if self.publish_domain(domain).is_err() {
-                    self.mark_stale();
-                }
-            }
+            self.publish(&domains.into_iter().collect::<Vec<_>>());
         }
         Ok(counted)
     }

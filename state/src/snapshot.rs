@@ -1,20 +1,27 @@
 //! What readers (`status`, `history`, `plan`) see while a pass has the store open: the writer
-//! publishes each domain's keys and history, and the last pass, as files in
-//! `<dir>/rotor-snapshot/`, each replaced atomically after every commit. sled has no read-only
-//! mode and locks its files exclusively: a reader that waited for the store would wait for the
-//! whole pass. When the store is free, readers read it directly (briefly holding its lock: a
-//! pass that starts meanwhile waits with [`Store::open_waiting`]).
+//! publishes the store's content in `<dir>/rotor-snapshot/` as a journal of files, each written
+//! whole and renamed into place: a *base* holding every domain (its keys, evidence and history,
+//! one JSON line per domain), then one *log* per commit holding the domains it changed (the same
+//! lines, later ones replacing earlier ones). When the logs outgrow the base, the next
+//! publication writes a new base in their stead and removes the old files. sled has no
+//! read-only mode and locks its files exclusively: a reader that waited for the store would
+//! wait for the whole pass. When the store is free, readers read it directly (briefly holding
+//! its lock: a pass that starts meanwhile waits with [`Store::open_waiting`]).
 //!
-//! A reader sees only committed data: each domain as of one commit at most a moment old (or,
-//! after a writer died between a commit and its publication, until the next writer opens the
-//! store, which publishes everything again).
+//! A reader sees only committed data, and the store as of one commit: the newest base and its
+//! logs in order (a prefix of the commits; one that finds a file removed under it by a new base
+//! reads again). One file per commit, not one per domain: a commit of 10,000 domains creates one
+//! file, not 10,000 (on a filesystem without a journal, ext4 scans every recently deleted inode
+//! before it allocates a new one, so replacing a file per domain grew with the square of them).
+//! After a writer died between a commit and its publication, readers see the store as of the
+//! commit before until the next writer opens the store, which publishes everything again.
 //!
 //! A writer that closes the store with everything published leaves a mark in the snapshot
 //! ([`MARK_FILE`]: the store's record counts and the system's boot id); the next writer that
-//! finds the mark matching removes it and publishes nothing at open, so an idle pass writes
-//! no file per domain. A writer that dies leaves no mark (it was removed at open), and a power
-//! loss (which may lose the unflushed snapshot files) changes the boot id: either way, the next
-//! writer publishes everything again.
+//! finds the mark matching removes it and goes on appending logs to the files it finds, so an
+//! idle pass writes nothing. A writer that dies leaves no mark (it was removed at open), and a
+//! power loss (which may lose the unflushed snapshot files) changes the boot id: either way, the
+//! next writer publishes everything again.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -35,6 +42,12 @@ const PASS_FILE: &str = "last-pass.json";
 const MARK_FILE: &str = "published";
 /// Where Linux tells the boot's random id (changes with every boot).
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// How many logs a base takes before the next publication writes a new base.
+const MAX_LOGS: u64 = 512;
+/// How many bytes of logs a base takes, beyond its own size, before a new base is written.
+const LOG_SLACK: u64 = 1 << 20;
+/// How many times a reader starts again when a new base replaced the files it was reading.
+const READ_ATTEMPTS: usize = 16;
 
 /// This boot's random id, as Linux tells it; `None` where it cannot be read.
 pub fn boot_id() -> Option<String> {
@@ -51,16 +64,109 @@ pub(crate) fn snapshot_dir(dir: &Path) -> PathBuf {
     dir.join(SNAPSHOT_DIR)
 }
 
-/// One domain's file: its name is the domain, hex-encoded (a domain never becomes a path).
-fn domain_file(dir: &Path, domain: &str) -> PathBuf {
-    let hex: String = domain.bytes().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{hex}.json"))
+/// The base of generation `generation`.
+fn base_file(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("base-{generation:016x}.jsonl"))
+}
+
+/// The log of commit `seq` after the base of generation `generation`.
+fn log_file(dir: &Path, generation: u64, seq: u64) -> PathBuf {
+    dir.join(format!("log-{generation:016x}-{seq:016x}.jsonl"))
+}
+
+/// A file of the journal, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JournalFile {
+    Base(u64),
+    Log(u64, u64),
+}
+
+impl JournalFile {
+    fn of(name: &str) -> Option<Self> {
+        let hex = |text: &str| {
+            (text.len() == 16)
+                .then(|| u64::from_str_radix(text, 16).ok())
+                .flatten()
+        };
+        let stem = name.strip_suffix(".jsonl")?;
+        if let Some(generation) = stem.strip_prefix("base-") {
+            return hex(generation).map(Self::Base);
+        }
+        let (generation, seq) = stem.strip_prefix("log-")?.split_once('-')?;
+        Some(Self::Log(hex(generation)?, hex(seq)?))
+    }
+}
+
+/// The journal's files in `dir`: the newest base's generation, and that base's logs in order.
+fn listing(dir: &Path) -> io::Result<Option<(u64, Vec<u64>)>> {
+    let mut parts = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Some(part) = JournalFile::of(&entry?.file_name().to_string_lossy()) {
+            parts.push(part);
+        }
+    }
+    let newest = parts
+        .iter()
+        .filter_map(|part| match part {
+            JournalFile::Base(generation) => Some(*generation),
+            JournalFile::Log(..) => None,
+        })
+        .max();
+    Ok(newest.map(|newest| {
+        let mut logs: Vec<u64> = parts
+            .iter()
+            .filter_map(|part| match part {
+                JournalFile::Log(generation, seq) if *generation == newest => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        logs.sort_unstable();
+        (newest, logs)
+    }))
+}
+
+/// Where the writer is in its journal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Journal {
+    generation: u64,
+    /// The next log's number.
+    next: u64,
+    base_bytes: u64,
+    log_bytes: u64,
+    logs: u64,
+}
+
+impl Journal {
+    /// The journal left in `dir` (by a writer that closed the store with everything
+    /// published), or `None` where there is no base.
+    pub(crate) fn find(dir: &Path) -> io::Result<Option<Self>> {
+        let Some((generation, logs)) = listing(dir)? else {
+            return Ok(None);
+        };
+        let size = |path: PathBuf| fs::metadata(path).map(|meta| meta.len());
+        let mut log_bytes = 0;
+        for &seq in &logs {
+            log_bytes += size(log_file(dir, generation, seq))?;
+        }
+        Ok(Some(Self {
+            generation,
+            next: logs.last().map_or(0, |last| last + 1),
+            base_bytes: size(base_file(dir, generation))?,
+            log_bytes,
+            logs: logs.len() as u64,
+        }))
+    }
+
+    /// Whether the logs outgrew the base: the next publication writes a new one.
+    pub(crate) fn full(&self) -> bool {
+        self.logs >= MAX_LOGS || self.log_bytes > self.base_bytes + LOG_SLACK
+    }
 }
 
 /// One domain's keys and history.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct DomainSnapshot {
-    /// The domain.
+    /// The domain (first: a reader of some domains tells a line by its start).
     pub domain: String,
     /// Its keys, ordered by selector.
     pub keys: Vec<KeyRecord>,
@@ -71,11 +177,49 @@ pub(crate) struct DomainSnapshot {
     pub dkim: Vec<DkimDay>,
 }
 
-/// Writes one domain's file. Not flushed to disk: the snapshot is derived data, and every
-/// writer that opens the store publishes it again.
-pub(crate) fn publish_domain(dir: &Path, domain: &DomainSnapshot) -> io::Result<()> {
-    let bytes = serde_json::to_vec(domain).map_err(io::Error::other)?;
-    replace_file(&domain_file(dir, &domain.domain), &bytes, false)
+/// A line of the journal without its history (skipped, not kept).
+#[derive(Deserialize)]
+struct Present {
+    domain: String,
+    keys: Vec<KeyRecord>,
+    #[serde(default)]
+    dkim: Vec<DkimDay>,
+}
+
+impl From<Present> for DomainSnapshot {
+    fn from(line: Present) -> Self {
+        Self {
+            domain: line.domain,
+            keys: line.keys,
+            history: Vec::new(),
+            dkim: line.dkim,
+        }
+    }
+}
+
+/// Appends `domain` to `lines`, as one line of the journal.
+pub(crate) fn push_line(lines: &mut Vec<u8>, domain: &DomainSnapshot) -> io::Result<()> {
+    serde_json::to_writer(&mut *lines, domain).map_err(io::Error::other)?;
+    lines.push(b'\n');
+    Ok(())
+}
+
+/// Publishes one commit's domains (`lines`, from [`push_line`]) as the next log. Not flushed to
+/// disk: the snapshot is derived data, and every writer that opens the store after a crash
+/// publishes it again.
+pub(crate) fn publish_log(dir: &Path, journal: &mut Journal, lines: &[u8]) -> io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    replace_file(
+        &log_file(dir, journal.generation, journal.next),
+        lines,
+        false,
+    )?;
+    journal.next += 1;
+    journal.logs += 1;
+    journal.log_bytes += lines.len() as u64;
+    Ok(())
 }
 
 /// Writes the last pass's file.
@@ -84,41 +228,53 @@ pub(crate) fn publish_pass(dir: &Path, pass: Option<&PassRecord>) -> io::Result<
     replace_file(&dir.join(PASS_FILE), &bytes, false)
 }
 
-/// Publishes everything: the first time into a temporary directory renamed into place (so a
-/// reader never sees part of it), later file by file, dropping files of domains not in the store.
+/// Publishes everything as a new base: the first time into a temporary directory renamed into
+/// place (so a reader never sees part of it), later as the next generation's base, then
+/// removes the older journal (and files of an older rotor's layout) behind it.
 pub(crate) fn publish_all(
     dir: &Path,
     domains: &BTreeMap<String, DomainSnapshot>,
     pass: Option<&PassRecord>,
-) -> io::Result<()> {
+) -> io::Result<Journal> {
+    let mut lines = Vec::new();
+    for domain in domains.values() {
+        push_line(&mut lines, domain)?;
+    }
     let fresh = !dir.exists();
-    let target = if fresh {
+    let (target, generation) = if fresh {
         let temp = temp_path(dir);
         crate::durable::remove_dir_if_present(&temp)?;
         fs::create_dir(&temp)?;
-        temp
+        (temp, 1)
     } else {
-        dir.to_owned()
+        let newest = listing(dir)?.map_or(0, |(generation, _)| generation);
+        (dir.to_owned(), newest + 1)
     };
-    for domain in domains.values() {
-        publish_domain(&target, domain)?;
-    }
+    replace_file(&base_file(&target, generation), &lines, false)?;
     publish_pass(&target, pass)?;
+    let journal = Journal {
+        generation,
+        base_bytes: lines.len() as u64,
+        ..Journal::default()
+    };
     if fresh {
         fs::rename(&target, dir)?;
-        return sync_dir(crate::durable::parent(dir));
+        sync_dir(crate::durable::parent(dir))?;
+        return Ok(journal);
     }
-    let wanted: HashSet<PathBuf> = domains.keys().map(|d| domain_file(dir, d)).collect();
+    let keep: HashSet<PathBuf> = [
+        base_file(dir, generation),
+        dir.join(PASS_FILE),
+        dir.join(MARK_FILE),
+    ]
+    .into();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let stale = path.extension().is_some_and(|ext| ext == "json")
-            && path.file_name().is_some_and(|name| name != PASS_FILE)
-            && !wanted.contains(&path);
-        if stale {
+        if !keep.contains(&path) {
             remove_file_if_present(&path)?;
         }
     }
-    Ok(())
+    Ok(journal)
 }
 
 /// What the mark says of the store whose snapshot is in `dir`: `counts` (the store's record
@@ -154,6 +310,37 @@ pub(crate) fn take_mark(dir: &Path, counts: &str) -> io::Result<bool> {
     let marked = marked(dir, counts)?;
     remove_file_if_present(&dir.join(MARK_FILE))?;
     Ok(marked)
+}
+
+/// The start of a journal line: its domain.
+#[derive(Serialize)]
+struct Named<'a> {
+    domain: &'a str,
+}
+
+/// The last pass's file and the journal's files (the newest base, then its logs in order), as
+/// one moment's listing shows them; read again when a new base replaced them meanwhile.
+/// `None` when nothing is published or a file cannot be read.
+fn read_journal(dir: &Path) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    for _ in 0..READ_ATTEMPTS {
+        let (generation, logs) = listing(dir).ok()??;
+        let pass = fs::read(dir.join(PASS_FILE)).ok()?;
+        let paths = std::iter::once(base_file(dir, generation))
+            .chain(logs.iter().map(|&seq| log_file(dir, generation, seq)));
+        let mut files = Vec::with_capacity(logs.len() + 1);
+        for path in paths {
+            match fs::read(&path) {
+                Ok(bytes) => files.push(bytes),
+                // Removed by the writer since the listing: a newer base holds it all.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => break,
+                Err(_) => return None,
+            }
+        }
+        if files.len() == logs.len() + 1 {
+            return Some((pass, files));
+        }
+    }
+    None
 }
 
 /// What a reader reads of the store.
@@ -244,54 +431,57 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    /// The published files of `domains` and of the last pass, without the history, or `None`
-    /// when nothing is published or a file cannot be read.
+    /// The published journal's lines of `domains` and the last pass, without the history, or
+    /// `None` when nothing is published or a file cannot be read.
     fn load_domains(dir: &Path, domains: &[&str]) -> Option<Self> {
-        let read = |path: &Path| match fs::read(path) {
-            Ok(bytes) => Some(Some(bytes)),
-            // A domain without keys has no file.
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Some(None),
-            Err(_) => None,
+        // A domain's line starts with its name (see `DomainSnapshot`).
+        let start = |domain: &&str| {
+            let mut json = serde_json::to_vec(&Named { domain }).ok()?;
+            // Other fields follow: a comma, not the closing brace.
+            json.pop();
+            json.push(b',');
+            Some(json)
         };
-        // Every publication writes the pass's file: without it, nothing is published yet.
-        let pass = read(&dir.join(PASS_FILE))??;
+        let starts: Vec<Vec<u8>> = domains.iter().map(start).collect::<Option<_>>()?;
+        Self::load_lines(dir, |line| {
+            starts
+                .iter()
+                .any(|start| line.starts_with(start))
+                .then(|| serde_json::from_slice::<Present>(line).map(DomainSnapshot::from))
+        })
+    }
+
+    /// The published journal (the history only with `history`), or `None` when it is missing
+    /// or unreadable.
+    fn load(dir: &Path, history: bool) -> Option<Self> {
+        Self::load_lines(dir, |line| {
+            Some(if history {
+                serde_json::from_slice::<DomainSnapshot>(line)
+            } else {
+                serde_json::from_slice::<Present>(line).map(DomainSnapshot::from)
+            })
+        })
+    }
+
+    /// The last pass and the domains `parse` takes from the journal's lines (the newest base,
+    /// then its logs in order: a later line of a domain replaces an earlier one), or `None`
+    /// when nothing is published or a file or a line cannot be read.
+    fn load_lines(
+        dir: &Path,
+        mut parse: impl FnMut(&[u8]) -> Option<serde_json::Result<DomainSnapshot>>,
+    ) -> Option<Self> {
+        let (pass, files) = read_journal(dir)?;
         let mut snapshot = Self {
+            // Every publication of a base writes the pass's file.
             last_pass: serde_json::from_slice(&pass).ok()?,
             ..Self::default()
         };
-        for &domain in domains {
-            if let Some(bytes) = read(&domain_file(dir, domain))? {
-                let mut part: DomainSnapshot = serde_json::from_slice(&bytes).ok()?;
-                part.history = Vec::new();
-                snapshot.domains.insert(part.domain.clone(), part);
-            }
-        }
-        Some(snapshot)
-    }
-
-    /// The published files (the history only with `history`), or `None` when they are missing
-    /// or unreadable.
-    fn load(dir: &Path, history: bool) -> Option<Self> {
-        let mut snapshot = Self::default();
-        for entry in fs::read_dir(dir).ok()? {
-            let path = entry.ok()?.path();
-            if path.extension().is_none_or(|ext| ext != "json") {
-                continue;
-            }
-            let bytes = match fs::read(&path) {
-                Ok(bytes) => bytes,
-                // Removed by the writer since the listing: a domain no longer in the store.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(_) => return None,
-            };
-            if path.file_name().is_some_and(|name| name == PASS_FILE) {
-                snapshot.last_pass = serde_json::from_slice(&bytes).ok()?;
-            } else {
-                let mut domain: DomainSnapshot = serde_json::from_slice(&bytes).ok()?;
-                if !history {
-                    domain.history = Vec::new();
+        for bytes in &files {
+            for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+                if let Some(domain) = parse(line) {
+                    let domain = domain.ok()?;
+                    snapshot.domains.insert(domain.domain.clone(), domain);
                 }
-                snapshot.domains.insert(domain.domain.clone(), domain);
             }
         }
         Some(snapshot)

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use crate::due::mark_due_now;
 use crate::durable::replace_file;
 use crate::error::StoreError;
 use crate::model::{BootClock, Event, KeyRecord, PassRecord};
-use crate::snapshot::{self, DomainSnapshot, Snapshot};
+use crate::snapshot::{self, DomainSnapshot, Journal, Snapshot};
 
 /// The layout this rotor writes. 1: no `meta` tree (records may lack fields added since, which
 /// serde defaults fill in); 2: the `meta` tree, records rewritten in the current layout.
@@ -61,13 +62,16 @@ pub struct Store {
     /// Set when publishing the readers' snapshot failed: closing publishes it whole (and
     /// reports the failure then).
     stale: AtomicBool,
+    /// Where the readers' journal is (`None` until something is published, or after a
+    /// publication failed: the next one publishes everything).
+    journal: Mutex<Option<Journal>>,
     /// Opened by a writer ([`Store::open`]), which keeps the snapshot published: closing marks
     /// it complete.
     writer: bool,
     /// Set by the first commit of a key, an event or evidence since the store was opened.
     pub(crate) changed: AtomicBool,
     /// The events committed since the store was opened, in order.
-    committed: std::sync::Mutex<Vec<Event>>,
+    committed: Mutex<Vec<Event>>,
     /// The last writer closed the store cleanly, during this boot (see [`Store::closed_cleanly`]).
     clean: bool,
 }
@@ -105,11 +109,21 @@ impl Store {
         store.writer = true;
         // The snapshot is published again unless the last writer closed the store with all of
         // it published (during this boot, with the same records: see `snapshot.rs`).
-        let current = snapshot::take_mark(&snapshot::snapshot_dir(dir), &store.mark_counts()?)
-            .unwrap_or(false);
-        // Readers' data only: a failure here is retried when the store is closed.
-        if !current && store.publish_all().is_err() {
-            store.stale.store(true, Ordering::SeqCst);
+        let published = snapshot::snapshot_dir(dir);
+        let current = snapshot::take_mark(&published, &store.mark_counts()?).unwrap_or(false);
+        let journal = if current {
+            Journal::find(&published).ok().flatten()
+        } else {
+            None
+        };
+        match journal {
+            Some(journal) => *store.journal() = Some(journal),
+            // Readers' data only: a failure here is retried by the next commit, or at close.
+            None => {
+                if store.publish_all().is_err() {
+                    store.stale.store(true, Ordering::SeqCst);
+                }
+            }
         }
         Ok(store)
     }
@@ -141,6 +155,7 @@ impl Store {
             due_at: open_tree("due_at")?,
             db,
             stale: AtomicBool::new(false),
+            journal: Mutex::new(None),
             writer: false,
             changed: AtomicBool::new(false),
             committed: Default::default(),
@@ -636,11 +651,7 @@ impl Store {
         if let Ok(mut committed) = self.committed.lock() {
             committed.extend_from_slice(events);
         }
-        for domain in domains {
-            if self.publish_domain(domain).is_err() {
-                self.stale.store(true, Ordering::SeqCst);
-            }
-        }
+        self.publish(&domains);
         Ok(())
     }
 
@@ -662,15 +673,39 @@ impl Store {
         })
     }
 
-    pub(crate) fn publish_domain(&self, domain: &str) -> Result<(), StoreError> {
-        let snapshot = self.domain_snapshot(domain, true)?;
-        snapshot::publish_domain(&snapshot::snapshot_dir(&self.path), &snapshot)
-            .map_err(|err| self.io(format!("snapshot: {err}")))
+    /// Publishes `domains` for readers after a commit: one log of their lines, or everything
+    /// anew when the logs outgrew the base or an earlier publication failed. Readers' data
+    /// only: a failure is made good by the next publication, or at close.
+    pub(crate) fn publish(&self, domains: &[&str]) {
+        if domains.is_empty() {
+            return;
+        }
+        let published = (|| -> Result<(), StoreError> {
+            let mut journal = self.journal();
+            let stale = self.stale.load(Ordering::SeqCst);
+            if let Some(journal) = journal.as_mut().filter(|j| !j.full() && !stale) {
+                let mut lines = Vec::new();
+                for domain in domains {
+                    snapshot::push_line(&mut lines, &self.domain_snapshot(domain, true)?)
+                        .map_err(|err| self.io(format!("snapshot: {err}")))?;
+                }
+                return snapshot::publish_log(&snapshot::snapshot_dir(&self.path), journal, &lines)
+                    .map_err(|err| self.io(format!("snapshot: {err}")));
+            }
+            self.publish_all_to(&mut journal)
+        })();
+        if published.is_err() {
+            self.stale.store(true, Ordering::SeqCst);
+        }
     }
 
-    /// Notes that the readers' snapshot is behind: closing publishes it whole.
-    pub(crate) fn mark_stale(&self) {
-        self.stale.store(true, Ordering::SeqCst);
+    /// The readers' journal, held; after a panic while it was held, none (publish it all).
+    fn journal(&self) -> MutexGuard<'_, Option<Journal>> {
+        self.journal.lock().unwrap_or_else(|poisoned| {
+            let mut journal = poisoned.into_inner();
+            *journal = None;
+            journal
+        })
     }
 
     /// Every key record, in the store's order (by domain, then selector): read from sled on one
@@ -770,9 +805,17 @@ impl Store {
 
     /// Publishes the readers' snapshot whole.
     fn publish_all(&self) -> Result<(), StoreError> {
+        self.publish_all_to(&mut self.journal())
+    }
+
+    /// [`Store::publish_all`], the journal held.
+    fn publish_all_to(&self, journal: &mut Option<Journal>) -> Result<(), StoreError> {
+        *journal = None;
         let dir = snapshot::snapshot_dir(&self.path);
-        snapshot::publish_all(&dir, &self.domains(true)?, self.last_pass()?.as_ref())
-            .map_err(|err| self.io(format!("snapshot: {err}")))?;
+        let published =
+            snapshot::publish_all(&dir, &self.domains(true)?, self.last_pass()?.as_ref())
+                .map_err(|err| self.io(format!("snapshot: {err}")))?;
+        *journal = Some(published);
         self.stale.store(false, Ordering::SeqCst);
         Ok(())
     }

@@ -157,7 +157,7 @@ fn a_reader_waits_for_the_writer_when_nothing_was_published() {
     assert!(matches!(err, StoreError::Busy { .. }), "{err}");
 }
 
-/// The inode of each published file: a file published again is a new one.
+/// The inode of each published file (not the mark): a file published again is a new one.
 fn published(dir: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::read_dir(dir.join("rotor-snapshot"))
@@ -167,8 +167,19 @@ fn published(dir: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
             let name = entry.file_name().to_string_lossy().into_owned();
             (name, entry.metadata().unwrap().ino())
         })
-        .filter(|(name, _)| name.ends_with(".json"))
+        .filter(|(name, _)| name != "published")
         .collect()
+}
+
+/// The published files whose name starts with `prefix`, in order.
+fn journal_files(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = published(dir)
+        .into_keys()
+        .filter(|name| name.starts_with(prefix))
+        .map(|name| dir.join("rotor-snapshot").join(name))
+        .collect();
+    files.sort();
+    files
 }
 
 #[test]
@@ -187,7 +198,9 @@ fn a_writer_publishes_nothing_again_after_a_clean_close_but_everything_after_a_c
         .unwrap();
     store.close().unwrap();
     let before = published(&dir);
+    // The base, one log (the commit's two domains in one file) and the last pass.
     assert_eq!(before.len(), 3, "{before:?}");
+    assert_eq!(journal_files(&dir, "log-").len(), 1, "{before:?}");
 
     // Closed with everything published: the next writer rewrites no file.
     let store = Store::open(&dir).unwrap();
@@ -199,17 +212,18 @@ fn a_writer_publishes_nothing_again_after_a_clean_close_but_everything_after_a_c
         ..a.clone()
     };
     store.commit(&[(Some(&a), &b)], &[]).unwrap();
-    let file = dir.join("rotor-snapshot").join(
-        "a.example"
-            .bytes()
-            .map(|byte| format!("{byte:02x}"))
-            .collect::<String>()
-            + ".json",
-    );
+    let logs = journal_files(&dir, "log-");
+    assert_eq!(logs.len(), 2, "one more log for the commit");
     drop(store);
-    std::fs::write(&file, b"").unwrap();
+    std::fs::remove_file(logs.last().unwrap()).unwrap();
     let store = Store::open_waiting(&dir, Duration::from_secs(10), || {}).unwrap();
-    let again = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        journal_files(&dir, "log-").is_empty(),
+        "a new base in their stead"
+    );
+    let base = journal_files(&dir, "base-");
+    assert_eq!(base.len(), 1, "the old base removed");
+    let again = std::fs::read_to_string(&base[0]).unwrap();
     assert!(
         again.contains(r#""phase":"published""#),
         "published again: {again}"
@@ -261,4 +275,80 @@ fn a_reader_of_some_domains_gets_theirs_alone_with_and_without_a_writer() {
         Snapshot::read_domains(&dir, Duration::ZERO, &wanted).unwrap(),
         "store",
     );
+}
+
+#[test]
+fn readers_racing_a_writer_see_every_domain_as_of_one_commit_across_new_bases() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let writer = Store::open(&dir).unwrap();
+    let mut a = key("a.example", "s");
+    let mut b = key("b.example", "s");
+    writer.commit(&[(None, &a), (None, &b)], &[]).unwrap();
+    let commits = 700; // more logs than a base takes: new bases while the readers read
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (mut reads, mut last) = (0, String::new());
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let seen = Snapshot::read_present(&dir, Duration::ZERO)
+                            .expect("a reader never waits for the writer");
+                        let [a, b] = ["a.example", "b.example"]
+                            .map(|domain| seen.domain_keys(domain)[0].error.clone());
+                        assert_eq!(a, b, "both domains as of the same commit");
+                        let now = a.unwrap_or_default();
+                        assert!(now >= last, "never back in time: {now} after {last}");
+                        (reads, last) = (reads + 1, now);
+                    }
+                    (reads, last)
+                })
+            })
+            .collect();
+        for i in 0..commits {
+            let (next_a, next_b) = (
+                KeyRecord {
+                    error: Some(format!("{i:05}")),
+                    ..a.clone()
+                },
+                KeyRecord {
+                    error: Some(format!("{i:05}")),
+                    ..b.clone()
+                },
+            );
+            writer
+                .commit(&[(Some(&a), &next_a), (Some(&b), &next_b)], &[])
+                .unwrap();
+            (a, b) = (next_a, next_b);
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for reader in readers {
+            let (reads, _) = reader.join().unwrap();
+            assert!(reads > 0);
+        }
+    });
+    let seen = Snapshot::read_present(&dir, Duration::ZERO).unwrap();
+    assert_eq!(seen.domain_keys("a.example"), [a]);
+    assert_eq!(journal_files(&dir, "base-").len(), 1, "older bases removed");
+    let logs = journal_files(&dir, "log-").len();
+    assert!(logs < commits, "logs folded into a new base: {logs}");
+}
+
+#[test]
+fn a_snapshot_of_an_older_layout_is_replaced_whole() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let store = Store::open(&dir).unwrap();
+    let a = key("example.com", "a");
+    store.commit(&[(None, &a)], &[]).unwrap();
+    drop(store);
+    // An older rotor's file per domain (hex-encoded name), with keys it no longer has.
+    let old = dir.join("rotor-snapshot/6578616d706c652e6f7267.json");
+    let stale = r#"{"domain":"example.org","keys":[],"history":[]}"#;
+    std::fs::write(&old, stale).unwrap();
+    let _writer = Store::open_waiting(&dir, Duration::from_secs(10), || {}).unwrap();
+    assert!(!old.exists(), "the older layout's files are removed");
+    let seen = Snapshot::read(&dir, Duration::ZERO).unwrap();
+    assert_eq!(seen.keys(), [a]);
 }
