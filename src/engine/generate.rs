@@ -1,8 +1,10 @@
-//! Key generation: every key waiting for its key pair, generated in parallel with the intents
-//! and the results each recorded in one commit.
+//! Key generation: every key waiting for its key pair, made on every core, with the intents and
+//! the results each recorded in one commit.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 use rotor_state::{Action, KeyRecord};
 
 use super::{Engine, failure};
@@ -11,7 +13,7 @@ use crate::keys::PrivateKey;
 use crate::{crashpoint, fsutil};
 
 impl Engine<'_> {
-    /// Generates every key of `domains` that waits for its key pair, one per core at a time. The
+    /// Generates every key of `domains` that waits for its key pair, on every core. The
     /// intents are recorded in one commit before any key is written, and the results in one
     /// commit after (two store flushes per pass, not two per key).
     pub(super) async fn generate_all(
@@ -60,23 +62,13 @@ impl Engine<'_> {
             return failures;
         }
         crashpoint::hit(Action::GenerateKey.id(), "started");
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let bar = &self.progress.stage("keys generated", jobs.len());
-        let results: Vec<_> =
-            futures_util::stream::iter(jobs.iter().map(|(d, _)| *d).zip(intended))
-                .map(|(domain, key)| async move {
-                    let result = self.generate(&key).await;
-                    bar.inc(1);
-                    (domain, key, result)
-                })
-                // One more than the cores: none idles while a finished key's file is flushed.
-                .buffer_unordered(cores + 1)
-                .collect()
-                .await;
+        let made = make_keys(&intended, &self.config.key_dir, || bar.inc(1));
         bar.finish();
+        let results = jobs.iter().map(|(d, _)| *d).zip(intended).zip(made);
         let mut done = Vec::new();
         let mut events = Vec::new();
-        for (domain, key, result) in results {
+        for ((domain, key), result) in results {
             match result {
                 Ok(record) => {
                     let generated = KeyRecord {
@@ -125,25 +117,74 @@ impl Engine<'_> {
     }
 
     pub(super) async fn generate(&self, key: &KeyRecord) -> Result<String> {
-        let algorithm = key.algorithm;
-        let dir = key
-            .key_file
-            .parent()
-            .context("a key file has a directory")?;
-        fsutil::ensure_own_private_dir(&self.config.key_dir)?;
-        fsutil::ensure_own_private_dir(dir)?;
-        // Always a fresh key: a file already at this path (from a run that died before it
-        // recorded the key, or planted there) is never trusted; the key is not published yet,
-        // so replacing it is safe either way. Written on the generating thread too: the
-        // file's and its folder's fsyncs would otherwise hold up the pass's one thread while
-        // the other generators finish and wait.
-        let path = key.key_file.clone();
-        let write = move || -> Result<String> {
-            let private = PrivateKey::generate(algorithm)?;
-            fsutil::write_atomic(&path, private.pem().as_bytes(), 0o600)?;
-            crashpoint::hit(Action::GenerateKey.id(), "written");
-            Ok(private.record()?.to_string())
-        };
-        tokio::task::spawn_blocking(write).await?
+        let (key, key_dir) = (key.clone(), self.config.key_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            fsutil::ensure_own_private_dir(&key_dir)?;
+            make_key(&key)
+        })
+        .await?
     }
+}
+
+/// Makes the key pair of each of `keys` and writes its private key to its file (see
+/// [`make_key`]), on one thread per core and one more (none idles while a file is flushed),
+/// calling `made` after each; returns each key's record or error, in the order of `keys`.
+/// Blocks the calling thread meanwhile: a pass does nothing else while its keys are made.
+fn make_keys(keys: &[KeyRecord], key_dir: &Path, made: impl Fn() + Sync) -> Vec<Result<String>> {
+    if let Err(err) = fsutil::ensure_own_private_dir(key_dir) {
+        let err = anyhow::Error::from(err);
+        return keys.iter().map(|_| Err(failure::copy(&err))).collect();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<String>>> = keys.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..(cores + 1).min(keys.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(key) = keys.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, make_key(key)));
+                        made();
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(mine) => {
+                    for (i, result) in mine {
+                        results[i] = Some(result);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| Err(anyhow::anyhow!("no key was made"))))
+        .collect()
+}
+
+/// Makes `key`'s key pair, writes the private key to the key's file (in a directory of rotor's
+/// own) and returns the DNS record.
+///
+/// Always a fresh key: a file already at this path (from a run that died before it recorded the
+/// key, or planted there) is never trusted; the key is not published yet, so replacing it is
+/// safe either way.
+fn make_key(key: &KeyRecord) -> Result<String> {
+    let dir = key
+        .key_file
+        .parent()
+        .context("a key file has a directory")?;
+    fsutil::ensure_own_private_dir(dir)?;
+    let private = PrivateKey::generate(key.algorithm)?;
+    fsutil::write_atomic(&key.key_file, private.pem().as_bytes(), 0o600)?;
+    crashpoint::hit(Action::GenerateKey.id(), "written");
+    Ok(private.record()?.to_string())
 }
