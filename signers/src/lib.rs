@@ -78,7 +78,7 @@ pub fn selector_name(selector: &str, domain: &str) -> String {
 }
 
 /// What every signer adapter does.
-pub trait Signer {
+pub trait Signer: Send + Sync {
     /// Where the signer reads keys (`None`: it reads no key files of rotor's).
     fn key_files(&self) -> Option<&KeyFiles> {
         None

@@ -2,12 +2,11 @@
 //! the results each recorded in one commit.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use rotor_state::{Action, KeyRecord};
 
-use super::{Engine, failure};
+use super::{Engine, failure, workers};
 use crate::config::DomainConfig;
 use crate::keys::PrivateKey;
 use crate::{crashpoint, fsutil};
@@ -135,40 +134,11 @@ fn make_keys(keys: &[KeyRecord], key_dir: &Path, made: impl Fn() + Sync) -> Vec<
         let err = anyhow::Error::from(err);
         return keys.iter().map(|_| Err(failure::copy(&err))).collect();
     }
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<String>>> = keys.iter().map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..(cores + 1).min(keys.len()))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(key) = keys.get(i) else {
-                            return mine;
-                        };
-                        mine.push((i, make_key(key)));
-                        made();
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            match worker.join() {
-                Ok(mine) => {
-                    for (i, result) in mine {
-                        results[i] = Some(result);
-                    }
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
-    results
-        .into_iter()
-        .map(|result| result.unwrap_or_else(|| Err(anyhow::anyhow!("no key was made"))))
-        .collect()
+    workers::map(keys, workers::threads(1), |key| {
+        let made_key = make_key(key);
+        made();
+        made_key
+    })
 }
 
 /// Makes `key`'s key pair, writes the private key to the key's file (in a directory of rotor's

@@ -554,6 +554,7 @@ mod publish;
 mod rotation;
 mod switch;
 mod visibility;
+mod workers;
 
 pub use failure::Failure;
 pub use ingest::Ingested;

@@ -7,15 +7,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail};
 use rotor_common::ErrorKind;
-use rotor_signers::{SignerKey, SignerPlan};
+use rotor_signers::{Signer, SignerKey, SignerPlan};
 use rotor_state::{Action, KeyRecord, ProbeResult};
 use zeroize::Zeroizing;
 
-use super::{Engine, failure};
+use super::{Engine, failure, workers};
 use crate::config::DomainConfig;
 use crate::keys::{DkimRecord, PrivateKey};
 use crate::plan::{DnsChange, lifecycle};
 use crate::{crashpoint, fsutil, signer_plan};
+
+/// Threads beyond one per core that stage key files (each mostly waits on its fsyncs).
+const STAGING_EXTRA: usize = 2;
 
 /// One domain's step that switches its signers (activate, retire, revoke, roll back), as a
 /// batch carries it.
@@ -226,9 +229,23 @@ impl Engine<'_> {
                 super::PARALLEL_CHECKS,
             ))
             .await;
+        // Each key file staged is a file created and flushed: many at once, not one by one.
+        let signers = &self.parts.signers;
+        let staged = workers::map(
+            &rechecked,
+            workers::threads(STAGING_EXTRA),
+            |(checked, step)| {
+                let (domain, key, action, _, before, after) = step;
+                match checked {
+                    Ok(()) => stage(signers, domain, key, *action, before, after),
+                    Err(err) => Err(failure::copy(err)),
+                }
+            },
+        );
         let mut steps = Vec::new();
-        for (checked, (domain, key, action, dns, before, after)) in rechecked {
-            let staged = checked.and_then(|()| self.stage(domain, &key, action, &before, &after));
+        for ((_, (domain, key, action, dns, before, after)), staged) in
+            rechecked.into_iter().zip(staged)
+        {
             match staged {
                 Ok((plan, previous)) => steps.push(SignerStep {
                     domain,
@@ -246,36 +263,6 @@ impl Engine<'_> {
             }
         }
         steps
-    }
-
-    /// The plan of `key`'s step and the signers' plan before it, every key the signers will
-    /// hold checked against its record, and the key files placed on every signer of `domain`.
-    fn stage(
-        &self,
-        domain: &DomainConfig,
-        key: &KeyRecord,
-        action: Action,
-        before: &[KeyRecord],
-        after: &[KeyRecord],
-    ) -> Result<(SignerPlan, SignerPlan)> {
-        let removed: Vec<&KeyRecord> = match action {
-            Action::Retire | Action::Revoke => vec![key],
-            _ => Vec::new(),
-        };
-        let plan = signer_plan::from_keys(domain.name.as_str(), after, &removed);
-        for held in after
-            .iter()
-            .filter(|k| holds(&plan.signing, k) || holds(&plan.kept, k))
-        {
-            matches_its_record(held)?;
-        }
-        for name in &domain.signers {
-            self.parts.signers[name]
-                .stage(&plan)
-                .with_context(|| format!("signer {name}: placing the key files"))?;
-        }
-        let previous = signer_plan::from_keys(domain.name.as_str(), before, &[]);
-        Ok((plan, previous))
     }
 
     /// Switches each signer once for all the steps' domains it signs, and probes it once when
@@ -527,4 +514,34 @@ fn matches_its_record(key: &KeyRecord) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The plan of `key`'s step and the signers' plan before it, every key the signers will
+/// hold checked against its record, and the key files placed on every signer of `domain`.
+fn stage(
+    signers: &BTreeMap<String, Box<dyn Signer>>,
+    domain: &DomainConfig,
+    key: &KeyRecord,
+    action: Action,
+    before: &[KeyRecord],
+    after: &[KeyRecord],
+) -> Result<(SignerPlan, SignerPlan)> {
+    let removed: Vec<&KeyRecord> = match action {
+        Action::Retire | Action::Revoke => vec![key],
+        _ => Vec::new(),
+    };
+    let plan = signer_plan::from_keys(domain.name.as_str(), after, &removed);
+    for held in after
+        .iter()
+        .filter(|k| holds(&plan.signing, k) || holds(&plan.kept, k))
+    {
+        matches_its_record(held)?;
+    }
+    for name in &domain.signers {
+        signers[name]
+            .stage(&plan)
+            .with_context(|| format!("signer {name}: placing the key files"))?;
+    }
+    let previous = signer_plan::from_keys(domain.name.as_str(), before, &[]);
+    Ok((plan, previous))
 }
