@@ -1,10 +1,12 @@
 //! Values shared by rotor's crates: the scalars of its config (durations, server addresses,
-//! file modes), the key types, and secret files that nobody else may read.
+//! file modes), the key types, secret files that nobody else may read, and blocking work shared
+//! among threads.
 
 mod algorithm;
 mod kind;
 pub mod secret;
 mod values;
+pub mod workers;
 
 pub use algorithm::KeyAlgorithm;
 pub use kind::ErrorKind;

@@ -6,10 +6,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use rotor_state::{Action, KeyRecord};
 
-use super::{Engine, failure, workers};
+use super::{Engine, failure};
 use crate::config::DomainConfig;
 use crate::keys::PrivateKey;
 use crate::{crashpoint, fsutil};
+use rotor_common::workers;
 
 impl Engine<'_> {
     /// Generates every key of `domains` that waits for its key pair, on every core. The

@@ -554,7 +554,6 @@ mod publish;
 mod rotation;
 mod switch;
 mod visibility;
-mod workers;
 
 pub use failure::Failure;
 pub use ingest::Ingested;

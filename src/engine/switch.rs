@@ -11,11 +11,12 @@ use rotor_signers::{Signer, SignerKey, SignerPlan};
 use rotor_state::{Action, KeyRecord, ProbeResult};
 use zeroize::Zeroizing;
 
-use super::{Engine, failure, workers};
+use super::{Engine, failure};
 use crate::config::DomainConfig;
 use crate::keys::{DkimRecord, PrivateKey};
 use crate::plan::{DnsChange, lifecycle};
 use crate::{crashpoint, fsutil, signer_plan};
+use rotor_common::workers;
 
 /// Threads beyond one per core that stage key files (each mostly waits on its fsyncs).
 const STAGING_EXTRA: usize = 2;

@@ -1,25 +1,25 @@
 //! Blocking work shared among threads: what a pass does for many domains at once that is
-//! mostly computing or waiting on the disk (keys made, key files written and flushed).
+//! mostly computing or waiting on the disk (keys made, key files and signer files written and
+//! flushed).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How many threads work at once: one per core and `extra` more (threads that wait on the
 /// disk leave their core to the others).
-pub(super) fn threads(extra: usize) -> usize {
+pub fn threads(extra: usize) -> usize {
     std::thread::available_parallelism().map_or(1, usize::from) + extra
 }
 
 /// `work` done on each of `items`, on `threads` threads at once (each taking the next item as
 /// it finishes one); the results in the order of `items`. Blocks the calling thread until all
 /// are done; a panic in `work` is raised again here.
-pub(super) fn map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    work: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
+pub fn map<T: Sync, R: Send>(items: &[T], threads: usize, work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if threads <= 1 || items.len() <= 1 {
+        return items.iter().map(work).collect();
+    }
     let next = AtomicUsize::new(0);
     let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.clamp(1, items.len().max(1)))
+        let workers: Vec<_> = (0..threads.min(items.len()))
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
