@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
 
-use rotor_common::ErrorKind;
+use rotor_common::{ErrorKind, workers};
 use rotor_state::{DkimDay, KeyAlgorithm, KeyRecord, PassRecord, Phase, ProbeResult, ServerCheck};
 use serde::Serialize;
 
@@ -156,25 +156,16 @@ pub fn rows<'a>(
     all: bool,
     now: u64,
 ) -> Vec<KeyStatus<'a>> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = cores.min(domains.len() / ROWS_PER_THREAD).max(1);
-    if threads == 1 {
-        return rows_of(domains, keys, evidence, all, now);
-    }
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = domains
-            .chunks(domains.len().div_ceil(threads))
-            .map(|part| scope.spawn(move || rows_of(part, keys, evidence, all, now)))
-            .collect();
-        let mut rows = Vec::with_capacity(domains.len());
-        for part in parts {
-            match part.join() {
-                Ok(part) => rows.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        rows
+    let threads = workers::threads(0)
+        .min(domains.len() / ROWS_PER_THREAD)
+        .max(1);
+    let parts: Vec<&[&DomainConfig]> = domains.chunks(domains.len().div_ceil(threads)).collect();
+    workers::map(&parts, threads, |part| {
+        rows_of(part, keys, evidence, all, now)
     })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// [`rows`] on this thread.
