@@ -1,6 +1,6 @@
 //! The copy of the store kept for the day it is found damaged: `<dir>.backup`, replaced
 //! atomically so that a crash at any point leaves a complete backup (the old one or the new one).
-//! The readers' snapshot (one file per domain, derived from the store) is left out: a store
+//! The readers' snapshot (its journal of files, derived from the store) is left out: a store
 //! restored from the backup publishes it again when a writer opens it.
 
 use std::fs::{self, File};
