@@ -1,6 +1,6 @@
 //! Blocking work shared among threads: what a pass does for many domains at once that is
-//! mostly computing or waiting on the disk (keys made, key files and signer files written and
-//! flushed).
+//! mostly computing or waiting on the disk (keys made, key files written and flushed, status
+//! rows).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -6,14 +6,11 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rotor_common::{Interval, workers};
+use rotor_common::Interval;
 
 use crate::command;
 use crate::error::{Result, SignerError};
 use crate::fs as fsutil;
-
-/// Threads beyond one per core that write a signer's files (each mostly waits on its fsyncs).
-const WRITERS_EXTRA: usize = 2;
 
 /// A file's contents, mode, owner and group before rotor changed it.
 struct Saved {
@@ -134,14 +131,14 @@ impl FileSet {
     /// reload and its check). If anything fails, every file is put back as it was and the
     /// error says so.
     pub fn switch(&self, texts: &[String], activate: impl FnOnce() -> Result<()>) -> Result<()> {
-        // Many files (one per domain) are written by a few threads at once: each is a file
-        // created and flushed.
-        let pairs: Vec<(&Saved, &String)> = self.0.iter().zip(texts).collect();
-        let written = workers::map(&pairs, workers::threads(WRITERS_EXTRA), |(saved, text)| {
-            saved.write(text)
-        })
-        .into_iter()
-        .collect::<Result<()>>();
+        // In order, one after the other: a signer's crash safety may rest on the order of its
+        // files (OpenDKIM's KeyTable before its SigningTable), which a crash between two
+        // writes must find kept.
+        let written = self
+            .0
+            .iter()
+            .zip(texts)
+            .try_for_each(|(saved, text)| saved.write(text));
         let Err(err) = written.and_then(|()| activate()) else {
             return Ok(());
         };
