@@ -687,16 +687,21 @@ impl Store {
                 let mut lines = Vec::new();
                 for domain in domains {
                     snapshot::push_line(&mut lines, &self.domain_snapshot(domain, true)?)
-                        .map_err(|err| self.io(format!("snapshot: {err}")))?;
+                        .map_err(|err| self.snapshot_error(err))?;
                 }
                 return snapshot::publish_log(&snapshot::snapshot_dir(&self.path), journal, &lines)
-                    .map_err(|err| self.io(format!("snapshot: {err}")));
+                    .map_err(|err| self.snapshot_error(err));
             }
             self.publish_all_to(&mut journal)
         })();
         if published.is_err() {
             self.stale.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// A failure to publish the readers' snapshot, as the store's error.
+    fn snapshot_error(&self, err: std::io::Error) -> StoreError {
+        self.io(format!("snapshot: {err}"))
     }
 
     /// The readers' journal, held; after a panic while it was held, none (publish it all).
@@ -814,7 +819,7 @@ impl Store {
         let dir = snapshot::snapshot_dir(&self.path);
         let published =
             snapshot::publish_all(&dir, &self.domains(true)?, self.last_pass()?.as_ref())
-                .map_err(|err| self.io(format!("snapshot: {err}")))?;
+                .map_err(|err| self.snapshot_error(err))?;
         *journal = Some(published);
         self.stale.store(false, Ordering::SeqCst);
         Ok(())
