@@ -15,19 +15,28 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
 /// Replaces `path` with `bytes` through a fresh temporary file and a rename. With `sync`, the
 /// file is flushed to disk before the rename and the directory after it.
 pub(crate) fn replace_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    let mut file = create_temp(path)?;
+    file.write_all(bytes)?;
+    put_in_place(file, path, sync)
+}
+
+/// A fresh temporary file for `path` (at [`temp_path`]), to be written and then renamed over
+/// `path` by [`put_in_place`].
+pub(crate) fn create_temp(path: &Path) -> io::Result<File> {
     let temp = temp_path(path);
     remove_file_if_present(&temp)?;
     // A new file: whatever lay at the temporary name (even a link) is not written through.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)?;
-    file.write_all(bytes)?;
+    OpenOptions::new().write(true).create_new(true).open(&temp)
+}
+
+/// Renames the temporary file `file` of `path` (from [`create_temp`]) over `path`; with
+/// `sync`, flushes the file first and the directory after.
+pub(crate) fn put_in_place(file: File, path: &Path, sync: bool) -> io::Result<()> {
     if sync {
         file.sync_all()?;
     }
     drop(file);
-    fs::rename(&temp, path)?;
+    fs::rename(temp_path(path), path)?;
     if sync {
         sync_dir(parent(path))?;
     }

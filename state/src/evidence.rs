@@ -97,15 +97,12 @@ impl Store {
             .collect()
     }
 
-    /// What the reports said of every domain.
-    pub(crate) fn all_dkim_days(&self) -> Result<Vec<DkimDay>, StoreError> {
-        self.reports
-            .scan_prefix(DAY)
-            .map(|entry| {
-                let (key, value) = entry.map_err(|err| self.engine(err))?;
-                self.decode(&key, &value)
-            })
-            .collect()
+    /// What the reports said of every domain, by domain, then selector, then day.
+    pub(crate) fn dkim_day_items(&self) -> impl Iterator<Item = Result<DkimDay, StoreError>> + '_ {
+        self.reports.scan_prefix(DAY).map(|entry| {
+            let (key, value) = entry.map_err(|err| self.engine(err))?;
+            self.decode(&key, &value)
+        })
     }
 
     /// Every report counted.

@@ -21,4 +21,4 @@ pub use model::{
     Phase, ProbeResult, SeenReport, ServerCheck, selector_name,
 };
 pub use snapshot::{Snapshot, boot_id};
-pub use store::Store;
+pub use store::{DOMAINS_PER_COMMIT, Store};

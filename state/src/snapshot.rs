@@ -25,13 +25,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{remove_file_if_present, replace_file, sync_dir, temp_path};
+use crate::durable::{
+    create_temp, put_in_place, remove_file_if_present, replace_file, sync_dir, temp_path,
+};
 use crate::error::StoreError;
 use crate::model::{DkimDay, Event, KeyRecord, PassRecord};
 use crate::store::Store;
@@ -228,53 +230,82 @@ pub(crate) fn publish_pass(dir: &Path, pass: Option<&PassRecord>) -> io::Result<
     replace_file(&dir.join(PASS_FILE), &bytes, false)
 }
 
-/// Publishes everything as a new base: the first time into a temporary directory renamed into
-/// place (so a reader never sees part of it), later as the next generation's base, then
-/// removes the older journal (and files of an older rotor's layout) behind it.
-pub(crate) fn publish_all(
-    dir: &Path,
-    domains: &BTreeMap<String, DomainSnapshot>,
-    pass: Option<&PassRecord>,
-) -> io::Result<Journal> {
-    let mut lines = Vec::new();
-    for domain in domains.values() {
-        push_line(&mut lines, domain)?;
+/// A new base, written domain by domain ([`Base::push`]) and then published in place of the
+/// journal ([`Base::finish`]): the first time into a temporary directory renamed into place (so
+/// a reader never sees part of it), later as the next generation's base, the older journal
+/// (and files of an older rotor's layout) removed behind it. Never all of it in memory.
+pub(crate) struct Base {
+    /// The snapshot's directory.
+    dir: PathBuf,
+    /// Where the base is written: `dir`, or its temporary directory the first time.
+    target: PathBuf,
+    generation: u64,
+    file: io::BufWriter<fs::File>,
+}
+
+impl Base {
+    /// Starts the next base of the snapshot in `dir`.
+    pub(crate) fn start(dir: &Path) -> io::Result<Self> {
+        let (target, generation) = if dir.exists() {
+            let newest = listing(dir)?.map_or(0, |(generation, _)| generation);
+            (dir.to_owned(), newest + 1)
+        } else {
+            let temp = temp_path(dir);
+            crate::durable::remove_dir_if_present(&temp)?;
+            fs::create_dir(&temp)?;
+            (temp, 1)
+        };
+        let file = create_temp(&base_file(&target, generation))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            target,
+            generation,
+            file: io::BufWriter::new(file),
+        })
     }
-    let fresh = !dir.exists();
-    let (target, generation) = if fresh {
-        let temp = temp_path(dir);
-        crate::durable::remove_dir_if_present(&temp)?;
-        fs::create_dir(&temp)?;
-        (temp, 1)
-    } else {
-        let newest = listing(dir)?.map_or(0, |(generation, _)| generation);
-        (dir.to_owned(), newest + 1)
-    };
-    replace_file(&base_file(&target, generation), &lines, false)?;
-    publish_pass(&target, pass)?;
-    let journal = Journal {
-        generation,
-        base_bytes: lines.len() as u64,
-        ..Journal::default()
-    };
-    if fresh {
-        fs::rename(&target, dir)?;
-        sync_dir(crate::durable::parent(dir))?;
-        return Ok(journal);
+
+    /// Adds `domain`'s line.
+    pub(crate) fn push(&mut self, domain: &DomainSnapshot) -> io::Result<()> {
+        serde_json::to_writer(&mut self.file, domain).map_err(io::Error::other)?;
+        self.file.write_all(b"\n")
     }
-    let keep: HashSet<PathBuf> = [
-        base_file(dir, generation),
-        dir.join(PASS_FILE),
-        dir.join(MARK_FILE),
-    ]
-    .into();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if !keep.contains(&path) {
-            remove_file_if_present(&path)?;
+
+    /// Publishes the base, with the last pass's file, and removes what it replaces.
+    pub(crate) fn finish(self, pass: Option<&PassRecord>) -> io::Result<Journal> {
+        let Self {
+            dir,
+            target,
+            generation,
+            file,
+        } = self;
+        let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+        let base_bytes = file.metadata()?.len();
+        put_in_place(file, &base_file(&target, generation), false)?;
+        publish_pass(&target, pass)?;
+        let journal = Journal {
+            generation,
+            base_bytes,
+            ..Journal::default()
+        };
+        if target != dir {
+            fs::rename(&target, &dir)?;
+            sync_dir(crate::durable::parent(&dir))?;
+            return Ok(journal);
         }
+        let keep: HashSet<PathBuf> = [
+            base_file(&dir, generation),
+            dir.join(PASS_FILE),
+            dir.join(MARK_FILE),
+        ]
+        .into();
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if !keep.contains(&path) {
+                remove_file_if_present(&path)?;
+            }
+        }
+        Ok(journal)
     }
-    Ok(journal)
 }
 
 /// What the mark says of the store whose snapshot is in `dir`: `counts` (the store's record

@@ -2,7 +2,6 @@
 //! (the `meta` tree: the layout's version, the record counts, the last pass).
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -25,6 +24,8 @@ const SCHEMA: u64 = 2;
 /// The most sled keeps of the store in memory: enough for a pass's working set at 100,000
 /// domains, far less than the whole store.
 const CACHE_BYTES: u64 = 64 << 20;
+/// The most domains one transaction of [`Store::commit`] writes (see there).
+pub const DOMAINS_PER_COMMIT: usize = 256;
 /// How long [`Store::open`] waits for a store that was just closed to be let go of.
 const RELEASE: Duration = Duration::from_secs(2);
 const SCHEMA_KEY: &[u8] = b"schema";
@@ -567,12 +568,54 @@ impl Store {
     }
 
     /// Writes every `(before, after)` pair, each only if the stored record still equals
-    /// `before` (`None`: the key must not exist yet), and appends `events`; all or nothing,
-    /// flushed to disk before it returns.
+    /// `before` (`None`: the key must not exist yet), and appends `events`; flushed to disk
+    /// before it returns.
+    ///
+    /// All or nothing for each domain: a domain's changes and events are written together, and
+    /// up to [`DOMAINS_PER_COMMIT`] domains in one transaction. A larger commit is written as
+    /// several, domain by domain in order, and an error stops it where it is, with the earlier
+    /// ones written, as a crash between them would leave it. (sled keeps every page a
+    /// transaction replaces until it ends: one transaction over a first pass of 10,000 domains
+    /// would hold hundreds of megabytes.)
     pub fn commit(
         &self,
         changes: &[(Option<&KeyRecord>, &KeyRecord)],
         events: &[Event],
+    ) -> Result<(), StoreError> {
+        let mut domains: Vec<&str> = changes
+            .iter()
+            .map(|(_, after)| after.domain.as_str())
+            .chain(events.iter().map(|event| event.domain.as_str()))
+            .collect();
+        domains.sort_unstable();
+        domains.dedup();
+        if domains.len() <= DOMAINS_PER_COMMIT {
+            return self.transact(changes, events, &domains);
+        }
+        for part in domains.chunks(DOMAINS_PER_COMMIT) {
+            let within = |domain: &str| part.binary_search(&domain).is_ok();
+            let changes: Vec<_> = changes
+                .iter()
+                .filter(|(_, after)| within(&after.domain))
+                .copied()
+                .collect();
+            let events: Vec<Event> = events
+                .iter()
+                .filter(|event| within(&event.domain))
+                .cloned()
+                .collect();
+            self.transact(&changes, &events, part)?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::commit`] in one transaction: `domains` are those of `changes` and `events`,
+    /// sorted.
+    fn transact(
+        &self,
+        changes: &[(Option<&KeyRecord>, &KeyRecord)],
+        events: &[Event],
+        domains: &[&str],
     ) -> Result<(), StoreError> {
         let mut writes = Vec::with_capacity(changes.len());
         for (before, after) in changes {
@@ -595,13 +638,6 @@ impl Store {
             .filter(|(before, _)| before.is_none())
             .count() as u64;
         let abort = ConflictableTransactionError::Abort;
-        let mut domains: Vec<&str> = changes
-            .iter()
-            .map(|(_, after)| after.domain.as_str())
-            .collect();
-        domains.extend(events.iter().map(|event| event.domain.as_str()));
-        domains.sort_unstable();
-        domains.dedup();
         let trees = (
             &self.keys,
             &self.history,
@@ -637,7 +673,7 @@ impl Store {
             };
             let bytes = serde_json::to_vec(&counts).map_err(|err| abort(self.io(err)))?;
             meta.insert(COUNTS_KEY, bytes)?;
-            for domain in &domains {
+            for domain in domains {
                 mark_due_now(due, due_at, domain)?;
             }
             Ok(counts)
@@ -651,7 +687,7 @@ impl Store {
         if let Ok(mut committed) = self.committed.lock() {
             committed.extend_from_slice(events);
         }
-        self.publish(&domains);
+        self.publish(domains);
         Ok(())
     }
 
@@ -713,9 +749,15 @@ impl Store {
         })
     }
 
-    /// Every key record, in the store's order (by domain, then selector): read from sled on one
-    /// thread and decoded on this one, batch by batch, so that the two overlap.
-    fn all_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+    /// Calls `read` with every key record, in the store's order (by domain, then selector):
+    /// read from sled on another thread and decoded on this one, batch by batch, so that the
+    /// two overlap.
+    fn read_keys<T>(
+        &self,
+        read: impl FnOnce(
+            &mut dyn Iterator<Item = Result<KeyRecord, StoreError>>,
+        ) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         const BATCH: usize = 1024;
         std::thread::scope(|scope| {
             let (send, batches) = std::sync::mpsc::sync_channel(4);
@@ -726,7 +768,7 @@ impl Store {
                     if batch.len() == BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                         if send.send(full).is_err() {
-                            // The decoder stopped at a record it cannot read.
+                            // The decoder stopped (at a record it cannot read).
                             return Ok(());
                         }
                     }
@@ -735,71 +777,66 @@ impl Store {
                 let _ = send.send(batch);
                 Ok(())
             });
-            let mut records = Vec::new();
-            let decoded = batches
-                .iter()
-                .try_for_each(|batch: Vec<(sled::IVec, sled::IVec)>| {
-                    for (key, value) in batch {
-                        records.push(self.decode::<KeyRecord>(&key, &value)?);
-                    }
-                    Ok(())
-                });
-            drop(batches);
-            let read = reader
+            let mut records = batches
+                .into_iter()
+                .flatten()
+                .map(|(key, value): (sled::IVec, sled::IVec)| self.decode(&key, &value));
+            let read = read(&mut records);
+            drop(records);
+            let sent = reader
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            read.and(decoded).map(|()| records)
+            // A reader that failed ended the records early: its error, not what `read` made.
+            sent.and(read)
+        })
+    }
+
+    /// Calls `each` with every domain's keys, evidence and (with `history`) history, domain by
+    /// domain in order: the trees are read side by side, never held whole.
+    fn each_domain(
+        &self,
+        history: bool,
+        mut each: impl FnMut(DomainSnapshot) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read_keys(|keys| {
+            let mut keys = keys
+                .map(|key| key.map(|key| (key.domain.clone(), key)))
+                .peekable();
+            let events: Box<dyn Iterator<Item = Result<(String, Event), StoreError>>> = if history {
+                Box::new(self.history.iter().map(|item| {
+                    let (key, value) = item.map_err(|err| self.engine(err))?;
+                    Ok((domain_of(&key), self.decode(&key, &value)?))
+                }))
+            } else {
+                Box::new(std::iter::empty())
+            };
+            let mut events = events.peekable();
+            let mut days = self
+                .dkim_day_items()
+                .map(|day| day.map(|day| (day.domain.clone(), day)))
+                .peekable();
+            loop {
+                let heads = [head(&mut keys)?, head(&mut events)?, head(&mut days)?];
+                let Some(domain) = heads.into_iter().flatten().min() else {
+                    return Ok(());
+                };
+                each(DomainSnapshot {
+                    keys: take(&mut keys, &domain),
+                    history: take(&mut events, &domain),
+                    dkim: take(&mut days, &domain),
+                    domain,
+                })?;
+            }
         })
     }
 
     /// Every domain's keys, evidence and (with `history`) history.
     fn domains(&self, history: bool) -> Result<BTreeMap<String, DomainSnapshot>, StoreError> {
-        fn entry(
-            domains: &mut BTreeMap<String, DomainSnapshot>,
-            domain: String,
-        ) -> &mut DomainSnapshot {
-            match domains.entry(domain) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => {
-                    let domain = entry.key().clone();
-                    entry.insert(DomainSnapshot {
-                        domain,
-                        ..DomainSnapshot::default()
-                    })
-                }
-            }
-        }
         let mut domains = BTreeMap::new();
-        let records = self.all_keys()?;
-        // sled lists a domain's keys together: each domain's are moved into a list of their
-        // exact number (one pushed at a time, a list holds room for four).
-        let counts: Vec<usize> = records
-            .chunk_by(|a, b| a.domain == b.domain)
-            .map(<[_]>::len)
-            .collect();
-        let mut records = records.into_iter();
-        for count in counts {
-            let keys: Vec<KeyRecord> = records.by_ref().take(count).collect();
-            if let Some(first) = keys.first() {
-                // Moved, not copied (a domain met twice, in a store out of order, is added to).
-                let theirs = &mut entry(&mut domains, first.domain.clone()).keys;
-                if theirs.is_empty() {
-                    *theirs = keys;
-                } else {
-                    theirs.extend(keys);
-                }
-            }
-        }
-        if history {
-            for item in self.history.iter() {
-                let (key, value) = item.map_err(|err| self.engine(err))?;
-                let event = self.decode(&key, &value)?;
-                entry(&mut domains, domain_of(&key)).history.push(event);
-            }
-        }
-        for day in self.all_dkim_days()? {
-            entry(&mut domains, day.domain.clone()).dkim.push(day);
-        }
+        self.each_domain(history, |domain| {
+            domains.insert(domain.domain.clone(), domain);
+            Ok(())
+        })?;
         Ok(domains)
     }
 
@@ -816,14 +853,38 @@ impl Store {
     /// [`Store::publish_all`], the journal held.
     fn publish_all_to(&self, journal: &mut Option<Journal>) -> Result<(), StoreError> {
         *journal = None;
-        let dir = snapshot::snapshot_dir(&self.path);
-        let published =
-            snapshot::publish_all(&dir, &self.domains(true)?, self.last_pass()?.as_ref())
-                .map_err(|err| self.snapshot_error(err))?;
-        *journal = Some(published);
+        let error = |err| self.snapshot_error(err);
+        let mut base = snapshot::Base::start(&snapshot::snapshot_dir(&self.path)).map_err(error)?;
+        self.each_domain(true, |domain| base.push(&domain).map_err(error))?;
+        *journal = Some(base.finish(self.last_pass()?.as_ref()).map_err(error)?);
         self.stale.store(false, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// The domain of the next of `items`; the error, taken, when the next is one.
+fn head<T>(
+    items: &mut std::iter::Peekable<impl Iterator<Item = Result<(String, T), StoreError>>>,
+) -> Result<Option<String>, StoreError> {
+    match items.peek() {
+        None => Ok(None),
+        Some(Ok((domain, _))) => Ok(Some(domain.clone())),
+        Some(Err(_)) => items.next().transpose().map(|_| None),
+    }
+}
+
+/// The next of `items` that belong to `domain` (up to an error, which stays next).
+fn take<T>(
+    items: &mut std::iter::Peekable<impl Iterator<Item = Result<(String, T), StoreError>>>,
+    domain: &str,
+) -> Vec<T> {
+    std::iter::from_fn(|| {
+        items
+            .next_if(|item| matches!(item, Ok((theirs, _)) if theirs == domain))
+            .and_then(Result::ok)
+            .map(|(_, item)| item)
+    })
+    .collect()
 }
 
 /// Opens sled in `dir`, telling a store in use and a damaged one from other failures.
