@@ -386,7 +386,8 @@ enum Part<'a> {
 /// A consistent view of the store for readers, taken without stopping a writer.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    domains: BTreeMap<String, DomainSnapshot>,
+    /// Ordered by domain, each once.
+    domains: Vec<DomainSnapshot>,
     last_pass: Option<PassRecord>,
 }
 
@@ -445,17 +446,14 @@ impl Snapshot {
         let snapshot = match part {
             Part::All { history } => store.snapshot(history)?,
             Part::Domains(domains) => {
-                let mut snapshot = Self {
-                    last_pass: store.last_pass()?,
-                    ..Self::default()
-                };
+                let mut found = BTreeMap::new();
                 for &domain in domains {
                     let part = store.domain_snapshot(domain, false)?;
                     if !part.keys.is_empty() || !part.dkim.is_empty() {
-                        snapshot.domains.insert(part.domain.clone(), part);
+                        found.insert(part.domain.clone(), part);
                     }
                 }
-                snapshot
+                Self::new(found.into_values().collect(), store.last_pass()?)
             }
         };
         store.close()?;
@@ -502,43 +500,47 @@ impl Snapshot {
         mut parse: impl FnMut(&[u8]) -> Option<serde_json::Result<DomainSnapshot>>,
     ) -> Option<Self> {
         let (pass, files) = read_journal(dir)?;
-        let mut snapshot = Self {
-            // Every publication of a base writes the pass's file.
-            last_pass: serde_json::from_slice(&pass).ok()?,
-            ..Self::default()
-        };
+        // Every publication of a base writes the pass's file.
+        let last_pass = serde_json::from_slice(&pass).ok()?;
+        let mut domains = BTreeMap::new();
         for bytes in &files {
             for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
                 if let Some(domain) = parse(line) {
                     let domain = domain.ok()?;
-                    snapshot.domains.insert(domain.domain.clone(), domain);
+                    domains.insert(domain.domain.clone(), domain);
                 }
             }
         }
-        Some(snapshot)
+        Some(Self::new(domains.into_values().collect(), last_pass))
     }
 
-    /// Builds a snapshot from parts.
-    pub(crate) fn new(
-        domains: BTreeMap<String, DomainSnapshot>,
-        last_pass: Option<PassRecord>,
-    ) -> Self {
+    /// Builds a snapshot from parts: `domains` ordered by domain, each once.
+    pub(crate) fn new(domains: Vec<DomainSnapshot>, last_pass: Option<PassRecord>) -> Self {
+        debug_assert!(domains.is_sorted_by(|a, b| a.domain < b.domain));
         Self { domains, last_pass }
+    }
+
+    /// `domain`'s part.
+    fn find(&self, domain: &str) -> Option<&DomainSnapshot> {
+        self.domains
+            .binary_search_by(|theirs| theirs.domain.as_str().cmp(domain))
+            .ok()
+            .map(|at| &self.domains[at])
     }
 
     /// Every key record, ordered by domain, then selector.
     pub fn keys(&self) -> Vec<KeyRecord> {
         self.domains
-            .values()
+            .iter()
             .flat_map(|domain| domain.keys.iter().cloned())
             .collect()
     }
 
     /// Every key record, ordered by domain, then selector, without copying them.
     pub fn into_keys(self) -> Vec<KeyRecord> {
-        let count = self.domains.values().map(|domain| domain.keys.len()).sum();
+        let count = self.domains.iter().map(|domain| domain.keys.len()).sum();
         let mut keys = Vec::with_capacity(count);
-        for domain in self.domains.into_values() {
+        for domain in self.domains {
             keys.extend(domain.keys);
         }
         keys
@@ -546,24 +548,21 @@ impl Snapshot {
 
     /// The key records of one domain.
     pub fn domain_keys(&self, domain: &str) -> Vec<KeyRecord> {
-        self.domains
-            .get(domain)
+        self.find(domain)
             .map(|d| d.keys.clone())
             .unwrap_or_default()
     }
 
     /// The history of one domain, oldest first.
     pub fn history(&self, domain: &str) -> Vec<Event> {
-        self.domains
-            .get(domain)
+        self.find(domain)
             .map(|d| d.history.clone())
             .unwrap_or_default()
     }
 
     /// What DMARC reports said of `domain`'s selectors (see [`Store::dkim_days`]).
     pub fn dkim_days(&self, domain: &str) -> Vec<DkimDay> {
-        self.domains
-            .get(domain)
+        self.find(domain)
             .map(|d| d.dkim.clone())
             .unwrap_or_default()
     }
