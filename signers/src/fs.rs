@@ -4,7 +4,7 @@
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::libc;
@@ -81,24 +81,49 @@ pub fn write_atomic_owned(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
-    let dir = parent(path);
+    prepare_atomic(path, bytes, mode, owner)?.place()
+}
+
+/// A file's new content written and flushed beside it by [`prepare_atomic`], not yet in
+/// place: [`Prepared::place`] renames it over the file. Dropped unplaced, it is removed.
+#[derive(Debug)]
+pub struct Prepared {
+    path: PathBuf,
+    temp: PathBuf,
+    placed: bool,
+}
+
+/// The first half of [`write_atomic_owned`]: `bytes` in a new temporary file beside `path`,
+/// with `mode` and `owner`, flushed to disk; `path` itself untouched until
+/// [`Prepared::place`]. Many files can be prepared at once and then placed in order.
+pub fn prepare_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<Prepared> {
     let name = path
         .file_name()
         .ok_or_else(|| SignerError::Setting(format!("{} names no file", path.display())))?;
-    let temp = dir.join(format!(
-        ".{}{TEMP_MARK}{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let prepared = Prepared {
+        path: path.to_owned(),
+        temp: parent(path).join(format!(
+            ".{}{TEMP_MARK}{}",
+            name.to_string_lossy(),
+            std::process::id()
+        )),
+        placed: false,
+    };
+    let temp = &prepared.temp;
     let write = || -> io::Result<()> {
         // A leftover of this pid (unlink removes a link itself, never its target).
-        let _ = fs::remove_file(&temp);
+        let _ = fs::remove_file(temp);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)?;
+            .open(temp)?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
         }
@@ -108,15 +133,32 @@ pub fn write_atomic_owned(
         file.write_all(bytes)?;
         file.sync_all()?;
         crashpoint::hit("write", "temp");
-        fs::rename(&temp, path)?;
-        crashpoint::hit("write", "renamed");
-        fs::File::open(dir)?.sync_all()
+        Ok(())
     };
-    write()
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&temp);
-        })
-        .map_err(|err| SignerError::at("write", path, err))
+    // Failed: the temporary file goes with `prepared`.
+    write().map_err(|err| SignerError::at("write", path, err))?;
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// Renames the prepared file over its path and flushes the directory: once it returns,
+    /// the new content is in place for good, before anything placed after it.
+    pub fn place(mut self) -> Result<()> {
+        let placed = fs::rename(&self.temp, &self.path).and_then(|()| {
+            self.placed = true;
+            crashpoint::hit("write", "renamed");
+            fs::File::open(parent(&self.path))?.sync_all()
+        });
+        placed.map_err(|err| SignerError::at("write", &self.path, err))
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
 }
 
 /// What names rotor's temporary files: `.<name>.rotor-tmp-<pid>`.

@@ -6,11 +6,14 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rotor_common::Interval;
+use rotor_common::{Interval, workers};
 
 use crate::command;
 use crate::error::{Result, SignerError};
 use crate::fs as fsutil;
+
+/// Threads beyond one per core that prepare a signer's files (each mostly waits on its fsync).
+const PREPARING_EXTRA: usize = 2;
 
 /// A file's contents, mode, owner and group before rotor changed it.
 struct Saved {
@@ -49,11 +52,13 @@ impl Saved {
     }
 
     /// Writes `text` (if it changed) with the file's mode, owner and group.
-    fn write(&self, text: &str) -> Result<()> {
-        if self.text.as_deref() != Some(text) {
-            fsutil::write_atomic_owned(&self.path, text.as_bytes(), self.mode, self.owner)?;
+    /// `text` prepared beside the file (see [`fsutil::prepare_atomic`]), unless the file holds
+    /// it already.
+    fn prepare(&self, text: &str) -> Result<Option<fsutil::Prepared>> {
+        if self.text.as_deref() == Some(text) {
+            return Ok(None);
         }
-        Ok(())
+        fsutil::prepare_atomic(&self.path, text.as_bytes(), self.mode, self.owner).map(Some)
     }
 
     /// Puts the file back as it was, mode, owner and group included.
@@ -131,14 +136,26 @@ impl FileSet {
     /// reload and its check). If anything fails, every file is put back as it was and the
     /// error says so.
     pub fn switch(&self, texts: &[String], activate: impl FnOnce() -> Result<()>) -> Result<()> {
-        // In order, one after the other: a signer's crash safety may rest on the order of its
-        // files (OpenDKIM's KeyTable before its SigningTable), which a crash between two
-        // writes must find kept.
-        let written = self
-            .0
-            .iter()
-            .zip(texts)
-            .try_for_each(|(saved, text)| saved.write(text));
+        // Each new text written to a temporary file and flushed, many at once (each is a file
+        // created); then put in place in order, one after the other, each rename flushed
+        // before the next: a signer's crash safety may rest on the order of its files
+        // (OpenDKIM's KeyTable before its SigningTable), which a crash between two must find
+        // kept. A failure before every file is prepared leaves them all as they were.
+        let pairs: Vec<(&Saved, &String)> = self.0.iter().zip(texts).collect();
+        let prepared = workers::map(
+            &pairs,
+            workers::threads(PREPARING_EXTRA),
+            |(saved, text)| saved.prepare(text),
+        );
+        let written = prepared
+            .into_iter()
+            .collect::<Result<Vec<_>>>()
+            .and_then(|prepared| {
+                prepared
+                    .into_iter()
+                    .flatten()
+                    .try_for_each(fsutil::Prepared::place)
+            });
         let Err(err) = written.and_then(|()| activate()) else {
             return Ok(());
         };
