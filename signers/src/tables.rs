@@ -256,6 +256,43 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_cannot_be_written_puts_every_file_back_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<std::path::PathBuf> =
+            (0..8).map(|i| dir.path().join(format!("t{i}"))).collect();
+        for file in &files {
+            fs::write(file, "old\n").unwrap();
+        }
+        // The fifth file's directory is gone by the time it is written.
+        let gone = dir.path().join("gone");
+        fs::create_dir(&gone).unwrap();
+        let mut paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+        let lost = gone.join("t");
+        paths.insert(4, &lost);
+        let set = FileSet::read(&paths).unwrap();
+        fs::remove_dir(&gone).unwrap();
+        let texts = vec!["new\n".to_string(); paths.len()];
+        let err = set
+            .switch(&texts, || panic!("nothing is activated"))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("gone"), "{err:#}");
+        for file in &files {
+            assert_eq!(
+                fs::read_to_string(file).unwrap(),
+                "old\n",
+                "{}",
+                file.display()
+            );
+        }
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    #[test]
     fn a_rewrite_and_a_restore_keep_owner_group_and_mode() {
         let dir = tempfile::tempdir().unwrap();
         let table = dir.path().join("table");
