@@ -307,3 +307,133 @@ fn a_crash_inside_a_batch_of_domains_is_resumed_for_each_of_them() {
         }
     }
 }
+
+/// The `(domain, selector)` of every DKIM record the server on `port` serves in example.com
+/// (one zone transfer).
+fn dkim_names(port: u16) -> BTreeSet<(String, String)> {
+    let out = std::process::Command::new("dig")
+        .args(["+nocmd", "+nostats", "+nocomments", "@127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(["AXFR", "example.com"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.split_whitespace().nth(3) == Some("TXT"))
+        .filter_map(|line| {
+            let name = line.split_whitespace().next()?;
+            let (selector, domain) = name.strip_suffix('.')?.split_once("._domainkey.")?;
+            Some((domain.to_string(), selector.to_string()))
+        })
+        .collect()
+}
+
+/// A crash between two transactions of one commit (a commit of more domains than one
+/// transaction holds, 256, is written as several) is resumed for every domain, whichever commit
+/// of the first or the second run it cuts: every domain ends active, and at no point does a
+/// signer use a key whose record either nameserver lacks.
+#[test]
+fn a_crash_between_the_transactions_of_one_large_commit_is_resumed_for_every_domain() {
+    let names: Vec<String> = (0..300).map(|i| format!("d{i:03}.example.com")).collect();
+    let domains: Vec<&str> = names.iter().map(String::as_str).collect();
+    // The first run's large commits: the selectors reserved, the keys' intents and results,
+    // the records'; then the propagation checks' (once every record is published), and the
+    // switch's (once every key is propagated).
+    for (nth, armed_in) in [
+        (1, None),
+        (3, None),
+        (5, None),
+        (1, Some("published")),
+        (2, Some("published")),
+        (3, Some("published")),
+    ] {
+        let point = format!("commit:part#{nth}");
+        let context = match armed_in {
+            None => format!("{point} in the first run"),
+            Some(phase) => format!("{point} once every key is {phase}"),
+        };
+        let dir = scratch();
+        // A secondary that transfers only when told, once every record is on the primary: then
+        // every domain's record turns visible at once, and each later commit holds all 300.
+        let bind = Bind::start(&dir.path().join("bind"), Secondary::Lagging);
+        let rotor = Rotor::new(dir.path(), &bind, Setup::default());
+        rotor.set_domains(&domains);
+        let check = |when: &str| {
+            let served: Vec<BTreeSet<(String, String)>> =
+                bind.servers().iter().map(|s| dkim_names(s.port)).collect();
+            for domain in &domains {
+                if let Some((selector, _)) = rotor.signing_for(domain) {
+                    let name = (domain.to_string(), selector);
+                    for set in &served {
+                        assert!(
+                            set.contains(&name),
+                            "{context}, {when}: {name:?} not served"
+                        );
+                    }
+                }
+            }
+        };
+        let mut crashed = false;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+        loop {
+            let phases = rotor.phases();
+            if phases.len() == domains.len() && phases.iter().all(|(_, p)| p == "active") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{context}: {phases:?}"
+            );
+            let armed = !crashed
+                && armed_in.is_none_or(|phase| {
+                    phases.len() == domains.len() && phases.iter().all(|(_, p)| p == phase)
+                });
+            let env: Vec<(&str, &str)> = if armed {
+                vec![("ROTOR_CRASH_AT", point.as_str())]
+            } else {
+                Vec::new()
+            };
+            if phases.iter().any(|(_, p)| p == "published") {
+                let primary = dkim_names(bind.primary.port);
+                bind.secondary.retransfer();
+                support::wait_for(
+                    &format!("{context}: the secondary's transfer"),
+                    std::time::Duration::from_secs(30),
+                    || dkim_names(bind.secondary.port) == primary,
+                );
+            }
+            let out = rotor.cmd_env(&["run"], &env);
+            if out.status.signal().is_some() {
+                assert!(armed, "{context}: only the armed run crashes");
+                crashed = true;
+                check("right after the crash");
+            } else {
+                assert!(
+                    out.status.success(),
+                    "{context}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                check("after a run");
+            }
+            // The propagation gate (min_wait 1s) opens with the clock.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert!(crashed, "{context}: the crash point was never reached");
+        // One key each, whose record DNS serves (dkimpy, for the first and last domains and
+        // one on each side of the transactions' boundary).
+        for domain in &domains {
+            let keys = fs::read_dir(rotor.dir.join("keys").join(domain)).unwrap();
+            assert_eq!(keys.count(), 1, "{context}: {domain}");
+        }
+        for domain in [
+            "d000.example.com",
+            "d255.example.com",
+            "d256.example.com",
+            "d299.example.com",
+        ] {
+            let (selector, key) = rotor.signing_for(domain).expect("a SigningTable row");
+            support::dkimpy_verifies_for(domain, &key, &selector, bind.secondary.port)
+                .unwrap_or_else(|err| panic!("{context}: {domain}: {err}"));
+        }
+    }
+}

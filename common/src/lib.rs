@@ -3,6 +3,7 @@
 //! among threads.
 
 mod algorithm;
+pub mod crashpoint;
 mod kind;
 pub mod secret;
 mod values;

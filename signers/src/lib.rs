@@ -17,7 +17,7 @@
 //! writes, private directories, the sweep of leftover temporary files), [`SignerError`].
 
 pub mod command;
-pub mod crashpoint;
+pub use rotor_common::crashpoint;
 mod error;
 pub mod exim;
 pub mod files;

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use rotor_common::crashpoint;
+
 use crate::backup;
 use crate::due::mark_due_now;
 use crate::durable::replace_file;
@@ -585,7 +587,10 @@ impl Store {
         if domains.len() <= DOMAINS_PER_COMMIT {
             return self.transact(changes, events, &domains);
         }
-        for part in domains.chunks(DOMAINS_PER_COMMIT) {
+        for (index, part) in domains.chunks(DOMAINS_PER_COMMIT).enumerate() {
+            if index > 0 {
+                crashpoint::hit("commit", "part");
+            }
             let within = |domain: &str| part.binary_search(&domain).is_ok();
             let changes: Vec<_> = changes
                 .iter()
