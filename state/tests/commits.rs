@@ -1,24 +1,17 @@
 //! Commits larger than one transaction: written domain by domain in parts, each domain whole,
 //! and read back (from the store itself and from the readers' snapshot) the same.
 
+mod records;
+
 use std::time::Duration;
 
+use records::key;
 use rotor_state::{
     DOMAINS_PER_COMMIT, DkimDay, Event, KeyRecord, Phase, SeenReport, Snapshot, Store, StoreError,
 };
 
 fn domain(i: usize) -> String {
     format!("d{i:05}.test")
-}
-
-fn key(domain: &str, selector: &str) -> KeyRecord {
-    KeyRecord::reserved(
-        domain,
-        selector,
-        rotor_state::KeyAlgorithm::Ed25519,
-        "/k".into(),
-        10,
-    )
 }
 
 fn event(domain: &str, selector: &str) -> Event {

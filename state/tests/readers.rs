@@ -1,19 +1,12 @@
 //! Readers (`status`, `history`, `plan`) and a pass share the store without stopping each other.
 
+mod records;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
+use records::key;
 use rotor_state::{Event, KeyRecord, Phase, Snapshot, Store, StoreError};
-
-fn key(domain: &str, selector: &str) -> KeyRecord {
-    KeyRecord::reserved(
-        domain,
-        selector,
-        rotor_state::KeyAlgorithm::Ed25519,
-        "/k".into(),
-        10,
-    )
-}
 
 fn event(domain: &str, selector: &str, phase: Phase) -> Event {
     Event {
