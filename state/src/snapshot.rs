@@ -514,9 +514,13 @@ impl Snapshot {
         Some(Self::new(domains.into_values().collect(), last_pass))
     }
 
-    /// Builds a snapshot from parts: `domains` ordered by domain, each once.
-    pub(crate) fn new(domains: Vec<DomainSnapshot>, last_pass: Option<PassRecord>) -> Self {
-        debug_assert!(domains.is_sorted_by(|a, b| a.domain < b.domain));
+    /// Builds a snapshot from parts: `domains` as the store lists them (by domain, each once).
+    pub(crate) fn new(mut domains: Vec<DomainSnapshot>, last_pass: Option<PassRecord>) -> Self {
+        // Only a record whose content names another domain than its key could upset the
+        // order: looked up by halves, the list must be sorted all the same.
+        if !domains.is_sorted_by(|a, b| a.domain <= b.domain) {
+            domains.sort_by(|a, b| a.domain.cmp(&b.domain));
+        }
         Self { domains, last_pass }
     }
 

@@ -801,7 +801,15 @@ impl Store {
             let events: Box<dyn Iterator<Item = Result<Event, StoreError>>> = if history {
                 Box::new(self.history.iter().map(|item| {
                     let (key, value) = item.map_err(|err| self.engine(err))?;
-                    self.decode(&key, &value)
+                    let mut event: Event = self.decode(&key, &value)?;
+                    // Listed under the domain of its key, which orders the tree.
+                    if key.get(event.domain.len()) != Some(&0)
+                        || !key.starts_with(event.domain.as_bytes())
+                    {
+                        let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+                        event.domain = String::from_utf8_lossy(&key[..end]).into_owned();
+                    }
+                    Ok(event)
                 }))
             } else {
                 Box::new(std::iter::empty())
@@ -1114,6 +1122,38 @@ mod tests {
         // as of the last commit, none cut off where the damage stopped the new base.
         let seen = Snapshot::read(dir.path(), Duration::ZERO).unwrap();
         assert_eq!(seen.keys(), keys);
+    }
+
+    #[test]
+    fn a_history_event_is_listed_under_the_domain_of_its_key_whatever_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let keys: Vec<KeyRecord> = ["a.test", "b.test", "c.test"]
+            .iter()
+            .map(|domain| KeyRecord {
+                domain: domain.to_string(),
+                ..key("s", Phase::Active)
+            })
+            .collect();
+        let added: Vec<_> = keys.iter().map(|key| (None, key)).collect();
+        store.commit(&added, &[]).unwrap();
+        // Written behind rotor's back: under a.test's key, naming a domain sorted after all.
+        let stray = Event {
+            domain: "zzz.test".into(),
+            ..event("s", Phase::Active, 10)
+        };
+        let id = [domain_prefix("a.test"), 10u64.to_be_bytes().to_vec()].concat();
+        store
+            .history
+            .insert(id, serde_json::to_vec(&stray).unwrap())
+            .unwrap();
+
+        let seen = store.snapshot(true).unwrap();
+        assert_eq!(seen.history("a.test").len(), 1);
+        assert!(seen.history("zzz.test").is_empty());
+        for key in &keys {
+            assert_eq!(seen.domain_keys(&key.domain), std::slice::from_ref(key));
+        }
     }
 
     #[test]
