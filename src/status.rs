@@ -159,7 +159,9 @@ pub fn rows<'a>(
     let threads = workers::threads(0)
         .min(domains.len() / ROWS_PER_THREAD)
         .max(1);
-    let parts: Vec<&[&DomainConfig]> = domains.chunks(domains.len().div_ceil(threads)).collect();
+    // Never a chunk of none (a config without domains has no rows).
+    let size = domains.len().div_ceil(threads).max(1);
+    let parts: Vec<&[&DomainConfig]> = domains.chunks(size).collect();
     workers::map(&parts, threads, |part| {
         rows_of(part, keys, evidence, all, now)
     })
@@ -693,6 +695,12 @@ mod tests {
             (format!("d{last}.example.com"), Some(format!("s{last}")))
         );
         assert_eq!(shared[last], ("d0.example.com".to_string(), None));
+    }
+
+    #[test]
+    fn no_domains_make_no_rows() {
+        let keys = ByDomain::new(&[]);
+        assert!(rows(&[], &keys, &Evidence::new(), true, DAY).is_empty());
     }
 
     #[test]
