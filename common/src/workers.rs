@@ -4,6 +4,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Threads beyond one per core for work that mostly waits on its fsyncs (files created and
+/// flushed, many at once).
+pub const DISK_EXTRA: usize = 2;
+
 /// How many threads work at once: one per core and `extra` more (threads that wait on the
 /// disk leave their core to the others).
 pub fn threads(extra: usize) -> usize {

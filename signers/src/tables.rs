@@ -12,9 +12,6 @@ use crate::command;
 use crate::error::{Result, SignerError};
 use crate::fs as fsutil;
 
-/// Threads beyond one per core that prepare a signer's files (each mostly waits on its fsync).
-const PREPARING_EXTRA: usize = 2;
-
 /// A file's contents, mode, owner and group before rotor changed it.
 struct Saved {
     path: PathBuf,
@@ -144,7 +141,7 @@ impl FileSet {
         let pairs: Vec<(&Saved, &String)> = self.0.iter().zip(texts).collect();
         let prepared = workers::map(
             &pairs,
-            workers::threads(PREPARING_EXTRA),
+            workers::threads(workers::DISK_EXTRA),
             |(saved, text)| saved.prepare(text),
         );
         let written = prepared

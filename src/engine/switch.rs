@@ -18,9 +18,6 @@ use crate::plan::{DnsChange, lifecycle};
 use crate::{crashpoint, fsutil, signer_plan};
 use rotor_common::workers;
 
-/// Threads beyond one per core that stage key files (each mostly waits on its fsyncs).
-const STAGING_EXTRA: usize = 2;
-
 /// One domain's step that switches its signers (activate, retire, revoke, roll back), as a
 /// batch carries it.
 pub(super) struct SignerStep<'d> {
@@ -234,7 +231,7 @@ impl Engine<'_> {
         let signers = &self.parts.signers;
         let staged = workers::map(
             &rechecked,
-            workers::threads(STAGING_EXTRA),
+            workers::threads(workers::DISK_EXTRA),
             |(checked, step)| {
                 let (domain, key, action, _, before, after) = step;
                 match checked {

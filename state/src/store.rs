@@ -86,6 +86,12 @@ fn domain_prefix(domain: &str) -> Vec<u8> {
     [domain.as_bytes(), b"\0"].concat()
 }
 
+/// The domain a history entry's key belongs to.
+fn domain_of(key: &[u8]) -> String {
+    let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+    String::from_utf8_lossy(&key[..end]).into_owned()
+}
+
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 impl Store {
@@ -806,8 +812,7 @@ impl Store {
                     if key.get(event.domain.len()) != Some(&0)
                         || !key.starts_with(event.domain.as_bytes())
                     {
-                        let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
-                        event.domain = String::from_utf8_lossy(&key[..end]).into_owned();
+                        event.domain = domain_of(&key);
                     }
                     Ok(event)
                 }))
