@@ -35,49 +35,50 @@ pub(super) fn resolve(config: &Path, file: &Path) -> PathBuf {
     }
 }
 
-/// Reads the domains of the file at `path` (its text: `text`), each with the line it is on; a
-/// line that is no domain entry, or names a provider or signer not `declared`, is an error at
-/// that line.
+/// The domains of the file at `path` (its text: `text`), each with the line it is on, read
+/// one at a time as they are taken (a list of every entry first was most of the config's
+/// memory at 100,000 domains); a line that is no domain entry, or names a provider or signer
+/// not `declared`, is an error at that line.
 pub(super) fn parse<'a>(
     path: &'a Path,
-    text: &str,
-    declared: &Declared,
-) -> Result<Vec<(Origin<'a>, RawDomain)>, ConfigError> {
-    let mut domains = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let domain: RawDomain = match serde_json::from_str(trimmed) {
-            Ok(domain) => domain,
-            // Read again, slower, for the path of the field at fault.
-            Err(_) => {
-                let mut json = serde_json::Deserializer::from_str(trimmed);
-                let at = |err: serde_json::Error, field: String| {
-                    let mut message = err.to_string();
-                    if let Some(at) = message.rfind(" at line ") {
-                        message.truncate(at);
-                    }
-                    if field != "." {
-                        message = format!("{field}: {message}");
-                    }
-                    ConfigError::new(path, Some((number, err.column())), message)
-                };
-                let domain = serde_path_to_error::deserialize(&mut json).map_err(|err| {
-                    let field = err.path().to_string();
-                    at(err.into_inner(), field)
-                })?;
-                json.end().map_err(|err| at(err, ".".into()))?;
-                domain
+    text: &'a str,
+    declared: &'a Declared,
+) -> impl Iterator<Item = Result<(Origin<'a>, RawDomain), ConfigError>> + 'a {
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(move |(number, line)| {
+            let domain = entry(path, number, line)?;
+            let signers = domain.signers.iter().map(|signer| signer.0.as_str());
+            if let Some(message) = declared.undeclared(&domain.provider.0, signers) {
+                return Err(ConfigError::new(path, Some((number, 1)), message));
             }
-        };
-        let signers = domain.signers.iter().map(|signer| signer.0.as_str());
-        if let Some(message) = declared.undeclared(&domain.provider.0, signers) {
-            return Err(ConfigError::new(path, Some((number, 1)), message));
-        }
-        domains.push((Origin::File(path, number), domain));
+            Ok((Origin::File(path, number), domain))
+        })
+}
+
+/// The domain entry on line `number` of the file at `path`.
+fn entry(path: &Path, number: usize, line: &str) -> Result<RawDomain, ConfigError> {
+    if let Ok(domain) = serde_json::from_str(line) {
+        return Ok(domain);
     }
-    Ok(domains)
+    // Read again, slower, for the path of the field at fault.
+    let mut json = serde_json::Deserializer::from_str(line);
+    let at = |err: serde_json::Error, field: String| {
+        let mut message = err.to_string();
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        if field != "." {
+            message = format!("{field}: {message}");
+        }
+        ConfigError::new(path, Some((number, err.column())), message)
+    };
+    let domain = serde_path_to_error::deserialize(&mut json).map_err(|err| {
+        let field = err.path().to_string();
+        at(err.into_inner(), field)
+    })?;
+    json.end().map_err(|err| at(err, ".".into()))?;
+    Ok(domain)
 }

@@ -325,19 +325,19 @@ impl Config {
             }
             None => None,
         };
-        let listed = match &list {
-            Some((file, list)) => domains_file::parse(file, list, &declared)?,
-            None => Vec::new(),
-        };
+        let listed = list
+            .iter()
+            .flat_map(|(file, list)| domains_file::parse(file, list, &declared));
         let entries = (raw.domains.into_iter().enumerate())
-            .map(|(index, domain)| (Origin::Config(index), domain))
+            .map(|(index, domain)| Ok((Origin::Config(index), domain)))
             .chain(listed);
         let mut weak = Vec::new();
         let mut seen = HashSet::new();
         // The resolved policy of a domain with no overrides, per provider (checked once).
         let mut plain: HashMap<String, Arc<Policy>> = HashMap::new();
         let mut domains = Vec::new();
-        for (origin, domain) in entries {
+        for entry in entries {
+            let (origin, domain) = entry?;
             let name = domain.name.clone();
             let error_at = |steps: &[Step], field: &str, message: String| match &origin {
                 Origin::Config(index) => {

@@ -199,6 +199,15 @@ impl From<Present> for DomainSnapshot {
     }
 }
 
+/// A line of the journal, its history kept only with `history`.
+fn parse_line(line: &[u8], history: bool) -> serde_json::Result<DomainSnapshot> {
+    if history {
+        serde_json::from_slice(line)
+    } else {
+        serde_json::from_slice::<Present>(line).map(DomainSnapshot::from)
+    }
+}
+
 /// Appends `domain` to `lines`, as one line of the journal.
 pub(crate) fn push_line(lines: &mut Vec<u8>, domain: &DomainSnapshot) -> io::Result<()> {
     serde_json::to_writer(&mut *lines, domain).map_err(io::Error::other)?;
@@ -379,8 +388,11 @@ fn read_journal(dir: &Path) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
 enum Part<'a> {
     /// Everything (the history only with `history`).
     All { history: bool },
-    /// These domains, without their history.
-    Domains(&'a [&'a str]),
+    /// These domains (their history only with `history`).
+    Domains {
+        domains: &'a [&'a str],
+        history: bool,
+    },
 }
 
 /// A consistent view of the store for readers, taken without stopping a writer.
@@ -409,14 +421,16 @@ impl Snapshot {
         Self::read_with(dir, timeout, Part::All { history: false })
     }
 
-    /// [`Snapshot::read_present`] of `domains` only (the others are absent from what it
-    /// returns): what `rotor status DOMAIN` needs, read without the rest of a large store.
+    /// [`Snapshot::read`] of `domains` only (the others are absent from what it returns), the
+    /// history only with `history`: what `rotor status DOMAIN` and `rotor history DOMAIN`
+    /// need, read without the rest of a large store.
     pub fn read_domains(
         dir: &Path,
         timeout: Duration,
         domains: &[&str],
+        history: bool,
     ) -> Result<Self, StoreError> {
-        Self::read_with(dir, timeout, Part::Domains(domains))
+        Self::read_with(dir, timeout, Part::Domains { domains, history })
     }
 
     fn read_with(dir: &Path, timeout: Duration, part: Part<'_>) -> Result<Self, StoreError> {
@@ -428,7 +442,9 @@ impl Snapshot {
                 Err(StoreError::Busy { .. }) => {
                     let published = match part {
                         Part::All { history } => Self::load(&snapshot_dir(dir), history),
-                        Part::Domains(domains) => Self::load_domains(&snapshot_dir(dir), domains),
+                        Part::Domains { domains, history } => {
+                            Self::load_domains(&snapshot_dir(dir), domains, history)
+                        }
                     };
                     if let Some(snapshot) = published {
                         return Ok(snapshot);
@@ -445,11 +461,11 @@ impl Snapshot {
         };
         let snapshot = match part {
             Part::All { history } => store.snapshot(history)?,
-            Part::Domains(domains) => {
+            Part::Domains { domains, history } => {
                 let mut found = BTreeMap::new();
                 for &domain in domains {
-                    let part = store.domain_snapshot(domain, false)?;
-                    if !part.keys.is_empty() || !part.dkim.is_empty() {
+                    let part = store.domain_snapshot(domain, history)?;
+                    if !part.keys.is_empty() || !part.dkim.is_empty() || !part.history.is_empty() {
                         found.insert(part.domain.clone(), part);
                     }
                 }
@@ -460,9 +476,9 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    /// The published journal's lines of `domains` and the last pass, without the history, or
-    /// `None` when nothing is published or a file cannot be read.
-    fn load_domains(dir: &Path, domains: &[&str]) -> Option<Self> {
+    /// The published journal's lines of `domains` and the last pass (the history only with
+    /// `history`), or `None` when nothing is published or a file cannot be read.
+    fn load_domains(dir: &Path, domains: &[&str], history: bool) -> Option<Self> {
         // A domain's line starts with its name (see `DomainSnapshot`).
         let start = |domain: &&str| {
             let mut json = serde_json::to_vec(&Named { domain }).ok()?;
@@ -476,20 +492,14 @@ impl Snapshot {
             starts
                 .iter()
                 .any(|start| line.starts_with(start))
-                .then(|| serde_json::from_slice::<Present>(line).map(DomainSnapshot::from))
+                .then(|| parse_line(line, history))
         })
     }
 
     /// The published journal (the history only with `history`), or `None` when it is missing
     /// or unreadable.
     fn load(dir: &Path, history: bool) -> Option<Self> {
-        Self::load_lines(dir, |line| {
-            Some(if history {
-                serde_json::from_slice::<DomainSnapshot>(line)
-            } else {
-                serde_json::from_slice::<Present>(line).map(DomainSnapshot::from)
-            })
-        })
+        Self::load_lines(dir, |line| Some(parse_line(line, history)))
     }
 
     /// The last pass and the domains `parse` takes from the journal's lines (the newest base,
@@ -569,6 +579,15 @@ impl Snapshot {
         self.find(domain)
             .map(|d| d.dkim.clone())
             .unwrap_or_default()
+    }
+
+    /// Each domain that DMARC reports spoke of, with what they said of its selectors (see
+    /// [`Store::dkim_days`]), ordered by domain.
+    pub fn dkim(&self) -> impl Iterator<Item = (&str, &[DkimDay])> {
+        self.domains
+            .iter()
+            .filter(|d| !d.dkim.is_empty())
+            .map(|d| (d.domain.as_str(), d.dkim.as_slice()))
     }
 
     /// The last pass recorded with [`Store::record_pass`].

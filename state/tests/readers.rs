@@ -257,16 +257,34 @@ fn a_reader_of_some_domains_gets_theirs_alone_with_and_without_a_writer() {
         );
         assert_eq!(seen.last_pass().map(|pass| pass.at), Some(20), "{whose}");
     };
+    // With the history: that of the domains asked for, and only theirs.
+    let check_history = |seen: Snapshot, whose: &str| {
+        assert_eq!(seen.keys(), [a.clone(), c.clone()], "{whose}");
+        assert_eq!(
+            seen.history("example.com"),
+            [event("example.com", "a", Phase::Generated)],
+            "{whose}"
+        );
+        assert!(seen.history("example.org").is_empty(), "{whose}");
+    };
     // Held: what the writer published.
     check(
-        Snapshot::read_domains(&dir, Duration::ZERO, &wanted).unwrap(),
+        Snapshot::read_domains(&dir, Duration::ZERO, &wanted, false).unwrap(),
         "published",
+    );
+    check_history(
+        Snapshot::read_domains(&dir, Duration::ZERO, &wanted, true).unwrap(),
+        "published, with the history",
     );
     writer.close().unwrap();
     // Free: the store itself.
     check(
-        Snapshot::read_domains(&dir, Duration::ZERO, &wanted).unwrap(),
+        Snapshot::read_domains(&dir, Duration::ZERO, &wanted, false).unwrap(),
         "store",
+    );
+    check_history(
+        Snapshot::read_domains(&dir, Duration::ZERO, &wanted, true).unwrap(),
+        "store, with the history",
     );
 }
 
