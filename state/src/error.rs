@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::backup::backup_path;
+use crate::sled::backup::backup_path;
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]

@@ -3,15 +3,13 @@
 //! Every key rotor manages is one [`KeyRecord`]; every change of it is written with
 //! [`Store::commit`], which checks that the record is still what the caller read (so two racing
 //! writers cannot both take a step), appends the matching history [`Event`]s and flushes to disk
-//! before returning. The backing engine (sled) stays behind this interface. Readers that must
+//! before returning. The backends (sled in one directory) stay behind this interface. Readers that must
 //! not stop a writer read a [`Snapshot`] instead.
 
-mod backup;
-mod due;
-mod durable;
+mod backend;
 mod error;
-mod evidence;
 mod model;
+mod sled;
 mod snapshot;
 mod store;
 

@@ -31,12 +31,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{
-    create_temp, put_in_place, remove_file_if_present, replace_file, sync_dir, temp_path,
-};
 use crate::error::StoreError;
 use crate::model::{DkimDay, Event, KeyRecord, PassRecord};
-use crate::store::Store;
+use crate::sled::Sled;
+use crate::sled::durable::{
+    create_temp, put_in_place, remove_file_if_present, replace_file, sync_dir, temp_path,
+};
 
 /// The file that holds the last pass.
 const PASS_FILE: &str = "last-pass.json";
@@ -260,7 +260,7 @@ impl Base {
             (dir.to_owned(), newest + 1)
         } else {
             let temp = temp_path(dir);
-            crate::durable::remove_dir_if_present(&temp)?;
+            crate::sled::durable::remove_dir_if_present(&temp)?;
             fs::create_dir(&temp)?;
             (temp, 1)
         };
@@ -298,7 +298,7 @@ impl Base {
         };
         if target != dir {
             fs::rename(&target, &dir)?;
-            sync_dir(crate::durable::parent(&dir))?;
+            sync_dir(crate::sled::durable::parent(&dir))?;
             return Ok(journal);
         }
         let keep: HashSet<PathBuf> = [
@@ -436,7 +436,7 @@ impl Snapshot {
     fn read_with(dir: &Path, timeout: Duration, part: Part<'_>) -> Result<Self, StoreError> {
         let deadline = std::time::Instant::now() + timeout;
         let store = loop {
-            match Store::open_to_read(dir) {
+            match Sled::open_to_read(dir) {
                 // A writer holds the store: what it published, as soon as there is something
                 // (a writer that just opened the store publishes it a moment later).
                 Err(StoreError::Busy { .. }) => {

@@ -45,7 +45,8 @@ fn a_backup_interrupted_before_the_new_copy_was_renamed_in_leaves_the_old_one() 
     let dir = temp.path().join("store");
     let store = Store::open(&dir).unwrap();
     store.commit(&[(None, &key("a"))], &[]).unwrap();
-    store.close_and_back_up().unwrap();
+    store.close().unwrap();
+    Store::back_up(&dir).unwrap();
     let store = Store::open(&dir).unwrap();
     store.commit(&[(None, &key("b"))], &[]).unwrap();
     store.close().unwrap();
@@ -74,7 +75,8 @@ fn a_backup_interrupted_after_the_new_copy_was_renamed_in_keeps_the_new_one() {
     let dir = temp.path().join("store");
     let store = Store::open(&dir).unwrap();
     store.commit(&[(None, &key("a"))], &[]).unwrap();
-    store.close_and_back_up().unwrap();
+    store.close().unwrap();
+    Store::back_up(&dir).unwrap();
     let backup = Store::backup_path(&dir);
     let old = sibling(&backup, ".old");
     // The crash came before the old backup was removed.
@@ -106,7 +108,8 @@ fn the_backup_leaves_out_the_snapshot_and_a_restored_store_publishes_it_again() 
     let dir = temp.path().join("store");
     let store = Store::open(&dir).unwrap();
     store.commit(&[(None, &key("a"))], &[]).unwrap();
-    store.close_and_back_up().unwrap();
+    store.close().unwrap();
+    Store::back_up(&dir).unwrap();
     let backup = Store::backup_path(&dir);
     assert!(dir.join("rotor-snapshot").is_dir());
     assert!(!backup.join("rotor-snapshot").exists());

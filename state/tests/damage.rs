@@ -52,7 +52,8 @@ fn pristine() -> Pristine {
     }
     let keys = store.keys().unwrap();
     let history = store.history("example.com").unwrap();
-    store.close_and_back_up().unwrap();
+    store.close().unwrap();
+    Store::back_up(&dir).unwrap();
     Pristine {
         _temp: temp,
         dir,

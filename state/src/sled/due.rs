@@ -5,21 +5,21 @@
 //! is due by a time in one range read, and `due_at` (key: the domain; value: the time) finds a
 //! domain's entry. Every commit that changes a domain's keys, history or DMARC evidence makes
 //! the domain due at once, in the same transaction ([`mark_due_now`]); otherwise the index is
-//! the engine's to write ([`Store::set_due`]), with the fingerprint of what its plans depend on
+//! the engine's to write ([`Sled::set_due`]), with the fingerprint of what its plans depend on
 //! (the config, rotor's version). An index written for another fingerprint, or none, reads as
-//! "plan every domain" ([`Store::due`]). An entry can only be early (a domain planned for
+//! "plan every domain" ([`Sled::due`]). An entry can only be early (a domain planned for
 //! nothing), never late: a step the engine did not foresee comes from a commit, which marks it.
 
 use std::collections::{BTreeSet, HashSet};
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use ::sled::Transactional;
+use ::sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use crate::error::StoreError;
-use crate::store::Store;
+use crate::sled::Sled;
 
 const FINGERPRINT_KEY: &[u8] = b"due_fingerprint";
-/// How many domains [`Store::set_due`] writes in one transaction.
+/// How many domains [`Sled::set_due`] writes in one transaction.
 const CHUNK: usize = 512;
 
 fn due_key(at: u64, domain: &str) -> Vec<u8> {
@@ -47,7 +47,7 @@ pub(crate) fn mark_due_now(
     Ok(())
 }
 
-impl Store {
+impl Sled {
     /// The domains due by `now` (Unix seconds), per the index written for `fingerprint`;
     /// `None` when the index cannot tell (written for another fingerprint, or never): then every
     /// domain is to be planned.
@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn an_index_for_another_fingerprint_or_none_plans_everything() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sled::open(dir.path()).unwrap();
         assert_eq!(store.due("a", 100).unwrap(), None);
         store.set_due("a", &[("x.example", 200)], true).unwrap();
         assert_eq!(store.due("b", 100).unwrap(), None);
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn a_domain_is_due_at_its_time_and_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sled::open(dir.path()).unwrap();
         store
             .set_due("f", &[("a.example", 300), ("b.example", 100)], true)
             .unwrap();
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn every_commit_makes_its_domains_due_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sled::open(dir.path()).unwrap();
         store
             .set_due("f", &[("a.example", 900), ("b.example", 900)], true)
             .unwrap();
@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn a_full_pass_drops_the_domains_gone_from_the_config() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sled::open(dir.path()).unwrap();
         store
             .set_due("f", &[("a.example", 5), ("b.example", 5)], true)
             .unwrap();
@@ -211,11 +211,11 @@ mod tests {
     fn the_index_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Sled::open(dir.path()).unwrap();
             store.set_due("f", &[("a.example", 50)], true).unwrap();
             store.close().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sled::open(dir.path()).unwrap();
         assert_eq!(names(store.due("f", 50).unwrap()), ["a.example"]);
     }
 }

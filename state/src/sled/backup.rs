@@ -7,8 +7,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::durable::{copy_dir_synced, parent, remove_dir_if_present, sync_dir, temp_path};
 use crate::error::StoreError;
+use crate::sled::durable::{copy_dir_synced, parent, remove_dir_if_present, sync_dir, temp_path};
 use crate::snapshot::SNAPSHOT_DIR;
 
 /// Where the backup of the store in `dir` is kept: `<dir>.backup`.

@@ -3,15 +3,14 @@
 //! and day, how many messages the reports saw pass, fail or otherwise.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 
-use sled::Transactional;
-use sled::transaction::ConflictableTransactionError;
+use ::sled::Transactional;
+use ::sled::transaction::ConflictableTransactionError;
 
-use crate::due::mark_due_now;
 use crate::error::StoreError;
 use crate::model::{DkimDay, SeenReport};
-use crate::store::Store;
+use crate::sled::Sled;
+use crate::sled::due::mark_due_now;
 
 const SEEN: &[u8] = b"seen\0";
 const DAY: &[u8] = b"day\0";
@@ -34,7 +33,7 @@ fn day_key(day: &DkimDay) -> Vec<u8> {
     .concat()
 }
 
-impl Store {
+impl Sled {
     /// Counts `report`'s `days` (adding to what earlier reports said of each selector and day),
     /// unless a report with the same organisation and id was counted already: then nothing
     /// changes and `false` is returned. All or nothing, flushed to disk before it returns.
@@ -80,7 +79,6 @@ impl Store {
         let counted = self.finish(result)?;
         if counted {
             self.db.flush().map_err(|err| self.engine(err))?;
-            self.changed.store(true, Ordering::SeqCst);
             self.publish(&domains.into_iter().collect::<Vec<_>>());
         }
         Ok(counted)
@@ -160,7 +158,7 @@ mod tests {
     #[test]
     fn reports_add_up_per_selector_and_day_and_a_report_seen_twice_counts_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sled::open(dir.path()).unwrap();
         assert!(
             store
                 .record_report(&seen("google.com", "1"), &[day("a", 0, 5, 1, "google.com")])
@@ -183,7 +181,7 @@ mod tests {
                 .unwrap()
         );
         store.close().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sled::open(dir.path()).unwrap();
         let days = store.dkim_days("example.com").unwrap();
         assert_eq!(days.len(), 2);
         assert_eq!(
