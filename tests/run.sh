@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs rotor's whole test suite. Installs what the tests use when it is missing (BIND 9 and dig,
 # PowerDNS and Knot for real DNS; OpenDKIM, rspamd and Exim as real signers; Dovecot as the IMAP
-# server DMARC reports are read from; dkimpy + dnspython + pynacl as the independent DKIM check;
-# moto's Route53 emulation), then runs cargo test.
+# server DMARC reports are read from; PostgreSQL as the shared store; dkimpy + dnspython +
+# pynacl as the independent DKIM check; moto's Route53 emulation), then runs cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH=$PATH:/usr/sbin:/sbin:$HOME/.local/bin
@@ -28,6 +28,8 @@ command -v rspamd >/dev/null || norecommends+=(rspamd)
 # loopback with a certificate from a test CA (openssl).
 [ -x /usr/sbin/dovecot ] && [ -e /usr/lib/dovecot/imap ] || norecommends+=(dovecot-imapd)
 command -v openssl >/dev/null || missing+=(openssl)
+# PostgreSQL, the shared store's backend: the tests make their own clusters with initdb.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 all=("${missing[@]}" "${norecommends[@]}")
 if [ ${#all[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${all[*]}" >&2
@@ -45,7 +47,7 @@ if [ ${#all[@]} -gt 0 ]; then
   # Where systemd runs, the packages' units are enabled for the next boot: the tests start their
   # own PowerDNS, Knot and Dovecot on loopback, so keep Debian's off.
   if [ -d /run/systemd/system ]; then
-    sudo_ systemctl disable --now pdns.service knot.service dovecot.service dovecot.socket >/dev/null 2>&1 || true
+    sudo_ systemctl disable --now pdns.service knot.service dovecot.service dovecot.socket postgresql.service >/dev/null 2>&1 || true
   fi
 fi
 if ! python3 -c 'import dkim, dns.resolver, jsonschema, nacl, cryptography' 2>/dev/null; then

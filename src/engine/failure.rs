@@ -77,7 +77,9 @@ pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
             if let Some(store) = cause.downcast_ref::<StoreError>() {
                 return match store {
                     StoreError::Conflict { .. } => Some(ErrorKind::Conflict),
-                    StoreError::Busy { .. } => Some(ErrorKind::Transient),
+                    StoreError::Busy { .. } | StoreError::Unavailable { .. } => {
+                        Some(ErrorKind::Transient)
+                    }
                     _ => Some(ErrorKind::NeedsOperator),
                 };
             }

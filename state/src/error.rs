@@ -53,6 +53,23 @@ pub enum StoreError {
         /// The decoder's error.
         detail: String,
     },
+    /// The store's database cannot be reached now (the connection was lost, the server is
+    /// restarting or overloaded): the next run retries.
+    #[error("the store's database {location} is unavailable: {detail}")]
+    Unavailable {
+        /// The database, as its URL without a password.
+        location: String,
+        /// What the client or the server said.
+        detail: String,
+    },
+    /// The store's database refused a request (a permission, a constraint, bad settings).
+    #[error("the store's database {location}: {detail}")]
+    Database {
+        /// The database, as its URL without a password.
+        location: String,
+        /// What the server said.
+        detail: String,
+    },
     /// A record changed since it was read: another writer took a step first.
     #[error("key {domain}/{selector} changed under us (another rotor run?); nothing was written")]
     Conflict {

@@ -13,6 +13,7 @@ use rotor_common::crashpoint;
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::model::{BootClock, DkimDay, Event, KeyRecord, PassRecord, SeenReport};
+use crate::postgres::{Postgres, PostgresSettings};
 use crate::sled::{Sled, backup};
 
 /// How many domains one transaction of [`Store::commit`] writes at most.
@@ -42,6 +43,12 @@ impl Store {
     /// [`crate::Snapshot`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Ok(Self::new(Box::new(Sled::open(dir)?)))
+    }
+
+    /// Connects to the PostgreSQL store `settings` name, bringing its schema to this rotor's
+    /// version (a schema of a newer rotor is refused, untouched).
+    pub fn connect(settings: &PostgresSettings) -> Result<Self, StoreError> {
+        Ok(Self::new(Box::new(Postgres::open(settings)?)))
     }
 
     /// [`Store::open`], waiting up to `timeout` while another process has the store open

@@ -13,6 +13,7 @@ pub mod http;
 pub mod knot;
 pub mod opendkim;
 pub mod pdns;
+pub mod postgres;
 pub mod provider;
 pub mod route53;
 pub mod rspamd;

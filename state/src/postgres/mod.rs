@@ -1,0 +1,662 @@
+//! The PostgreSQL backend: the store shared by the rotors of several hosts.
+//!
+//! Records are JSON (`jsonb`) in tables named for what they hold (`schema.rs`). A commit is one
+//! transaction: each key it changes is read `FOR UPDATE` and compared, decoded, with what the
+//! caller read (a new key is inserted only if absent), so of two instances taking the same step
+//! one commits and the other gets [`StoreError::Conflict`], as with sled. PostgreSQL's default
+//! `synchronous_commit` makes a commit durable when it returns.
+//!
+//! The `postgres` client runs its own runtime, which cannot start on a thread of rotor's: the
+//! connection lives on a thread of its own, and every call is sent to it and waited for (the
+//! caller blocks as it does on sled's flush).
+
+mod schema;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use ::postgres::{Client, Config, NoTls};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::Backend;
+use crate::error::StoreError;
+use crate::model::{BootClock, DkimDay, Event, KeyRecord, PassRecord, SeenReport};
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a shared store is and who uses it.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    /// The database, as a connection URL without a password
+    /// (`postgres://rotor@db.example:5432/rotor`).
+    pub url: String,
+    /// The password, if the server asks for one (read from a file or the environment, never
+    /// from the config).
+    pub password: Option<String>,
+    /// This instance's name, unique among those sharing the store (its host's, by default).
+    pub instance: String,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "(hidden)"))
+            .field("instance", &self.instance)
+            .finish()
+    }
+}
+
+/// A call for the connection's thread.
+type Call = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// What a call can fail with, before it is named with the store's location.
+enum Failure {
+    Db(::postgres::Error),
+    Conflict { domain: String, selector: String },
+    Corrupt { key: String, detail: String },
+    Newer(i32),
+}
+
+impl From<::postgres::Error> for Failure {
+    fn from(err: ::postgres::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
+type Done<T> = Result<T, Failure>;
+
+/// The store in a PostgreSQL database.
+pub(crate) struct Postgres {
+    /// The database, for errors: the URL without a password.
+    location: String,
+    instance: String,
+    calls: Option<mpsc::Sender<Call>>,
+    worker: Option<thread::JoinHandle<()>>,
+    clean: bool,
+}
+
+impl Postgres {
+    /// Connects, brings the schema to this rotor's version, and notes this instance as a
+    /// writer that has the store open.
+    pub(crate) fn open(settings: &PostgresSettings) -> Result<Self, StoreError> {
+        let mut config: Config = settings.url.parse().map_err(|err| StoreError::Open {
+            path: PathBuf::from(redacted(&settings.url)),
+            detail: format!("not a PostgreSQL connection URL: {err}"),
+        })?;
+        if config.get_password().is_some() {
+            return Err(StoreError::Open {
+                path: PathBuf::from(redacted(&settings.url)),
+                detail: "the URL holds a password: give it in a file or the environment instead"
+                    .into(),
+            });
+        }
+        if let Some(password) = &settings.password {
+            config.password(password);
+        }
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .application_name("rotor")
+            .keepalives(true);
+        let location = describe(&config);
+        let (calls, incoming) = mpsc::channel::<Call>();
+        let (ready, connected) = mpsc::channel();
+        let worker = thread::Builder::new()
+            .name("rotor-postgres".into())
+            .spawn(move || {
+                let mut client = match config.connect(NoTls) {
+                    Ok(client) => client,
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                for call in incoming {
+                    call(&mut client);
+                }
+            })
+            .map_err(|err| StoreError::Open {
+                path: PathBuf::from(&location),
+                detail: format!("cannot start the connection's thread: {err}"),
+            })?;
+        let mut store = Self {
+            location,
+            instance: settings.instance.clone(),
+            calls: Some(calls),
+            worker: Some(worker),
+            clean: false,
+        };
+        match connected.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(store.failure(Failure::Db(err))),
+            Err(_) => return Err(store.gone()),
+        }
+        store.call(migrate)?;
+        let instance = store.instance.clone();
+        let boot = crate::snapshot::boot_id();
+        store.clean = store.call(move |client| opened(client, &instance, boot.as_deref()))?;
+        Ok(store)
+    }
+
+    /// Runs `work` on the connection's thread and waits for it.
+    fn call<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Done<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let call: Call = Box::new(move |client| {
+            let _ = reply.send(work(client));
+        });
+        let sent = self
+            .calls
+            .as_ref()
+            .is_some_and(|calls| calls.send(call).is_ok());
+        if !sent {
+            return Err(self.gone());
+        }
+        match answer.recv() {
+            Ok(done) => done.map_err(|failure| self.failure(failure)),
+            Err(_) => Err(self.gone()),
+        }
+    }
+
+    fn gone(&self) -> StoreError {
+        StoreError::Unavailable {
+            location: self.location.clone(),
+            detail: "the connection was lost".into(),
+        }
+    }
+
+    fn failure(&self, failure: Failure) -> StoreError {
+        let location = self.location.clone();
+        match failure {
+            Failure::Conflict { domain, selector } => StoreError::Conflict { domain, selector },
+            Failure::Corrupt { key, detail } => StoreError::Corrupt {
+                path: PathBuf::from(location),
+                key,
+                detail,
+            },
+            Failure::Newer(version) => StoreError::Open {
+                path: PathBuf::from(location),
+                detail: format!(
+                    "its schema (version {version}) was written by a newer rotor (this one knows up to {}): nothing was changed; run that rotor, or a newer one",
+                    schema::latest()
+                ),
+            },
+            Failure::Db(err) if unavailable(&err) => StoreError::Unavailable {
+                location,
+                detail: describe_error(&err),
+            },
+            Failure::Db(err) => StoreError::Database {
+                location,
+                detail: describe_error(&err),
+            },
+        }
+    }
+
+    /// Reads the JSON records `sql` selects (as text, first column) with `params`.
+    fn records<T: DeserializeOwned + Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<String>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.call(move |client| {
+            let params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p as &(dyn ::postgres::types::ToSql + Sync))
+                .collect();
+            client
+                .query(sql, &params)?
+                .iter()
+                .map(|row| decode(sql, row.get(0)))
+                .collect()
+        })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // The thread ends when its queue closes, and the connection with it.
+        self.calls.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Brings the schema to this rotor's version, under the migration lock.
+fn migrate(client: &mut Client) -> Done<()> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&schema::MIGRATION_LOCK],
+    )?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS rotor_schema (
+            version integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )?;
+    let current: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM rotor_schema", &[])?
+        .get(0);
+    if current > schema::latest() {
+        return Err(Failure::Newer(current));
+    }
+    for (version, sql) in schema::MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql)?;
+        tx.execute("INSERT INTO rotor_schema (version) VALUES ($1)", &[version])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Notes `instance` as having the store open; returns whether it had closed it cleanly during
+/// this boot (`boot`) the time before.
+fn opened(client: &mut Client, instance: &str, boot: Option<&str>) -> Done<bool> {
+    let mut tx = client.transaction()?;
+    let before = tx.query_opt(
+        "SELECT boot_id, clean FROM writers WHERE instance = $1 FOR UPDATE",
+        &[&instance],
+    )?;
+    let clean = before.is_some_and(|row| {
+        let last_boot: Option<String> = row.get(0);
+        let clean: bool = row.get(1);
+        clean && boot.is_some() && last_boot.as_deref() == boot
+    });
+    tx.execute(
+        "INSERT INTO writers (instance, boot_id, clean) VALUES ($1, $2, false)
+         ON CONFLICT (instance) DO UPDATE SET boot_id = EXCLUDED.boot_id, clean = false",
+        &[&instance, &boot],
+    )?;
+    tx.commit()?;
+    Ok(clean)
+}
+
+/// A stored JSON record, decoded; damage is named with `what` it was read by.
+fn decode<T: DeserializeOwned>(what: &str, text: &str) -> Done<T> {
+    serde_json::from_str(text).map_err(|err| Failure::Corrupt {
+        key: what
+            .split_whitespace()
+            .take(6)
+            .collect::<Vec<_>>()
+            .join(" "),
+        detail: err.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| StoreError::Database {
+        location: String::new(),
+        detail: format!("cannot encode a record: {err}"),
+    })
+}
+
+/// A time for a `bigint` column: times past its range (292 billion years: only the engine's
+/// "never") are kept as its end.
+fn db_time(at: u64) -> i64 {
+    i64::try_from(at).unwrap_or(i64::MAX)
+}
+
+/// Whether `err` says the database cannot be reached now, rather than that it refused.
+fn unavailable(err: &::postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        // Connection exceptions, insufficient resources, an operator's shutdown or restart,
+        // serialization failures and deadlocks: retried by the next run.
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "40001"
+                || code == "40P01"
+        }
+        // No answer from the server at all (the connection broke, or could not be made).
+        None => true,
+    }
+}
+
+/// The error as the server or the client put it.
+fn describe_error(err: &::postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => err.to_string(),
+    }
+}
+
+/// `postgres://user@host:port/dbname`, without the password.
+fn describe(config: &Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|host| match host {
+            ::postgres::config::Host::Tcp(name) => name.clone(),
+            ::postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        config.get_user().unwrap_or_default(),
+        config.get_dbname().unwrap_or_default()
+    )
+}
+
+/// `url` with whatever stands between `://` and `@` after a `:` (a password) hidden.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(a connection URL)".into();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl Backend for Postgres {
+    fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.records(
+            "SELECT record::text FROM keys ORDER BY domain, selector",
+            vec![],
+        )
+    }
+
+    fn domain_keys(&self, domain: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        self.records(
+            "SELECT record::text FROM keys WHERE domain = $1 ORDER BY selector",
+            vec![domain.to_string()],
+        )
+    }
+
+    fn history(&self, domain: &str) -> Result<Vec<Event>, StoreError> {
+        self.records(
+            "SELECT record::text FROM events WHERE domain = $1 ORDER BY at, id",
+            vec![domain.to_string()],
+        )
+    }
+
+    fn last_pass(&self) -> Result<Option<PassRecord>, StoreError> {
+        let found: Vec<Option<PassRecord>> = self.records(
+            "SELECT value::text FROM meta WHERE name = 'last_pass'",
+            vec![],
+        )?;
+        Ok(found.into_iter().next().flatten())
+    }
+
+    fn record_pass(
+        &self,
+        at: u64,
+        boot: Option<BootClock>,
+        success: bool,
+    ) -> Result<PassRecord, StoreError> {
+        self.call(move |client| {
+            let mut tx = client.transaction()?;
+            let row = tx.query_one(
+                "SELECT value::text FROM meta WHERE name = 'last_pass' FOR UPDATE",
+                &[],
+            )?;
+            let before: Option<PassRecord> = decode("meta last_pass", row.get(0))?;
+            let record = PassRecord {
+                at,
+                success,
+                last_success: if success {
+                    Some(at)
+                } else {
+                    before.and_then(|pass| pass.last_success)
+                },
+                boot,
+            };
+            let text = serde_json::to_string(&record).map_err(|err| Failure::Corrupt {
+                key: "meta last_pass".into(),
+                detail: err.to_string(),
+            })?;
+            tx.execute(
+                "UPDATE meta SET value = $1::text::jsonb WHERE name = 'last_pass'",
+                &[&text],
+            )?;
+            tx.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn transact(
+        &self,
+        changes: &[(Option<&KeyRecord>, &KeyRecord)],
+        events: &[Event],
+        domains: &[&str],
+    ) -> Result<(), StoreError> {
+        let writes: Vec<(Option<KeyRecord>, String, String, String)> = changes
+            .iter()
+            .map(|(before, after)| {
+                Ok((
+                    before.cloned(),
+                    after.domain.clone(),
+                    after.selector.clone(),
+                    encode(after)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let events: Vec<(String, i64, String)> = events
+            .iter()
+            .map(|event| Ok((event.domain.clone(), db_time(event.at), encode(event)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+        self.call(move |client| {
+            let mut tx = client.transaction()?;
+            for (before, domain, selector, after) in &writes {
+                let written = match before {
+                    // A new key: only if there is none yet (a racing insert waits for the
+                    // other transaction, then finds the row and writes nothing).
+                    None => tx.execute(
+                        "INSERT INTO keys (domain, selector, record) VALUES ($1, $2, $3::text::jsonb)
+                         ON CONFLICT (domain, selector) DO NOTHING",
+                        &[domain, selector, after],
+                    )?,
+                    Some(before) => {
+                        let current = tx.query_opt(
+                            "SELECT record::text FROM keys WHERE domain = $1 AND selector = $2 FOR UPDATE",
+                            &[domain, selector],
+                        )?;
+                        let current: Option<KeyRecord> = current
+                            .map(|row| decode(&format!("keys {domain} {selector}"), row.get(0)))
+                            .transpose()?;
+                        if current.as_ref() != Some(before) {
+                            0
+                        } else {
+                            tx.execute(
+                                "UPDATE keys SET record = $3::text::jsonb WHERE domain = $1 AND selector = $2",
+                                &[domain, selector, after],
+                            )?
+                        }
+                    }
+                };
+                if written != 1 {
+                    // Dropping the transaction rolls it back.
+                    return Err(Failure::Conflict {
+                        domain: domain.clone(),
+                        selector: selector.clone(),
+                    });
+                }
+            }
+            for (domain, at, record) in &events {
+                tx.execute(
+                    "INSERT INTO events (domain, at, record) VALUES ($1, $2, $3::text::jsonb)",
+                    &[domain, at, record],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO due (domain, at) SELECT unnest($1::text[]), 0
+                 ON CONFLICT (domain) DO UPDATE SET at = 0",
+                &[&domains],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn due(&self, fingerprint: &str, now: u64) -> Result<Option<BTreeSet<String>>, StoreError> {
+        let fingerprint = fingerprint.to_string();
+        let now = db_time(now);
+        self.call(move |client| {
+            let mut tx = client.build_transaction().read_only(true).start()?;
+            let written: Option<String> = tx
+                .query_one(
+                    "SELECT value #>> '{}' FROM meta WHERE name = 'due_fingerprint'",
+                    &[],
+                )?
+                .get(0);
+            if written.as_deref() != Some(fingerprint.as_str()) {
+                return Ok(None);
+            }
+            let due = tx
+                // A time past bigint's range is kept as its end, which stands for never.
+                .query(
+                    "SELECT domain FROM due WHERE at <= $1 AND at < $2",
+                    &[&now, &i64::MAX],
+                )?
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect();
+            tx.commit()?;
+            Ok(Some(due))
+        })
+    }
+
+    fn set_due(
+        &self,
+        fingerprint: &str,
+        due: &[(&str, u64)],
+        every: bool,
+    ) -> Result<(), StoreError> {
+        let fingerprint = serde_json::Value::String(fingerprint.to_string()).to_string();
+        let domains: Vec<String> = due.iter().map(|(domain, _)| domain.to_string()).collect();
+        let times: Vec<i64> = due.iter().map(|(_, at)| db_time(*at)).collect();
+        self.call(move |client| {
+            let mut tx = client.transaction()?;
+            if every {
+                tx.execute("DELETE FROM due WHERE NOT (domain = ANY($1))", &[&domains])?;
+            }
+            tx.execute(
+                "INSERT INTO due (domain, at) SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT (domain) DO UPDATE SET at = EXCLUDED.at",
+                &[&domains, &times],
+            )?;
+            tx.execute(
+                "UPDATE meta SET value = $1::text::jsonb WHERE name = 'due_fingerprint'",
+                &[&fingerprint],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn record_report(&self, report: &SeenReport, days: &[DkimDay]) -> Result<bool, StoreError> {
+        let seen = (
+            report.org.clone(),
+            report.report_id.clone(),
+            encode(report)?,
+        );
+        let days = days.to_vec();
+        self.call(move |client| {
+            let mut tx = client.transaction()?;
+            let (org, id, record) = &seen;
+            let new = tx.execute(
+                "INSERT INTO reports (org, report_id, record) VALUES ($1, $2, $3::text::jsonb)
+                 ON CONFLICT (org, report_id) DO NOTHING",
+                &[org, id, record],
+            )?;
+            if new == 0 {
+                return Ok(false);
+            }
+            let mut domains = BTreeSet::new();
+            for day in &days {
+                domains.insert(day.domain.clone());
+                let zero = DkimDay {
+                    pass: 0,
+                    fail: 0,
+                    other: 0,
+                    orgs: Default::default(),
+                    ..day.clone()
+                };
+                let key = (day.domain.as_str(), day.selector.as_str(), db_time(day.day));
+                let zero = serde_json::to_string(&zero).map_err(|err| Failure::Corrupt {
+                    key: "dkim_days".into(),
+                    detail: err.to_string(),
+                })?;
+                // The row first, so that two reports of one day add up instead of racing.
+                tx.execute(
+                    "INSERT INTO dkim_days (domain, selector, day, record) VALUES ($1, $2, $3, $4::text::jsonb)
+                     ON CONFLICT DO NOTHING",
+                    &[&key.0, &key.1, &key.2, &zero],
+                )?;
+                let row = tx.query_one(
+                    "SELECT record::text FROM dkim_days WHERE domain = $1 AND selector = $2 AND day = $3 FOR UPDATE",
+                    &[&key.0, &key.1, &key.2],
+                )?;
+                let mut total: DkimDay =
+                    decode(&format!("dkim_days {} {} {}", key.0, key.1, key.2), row.get(0))?;
+                total.pass += day.pass;
+                total.fail += day.fail;
+                total.other += day.other;
+                total.orgs.extend(day.orgs.iter().cloned());
+                let total = serde_json::to_string(&total).map_err(|err| Failure::Corrupt {
+                    key: "dkim_days".into(),
+                    detail: err.to_string(),
+                })?;
+                tx.execute(
+                    "UPDATE dkim_days SET record = $4::text::jsonb WHERE domain = $1 AND selector = $2 AND day = $3",
+                    &[&key.0, &key.1, &key.2, &total],
+                )?;
+            }
+            let domains: Vec<String> = domains.into_iter().collect();
+            tx.execute(
+                "INSERT INTO due (domain, at) SELECT unnest($1::text[]), 0
+                 ON CONFLICT (domain) DO UPDATE SET at = 0",
+                &[&domains],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn dkim_days(&self, domain: &str) -> Result<Vec<DkimDay>, StoreError> {
+        self.records(
+            "SELECT record::text FROM dkim_days WHERE domain = $1 ORDER BY selector, day",
+            vec![domain.to_string()],
+        )
+    }
+
+    fn seen_reports(&self) -> Result<Vec<SeenReport>, StoreError> {
+        self.records(
+            "SELECT record::text FROM reports ORDER BY org, report_id",
+            vec![],
+        )
+    }
+
+    fn closed_cleanly(&self) -> bool {
+        self.clean
+    }
+
+    fn close(self: Box<Self>) -> Result<(), StoreError> {
+        let instance = self.instance.clone();
+        self.call(move |client| {
+            client.execute(
+                "UPDATE writers SET clean = true WHERE instance = $1",
+                &[&instance],
+            )?;
+            Ok(())
+        })
+    }
+}
