@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::error::StoreError;
 use crate::model::{BootClock, DkimDay, Event, KeyRecord, PassRecord, SeenReport};
+use crate::snapshot::Snapshot;
 
 /// A store backend: sled in one directory, or a shared database.
 pub(crate) trait Backend: Send + Sync {
@@ -50,6 +51,10 @@ pub(crate) trait Backend: Send + Sync {
     fn dkim_days(&self, domain: &str) -> Result<Vec<DkimDay>, StoreError>;
     /// Every report counted.
     fn seen_reports(&self) -> Result<Vec<SeenReport>, StoreError>;
+    /// What readers see: the keys, the evidence and the last pass, as of one commit; of
+    /// `domains` only when given (a domain without records is left out), the history only
+    /// with `history`.
+    fn read(&self, domains: Option<&[&str]>, history: bool) -> Result<Snapshot, StoreError>;
     /// Whether the last writer on this host closed the store cleanly during this boot.
     fn closed_cleanly(&self) -> bool;
     /// Flushes and closes the store.

@@ -21,4 +21,4 @@ pub use model::{
 };
 pub use postgres::PostgresSettings;
 pub use snapshot::{Snapshot, boot_id};
-pub use store::{DOMAINS_PER_COMMIT, Store};
+pub use store::{DOMAINS_PER_COMMIT, Location, Store};

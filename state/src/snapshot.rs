@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::model::{DkimDay, Event, KeyRecord, PassRecord};
 use crate::sled::Sled;
@@ -460,17 +461,8 @@ impl Snapshot {
             }
         };
         let snapshot = match part {
-            Part::All { history } => store.snapshot(history)?,
-            Part::Domains { domains, history } => {
-                let mut found = BTreeMap::new();
-                for &domain in domains {
-                    let part = store.domain_snapshot(domain, history)?;
-                    if !part.keys.is_empty() || !part.dkim.is_empty() || !part.history.is_empty() {
-                        found.insert(part.domain.clone(), part);
-                    }
-                }
-                Self::new(found.into_values().collect(), store.last_pass()?)
-            }
+            Part::All { history } => store.read(None, history)?,
+            Part::Domains { domains, history } => store.read(Some(domains), history)?,
         };
         store.close()?;
         Ok(snapshot)

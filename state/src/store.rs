@@ -15,9 +15,69 @@ use crate::error::StoreError;
 use crate::model::{BootClock, DkimDay, Event, KeyRecord, PassRecord, SeenReport};
 use crate::postgres::{Postgres, PostgresSettings};
 use crate::sled::{Sled, backup};
+use crate::snapshot::Snapshot;
 
 /// How many domains one transaction of [`Store::commit`] writes at most.
 pub const DOMAINS_PER_COMMIT: usize = 256;
+
+/// Where the store is, as the config names it.
+#[derive(Clone, Debug)]
+pub enum Location {
+    /// sled, in this directory (the default: `state_dir/store`).
+    Sled(PathBuf),
+    /// A PostgreSQL database, shared by the rotors of several hosts.
+    Postgres(PostgresSettings),
+}
+
+impl Location {
+    /// Opens the store for a pass: sled waiting up to `timeout` while another process has it
+    /// open (`on_wait` called once, when the wait starts).
+    pub fn open_waiting(
+        &self,
+        timeout: Duration,
+        on_wait: impl FnMut(),
+    ) -> Result<Store, StoreError> {
+        match self {
+            Self::Sled(dir) => Store::open_waiting(dir, timeout, on_wait),
+            Self::Postgres(settings) => Store::connect(settings),
+        }
+    }
+
+    /// What readers see (see [`Store::read`]), never stopping a pass: of a sled store held by
+    /// one, what it published (waiting up to `timeout` for a first publication). `None`: no
+    /// store yet (a sled directory that does not exist; nothing is created).
+    pub fn read(
+        &self,
+        domains: Option<&[&str]>,
+        history: bool,
+        timeout: Duration,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        match self {
+            Self::Sled(dir) if !dir.exists() => Ok(None),
+            Self::Sled(dir) => match domains {
+                Some(domains) => Snapshot::read_domains(dir, timeout, domains, history),
+                None if history => Snapshot::read(dir, timeout),
+                None => Snapshot::read_present(dir, timeout),
+            }
+            .map(Some),
+            Self::Postgres(settings) => {
+                let store = Store::new(Box::new(Postgres::open(settings, false)?));
+                let snapshot = store.read(domains, history)?;
+                store.close()?;
+                Ok(Some(snapshot))
+            }
+        }
+    }
+
+    /// Where a sled store's backup is kept (`None`: the database's own backups, the
+    /// operator's).
+    pub fn backup_path(&self) -> Option<PathBuf> {
+        match self {
+            Self::Sled(dir) => Some(Store::backup_path(dir)),
+            Self::Postgres(_) => None,
+        }
+    }
+}
 
 /// The store: key records, their history, the index of due domains and DMARC evidence.
 pub struct Store {
@@ -48,7 +108,14 @@ impl Store {
     /// Connects to the PostgreSQL store `settings` name, bringing its schema to this rotor's
     /// version (a schema of a newer rotor is refused, untouched).
     pub fn connect(settings: &PostgresSettings) -> Result<Self, StoreError> {
-        Ok(Self::new(Box::new(Postgres::open(settings)?)))
+        Ok(Self::new(Box::new(Postgres::open(settings, true)?)))
+    }
+
+    /// What readers see of the store: the keys, the evidence and the last pass, as of one
+    /// commit; of `domains` only when given (a domain without records is left out), the
+    /// history only with `history`.
+    pub fn read(&self, domains: Option<&[&str]>, history: bool) -> Result<Snapshot, StoreError> {
+        self.backend.read(domains, history)
     }
 
     /// [`Store::open`], waiting up to `timeout` while another process has the store open

@@ -4,17 +4,19 @@
 mod records;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use records::key;
 use rotor_state::{
-    DOMAINS_PER_COMMIT, DkimDay, Event, KeyRecord, Phase, PostgresSettings, SeenReport, Store,
-    StoreError,
+    DOMAINS_PER_COMMIT, DkimDay, Event, KeyRecord, Location, Phase, PostgresSettings, SeenReport,
+    Store, StoreError,
 };
 use rotor_testkit::postgres::{PASSWORD, Postgres};
 
 /// Where a test's store is: it can be opened, closed and opened again.
 trait Backing {
     fn open(&self) -> Store;
+    fn location(&self) -> Location;
 }
 
 struct Sled {
@@ -25,6 +27,9 @@ struct Sled {
 impl Backing for Sled {
     fn open(&self) -> Store {
         Store::open(&self.dir).expect("the sled store opens")
+    }
+    fn location(&self) -> Location {
+        Location::Sled(self.dir.clone())
     }
 }
 
@@ -52,6 +57,9 @@ impl Pg {
 impl Backing for Pg {
     fn open(&self) -> Store {
         Store::connect(&self.settings()).expect("the PostgreSQL store opens")
+    }
+    fn location(&self) -> Location {
+        Location::Postgres(self.settings())
     }
 }
 
@@ -326,6 +334,8 @@ fn a_commit_larger_than_one_transaction_lands_whole_or_stops_between_domains(
 
 fn a_store_closed_cleanly_says_so_and_one_left_open_does_not(backing: &dyn Backing) {
     backing.open().close().unwrap();
+    // A reader in between changes nothing of it.
+    backing.location().read(None, true, Duration::ZERO).unwrap();
     let store = backing.open();
     assert!(store.closed_cleanly(), "closed cleanly the time before");
     // A run that dies: its store is never closed.
@@ -333,6 +343,76 @@ fn a_store_closed_cleanly_says_so_and_one_left_open_does_not(backing: &dyn Backi
     let store = backing.open();
     assert!(!store.closed_cleanly(), "left open the time before");
     store.close().unwrap();
+}
+
+fn readers_see_the_store_as_committed_while_a_pass_holds_it_and_after(backing: &dyn Backing) {
+    let location = backing.location();
+    assert!(
+        location
+            .read(None, false, Duration::ZERO)
+            .unwrap()
+            .is_none_or(|s| s.keys().is_empty()),
+        "nothing yet"
+    );
+    let (a, b) = (key("example.com", "a"), key("example.org", "b"));
+    let store = backing.open();
+    store
+        .commit(
+            &[(None, &a), (None, &b)],
+            &[event("example.com", "a", Phase::Generated, 10)],
+        )
+        .unwrap();
+    store.record_pass(30, None, true).unwrap();
+    let day = DkimDay {
+        domain: "example.org".into(),
+        selector: "b".into(),
+        day: 19_000,
+        pass: 3,
+        fail: 0,
+        other: 0,
+        orgs: BTreeSet::from(["google.com".to_string()]),
+    };
+    let report = SeenReport {
+        org: "google.com".into(),
+        report_id: "r".into(),
+        at: 10,
+        source: "imap".into(),
+    };
+    store
+        .record_report(&report, std::slice::from_ref(&day))
+        .unwrap();
+    let check = |whose: &str| {
+        let all = location
+            .read(None, false, Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
+        assert_eq!(all.keys(), [a.clone(), b.clone()], "{whose}");
+        assert_eq!(
+            all.history("example.com"),
+            [],
+            "{whose}: without the history"
+        );
+        assert_eq!(all.dkim_days("example.org"), [day.clone()], "{whose}");
+        assert_eq!(all.last_pass().map(|p| p.at), Some(30), "{whose}");
+        let one = location
+            .read(
+                Some(&["example.com", "nothing.example"]),
+                true,
+                Duration::from_secs(5),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(one.keys(), [a.clone()], "{whose}: that domain alone");
+        assert_eq!(
+            one.history("example.com"),
+            [event("example.com", "a", Phase::Generated, 10)],
+            "{whose}: with the history"
+        );
+        assert_eq!(one.dkim_days("example.org"), [], "{whose}");
+    };
+    check("while the pass holds the store");
+    store.close().unwrap();
+    check("after the pass");
 }
 
 macro_rules! suite {
@@ -373,6 +453,12 @@ macro_rules! suite {
             #[test]
             fn a_commit_larger_than_one_transaction_lands_whole_or_stops_between_domains() {
                 super::a_commit_larger_than_one_transaction_lands_whole_or_stops_between_domains(
+                    &*super::$backend(),
+                );
+            }
+            #[test]
+            fn readers_see_the_store_as_committed_while_a_pass_holds_it_and_after() {
+                super::readers_see_the_store_as_committed_while_a_pass_holds_it_and_after(
                     &*super::$backend(),
                 );
             }

@@ -12,7 +12,7 @@
 
 mod schema;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::model::{BootClock, DkimDay, Event, KeyRecord, PassRecord, SeenReport};
+use crate::snapshot::{DomainSnapshot, Snapshot};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,12 +80,14 @@ pub(crate) struct Postgres {
     calls: Option<mpsc::Sender<Call>>,
     worker: Option<thread::JoinHandle<()>>,
     clean: bool,
+    /// Opened for a pass: closing notes it closed cleanly.
+    writer: bool,
 }
 
 impl Postgres {
-    /// Connects, brings the schema to this rotor's version, and notes this instance as a
-    /// writer that has the store open.
-    pub(crate) fn open(settings: &PostgresSettings) -> Result<Self, StoreError> {
+    /// Connects and brings the schema to this rotor's version; a `writer` (a pass, not a
+    /// reader) is noted as having the store open until it closes it.
+    pub(crate) fn open(settings: &PostgresSettings, writer: bool) -> Result<Self, StoreError> {
         let mut config: Config = settings.url.parse().map_err(|err| StoreError::Open {
             path: PathBuf::from(redacted(&settings.url)),
             detail: format!("not a PostgreSQL connection URL: {err}"),
@@ -131,6 +134,7 @@ impl Postgres {
             calls: Some(calls),
             worker: Some(worker),
             clean: false,
+            writer: false,
         };
         match connected.recv() {
             Ok(Ok(())) => {}
@@ -138,9 +142,12 @@ impl Postgres {
             Err(_) => return Err(store.gone()),
         }
         store.call(migrate)?;
-        let instance = store.instance.clone();
-        let boot = crate::snapshot::boot_id();
-        store.clean = store.call(move |client| opened(client, &instance, boot.as_deref()))?;
+        if writer {
+            let instance = store.instance.clone();
+            let boot = crate::snapshot::boot_id();
+            store.clean = store.call(move |client| opened(client, &instance, boot.as_deref()))?;
+            store.writer = true;
+        }
         Ok(store)
     }
 
@@ -277,6 +284,16 @@ fn opened(client: &mut Client, instance: &str, boot: Option<&str>) -> Done<bool>
     )?;
     tx.commit()?;
     Ok(clean)
+}
+
+/// `domain`'s part of a snapshot being read.
+fn part(found: &mut BTreeMap<String, DomainSnapshot>, domain: String) -> &mut DomainSnapshot {
+    found
+        .entry(domain.clone())
+        .or_insert_with(|| DomainSnapshot {
+            domain,
+            ..DomainSnapshot::default()
+        })
 }
 
 /// A stored JSON record, decoded; damage is named with `what` it was read by.
@@ -645,11 +662,66 @@ impl Backend for Postgres {
         )
     }
 
+    fn read(&self, domains: Option<&[&str]>, history: bool) -> Result<Snapshot, StoreError> {
+        let only: Option<Vec<String>> =
+            domains.map(|domains| domains.iter().map(|d| d.to_string()).collect());
+        self.call(move |client| {
+            // One snapshot of the database for every query: the store as of one commit.
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let mut found: BTreeMap<String, DomainSnapshot> = BTreeMap::new();
+            let filter = |sql: &'static str, filtered: &'static str| match only {
+                Some(_) => filtered,
+                None => sql,
+            };
+            let rows = |tx: &mut ::postgres::Transaction<'_>, sql: &str| match &only {
+                Some(only) => tx.query(sql, &[only]),
+                None => tx.query(sql, &[]),
+            };
+            let keys = filter(
+                "SELECT domain, record::text FROM keys ORDER BY domain, selector",
+                "SELECT domain, record::text FROM keys WHERE domain = ANY($1) ORDER BY domain, selector",
+            );
+            for row in rows(&mut tx, keys)? {
+                let key = decode("keys", row.get(1))?;
+                part(&mut found, row.get(0)).keys.push(key);
+            }
+            if history {
+                let events = filter(
+                    "SELECT domain, record::text FROM events ORDER BY domain, at, id",
+                    "SELECT domain, record::text FROM events WHERE domain = ANY($1) ORDER BY domain, at, id",
+                );
+                for row in rows(&mut tx, events)? {
+                    let event = decode("events", row.get(1))?;
+                    part(&mut found, row.get(0)).history.push(event);
+                }
+            }
+            let days = filter(
+                "SELECT domain, record::text FROM dkim_days ORDER BY domain, selector, day",
+                "SELECT domain, record::text FROM dkim_days WHERE domain = ANY($1) ORDER BY domain, selector, day",
+            );
+            for row in rows(&mut tx, days)? {
+                let day = decode("dkim_days", row.get(1))?;
+                part(&mut found, row.get(0)).dkim.push(day);
+            }
+            let pass = tx.query_one("SELECT value::text FROM meta WHERE name = 'last_pass'", &[])?;
+            let last_pass: Option<PassRecord> = decode("meta last_pass", pass.get(0))?;
+            tx.commit()?;
+            Ok(Snapshot::new(found.into_values().collect(), last_pass))
+        })
+    }
+
     fn closed_cleanly(&self) -> bool {
         self.clean
     }
 
     fn close(self: Box<Self>) -> Result<(), StoreError> {
+        if !self.writer {
+            return Ok(());
+        }
         let instance = self.instance.clone();
         self.call(move |client| {
             client.execute(

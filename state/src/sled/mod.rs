@@ -134,6 +134,22 @@ impl Backend for Sled {
     fn seen_reports(&self) -> Result<Vec<SeenReport>, StoreError> {
         Sled::seen_reports(self)
     }
+    fn read(&self, domains: Option<&[&str]>, history: bool) -> Result<Snapshot, StoreError> {
+        let Some(domains) = domains else {
+            return self.snapshot(history);
+        };
+        let mut found = std::collections::BTreeMap::new();
+        for &domain in domains {
+            let part = self.domain_snapshot(domain, history)?;
+            if !part.keys.is_empty() || !part.dkim.is_empty() || !part.history.is_empty() {
+                found.insert(part.domain.clone(), part);
+            }
+        }
+        Ok(Snapshot::new(
+            found.into_values().collect(),
+            self.last_pass()?,
+        ))
+    }
     fn closed_cleanly(&self) -> bool {
         Sled::closed_cleanly(self)
     }
