@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use rotor_common::ErrorKind;
 use rotor_providers::Zone;
 use rotor_providers::adapter::ProviderSettings;
-use rotor_state::{Compromise, Event, KeyRecord, Phase, Snapshot, Store, StoreError};
+use rotor_state::{Compromise, Event, KeyRecord, Location, Phase, Snapshot, Store, StoreError};
 
 use crate::cli::CatalogueFormat;
 use crate::config::{Authoritative, Config, DomainConfig};
@@ -92,38 +92,42 @@ pub fn lock_waiting(config: &Config, timeout: Duration) -> Result<Lock> {
     }
 }
 
-/// Where the store lives.
-pub fn store_dir(config: &Config) -> std::path::PathBuf {
-    config.state_dir.join("store")
+/// Where the store is: sled in `state_dir/store`, or the shared database `store:` names (its
+/// password read now).
+fn location(config: &Config) -> Result<Location> {
+    config
+        .store_location()
+        .map_err(|message| Exit::Usage(message).into())
 }
 
 /// Opens the store for a pass (the caller holds the lock). A reader (`status`, `history`,
-/// `plan`) may have it open for a moment: the pass waits for it rather than failing.
+/// `plan`) may have a sled store open for a moment: the pass waits for it rather than failing.
 pub fn open_store(config: &Config) -> Result<Store> {
-    let dir = store_dir(config);
-    Ok(Store::open_waiting(&dir, Duration::from_secs(30), || {
-        tracing::info!("waiting for a reader of {} to finish", dir.display());
+    let location = location(config)?;
+    Ok(location.open_waiting(Duration::from_secs(30), || {
+        tracing::info!("waiting for a reader of the store to finish");
     })?)
 }
 
 /// Reads the store, never stopping a pass: while one runs, what it last committed; without the
 /// history. No store yet reads as empty (and creates nothing).
 fn read_store<T: Default>(config: &Config, read: impl FnOnce(Snapshot) -> T) -> Result<T> {
-    read_snapshot(config, Snapshot::read_present, read)
+    read_snapshot(config, None, false, read)
 }
 
+/// What readers see of `domains` (all: `None`), the history only with `history`; see
+/// [`read_store`].
 fn read_snapshot<T: Default>(
     config: &Config,
-    snapshot: impl FnOnce(&Path, Duration) -> Result<Snapshot, StoreError>,
+    domains: Option<&[&str]>,
+    history: bool,
     read: impl FnOnce(Snapshot) -> T,
 ) -> Result<T> {
-    let dir = store_dir(config);
-    if !dir.exists() {
-        return Ok(T::default());
-    }
-    match snapshot(&dir, Duration::from_secs(5)) {
-        Ok(snapshot) => Ok(read(snapshot)),
-        Err(StoreError::Busy { .. }) => Err(Exit::Locked(dir.display().to_string()).into()),
+    let location = location(config)?;
+    match location.read(domains, history, Duration::from_secs(5)) {
+        Ok(Some(snapshot)) => Ok(read(snapshot)),
+        Ok(None) => Ok(T::default()),
+        Err(StoreError::Busy { path }) => Err(Exit::Locked(path.display().to_string()).into()),
         Err(err) => Err(err.into()),
     }
 }
@@ -272,8 +276,11 @@ pub async fn pass(
     // sound store); last, so that a failed backup skips neither the metrics nor the
     // notifications. A pass that changed nothing keeps the backup it has: copying a store of
     // 100,000 domains after every idle pass would cost more than the pass.
-    if changed || !Store::backup_path(&store_dir(config)).exists() {
-        back_up(config)?;
+    let location = location(config)?;
+    if let (Location::Sled(dir), Some(backup)) = (&location, location.backup_path())
+        && (changed || !backup.exists())
+    {
+        back_up(dir)?;
     }
     Ok(report)
 }
@@ -281,12 +288,11 @@ pub async fn pass(
 /// Copies the closed store to its backup. The store may be busy for a moment: sled's threads
 /// let go of it just after it is closed, and a reader may have it open; wait for either, and
 /// if it stays busy, keep the previous backup and say so rather than fail the pass.
-fn back_up(config: &Config) -> Result<()> {
-    let dir = store_dir(config);
+fn back_up(dir: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut delay = Duration::from_millis(5);
     loop {
-        match Store::back_up(&dir) {
+        match Store::back_up(dir) {
             Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(200));
@@ -325,14 +331,8 @@ pub fn status(
     let domains = selected(config, domain.as_slice())?;
     let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
     // One domain's status reads that domain's records, not the whole store.
-    let read = |dir: &Path, timeout| {
-        if whole {
-            Snapshot::read_present(dir, timeout)
-        } else {
-            Snapshot::read_domains(dir, timeout, &names, false)
-        }
-    };
-    let (keys, last_pass, evidence) = read_snapshot(config, read, |s| {
+    let only = (!whole).then_some(names.as_slice());
+    let (keys, last_pass, evidence) = read_snapshot(config, only, false, |s| {
         let (last_pass, evidence) = (s.last_pass(), evidence_of(&s));
         (s.into_keys(), last_pass, evidence)
     })?;
@@ -513,8 +513,9 @@ fn emit(text: &str) -> Result<()> {
 /// `rotor history`.
 pub fn history(config: &Config, domain: &str, json: bool) -> Result<Code> {
     let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
-    let read = |dir: &Path, timeout| Snapshot::read_domains(dir, timeout, &[&domain], true);
-    let events = read_snapshot(config, read, |snapshot| snapshot.history(&domain))?;
+    let events = read_snapshot(config, Some(&[&domain]), true, |snapshot| {
+        snapshot.history(&domain)
+    })?;
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&events)?))?;
         return Ok(0);
@@ -539,8 +540,7 @@ pub fn history(config: &Config, domain: &str, json: bool) -> Result<Code> {
 /// `rotor report`: what DMARC aggregate reports said of the domain's selectors.
 pub fn report(config: &Config, domain: &str, json: bool) -> Result<Code> {
     let domain = selected(config, &[domain.to_string()])?[0].name.to_string();
-    let read = |dir: &Path, timeout| Snapshot::read_domains(dir, timeout, &[&domain], false);
-    let (days, keys) = read_snapshot(config, read, |s| {
+    let (days, keys) = read_snapshot(config, Some(&[&domain]), false, |s| {
         (s.dkim_days(&domain), s.domain_keys(&domain))
     })?;
     let rows = crate::report::selectors(&days, &keys);

@@ -7,6 +7,7 @@ mod lines;
 mod locate;
 mod monitor;
 mod policy;
+mod store;
 mod values;
 mod window;
 
@@ -37,6 +38,8 @@ use locate::Step;
 use policy::{RawPolicy, RawPropagation, interval};
 use values::{Declared, KeyList, ProviderRef, SignerRef};
 
+pub use store::StoreSettings;
+
 /// A config error: the file, line, column and field, and what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}{location}: {message}")]
@@ -63,8 +66,10 @@ impl ConfigError {
 pub struct Config {
     /// Where it was read from.
     pub path: PathBuf,
-    /// The store and lock.
+    /// The lock, and the store unless `store` names another.
     pub state_dir: PathBuf,
+    /// A shared PostgreSQL store (`store:`); `None`: sled in `state_dir/store`.
+    pub store: Option<StoreSettings>,
     /// Rotor's own copy of every private key (0700).
     pub key_dir: PathBuf,
     /// DNS providers by name.
@@ -197,6 +202,7 @@ impl RawDomain {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state_dir: PathBuf,
+    store: Option<StoreSettings>,
     key_dir: PathBuf,
     #[serde(default)]
     defaults: RawPolicy,
@@ -305,6 +311,14 @@ impl Config {
         )?;
         checker.notify(&raw.notify)?;
         checker.passes(&raw.passes)?;
+        if let Some((field, message)) = raw.store.as_ref().and_then(StoreSettings::problem) {
+            let at = locate::locate(text, &[Step::Key("store"), Step::Key(field)]);
+            return Err(ConfigError::new(
+                path,
+                at,
+                format!("store.{field}: {message}"),
+            ));
+        }
         if let Some(message) = raw.defaults.selectors_error() {
             let at = locate::locate(text, &[Step::Key("defaults"), Step::Key("selectors")]);
             return Err(ConfigError::new(
@@ -450,6 +464,7 @@ impl Config {
         Ok(Self {
             path: path.to_owned(),
             state_dir: raw.state_dir,
+            store: raw.store,
             key_dir: raw.key_dir,
             providers: raw.providers,
             signers: raw.signers,
@@ -463,6 +478,14 @@ impl Config {
             passes: raw.passes,
             fingerprint: fingerprint(text, list.as_ref().map(|(_, list)| list.as_str())),
         })
+    }
+
+    /// Where the store is (a shared store's password read now).
+    pub fn store_location(&self) -> Result<rotor_state::Location, String> {
+        match &self.store {
+            Some(shared) => shared.location(),
+            None => Ok(rotor_state::Location::Sled(self.state_dir.join("store"))),
+        }
     }
 
     /// How long `rotor status` accepts without a pass before it warns, then goes critical

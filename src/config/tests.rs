@@ -251,3 +251,76 @@ fn a_bad_line_of_the_domains_file_is_named_with_its_file_line_and_field() {
         "{err}"
     );
 }
+
+#[test]
+fn a_shared_store_is_named_by_url_with_its_password_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("store-password");
+    std::fs::write(&secret, "s3cret-Pw\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let base = "state_dir: /s\nkey_dir: /k\nproviders:\n  p: {type: rfc2136, server: 127.0.0.1}\nsigners: {}\n";
+    let parse =
+        |store: &str| Config::parse(&format!("{base}{store}"), &dir.path().join("rotor.yaml"));
+    // Absent: sled under state_dir.
+    let config = parse("").unwrap();
+    assert!(
+        matches!(config.store_location(), Ok(rotor_state::Location::Sled(dir)) if dir == Path::new("/s/store"))
+    );
+    let good = format!(
+        "store:\n  url: postgres://rotor@db.example:5432/rotor\n  password_file: {}\n  instance: mx1\n",
+        secret.display()
+    );
+    let config = parse(&good).unwrap();
+    let Ok(rotor_state::Location::Postgres(settings)) = config.store_location() else {
+        panic!("a PostgreSQL store");
+    };
+    assert_eq!(settings.instance, "mx1");
+    assert_eq!(
+        settings.password.as_deref().map(String::as_str),
+        Some("s3cret-Pw")
+    );
+    assert!(
+        !format!("{config:?}{settings:?}").contains("s3cret"),
+        "never shown"
+    );
+    for (store, line, expected) in [
+        (
+            "store:\n  url: mysql://db/rotor\n",
+            7,
+            "store.url: mysql:// is no store",
+        ),
+        (
+            "store:\n  url: postgres://rotor:hunter2@db/rotor\n",
+            7,
+            "store.url: the URL holds a password",
+        ),
+        (
+            "store:\n  url: postgres://rotor@db/rotor\n  password_env: X\n  password_file: /nonexistent\n",
+            9,
+            "store.password_file: set password_file: or password_env:, not both",
+        ),
+        (
+            "store:\n  url: postgres://rotor@db/rotor\n  password_file: /nonexistent\n",
+            8,
+            "cannot read the store's password file /nonexistent",
+        ),
+        (
+            "store:\n  url: postgres://rotor@db/rotor\n  instance: 'mx 1'\n",
+            8,
+            "store.instance: \"mx 1\"",
+        ),
+        (
+            "store:\n  url: postgres://rotor@db/rotor\n  pasword_file: /x\n",
+            8,
+            "unknown field `pasword_file`",
+        ),
+    ] {
+        let err = parse(store).expect_err(store).to_string();
+        assert!(
+            err.contains(&format!("rotor.yaml:{line}:")),
+            "{store}: {err}"
+        );
+        assert!(err.contains(expected), "{store}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -48,7 +48,7 @@ impl Pg {
     fn settings(&self) -> PostgresSettings {
         PostgresSettings {
             url: self.server.url(),
-            password: Some(PASSWORD.into()),
+            password: Some(PASSWORD.to_string().into()),
             instance: "test-host".into(),
         }
     }
@@ -392,7 +392,11 @@ fn readers_see_the_store_as_committed_while_a_pass_holds_it_and_after(backing: &
             [],
             "{whose}: without the history"
         );
-        assert_eq!(all.dkim_days("example.org"), [day.clone()], "{whose}");
+        assert_eq!(
+            all.dkim_days("example.org"),
+            std::slice::from_ref(&day),
+            "{whose}"
+        );
         assert_eq!(all.last_pass().map(|p| p.at), Some(30), "{whose}");
         let one = location
             .read(
@@ -402,7 +406,11 @@ fn readers_see_the_store_as_committed_while_a_pass_holds_it_and_after(backing: &
             )
             .unwrap()
             .unwrap();
-        assert_eq!(one.keys(), [a.clone()], "{whose}: that domain alone");
+        assert_eq!(
+            one.keys(),
+            std::slice::from_ref(&a),
+            "{whose}: that domain alone"
+        );
         assert_eq!(
             one.history("example.com"),
             [event("example.com", "a", Phase::Generated, 10)],

@@ -13,7 +13,7 @@ use rotor_testkit::postgres::{PASSWORD, Postgres};
 fn settings(server: &Postgres, instance: &str) -> PostgresSettings {
     PostgresSettings {
         url: server.url(),
-        password: Some(PASSWORD.into()),
+        password: Some(PASSWORD.to_string().into()),
         instance: instance.into(),
     }
 }
@@ -137,7 +137,7 @@ fn a_schema_of_a_newer_rotor_is_refused_untouched() {
 fn wrong_or_misplaced_credentials_are_refused_without_showing_them() {
     let (server, _temp) = server();
     let wrong = PostgresSettings {
-        password: Some("not-the-password-Qx9".into()),
+        password: Some("not-the-password-Qx9".to_string().into()),
         ..settings(&server, "mx1")
     };
     let err = Store::connect(&wrong).err().expect("refused").to_string();

@@ -130,6 +130,16 @@ impl Postgres {
         self.run();
     }
 
+    /// Stops the server until [`Postgres::start_again`]: a database that is down.
+    pub fn stop_for_test(&mut self) {
+        self.stop();
+    }
+
+    /// Starts the server stopped with [`Postgres::stop_for_test`] again, on the same port.
+    pub fn start_again(&mut self) {
+        self.run();
+    }
+
     /// The connection URL, without the password.
     pub fn url(&self) -> String {
         format!("postgres://rotor@127.0.0.1:{}/rotor", self.port)

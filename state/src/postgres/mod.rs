@@ -21,6 +21,7 @@ use std::time::Duration;
 use ::postgres::{Client, Config, NoTls};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
 
 use crate::backend::Backend;
 use crate::error::StoreError;
@@ -38,7 +39,7 @@ pub struct PostgresSettings {
     pub url: String,
     /// The password, if the server asks for one (read from a file or the environment, never
     /// from the config).
-    pub password: Option<String>,
+    pub password: Option<Zeroizing<String>>,
     /// This instance's name, unique among those sharing the store (its host's, by default).
     pub instance: String,
 }
@@ -100,7 +101,7 @@ impl Postgres {
             });
         }
         if let Some(password) = &settings.password {
-            config.password(password);
+            config.password(password.as_bytes());
         }
         config
             .connect_timeout(CONNECT_TIMEOUT)

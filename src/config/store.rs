@@ -1,0 +1,131 @@
+//! `store:`, where the store is: absent, sled in `state_dir/store` (one host); with `url:`, a
+//! PostgreSQL database shared by the rotors of several hosts.
+//!
+//! ```yaml
+//! store:
+//!   url: postgres://rotor@db.example.net:5432/rotor
+//!   password_file: /etc/rotor/store-password   # or password_env: ROTOR_STORE_PASSWORD
+//!   instance: mx1                               # default: this host's name
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use rotor_state::{Location, PostgresSettings};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// The `store:` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// The database: `postgres://user@host:port/database`, without a password.
+    pub url: String,
+    /// A file holding the password (mode 0600, owned by rotor's user or root).
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    pub password_env: Option<String>,
+    /// This instance's name, unique among the rotors sharing the store (default: the host's
+    /// name).
+    pub instance: Option<String>,
+}
+
+impl StoreSettings {
+    /// What is wrong with the settings, as `(field, message)`: checked when the config is
+    /// read, before any connection.
+    pub(super) fn problem(&self) -> Option<(&'static str, String)> {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return Some((
+                "url",
+                "not a connection URL: write postgres://user@host:port/database".into(),
+            ));
+        };
+        if scheme != "postgres" && scheme != "postgresql" {
+            return Some((
+                "url",
+                format!(
+                    "{scheme}:// is no store rotor knows: write postgres://user@host:port/database"
+                ),
+            ));
+        }
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        if authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+        {
+            return Some((
+                "url",
+                "the URL holds a password: put it in password_file: or password_env: instead (the config is no place for secrets)".into(),
+            ));
+        }
+        if self.password_file.is_some() && self.password_env.is_some() {
+            return Some((
+                "password_file",
+                "set password_file: or password_env:, not both".into(),
+            ));
+        }
+        if let Some(file) = &self.password_file
+            && let Err(why) = rotor_common::secret::check(file, "the store's password file")
+        {
+            return Some(("password_file", why));
+        }
+        if self
+            .password_env
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Some(("password_env", "name an environment variable".into()));
+        }
+        if let Some(instance) = &self.instance {
+            let fine = !instance.is_empty()
+                && instance.len() <= 64
+                && instance
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !fine {
+                return Some((
+                    "instance",
+                    format!("{instance:?}: up to 64 letters, digits, '-', '_' or '.'"),
+                ));
+            }
+        }
+        None
+    }
+
+    /// The store's location, with the password read now (from its file or the environment).
+    pub fn location(&self) -> Result<Location, String> {
+        let password = match (&self.password_file, &self.password_env) {
+            (Some(file), _) => Some(read_password(file)?),
+            (None, Some(name)) => match std::env::var(name) {
+                Ok(value) if !value.is_empty() => Some(Zeroizing::new(value)),
+                _ => {
+                    return Err(format!(
+                        "store: the environment variable {name} (password_env) is not set"
+                    ));
+                }
+            },
+            (None, None) => None,
+        };
+        let instance = match &self.instance {
+            Some(instance) => instance.clone(),
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok())
+                .filter(|name| !name.is_empty())
+                .ok_or("store: this host has no name: set instance:")?,
+        };
+        Ok(Location::Postgres(PostgresSettings {
+            url: self.url.clone(),
+            password: password
+                .map(|p| Zeroizing::new(p.trim_end_matches(['\n', '\r']).to_string())),
+            instance,
+        }))
+    }
+}
+
+fn read_password(file: &Path) -> Result<Zeroizing<String>, String> {
+    rotor_common::secret::check(file, "the store's password file")
+        .map_err(|why| format!("store: {why}"))?;
+    std::fs::read_to_string(file)
+        .map(Zeroizing::new)
+        .map_err(|err| format!("store: cannot read {}: {err}", file.display()))
+}
