@@ -1,11 +1,12 @@
 //! Values shared by rotor's crates: the scalars of its config (durations, server addresses,
-//! file modes), the key types, secret files that nobody else may read, and blocking work shared
-//! among threads.
+//! file modes), the key types, secret files that nobody else may read, TLS client settings,
+//! and blocking work shared among threads.
 
 mod algorithm;
 pub mod crashpoint;
 mod kind;
 pub mod secret;
+pub mod tls;
 mod values;
 pub mod workers;
 

@@ -480,6 +480,15 @@ impl Config {
         })
     }
 
+    /// How long a shared store's lease of a domain lasts unless renewed.
+    pub fn lease_for(&self) -> std::time::Duration {
+        self.store
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(300), |store| {
+                store.lease_for.0
+            })
+    }
+
     /// Where the store is (a shared store's password read now).
     pub fn store_location(&self) -> Result<rotor_state::Location, String> {
         match &self.store {

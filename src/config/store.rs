@@ -6,12 +6,17 @@
 //!   url: postgres://rotor@db.example.net:5432/rotor
 //!   password_file: /etc/rotor/store-password   # or password_env: ROTOR_STORE_PASSWORD
 //!   instance: mx1                               # default: this host's name
+//!   lease_for: 5m                               # a stopped instance's domains move on after it
+//!   tls: true                                   # default: unless the database is on this host
+//!   ca_file: /etc/rotor/db-ca.pem               # a private CA's certificate
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use rotor_state::{Location, PostgresSettings};
 use serde::Deserialize;
+
+use super::Interval;
 use zeroize::Zeroizing;
 
 /// The `store:` section.
@@ -27,9 +32,22 @@ pub struct StoreSettings {
     /// This instance's name, unique among the rotors sharing the store (default: the host's
     /// name).
     pub instance: Option<String>,
+    /// TLS to the database: `true` always, `false` never; unset, unless the database is on
+    /// this machine (loopback or a socket). The server's certificate and name are checked.
+    pub tls: Option<bool>,
+    /// More trusted certificates (PEM), for a database certificate from a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// How long a domain's lease lasts unless renewed (default 5m): another instance takes
+    /// over the domains of one that stopped after this long.
+    #[serde(default = "StoreSettings::default_lease_for")]
+    pub lease_for: Interval,
 }
 
 impl StoreSettings {
+    fn default_lease_for() -> Interval {
+        Interval(std::time::Duration::from_secs(300))
+    }
+
     /// What is wrong with the settings, as `(field, message)`: checked when the config is
     /// read, before any connection.
     pub(super) fn problem(&self) -> Option<(&'static str, String)> {
@@ -56,6 +74,21 @@ impl StoreSettings {
                 "url",
                 "the URL holds a password: put it in password_file: or password_env: instead (the config is no place for secrets)".into(),
             ));
+        }
+        if self.lease_for.secs() < 3 {
+            return Some((
+                "lease_for",
+                "at least 3s (a lease is renewed three times a lease)".into(),
+            ));
+        }
+        if self.tls == Some(false) && self.ca_file.is_some() {
+            return Some((
+                "ca_file",
+                "set with tls: false, it would never be used".into(),
+            ));
+        }
+        if self.ca_file.as_deref().is_some_and(Path::is_relative) {
+            return Some(("ca_file", "write an absolute path".into()));
         }
         if self.password_file.is_some() && self.password_env.is_some() {
             return Some((
@@ -118,6 +151,8 @@ impl StoreSettings {
             password: password
                 .map(|p| Zeroizing::new(p.trim_end_matches(['\n', '\r']).to_string())),
             instance,
+            tls: self.tls,
+            ca_file: self.ca_file.clone(),
         }))
     }
 }

@@ -314,6 +314,16 @@ fn a_shared_store_is_named_by_url_with_its_password_elsewhere() {
             8,
             "unknown field `pasword_file`",
         ),
+        (
+            "store:\n  url: postgres://rotor@db/rotor\n  lease_for: 1s\n",
+            8,
+            "store.lease_for: at least 3s",
+        ),
+        (
+            "store:\n  url: postgres://rotor@db/rotor\n  ca_file: ca.pem\n",
+            8,
+            "store.ca_file: write an absolute path",
+        ),
     ] {
         let err = parse(store).expect_err(store).to_string();
         assert!(

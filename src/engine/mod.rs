@@ -196,7 +196,19 @@ impl<'a> Engine<'a> {
             reports: self.ingest().await,
             ..PassReport::default()
         };
-        let (all, every) = self.due_domains(forced);
+        let (due, every) = self.due_domains(forced);
+        let (all, every) = match self.leased(&due) {
+            Ok(leased) if leased.len() == due.len() => (leased, every),
+            // Some are another instance's now: this pass leaves them, and their index entries.
+            Ok(leased) => (leased, false),
+            Err(err) => {
+                let err = anyhow::anyhow!(err).context("cannot lease the due domains");
+                for domain in &due {
+                    report.fail(domain.name.to_string(), anyhow::anyhow!("{err:#}"));
+                }
+                return report;
+            }
+        };
         if every || !self.store.closed_cleanly() {
             self.sweep();
         }
@@ -206,6 +218,29 @@ impl<'a> Engine<'a> {
             report.warnings.append(&mut warnings);
         }
         report
+    }
+
+    /// Those of `due` this instance may work on: leased to it in the store (every one, with a
+    /// store of one host), for `store.lease_for` and renewed while the pass runs.
+    fn leased<'d>(
+        &self,
+        due: &[&'d DomainConfig],
+    ) -> Result<Vec<&'d DomainConfig>, rotor_state::StoreError> {
+        let names: Vec<&str> = due.iter().map(|d| d.name.as_str()).collect();
+        let leased = self.store.lease(&names, self.config.lease_for())?;
+        let others = due.len() - leased.len();
+        if others > 0 {
+            tracing::info!("{others} due domain(s) left to the other rotors working on them");
+        }
+        Ok(due
+            .iter()
+            .copied()
+            .filter(|d| {
+                leased
+                    .binary_search_by(|l| l.as_str().cmp(d.name.as_str()))
+                    .is_ok()
+            })
+            .collect())
     }
 
     /// The steps of a pass over `all`, the domains it plans.

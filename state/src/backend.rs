@@ -3,6 +3,7 @@
 //! commit's split into transactions, what was committed since opening).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::model::{BootClock, DkimDay, Event, KeyRecord, PassRecord, SeenReport};
@@ -55,6 +56,11 @@ pub(crate) trait Backend: Send + Sync {
     /// `domains` only when given (a domain without records is left out), the history only
     /// with `history`.
     fn read(&self, domains: Option<&[&str]>, history: bool) -> Result<Snapshot, StoreError>;
+    /// Takes, for `ttl`, the leases of those of `domains` no other instance holds, and keeps
+    /// them until the store is closed (renewed while it is open); returns the domains leased.
+    /// Every later commit of a leased domain is refused ([`StoreError::Fenced`]) once its
+    /// lease has moved on. A store of one host leases every domain.
+    fn lease(&self, domains: &[&str], ttl: Duration) -> Result<Vec<String>, StoreError>;
     /// Whether the last writer on this host closed the store cleanly during this boot.
     fn closed_cleanly(&self) -> bool;
     /// Flushes and closes the store.

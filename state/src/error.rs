@@ -70,6 +70,15 @@ pub enum StoreError {
         /// What the server said.
         detail: String,
     },
+    /// The lease of a domain moved on to another instance (this one stalled past its end):
+    /// nothing was written; the other instance carries on.
+    #[error(
+        "the lease of {domain} was taken over by another rotor (this one was held up past its end); nothing was written"
+    )]
+    Fenced {
+        /// The domain.
+        domain: String,
+    },
     /// A record changed since it was read: another writer took a step first.
     #[error("key {domain}/{selector} changed under us (another rotor run?); nothing was written")]
     Conflict {

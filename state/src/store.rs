@@ -255,6 +255,19 @@ impl Store {
         Ok(())
     }
 
+    /// Takes the leases of those of `domains` that no other instance sharing the store holds,
+    /// for `ttl` and renewed while the store is open (given back when it is closed); returns
+    /// the domains leased (sorted), the only ones this instance may work on now. Each later commit of
+    /// a leased domain carries its lease's fencing token and is refused
+    /// ([`StoreError::Fenced`]) if the lease moved on meanwhile (this instance stalled past
+    /// `ttl` and another took the domain). A sled store, of one host, leases every domain.
+    pub fn lease(&self, domains: &[&str], ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let mut leased = self.backend.lease(domains, ttl)?;
+        leased.sort_unstable();
+        leased.dedup();
+        Ok(leased)
+    }
+
     /// The domains due by `now` (Unix seconds), per the index written for `fingerprint`;
     /// `None` when the index cannot tell (written for another fingerprint, or never): then every
     /// domain is to be planned.

@@ -50,6 +50,8 @@ impl Pg {
             url: self.server.url(),
             password: Some(PASSWORD.to_string().into()),
             instance: "test-host".into(),
+            tls: None,
+            ca_file: None,
         }
     }
 }
@@ -423,6 +425,25 @@ fn readers_see_the_store_as_committed_while_a_pass_holds_it_and_after(backing: &
     check("after the pass");
 }
 
+fn free_domains_are_leased_and_commits_of_leased_domains_land(backing: &dyn Backing) {
+    let store = backing.open();
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        store.lease(&["a.test", "b.test"], ttl).unwrap(),
+        ["a.test", "b.test"]
+    );
+    store.commit(&[(None, &key("a.test", "s"))], &[]).unwrap();
+    store.close().unwrap();
+    // Given back at close: the next pass leases them again.
+    let store = backing.open();
+    assert_eq!(
+        store.lease(&["b.test", "a.test"], ttl).unwrap(),
+        ["a.test", "b.test"]
+    );
+    store.commit(&[(None, &key("b.test", "s"))], &[]).unwrap();
+    store.close().unwrap();
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -467,6 +488,12 @@ macro_rules! suite {
             #[test]
             fn readers_see_the_store_as_committed_while_a_pass_holds_it_and_after() {
                 super::readers_see_the_store_as_committed_while_a_pass_holds_it_and_after(
+                    &*super::$backend(),
+                );
+            }
+            #[test]
+            fn free_domains_are_leased_and_commits_of_leased_domains_land() {
+                super::free_domains_are_leased_and_commits_of_leased_domains_land(
                     &*super::$backend(),
                 );
             }

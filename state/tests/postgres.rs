@@ -15,6 +15,8 @@ fn settings(server: &Postgres, instance: &str) -> PostgresSettings {
         url: server.url(),
         password: Some(PASSWORD.to_string().into()),
         instance: instance.into(),
+        tls: None,
+        ca_file: None,
     }
 }
 
@@ -162,4 +164,106 @@ fn wrong_or_misplaced_credentials_are_refused_without_showing_them() {
     };
     let err = Store::connect(&nobody).err().expect("refused");
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+}
+
+#[test]
+fn a_domain_is_leased_to_one_instance_and_one_that_stalled_past_its_lease_is_fenced() {
+    let (server, _temp) = server();
+    let one = Store::connect(&settings(&server, "mx1")).unwrap();
+    let two = Store::connect(&settings(&server, "mx2")).unwrap();
+    let ttl = std::time::Duration::from_secs(1);
+    assert_eq!(
+        one.lease(&["a.test", "b.test"], ttl).unwrap(),
+        ["a.test", "b.test"]
+    );
+    assert_eq!(
+        two.lease(&["a.test", "b.test", "c.test"], ttl).unwrap(),
+        ["c.test"],
+        "what another holds is skipped"
+    );
+    // Renewed while the store is open: after three of its times, still mx1's.
+    let start = std::time::Instant::now();
+    while start.elapsed() < ttl * 3 {
+        std::thread::sleep(ttl / 4);
+    }
+    assert_eq!(two.lease(&["a.test"], ttl).unwrap(), Vec::<String>::new());
+    let a = key("a.test", "s");
+    one.commit(&[(None, &a)], &[]).unwrap();
+
+    // mx1 stalls past its lease (as a process stopped with SIGSTOP would: no renewal), and
+    // mx2 takes the domain over.
+    server.psql(
+        "rotor",
+        "UPDATE leases SET expires_at = now() - interval '1 second' WHERE holder = 'mx1' AND domain = 'a.test'",
+    );
+    assert_eq!(two.lease(&["a.test"], ttl).unwrap(), ["a.test"]);
+    let theirs = KeyRecord {
+        phase: Phase::Published,
+        ..a.clone()
+    };
+    two.commit(&[(Some(&a), &theirs)], &[]).unwrap();
+    // mx1 wakes up and commits what it was doing: refused, nothing written.
+    let ours = KeyRecord {
+        phase: Phase::Failed,
+        ..a.clone()
+    };
+    let err = one.commit(&[(Some(&theirs), &ours)], &[]).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Fenced { domain } if domain == "a.test"),
+        "{err}"
+    );
+    assert_eq!(two.domain_keys("a.test").unwrap(), [theirs]);
+    // Its other domain is still its own.
+    one.commit(&[(None, &key("b.test", "s"))], &[]).unwrap();
+    // Closing gives the leases back at once.
+    one.close().unwrap();
+    assert_eq!(two.lease(&["b.test"], ttl).unwrap(), ["b.test"]);
+    two.close().unwrap();
+}
+
+#[test]
+fn tls_to_the_database_checks_its_certificate() {
+    let temp = tempfile::tempdir().unwrap();
+    let secure = Postgres::start_tls(&temp.path().join("pg"));
+    let tls = |ca_file: Option<std::path::PathBuf>| PostgresSettings {
+        tls: Some(true),
+        ca_file,
+        ..settings(&secure, "mx1")
+    };
+    // Issued by the test's CA, for 127.0.0.1: trusted with that CA.
+    let store = Store::connect(&tls(Some(secure.ca()))).unwrap();
+    store
+        .commit(&[(None, &key("example.com", "a"))], &[])
+        .unwrap();
+    let sessions = |ssl: bool| {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl = {ssl} AND application_name = 'rotor'"
+        );
+        secure.psql("rotor", &sql).trim().to_string()
+    };
+    assert_eq!(
+        (sessions(true), sessions(false)),
+        ("1".to_string(), "0".to_string()),
+        "the store's session is over TLS"
+    );
+    store.close().unwrap();
+    // Without the CA, the certificate is not trusted: refused, nothing sent.
+    let err = Store::connect(&tls(None))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // Asked for TLS, a server without it is refused rather than spoken to in the clear.
+    let (plain, _plain_temp) = server();
+    let err = Store::connect(&PostgresSettings {
+        tls: Some(true),
+        ..settings(&plain, "mx1")
+    })
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("TLS") || err.contains("tls") || err.contains("SSL"),
+        "{err}"
+    );
 }

@@ -5,6 +5,9 @@
 //!
 //! As root, `initdb` and `postgres` (which refuse to run as root) run as the `postgres` user
 //! (`setpriv`), who then owns the directory; as any other user, as that user.
+//!
+//! [`Postgres::start_tls`] also offers TLS, with a certificate for `localhost` and 127.0.0.1
+//! issued by a private test CA ([`Postgres::ca`]).
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -12,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{Running, free_port, start_server};
+use crate::{Running, free_port, issue_certificate, start_server};
 
 /// The password of the `rotor` user.
 pub const PASSWORD: &str = "pg-secret-Lk42";
@@ -26,6 +29,7 @@ pub struct Postgres {
     dir: PathBuf,
     bin: PathBuf,
     user: Option<String>,
+    tls: bool,
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,
 }
@@ -55,12 +59,30 @@ fn bin_dir() -> PathBuf {
 impl Postgres {
     /// Makes a cluster in `dir` (created, mode 0700) and starts it.
     pub fn start(dir: &Path) -> Self {
+        Self::make(dir, false)
+    }
+
+    /// [`Postgres::start`], offering TLS too.
+    pub fn start_tls(dir: &Path) -> Self {
+        Self::make(dir, true)
+    }
+
+    /// The private CA's certificate (PEM) that issued the server's, with TLS.
+    pub fn ca(&self) -> PathBuf {
+        assert!(self.tls, "started without TLS");
+        self.dir.join("ca.pem")
+    }
+
+    fn make(dir: &Path, tls: bool) -> Self {
         fs::create_dir_all(dir).unwrap();
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
         let root = fs::metadata(dir).unwrap().uid() == 0;
         let user = root.then(|| "postgres".to_string());
         let bin = bin_dir();
         fs::write(dir.join("pwfile"), format!("{PASSWORD}\n")).unwrap();
+        if tls {
+            issue_certificate(dir);
+        }
         if let Some(user) = &user {
             let chowned = Command::new("chown")
                 .arg("-R")
@@ -89,6 +111,7 @@ impl Postgres {
             dir: dir.to_owned(),
             bin,
             user,
+            tls,
             port: free_port(),
         };
         postgres.run();
@@ -106,6 +129,19 @@ impl Postgres {
             .arg("-k")
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
+        if self.tls {
+            command
+                .args(["-c", "ssl=on", "-c"])
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    self.dir.join("cert.pem").display()
+                ))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    self.dir.join("key.pem").display()
+                ));
+        }
         let ready = self.bin.join("pg_isready");
         let port = self.port.to_string();
         let server = start_server(

@@ -155,7 +155,7 @@ impl Imap {
         let tls_config = match tls {
             Security::Plain => None,
             Security::Implicit | Security::StartTls => Some(Arc::new(
-                client_config(settings.ca_file.as_deref()).map_err(setting)?,
+                rotor_common::tls::client_config(settings.ca_file.as_deref()).map_err(setting)?,
             )),
         };
         Ok(Self {
@@ -549,38 +549,6 @@ impl Source for Imap {
 /// The IMAP source for `settings`.
 pub fn build(settings: &ImapSettings) -> Result<Box<dyn Source>, ReportError> {
     Ok(Box::new(Imap::new(settings.clone())?))
-}
-
-/// The TLS client settings: the platform's roots (rustls-platform-verifier), plus the
-/// certificates in `ca_file` (PEM) if set.
-fn client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let extra: Vec<CertificateDer<'static>> = match ca_file {
-        None => Vec::new(),
-        Some(file) => {
-            let certs = CertificateDer::pem_file_iter(file)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|err| format!("cannot read `ca_file: {}`: {err}", file.display()))?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "`ca_file: {}` holds no PEM certificate",
-                    file.display()
-                ));
-            }
-            certs
-        }
-    };
-    let verifier =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-            .map_err(|err| format!("cannot load the trusted certificates: {err}"))?;
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| format!("TLS: {err}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth())
 }
 
 /// Whether `host` is this machine: a loopback address or `localhost`.

@@ -14,13 +14,15 @@ mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use ::postgres::config::SslMode;
 use ::postgres::{Client, Config, NoTls};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use zeroize::Zeroizing;
 
 use crate::backend::Backend;
@@ -30,6 +32,8 @@ use crate::snapshot::{DomainSnapshot, Snapshot};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the connection's thread waits for a call while it holds no lease.
+const IDLE: Duration = Duration::from_secs(3600);
 
 /// Where a shared store is and who uses it.
 #[derive(Clone)]
@@ -42,6 +46,12 @@ pub struct PostgresSettings {
     pub password: Option<Zeroizing<String>>,
     /// This instance's name, unique among those sharing the store (its host's, by default).
     pub instance: String,
+    /// TLS to the database: `Some(true)` always, `Some(false)` never, `None` unless the
+    /// database is on this machine (loopback, or a socket). With TLS, the server's certificate
+    /// and name are checked against the platform's roots and `ca_file`.
+    pub tls: Option<bool>,
+    /// More trusted certificates (PEM), for a database whose certificate a private CA issued.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -50,6 +60,8 @@ impl std::fmt::Debug for PostgresSettings {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "(hidden)"))
             .field("instance", &self.instance)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -61,6 +73,7 @@ type Call = Box<dyn FnOnce(&mut Client) + Send>;
 enum Failure {
     Db(::postgres::Error),
     Conflict { domain: String, selector: String },
+    Fenced { domain: String },
     Corrupt { key: String, detail: String },
     Newer(i32),
 }
@@ -73,6 +86,19 @@ impl From<::postgres::Error> for Failure {
 
 type Done<T> = Result<T, Failure>;
 
+/// The leases an instance holds: each domain's fencing token, and for how long a lease is
+/// taken (and renewed).
+#[derive(Default)]
+struct Held {
+    tokens: BTreeMap<String, i64>,
+    ttl: Option<Duration>,
+}
+
+/// The leases in `held`, locked (a poisoned lock still holds the tokens).
+fn locked(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The store in a PostgreSQL database.
 pub(crate) struct Postgres {
     /// The database, for errors: the URL without a password.
@@ -80,6 +106,8 @@ pub(crate) struct Postgres {
     instance: String,
     calls: Option<mpsc::Sender<Call>>,
     worker: Option<thread::JoinHandle<()>>,
+    /// The leases this instance holds, shared with the connection's thread, which renews them.
+    held: Arc<Mutex<Held>>,
     clean: bool,
     /// Opened for a pass: closing notes it closed cleanly.
     writer: bool,
@@ -108,12 +136,35 @@ impl Postgres {
             .application_name("rotor")
             .keepalives(true);
         let location = describe(&config);
+        let tls = match settings.tls {
+            Some(tls) => tls,
+            None => !config.get_hosts().iter().all(is_local),
+        };
+        let tls = if tls {
+            config.ssl_mode(SslMode::Require);
+            let client = rotor_common::tls::client_config(settings.ca_file.as_deref()).map_err(
+                |detail| StoreError::Open {
+                    path: PathBuf::from(&location),
+                    detail,
+                },
+            )?;
+            Some(MakeRustlsConnect::new(client))
+        } else {
+            config.ssl_mode(SslMode::Disable);
+            None
+        };
         let (calls, incoming) = mpsc::channel::<Call>();
         let (ready, connected) = mpsc::channel();
+        let held = Arc::new(Mutex::new(Held::default()));
+        let (renewed, holder) = (Arc::clone(&held), settings.instance.clone());
         let worker = thread::Builder::new()
             .name("rotor-postgres".into())
             .spawn(move || {
-                let mut client = match config.connect(NoTls) {
+                let connected = match tls {
+                    Some(tls) => config.connect(tls),
+                    None => config.connect(NoTls),
+                };
+                let mut client = match connected {
                     Ok(client) => client,
                     Err(err) => {
                         let _ = ready.send(Err(err));
@@ -121,8 +172,18 @@ impl Postgres {
                     }
                 };
                 let _ = ready.send(Ok(()));
-                for call in incoming {
-                    call(&mut client);
+                loop {
+                    // Leases are renewed three times a lease, between calls.
+                    let every = locked(&renewed).ttl.map_or(IDLE, |ttl| ttl / 3);
+                    match incoming.recv_timeout(every) {
+                        Ok(call) => call(&mut client),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            // A renewal that fails leaves the leases to run out: the commits
+                            // of a domain whose lease moved on are refused.
+                            let _ = renew(&mut client, &holder, &renewed);
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             })
             .map_err(|err| StoreError::Open {
@@ -134,6 +195,7 @@ impl Postgres {
             instance: settings.instance.clone(),
             calls: Some(calls),
             worker: Some(worker),
+            held,
             clean: false,
             writer: false,
         };
@@ -185,6 +247,7 @@ impl Postgres {
         let location = self.location.clone();
         match failure {
             Failure::Conflict { domain, selector } => StoreError::Conflict { domain, selector },
+            Failure::Fenced { domain } => StoreError::Fenced { domain },
             Failure::Corrupt { key, detail } => StoreError::Corrupt {
                 path: PathBuf::from(location),
                 key,
@@ -265,6 +328,27 @@ fn migrate(client: &mut Client) -> Done<()> {
     Ok(())
 }
 
+/// Extends every lease `holder` holds (those still its own) by their time.
+fn renew(client: &mut Client, holder: &str, held: &Mutex<Held>) -> Done<()> {
+    let (domains, tokens, ttl) = {
+        let held = locked(held);
+        let Some(ttl) = held.ttl else {
+            return Ok(());
+        };
+        let (domains, tokens): (Vec<String>, Vec<i64>) =
+            held.tokens.iter().map(|(d, t)| (d.clone(), *t)).unzip();
+        (domains, tokens, ttl.as_secs_f64())
+    };
+    client.execute(
+        "UPDATE leases SET expires_at = now() + make_interval(secs => $4)
+         FROM unnest($2::text[], $3::bigint[]) AS mine (domain, token)
+         WHERE leases.domain = mine.domain AND leases.token = mine.token
+           AND leases.holder = $1 AND leases.expires_at > now()",
+        &[&holder, &domains, &tokens, &ttl],
+    )?;
+    Ok(())
+}
+
 /// Notes `instance` as having the store open; returns whether it had closed it cleanly during
 /// this boot (`boot`) the time before.
 fn opened(client: &mut Client, instance: &str, boot: Option<&str>) -> Done<bool> {
@@ -327,6 +411,12 @@ fn unavailable(err: &::postgres::Error) -> bool {
     if err.is_closed() {
         return true;
     }
+    // A certificate refused, TLS the server does not speak: the operator's to fix.
+    if causes(err).any(|cause| cause.downcast_ref::<rustls::Error>().is_some())
+        || describe_error(err).contains("TLS")
+    {
+        return false;
+    }
     match err.code() {
         // Connection exceptions, insufficient resources, an operator's shutdown or restart,
         // serialization failures and deadlocks: retried by the next run.
@@ -343,11 +433,42 @@ fn unavailable(err: &::postgres::Error) -> bool {
     }
 }
 
-/// The error as the server or the client put it.
+/// The error as the server or the client put it, with its causes.
 fn describe_error(err: &::postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => err.to_string(),
+    if let Some(db) = err.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut text = err.to_string();
+    for cause in causes(err).skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
+/// `err` and the errors that caused it, outermost first.
+fn causes<'e>(
+    err: &'e ::postgres::Error,
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |err| {
+        err.source()
+    })
+}
+
+/// Whether `host` is this machine: a socket, a loopback address, `localhost`.
+fn is_local(host: &::postgres::config::Host) -> bool {
+    match host {
+        ::postgres::config::Host::Unix(_) => true,
+        ::postgres::config::Host::Tcp(name) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
     }
 }
 
@@ -471,8 +592,39 @@ impl Backend for Postgres {
             .map(|event| Ok((event.domain.clone(), db_time(event.at), encode(event)?)))
             .collect::<Result<_, StoreError>>()?;
         let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+        let fenced: Vec<(String, i64)> = {
+            let held = locked(&self.held);
+            domains
+                .iter()
+                .filter_map(|d| held.tokens.get(d).map(|token| (d.clone(), *token)))
+                .collect()
+        };
+        let holder = self.instance.clone();
         self.call(move |client| {
             let mut tx = client.transaction()?;
+            if !fenced.is_empty() {
+                // The leases of the domains, still this instance's and running, locked until
+                // the commit: a takeover waits for it, and one that came first refuses it.
+                let (names, tokens): (Vec<&String>, Vec<i64>) =
+                    fenced.iter().map(|(d, t)| (d, *t)).unzip();
+                let still: BTreeSet<String> = tx
+                    .query(
+                        "SELECT leases.domain FROM leases
+                         JOIN unnest($2::text[], $3::bigint[]) AS mine (domain, token)
+                           ON leases.domain = mine.domain AND leases.token = mine.token
+                         WHERE leases.holder = $1 AND leases.expires_at > now()
+                         FOR SHARE OF leases",
+                        &[&holder, &names, &tokens],
+                    )?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                if let Some((lost, _)) = fenced.iter().find(|(d, _)| !still.contains(d)) {
+                    return Err(Failure::Fenced {
+                        domain: lost.clone(),
+                    });
+                }
+            }
             for (before, domain, selector, after) in &writes {
                 let written = match before {
                     // A new key: only if there is none yet (a racing insert waits for the
@@ -715,6 +867,37 @@ impl Backend for Postgres {
         })
     }
 
+    fn lease(&self, domains: &[&str], ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let wanted: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+        let (holder, held) = (self.instance.clone(), Arc::clone(&self.held));
+        let seconds = ttl.as_secs_f64();
+        self.call(move |client| {
+            // Free or run out (or this instance's own, from a pass that died): taken, with a
+            // new token; held by another: skipped (a racing taker waits on the row's lock,
+            // then finds it taken).
+            let rows = client.query(
+                "INSERT INTO leases (domain, holder, token, expires_at)
+                 SELECT domain, $1, nextval('lease_tokens'), now() + make_interval(secs => $3)
+                 FROM unnest($2::text[]) AS domain
+                 ON CONFLICT (domain) DO UPDATE
+                   SET holder = EXCLUDED.holder, token = EXCLUDED.token,
+                       expires_at = EXCLUDED.expires_at
+                   WHERE leases.expires_at <= now() OR leases.holder = EXCLUDED.holder
+                 RETURNING domain, token",
+                &[&holder, &wanted, &seconds],
+            )?;
+            let mut held = locked(&held);
+            held.ttl = Some(ttl);
+            let mut leased = Vec::with_capacity(rows.len());
+            for row in rows {
+                let domain: String = row.get(0);
+                held.tokens.insert(domain.clone(), row.get(1));
+                leased.push(domain);
+            }
+            Ok(leased)
+        })
+    }
+
     fn closed_cleanly(&self) -> bool {
         self.clean
     }
@@ -724,11 +907,25 @@ impl Backend for Postgres {
             return Ok(());
         }
         let instance = self.instance.clone();
+        let (domains, tokens): (Vec<String>, Vec<i64>) = locked(&self.held)
+            .tokens
+            .iter()
+            .map(|(d, t)| (d.clone(), *t))
+            .unzip();
         self.call(move |client| {
-            client.execute(
+            let mut tx = client.transaction()?;
+            // The leases go back: another instance need not wait for them to run out.
+            tx.execute(
+                "DELETE FROM leases USING unnest($2::text[], $3::bigint[]) AS mine (domain, token)
+                 WHERE leases.domain = mine.domain AND leases.token = mine.token
+                   AND leases.holder = $1",
+                &[&instance, &domains, &tokens],
+            )?;
+            tx.execute(
                 "UPDATE writers SET clean = true WHERE instance = $1",
                 &[&instance],
             )?;
+            tx.commit()?;
             Ok(())
         })
     }

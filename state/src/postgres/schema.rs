@@ -3,9 +3,10 @@
 //! one after the other. Names compare byte by byte (`COLLATE "C"`), as sled orders them.
 
 /// The migrations: version, then the SQL that brings the schema from the version before to it.
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE keys (
     domain text COLLATE "C" NOT NULL,
     selector text COLLATE "C" NOT NULL,
@@ -48,7 +49,20 @@ CREATE TABLE writers (
     clean boolean NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE SEQUENCE lease_tokens;
+CREATE TABLE leases (
+    domain text COLLATE "C" PRIMARY KEY,
+    holder text NOT NULL,
+    token bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#,
+    ),
+];
 
 /// The version this rotor's schema is at.
 pub(super) fn latest() -> i32 {
