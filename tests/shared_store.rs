@@ -127,3 +127,88 @@ fn a_database_restart_fails_a_pass_cleanly_and_the_next_pass_resumes() {
         "one key, not a second one made while the database was away"
     );
 }
+
+/// The state of process `pid` as /proc tells it (`T`: stopped).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+fn a_rotor_stopped_past_its_lease_is_fenced_and_another_finishes_the_rotation() {
+    let dir = scratch();
+    let bind = Bind::start(&dir.path().join("bind"), Secondary::Notified);
+    let postgres = Postgres::start(&dir.path().join("pg"));
+    let one = shared(dir.path(), &bind, &postgres, "mx1");
+    one.edit_config(|config| {
+        config.replace("  instance: mx1\n", "  instance: mx1\n  lease_for: 3s\n")
+    });
+    // A second rotor with the same key and signer directories (so that either can finish what
+    // the other started), its own lock, and its own name.
+    let second = dir.path().join("rotor-mx2.yaml");
+    let config = fs::read_to_string(&one.config).unwrap();
+    let state = format!("state_dir: {}/state\n", dir.path().display());
+    assert!(config.contains(&state));
+    fs::write(
+        &second,
+        config
+            .replace(
+                &state,
+                &format!("state_dir: {}/state-mx2\n", dir.path().display()),
+            )
+            .replace("  instance: mx1\n", "  instance: mx2\n"),
+    )
+    .unwrap();
+    let two = Rotor {
+        dir: one.dir.clone(),
+        config: second,
+        env: one.env.clone(),
+    };
+
+    // mx1's pass stops right after its record reached the DNS server, before it committed that.
+    let stalled = std::process::Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .arg("--config")
+        .arg(&one.config)
+        .arg("run")
+        .env("ROTOR_STOP_AT", "publish:applied")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = stalled.id();
+    support::wait_for("mx1 to stop", std::time::Duration::from_secs(30), || {
+        process_state(pid) == Some('T')
+    });
+    let selector = one.phases()[0].0.clone();
+    // mx2 takes the domain over once mx1's lease ran out, and finishes the rotation.
+    two.run_until("the key active, by mx2", |r| {
+        r.selector_in("active").is_some()
+    });
+    assert_eq!(two.selector_in("active"), Some(selector.clone()));
+    let holders = postgres.psql("rotor", "SELECT count(*) FROM leases WHERE holder = 'mx1'");
+    assert_eq!(holders.trim(), "0", "mx1's lease was taken over");
+
+    // mx1 wakes up: what it was committing is refused, and it says why.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let out = stalled.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("taken over by another rotor"), "{stderr}");
+    // One key, active, its record once on the server; its history has one publication.
+    assert_eq!(two.phases(), [(selector.clone(), "active".to_string())]);
+    let name = format!("{selector}._domainkey.example.com");
+    assert_eq!(bind.primary.txt(&name).len(), 1);
+    let history = two.ok(&["history", "example.com"]);
+    assert_eq!(
+        history
+            .lines()
+            .filter(|l| l.contains("  published  "))
+            .count(),
+        1,
+        "{history}"
+    );
+}
