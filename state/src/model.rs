@@ -357,6 +357,28 @@ pub struct PassRecord {
     pub boot: Option<BootClock>,
 }
 
+impl PassRecord {
+    /// The record of a pass that ended at `at` (on the boot clock: `boot`), after `before`:
+    /// its last success carries over unless this one succeeded.
+    pub(crate) fn after(
+        before: Option<PassRecord>,
+        at: u64,
+        boot: Option<BootClock>,
+        success: bool,
+    ) -> Self {
+        Self {
+            at,
+            success,
+            last_success: if success {
+                Some(at)
+            } else {
+                before.and_then(|pass| pass.last_success)
+            },
+            boot,
+        }
+    }
+}
+
 /// A reading of the machine's boot clock (Linux's `CLOCK_BOOTTIME`: it counts from boot, suspend
 /// included, and no one sets it), with the boot it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

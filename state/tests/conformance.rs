@@ -444,68 +444,34 @@ fn free_domains_are_leased_and_commits_of_leased_domains_land(backing: &dyn Back
     store.close().unwrap();
 }
 
+/// Each check, as a test of every backend: `sled::<check>` and `postgres::<check>`.
 macro_rules! suite {
-    ($backend:ident) => {
-        mod $backend {
-            #[test]
-            fn commits_survive_reopening() {
-                super::commits_survive_reopening(&*super::$backend());
-            }
-            #[test]
-            fn a_stale_write_is_refused_and_changes_nothing() {
-                super::a_stale_write_is_refused_and_changes_nothing(&*super::$backend());
-            }
-            #[test]
-            fn keys_come_ordered_by_domain_then_selector_byte_by_byte() {
-                super::keys_come_ordered_by_domain_then_selector_byte_by_byte(&*super::$backend());
-            }
-            #[test]
-            fn history_is_oldest_first_and_in_commit_order_within_a_second() {
-                super::history_is_oldest_first_and_in_commit_order_within_a_second(
-                    &*super::$backend(),
-                );
-            }
-            #[test]
-            fn the_last_pass_is_remembered_with_the_last_success() {
-                super::the_last_pass_is_remembered_with_the_last_success(&*super::$backend());
-            }
-            #[test]
-            fn the_due_index_holds_for_its_fingerprint_and_commits_make_domains_due() {
-                super::the_due_index_holds_for_its_fingerprint_and_commits_make_domains_due(
-                    &*super::$backend(),
-                );
-            }
-            #[test]
-            fn a_report_is_counted_once_and_days_add_up() {
-                super::a_report_is_counted_once_and_days_add_up(&*super::$backend());
-            }
-            #[test]
-            fn a_commit_larger_than_one_transaction_lands_whole_or_stops_between_domains() {
-                super::a_commit_larger_than_one_transaction_lands_whole_or_stops_between_domains(
-                    &*super::$backend(),
-                );
-            }
-            #[test]
-            fn readers_see_the_store_as_committed_while_a_pass_holds_it_and_after() {
-                super::readers_see_the_store_as_committed_while_a_pass_holds_it_and_after(
-                    &*super::$backend(),
-                );
-            }
-            #[test]
-            fn free_domains_are_leased_and_commits_of_leased_domains_land() {
-                super::free_domains_are_leased_and_commits_of_leased_domains_land(
-                    &*super::$backend(),
-                );
-            }
-            #[test]
-            fn a_store_closed_cleanly_says_so_and_one_left_open_does_not() {
-                super::a_store_closed_cleanly_says_so_and_one_left_open_does_not(
-                    &*super::$backend(),
-                );
-            }
+    ($($check:ident),* $(,)?) => {
+        mod sled {
+            $(#[test]
+            fn $check() {
+                super::$check(&*super::sled());
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $check() {
+                super::$check(&*super::postgres());
+            })*
         }
     };
 }
 
-suite!(sled);
-suite!(postgres);
+suite!(
+    commits_survive_reopening,
+    a_stale_write_is_refused_and_changes_nothing,
+    keys_come_ordered_by_domain_then_selector_byte_by_byte,
+    history_is_oldest_first_and_in_commit_order_within_a_second,
+    the_last_pass_is_remembered_with_the_last_success,
+    the_due_index_holds_for_its_fingerprint_and_commits_make_domains_due,
+    a_report_is_counted_once_and_days_add_up,
+    a_commit_larger_than_one_transaction_lands_whole_or_stops_between_domains,
+    readers_see_the_store_as_committed_while_a_pass_holds_it_and_after,
+    free_domains_are_leased_and_commits_of_leased_domains_land,
+    a_store_closed_cleanly_says_so_and_one_left_open_does_not,
+);

@@ -547,16 +547,7 @@ impl Backend for Postgres {
                 &[],
             )?;
             let before: Option<PassRecord> = decode("meta last_pass", row.get(0))?;
-            let record = PassRecord {
-                at,
-                success,
-                last_success: if success {
-                    Some(at)
-                } else {
-                    before.and_then(|pass| pass.last_success)
-                },
-                boot,
-            };
+            let record = PassRecord::after(before, at, boot, success);
             let text = serde_json::to_string(&record).map_err(|err| Failure::Corrupt {
                 key: "meta last_pass".into(),
                 detail: err.to_string(),
@@ -826,41 +817,34 @@ impl Backend for Postgres {
                 .read_only(true)
                 .start()?;
             let mut found: BTreeMap<String, DomainSnapshot> = BTreeMap::new();
-            let filter = |sql: &'static str, filtered: &'static str| match only {
-                Some(_) => filtered,
-                None => sql,
+            // Each table's records of the domains asked for (all: `None`), by domain.
+            let mut rows = |table: &str, order: &str| -> Done<Vec<(String, String)>> {
+                let select = format!("SELECT domain, record::text FROM {table}");
+                let rows = match &only {
+                    Some(only) => tx.query(
+                        &format!("{select} WHERE domain = ANY($1) ORDER BY domain, {order}"),
+                        &[only],
+                    )?,
+                    None => tx.query(&format!("{select} ORDER BY domain, {order}"), &[])?,
+                };
+                Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
             };
-            let rows = |tx: &mut ::postgres::Transaction<'_>, sql: &str| match &only {
-                Some(only) => tx.query(sql, &[only]),
-                None => tx.query(sql, &[]),
-            };
-            let keys = filter(
-                "SELECT domain, record::text FROM keys ORDER BY domain, selector",
-                "SELECT domain, record::text FROM keys WHERE domain = ANY($1) ORDER BY domain, selector",
-            );
-            for row in rows(&mut tx, keys)? {
-                let key = decode("keys", row.get(1))?;
-                part(&mut found, row.get(0)).keys.push(key);
+            for (domain, text) in rows("keys", "selector")? {
+                let key = decode("keys", &text)?;
+                part(&mut found, domain).keys.push(key);
             }
             if history {
-                let events = filter(
-                    "SELECT domain, record::text FROM events ORDER BY domain, at, id",
-                    "SELECT domain, record::text FROM events WHERE domain = ANY($1) ORDER BY domain, at, id",
-                );
-                for row in rows(&mut tx, events)? {
-                    let event = decode("events", row.get(1))?;
-                    part(&mut found, row.get(0)).history.push(event);
+                for (domain, text) in rows("events", "at, id")? {
+                    let event = decode("events", &text)?;
+                    part(&mut found, domain).history.push(event);
                 }
             }
-            let days = filter(
-                "SELECT domain, record::text FROM dkim_days ORDER BY domain, selector, day",
-                "SELECT domain, record::text FROM dkim_days WHERE domain = ANY($1) ORDER BY domain, selector, day",
-            );
-            for row in rows(&mut tx, days)? {
-                let day = decode("dkim_days", row.get(1))?;
-                part(&mut found, row.get(0)).dkim.push(day);
+            for (domain, text) in rows("dkim_days", "selector, day")? {
+                let day = decode("dkim_days", &text)?;
+                part(&mut found, domain).dkim.push(day);
             }
-            let pass = tx.query_one("SELECT value::text FROM meta WHERE name = 'last_pass'", &[])?;
+            let pass =
+                tx.query_one("SELECT value::text FROM meta WHERE name = 'last_pass'", &[])?;
             let last_pass: Option<PassRecord> = decode("meta last_pass", pass.get(0))?;
             tx.commit()?;
             Ok(Snapshot::new(found.into_values().collect(), last_pass))

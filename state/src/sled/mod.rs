@@ -586,16 +586,7 @@ impl Sled {
         };
         let result = self.meta.transaction(|meta| {
             let before = decode(meta.get(LAST_PASS_KEY)?)?;
-            let record = PassRecord {
-                at,
-                success,
-                last_success: if success {
-                    Some(at)
-                } else {
-                    before.and_then(|pass| pass.last_success)
-                },
-                boot,
-            };
+            let record = PassRecord::after(before, at, boot, success);
             let bytes = serde_json::to_vec(&record)
                 .map_err(|err| ConflictableTransactionError::Abort(self.io(err)))?;
             meta.insert(LAST_PASS_KEY, bytes)?;
