@@ -276,11 +276,12 @@ pub async fn pass(
     // sound store); last, so that a failed backup skips neither the metrics nor the
     // notifications. A pass that changed nothing keeps the backup it has: copying a store of
     // 100,000 domains after every idle pass would cost more than the pass.
-    let location = location(config)?;
-    if let (Location::Sled(dir), Some(backup)) = (&location, location.backup_path())
-        && (changed || !backup.exists())
-    {
-        back_up(dir)?;
+    // A sled store only: a database's backups are the database's.
+    if config.store.is_none() {
+        let dir = config.state_dir.join("store");
+        if changed || !Store::backup_path(&dir).exists() {
+            back_up(&dir)?;
+        }
     }
     Ok(report)
 }

@@ -59,7 +59,7 @@ fn two_rotations_with_the_store_in_postgresql() {
     );
     let phases = postgres.psql(
         "rotor",
-        "SELECT selector || ' ' || (record->>'phase') FROM keys ORDER BY selector",
+        "SELECT selector || ' ' || (record::jsonb->>'phase') FROM keys ORDER BY selector",
     );
     let mut expected = [format!("{first} retired"), format!("{second} active")];
     expected.sort();

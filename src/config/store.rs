@@ -69,6 +69,7 @@ impl StoreSettings {
         if authority
             .rsplit_once('@')
             .is_some_and(|(user, _)| user.contains(':'))
+            || rotor_state::has_password_parameter(&self.url)
         {
             return Some((
                 "url",
@@ -143,8 +144,11 @@ impl StoreSettings {
             None => nix::unistd::gethostname()
                 .ok()
                 .and_then(|name| name.into_string().ok())
-                .filter(|name| !name.is_empty())
-                .ok_or("store: this host has no name: set instance:")?,
+                // A name many hosts have would make them take each other's leases.
+                .filter(|name| !name.is_empty() && !name.starts_with("localhost"))
+                .ok_or(
+                    "store: this host has no name of its own (none, or localhost): set instance:",
+                )?,
         };
         Ok(Location::Postgres(PostgresSettings {
             url: self.url.clone(),

@@ -315,6 +315,11 @@ fn a_shared_store_is_named_by_url_with_its_password_elsewhere() {
             "unknown field `pasword_file`",
         ),
         (
+            "store:\n  url: postgres://rotor@db/rotor?sslmode=require&password=hunter2\n",
+            7,
+            "store.url: the URL holds a password",
+        ),
+        (
             "store:\n  url: postgres://rotor@db/rotor\n  lease_for: 1s\n",
             8,
             "store.lease_for: at least 3s",

@@ -76,7 +76,10 @@ pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
             }
             if let Some(store) = cause.downcast_ref::<StoreError>() {
                 return match store {
-                    StoreError::Conflict { .. } => Some(ErrorKind::Conflict),
+                    // Another rotor took the step, or the domain: it carries on.
+                    StoreError::Conflict { .. } | StoreError::Fenced { .. } => {
+                        Some(ErrorKind::Conflict)
+                    }
                     StoreError::Busy { .. } | StoreError::Unavailable { .. } => {
                         Some(ErrorKind::Transient)
                     }

@@ -199,8 +199,22 @@ impl<'a> Engine<'a> {
         let (due, every) = self.due_domains(forced);
         let (all, every) = match self.leased(&due) {
             Ok(leased) if leased.len() == due.len() => (leased, every),
-            // Some are another instance's now: this pass leaves them, and their index entries.
-            Ok(leased) => (leased, false),
+            // Some are another instance's now: this pass leaves them, and their index entries;
+            // a rotation asked for one of them is not started, and says so.
+            Ok(leased) => {
+                for domain in due.iter().filter(|d| forced.contains(d.name.as_str())) {
+                    if !leased.iter().any(|l| l.name == domain.name) {
+                        report.fail(
+                            domain.name.to_string(),
+                            anyhow::anyhow!(
+                                "another rotor is working on {} now: try again after its pass",
+                                domain.name
+                            ),
+                        );
+                    }
+                }
+                (leased, false)
+            }
             Err(err) => {
                 let err = anyhow::anyhow!(err).context("cannot lease the due domains");
                 for domain in &due {

@@ -19,6 +19,6 @@ pub use model::{
     Action, BootClock, Check, Compromise, DkimDay, Event, KeyAlgorithm, KeyRecord, PassRecord,
     Phase, ProbeResult, SeenReport, ServerCheck, selector_name,
 };
-pub use postgres::PostgresSettings;
+pub use postgres::{PostgresSettings, has_password_parameter};
 pub use snapshot::{Snapshot, boot_id};
 pub use store::{DOMAINS_PER_COMMIT, Location, Store};

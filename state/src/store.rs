@@ -61,7 +61,11 @@ impl Location {
             }
             .map(Some),
             Self::Postgres(settings) => {
-                let store = Store::new(Box::new(Postgres::open(settings, false)?));
+                let store = Postgres::open(settings, false)?;
+                if store.empty {
+                    return Ok(None);
+                }
+                let store = Store::new(Box::new(store));
                 let snapshot = store.read(domains, history)?;
                 store.close()?;
                 Ok(Some(snapshot))

@@ -187,6 +187,12 @@ fn a_domain_is_leased_to_one_instance_and_one_that_stalled_past_its_lease_is_fen
         std::thread::sleep(ttl / 4);
     }
     assert_eq!(two.lease(&["a.test"], ttl).unwrap(), Vec::<String>::new());
+    // And while the connection is busy, call after call, as in a long pass.
+    let start = std::time::Instant::now();
+    while start.elapsed() < ttl * 3 {
+        one.keys().unwrap();
+    }
+    assert_eq!(two.lease(&["a.test"], ttl).unwrap(), Vec::<String>::new());
     let a = key("a.test", "s");
     one.commit(&[(None, &a)], &[]).unwrap();
 

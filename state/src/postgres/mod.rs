@@ -13,10 +13,11 @@
 mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::postgres::config::SslMode;
 use ::postgres::{Client, Config, NoTls};
@@ -34,6 +35,8 @@ use crate::snapshot::{DomainSnapshot, Snapshot};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the connection's thread waits for a call while it holds no lease.
 const IDLE: Duration = Duration::from_secs(3600);
+/// How long a caller waits for its call (past the server's own statement timeout, 5 min).
+const CALL_TIMEOUT: Duration = Duration::from_secs(360);
 
 /// Where a shared store is and who uses it.
 #[derive(Clone)]
@@ -76,6 +79,7 @@ enum Failure {
     Fenced { domain: String },
     Corrupt { key: String, detail: String },
     Newer(i32),
+    Older(i32),
 }
 
 impl From<::postgres::Error> for Failure {
@@ -111,6 +115,8 @@ pub(crate) struct Postgres {
     clean: bool,
     /// Opened for a pass: closing notes it closed cleanly.
     writer: bool,
+    /// Opened by a reader before any pass made the schema: there is no store yet.
+    pub(crate) empty: bool,
 }
 
 impl Postgres {
@@ -121,7 +127,7 @@ impl Postgres {
             path: PathBuf::from(redacted(&settings.url)),
             detail: format!("not a PostgreSQL connection URL: {err}"),
         })?;
-        if config.get_password().is_some() {
+        if config.get_password().is_some() || has_password_parameter(&settings.url) {
             return Err(StoreError::Open {
                 path: PathBuf::from(redacted(&settings.url)),
                 detail: "the URL holds a password: give it in a file or the environment instead"
@@ -131,10 +137,18 @@ impl Postgres {
         if let Some(password) = &settings.password {
             config.password(password.as_bytes());
         }
+        // No call waits forever: statements, lock waits and a silent server are bounded, and a
+        // commit is durable when it returns whatever the server's default.
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .application_name("rotor")
-            .keepalives(true);
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .tcp_user_timeout(Duration::from_secs(60))
+            .options(
+                "-c statement_timeout=300000 -c lock_timeout=30000 \
+                 -c idle_in_transaction_session_timeout=300000 -c synchronous_commit=on",
+            );
         let location = describe(&config);
         let tls = match settings.tls {
             Some(tls) => tls,
@@ -172,16 +186,25 @@ impl Postgres {
                     }
                 };
                 let _ = ready.send(Ok(()));
+                // Leases are renewed three times a lease, however busy the connection is.
+                let mut renewal = Instant::now() + IDLE;
                 loop {
-                    // Leases are renewed three times a lease, between calls.
                     let every = locked(&renewed).ttl.map_or(IDLE, |ttl| ttl / 3);
-                    match incoming.recv_timeout(every) {
-                        Ok(call) => call(&mut client),
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            // A renewal that fails leaves the leases to run out: the commits
-                            // of a domain whose lease moved on are refused.
-                            let _ = renew(&mut client, &holder, &renewed);
+                    renewal = renewal.min(Instant::now() + every);
+                    if Instant::now() >= renewal {
+                        // A renewal that fails leaves the leases to run out: the commits of a
+                        // domain whose lease moved on are refused.
+                        let _ = renew(&mut client, &holder, &renewed);
+                        renewal = Instant::now() + every;
+                        continue;
+                    }
+                    match incoming.recv_timeout(renewal.saturating_duration_since(Instant::now())) {
+                        // A call that panics (a bug) fails alone: its caller is told, and the
+                        // connection goes on.
+                        Ok(call) => {
+                            let _ = panic::catch_unwind(AssertUnwindSafe(|| call(&mut client)));
                         }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
@@ -198,13 +221,18 @@ impl Postgres {
             held,
             clean: false,
             writer: false,
+            empty: false,
         };
         match connected.recv() {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(store.failure(Failure::Db(err))),
             Err(_) => return Err(store.gone()),
         }
-        store.call(migrate)?;
+        if writer {
+            store.call(migrate)?;
+        } else {
+            store.empty = !store.call(check_schema)?;
+        }
         if writer {
             let instance = store.instance.clone();
             let boot = crate::snapshot::boot_id();
@@ -230,9 +258,18 @@ impl Postgres {
         if !sent {
             return Err(self.gone());
         }
-        match answer.recv() {
+        match answer.recv_timeout(CALL_TIMEOUT) {
             Ok(done) => done.map_err(|failure| self.failure(failure)),
-            Err(_) => Err(self.gone()),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::Unavailable {
+                location: self.location.clone(),
+                detail: format!("no answer in {} s", CALL_TIMEOUT.as_secs()),
+            }),
+            // The call panicked: a bug of rotor's, not the database's.
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::Database {
+                location: self.location.clone(),
+                detail: "a call to the database failed inside rotor (a bug: please report it)"
+                    .into(),
+            }),
         }
     }
 
@@ -257,6 +294,13 @@ impl Postgres {
                 path: PathBuf::from(location),
                 detail: format!(
                     "its schema (version {version}) was written by a newer rotor (this one knows up to {}): nothing was changed; run that rotor, or a newer one",
+                    schema::latest()
+                ),
+            },
+            Failure::Older(version) => StoreError::Open {
+                path: PathBuf::from(location),
+                detail: format!(
+                    "its schema (version {version}) is older than this rotor's ({}): the next pass brings it up to date",
                     schema::latest()
                 ),
             },
@@ -299,6 +343,27 @@ impl Drop for Postgres {
             let _ = worker.join();
         }
     }
+}
+
+/// For a reader, who changes nothing: whether there is a store yet, refused unless its
+/// schema is this rotor's (an older one is a pass's to migrate).
+fn check_schema(client: &mut Client) -> Done<bool> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('rotor_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(false);
+    }
+    let current: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM rotor_schema", &[])?
+        .get(0);
+    if current > schema::latest() {
+        return Err(Failure::Newer(current));
+    }
+    if current < schema::latest() {
+        return Err(Failure::Older(current));
+    }
+    Ok(true)
 }
 
 /// Brings the schema to this rotor's version, under the migration lock.
@@ -369,6 +434,12 @@ fn opened(client: &mut Client, instance: &str, boot: Option<&str>) -> Done<bool>
     )?;
     tx.commit()?;
     Ok(clean)
+}
+
+/// Where `instance`'s last pass is kept: each instance has its own (a host's clock a little
+/// behind another's must not read as a clock that went back).
+fn pass_name(instance: &str) -> String {
+    format!("last_pass:{instance}")
 }
 
 /// `domain`'s part of a snapshot being read.
@@ -457,6 +528,17 @@ fn causes<'e>(
     })
 }
 
+/// Whether `url` names a password among its parameters (`?password=…`).
+pub fn has_password_parameter(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            pair.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("password"))
+        })
+    })
+}
+
 /// Whether `host` is this machine: a socket, a loopback address, `localhost`.
 fn is_local(host: &::postgres::config::Host) -> bool {
     match host {
@@ -490,46 +572,42 @@ fn describe(config: &Config) -> String {
     )
 }
 
-/// `url` with whatever stands between `://` and `@` after a `:` (a password) hidden.
+/// `url` as errors show it: its scheme and host, nothing that could be a secret (a password in
+/// the user part or in a parameter).
 fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(a connection URL)".into();
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}")
-        }
-        None => url.to_string(),
-    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}")
 }
 
 impl Backend for Postgres {
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        self.records(
-            "SELECT record::text FROM keys ORDER BY domain, selector",
-            vec![],
-        )
+        self.records("SELECT record FROM keys ORDER BY domain, selector", vec![])
     }
 
     fn domain_keys(&self, domain: &str) -> Result<Vec<KeyRecord>, StoreError> {
         self.records(
-            "SELECT record::text FROM keys WHERE domain = $1 ORDER BY selector",
+            "SELECT record FROM keys WHERE domain = $1 ORDER BY selector",
             vec![domain.to_string()],
         )
     }
 
     fn history(&self, domain: &str) -> Result<Vec<Event>, StoreError> {
         self.records(
-            "SELECT record::text FROM events WHERE domain = $1 ORDER BY at, id",
+            "SELECT record FROM events WHERE domain = $1 ORDER BY at, id",
             vec![domain.to_string()],
         )
     }
 
     fn last_pass(&self) -> Result<Option<PassRecord>, StoreError> {
         let found: Vec<Option<PassRecord>> = self.records(
-            "SELECT value::text FROM meta WHERE name = 'last_pass'",
-            vec![],
+            "SELECT value FROM meta WHERE name = $1",
+            vec![pass_name(&self.instance)],
         )?;
         Ok(found.into_iter().next().flatten())
     }
@@ -540,11 +618,16 @@ impl Backend for Postgres {
         boot: Option<BootClock>,
         success: bool,
     ) -> Result<PassRecord, StoreError> {
+        let name = pass_name(&self.instance);
         self.call(move |client| {
             let mut tx = client.transaction()?;
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ($1, 'null') ON CONFLICT DO NOTHING",
+                &[&name],
+            )?;
             let row = tx.query_one(
-                "SELECT value::text FROM meta WHERE name = 'last_pass' FOR UPDATE",
-                &[],
+                "SELECT value FROM meta WHERE name = $1 FOR UPDATE",
+                &[&name],
             )?;
             let before: Option<PassRecord> = decode("meta last_pass", row.get(0))?;
             let record = PassRecord::after(before, at, boot, success);
@@ -553,8 +636,8 @@ impl Backend for Postgres {
                 detail: err.to_string(),
             })?;
             tx.execute(
-                "UPDATE meta SET value = $1::text::jsonb WHERE name = 'last_pass'",
-                &[&text],
+                "UPDATE meta SET value = $2 WHERE name = $1",
+                &[&name, &text],
             )?;
             tx.commit()?;
             Ok(record)
@@ -621,13 +704,13 @@ impl Backend for Postgres {
                     // A new key: only if there is none yet (a racing insert waits for the
                     // other transaction, then finds the row and writes nothing).
                     None => tx.execute(
-                        "INSERT INTO keys (domain, selector, record) VALUES ($1, $2, $3::text::jsonb)
+                        "INSERT INTO keys (domain, selector, record) VALUES ($1, $2, $3)
                          ON CONFLICT (domain, selector) DO NOTHING",
                         &[domain, selector, after],
                     )?,
                     Some(before) => {
                         let current = tx.query_opt(
-                            "SELECT record::text FROM keys WHERE domain = $1 AND selector = $2 FOR UPDATE",
+                            "SELECT record FROM keys WHERE domain = $1 AND selector = $2 FOR UPDATE",
                             &[domain, selector],
                         )?;
                         let current: Option<KeyRecord> = current
@@ -637,7 +720,7 @@ impl Backend for Postgres {
                             0
                         } else {
                             tx.execute(
-                                "UPDATE keys SET record = $3::text::jsonb WHERE domain = $1 AND selector = $2",
+                                "UPDATE keys SET record = $3 WHERE domain = $1 AND selector = $2",
                                 &[domain, selector, after],
                             )?
                         }
@@ -653,7 +736,7 @@ impl Backend for Postgres {
             }
             for (domain, at, record) in &events {
                 tx.execute(
-                    "INSERT INTO events (domain, at, record) VALUES ($1, $2, $3::text::jsonb)",
+                    "INSERT INTO events (domain, at, record) VALUES ($1, $2, $3)",
                     &[domain, at, record],
                 )?;
             }
@@ -673,10 +756,7 @@ impl Backend for Postgres {
         self.call(move |client| {
             let mut tx = client.build_transaction().read_only(true).start()?;
             let written: Option<String> = tx
-                .query_one(
-                    "SELECT value #>> '{}' FROM meta WHERE name = 'due_fingerprint'",
-                    &[],
-                )?
+                .query_one("SELECT value FROM meta WHERE name = 'due_fingerprint'", &[])?
                 .get(0);
             if written.as_deref() != Some(fingerprint.as_str()) {
                 return Ok(None);
@@ -701,7 +781,7 @@ impl Backend for Postgres {
         due: &[(&str, u64)],
         every: bool,
     ) -> Result<(), StoreError> {
-        let fingerprint = serde_json::Value::String(fingerprint.to_string()).to_string();
+        let fingerprint = fingerprint.to_string();
         let domains: Vec<String> = due.iter().map(|(domain, _)| domain.to_string()).collect();
         let times: Vec<i64> = due.iter().map(|(_, at)| db_time(*at)).collect();
         self.call(move |client| {
@@ -715,7 +795,7 @@ impl Backend for Postgres {
                 &[&domains, &times],
             )?;
             tx.execute(
-                "UPDATE meta SET value = $1::text::jsonb WHERE name = 'due_fingerprint'",
+                "UPDATE meta SET value = $1 WHERE name = 'due_fingerprint'",
                 &[&fingerprint],
             )?;
             tx.commit()?;
@@ -734,7 +814,7 @@ impl Backend for Postgres {
             let mut tx = client.transaction()?;
             let (org, id, record) = &seen;
             let new = tx.execute(
-                "INSERT INTO reports (org, report_id, record) VALUES ($1, $2, $3::text::jsonb)
+                "INSERT INTO reports (org, report_id, record) VALUES ($1, $2, $3)
                  ON CONFLICT (org, report_id) DO NOTHING",
                 &[org, id, record],
             )?;
@@ -758,12 +838,12 @@ impl Backend for Postgres {
                 })?;
                 // The row first, so that two reports of one day add up instead of racing.
                 tx.execute(
-                    "INSERT INTO dkim_days (domain, selector, day, record) VALUES ($1, $2, $3, $4::text::jsonb)
+                    "INSERT INTO dkim_days (domain, selector, day, record) VALUES ($1, $2, $3, $4)
                      ON CONFLICT DO NOTHING",
                     &[&key.0, &key.1, &key.2, &zero],
                 )?;
                 let row = tx.query_one(
-                    "SELECT record::text FROM dkim_days WHERE domain = $1 AND selector = $2 AND day = $3 FOR UPDATE",
+                    "SELECT record FROM dkim_days WHERE domain = $1 AND selector = $2 AND day = $3 FOR UPDATE",
                     &[&key.0, &key.1, &key.2],
                 )?;
                 let mut total: DkimDay =
@@ -777,7 +857,7 @@ impl Backend for Postgres {
                     detail: err.to_string(),
                 })?;
                 tx.execute(
-                    "UPDATE dkim_days SET record = $4::text::jsonb WHERE domain = $1 AND selector = $2 AND day = $3",
+                    "UPDATE dkim_days SET record = $4 WHERE domain = $1 AND selector = $2 AND day = $3",
                     &[&key.0, &key.1, &key.2, &total],
                 )?;
             }
@@ -794,21 +874,19 @@ impl Backend for Postgres {
 
     fn dkim_days(&self, domain: &str) -> Result<Vec<DkimDay>, StoreError> {
         self.records(
-            "SELECT record::text FROM dkim_days WHERE domain = $1 ORDER BY selector, day",
+            "SELECT record FROM dkim_days WHERE domain = $1 ORDER BY selector, day",
             vec![domain.to_string()],
         )
     }
 
     fn seen_reports(&self) -> Result<Vec<SeenReport>, StoreError> {
-        self.records(
-            "SELECT record::text FROM reports ORDER BY org, report_id",
-            vec![],
-        )
+        self.records("SELECT record FROM reports ORDER BY org, report_id", vec![])
     }
 
     fn read(&self, domains: Option<&[&str]>, history: bool) -> Result<Snapshot, StoreError> {
         let only: Option<Vec<String>> =
             domains.map(|domains| domains.iter().map(|d| d.to_string()).collect());
+        let pass_name = pass_name(&self.instance);
         self.call(move |client| {
             // One snapshot of the database for every query: the store as of one commit.
             let mut tx = client
@@ -819,7 +897,7 @@ impl Backend for Postgres {
             let mut found: BTreeMap<String, DomainSnapshot> = BTreeMap::new();
             // Each table's records of the domains asked for (all: `None`), by domain.
             let mut rows = |table: &str, order: &str| -> Done<Vec<(String, String)>> {
-                let select = format!("SELECT domain, record::text FROM {table}");
+                let select = format!("SELECT domain, record FROM {table}");
                 let rows = match &only {
                     Some(only) => tx.query(
                         &format!("{select} WHERE domain = ANY($1) ORDER BY domain, {order}"),
@@ -843,16 +921,21 @@ impl Backend for Postgres {
                 let day = decode("dkim_days", &text)?;
                 part(&mut found, domain).dkim.push(day);
             }
-            let pass =
-                tx.query_one("SELECT value::text FROM meta WHERE name = 'last_pass'", &[])?;
-            let last_pass: Option<PassRecord> = decode("meta last_pass", pass.get(0))?;
+            let pass = tx.query_opt("SELECT value FROM meta WHERE name = $1", &[&pass_name])?;
+            let last_pass: Option<PassRecord> = match pass {
+                Some(row) => decode("meta last_pass", row.get(0))?,
+                None => None,
+            };
             tx.commit()?;
             Ok(Snapshot::new(found.into_values().collect(), last_pass))
         })
     }
 
     fn lease(&self, domains: &[&str], ttl: Duration) -> Result<Vec<String>, StoreError> {
-        let wanted: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+        // In one order for every instance: two taking many leases at once never deadlock.
+        let mut wanted: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         let (holder, held) = (self.instance.clone(), Arc::clone(&self.held));
         let seconds = ttl.as_secs_f64();
         self.call(move |client| {

@@ -1,6 +1,8 @@
 //! The PostgreSQL schema, as numbered migrations run in order on open, each once (recorded in
 //! `rotor_schema`), all under one advisory lock so that instances starting together migrate
 //! one after the other. Names compare byte by byte (`COLLATE "C"`), as sled orders them.
+//! Records are their JSON as rotor writes it, in `text` columns (`jsonb` refuses a JSON string
+//! holding a NUL, which an error from a remote server may carry; `record::jsonb` reads them).
 
 /// The migrations: version, then the SQL that brings the schema from the version before to it.
 pub(super) const MIGRATIONS: &[(i32, &str)] = &[
@@ -10,21 +12,21 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
 CREATE TABLE keys (
     domain text COLLATE "C" NOT NULL,
     selector text COLLATE "C" NOT NULL,
-    record jsonb NOT NULL,
+    record text NOT NULL,
     PRIMARY KEY (domain, selector)
 );
 CREATE TABLE events (
     id bigserial PRIMARY KEY,
     domain text COLLATE "C" NOT NULL,
     at bigint NOT NULL,
-    record jsonb NOT NULL
+    record text NOT NULL
 );
 CREATE INDEX events_by_domain ON events (domain, at, id);
 CREATE TABLE meta (
     name text PRIMARY KEY,
-    value jsonb NOT NULL
+    value text NOT NULL
 );
-INSERT INTO meta (name, value) VALUES ('last_pass', 'null'), ('due_fingerprint', 'null');
+INSERT INTO meta (name, value) VALUES ('due_fingerprint', '');
 CREATE TABLE due (
     domain text COLLATE "C" PRIMARY KEY,
     at bigint NOT NULL
@@ -33,14 +35,14 @@ CREATE INDEX due_by_time ON due (at);
 CREATE TABLE reports (
     org text COLLATE "C" NOT NULL,
     report_id text COLLATE "C" NOT NULL,
-    record jsonb NOT NULL,
+    record text NOT NULL,
     PRIMARY KEY (org, report_id)
 );
 CREATE TABLE dkim_days (
     domain text COLLATE "C" NOT NULL,
     selector text COLLATE "C" NOT NULL,
     day bigint NOT NULL,
-    record jsonb NOT NULL,
+    record text NOT NULL,
     PRIMARY KEY (domain, selector, day)
 );
 CREATE TABLE writers (
