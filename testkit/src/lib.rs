@@ -333,7 +333,8 @@ pub struct Bind {
 /// How the secondary follows the primary.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Secondary {
-    /// The primary sends NOTIFY; the secondary transfers at once.
+    /// The primary sends NOTIFY; the secondary transfers at once (and asks the serial every
+    /// few seconds, should a NOTIFY be lost).
     Notified,
     /// No NOTIFY and a one-hour refresh: the secondary lags until `retransfer`.
     Lagging,
@@ -442,11 +443,19 @@ impl Bind {
             ),
         )
         .unwrap();
+        // A notified secondary also asks the primary's serial every few seconds: a NOTIFY lost
+        // on a loaded machine then costs seconds, not the SOA's 10-minute retry.
+        let poll = match secondary {
+            Secondary::Notified => {
+                "\n  min-refresh-time 1; max-refresh-time 3; min-retry-time 1; max-retry-time 3;"
+            }
+            Secondary::Lagging => "",
+        };
         let zones = zone_statements(|zone| {
             format!(
                 "type secondary;
   file \"{zone}.db\";
-  primaries {{ 127.0.0.1 port {port1}; }};"
+  primaries {{ 127.0.0.1 port {port1}; }};{poll}"
             )
         });
         let secondary_conf = format!(
