@@ -72,15 +72,6 @@ impl Location {
             }
         }
     }
-
-    /// Where a sled store's backup is kept (`None`: the database's own backups, the
-    /// operator's).
-    pub fn backup_path(&self) -> Option<PathBuf> {
-        match self {
-            Self::Sled(dir) => Some(Store::backup_path(dir)),
-            Self::Postgres(_) => None,
-        }
-    }
 }
 
 /// The store: key records, their history, the index of due domains and DMARC evidence.

@@ -464,11 +464,22 @@ fn decode<T: DeserializeOwned>(what: &str, text: &str) -> Done<T> {
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|err| StoreError::Database {
-        location: String::new(),
-        detail: format!("cannot encode a record: {err}"),
+/// `value` as the JSON text a record column holds.
+fn encode<T: Serialize>(value: &T) -> Done<String> {
+    serde_json::to_string(value).map_err(|err| Failure::Corrupt {
+        key: "(a record being written)".into(),
+        detail: err.to_string(),
     })
+}
+
+/// Inside a transaction: makes `domains` due at once (time 0), as every commit does.
+fn mark_due_now(tx: &mut ::postgres::Transaction<'_>, domains: &[String]) -> Done<()> {
+    tx.execute(
+        "INSERT INTO due (domain, at) SELECT unnest($1::text[]), 0
+         ON CONFLICT (domain) DO UPDATE SET at = 0",
+        &[&domains],
+    )?;
+    Ok(())
 }
 
 /// A time for a `bigint` column: times past its range (292 billion years: only the engine's
@@ -631,10 +642,7 @@ impl Backend for Postgres {
             )?;
             let before: Option<PassRecord> = decode("meta last_pass", row.get(0))?;
             let record = PassRecord::after(before, at, boot, success);
-            let text = serde_json::to_string(&record).map_err(|err| Failure::Corrupt {
-                key: "meta last_pass".into(),
-                detail: err.to_string(),
-            })?;
+            let text = encode(&record)?;
             tx.execute(
                 "UPDATE meta SET value = $2 WHERE name = $1",
                 &[&name, &text],
@@ -657,13 +665,19 @@ impl Backend for Postgres {
                     before.cloned(),
                     after.domain.clone(),
                     after.selector.clone(),
-                    encode(after)?,
+                    encode(after).map_err(|f| self.failure(f))?,
                 ))
             })
             .collect::<Result<_, StoreError>>()?;
         let events: Vec<(String, i64, String)> = events
             .iter()
-            .map(|event| Ok((event.domain.clone(), db_time(event.at), encode(event)?)))
+            .map(|event| {
+                Ok((
+                    event.domain.clone(),
+                    db_time(event.at),
+                    encode(event).map_err(|f| self.failure(f))?,
+                ))
+            })
             .collect::<Result<_, StoreError>>()?;
         let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
         let fenced: Vec<(String, i64)> = {
@@ -740,11 +754,7 @@ impl Backend for Postgres {
                     &[domain, at, record],
                 )?;
             }
-            tx.execute(
-                "INSERT INTO due (domain, at) SELECT unnest($1::text[]), 0
-                 ON CONFLICT (domain) DO UPDATE SET at = 0",
-                &[&domains],
-            )?;
+            mark_due_now(&mut tx, &domains)?;
             tx.commit()?;
             Ok(())
         })
@@ -807,7 +817,7 @@ impl Backend for Postgres {
         let seen = (
             report.org.clone(),
             report.report_id.clone(),
-            encode(report)?,
+            encode(report).map_err(|f| self.failure(f))?,
         );
         let days = days.to_vec();
         self.call(move |client| {
@@ -832,10 +842,7 @@ impl Backend for Postgres {
                     ..day.clone()
                 };
                 let key = (day.domain.as_str(), day.selector.as_str(), db_time(day.day));
-                let zero = serde_json::to_string(&zero).map_err(|err| Failure::Corrupt {
-                    key: "dkim_days".into(),
-                    detail: err.to_string(),
-                })?;
+                let zero = encode(&zero)?;
                 // The row first, so that two reports of one day add up instead of racing.
                 tx.execute(
                     "INSERT INTO dkim_days (domain, selector, day, record) VALUES ($1, $2, $3, $4)
@@ -852,21 +859,14 @@ impl Backend for Postgres {
                 total.fail += day.fail;
                 total.other += day.other;
                 total.orgs.extend(day.orgs.iter().cloned());
-                let total = serde_json::to_string(&total).map_err(|err| Failure::Corrupt {
-                    key: "dkim_days".into(),
-                    detail: err.to_string(),
-                })?;
+                let total = encode(&total)?;
                 tx.execute(
                     "UPDATE dkim_days SET record = $4 WHERE domain = $1 AND selector = $2 AND day = $3",
                     &[&key.0, &key.1, &key.2, &total],
                 )?;
             }
             let domains: Vec<String> = domains.into_iter().collect();
-            tx.execute(
-                "INSERT INTO due (domain, at) SELECT unnest($1::text[]), 0
-                 ON CONFLICT (domain) DO UPDATE SET at = 0",
-                &[&domains],
-            )?;
+            mark_due_now(&mut tx, &domains)?;
             tx.commit()?;
             Ok(true)
         })
